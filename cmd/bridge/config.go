@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the binary reads from its environment and flags.
+// It is filled only here, in cmd/, and validated once at start.
+type Config struct {
+	ListenAddr string
+
+	BotToken   string
+	GuildID    string
+	CategoryID string
+	APIBase    string
+
+	JWKSURL     string
+	JWTIssuer   string
+	JWTAudience string
+	DevAuth     bool
+
+	HMACSecret     string
+	AllowedOrigins []string
+
+	LogLevel  string
+	LogFormat string
+
+	ICEUDPPort  int
+	ICEPublicIP string
+	ICEServers  string
+	RoomGrace   time.Duration
+
+	// Embedded is true when no bot token is set: the binary runs the
+	// Discord emulator in process and connects to it.
+	Embedded bool
+}
+
+// setting describes one configuration variable: its environment name, the
+// flag that overrides it, its default and its documentation (the same text
+// goes into .env.example).
+type setting struct {
+	env, def, help string
+}
+
+var settings = []setting{
+	{"LISTEN_ADDR", ":8080", "HTTP listen address (web UI, REST API, /api/ws)"},
+	{"DISCORD_BOT_TOKEN", "", "bot token; empty runs the embedded Discord emulator with dev auth"},
+	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves; required with a token"},
+	{"ROOM_CATEGORY_ID", "", "id of the category under which rooms are created; required with a token"},
+	{"DISCORD_API_BASE", "https://discord.com/api/v10", "Discord REST base URL"},
+	{"JWKS_URL", "", "JWKS URL of the identity provider whose JWTs the API accepts; required with a token unless DEV_AUTH=1"},
+	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
+	{"JWT_AUDIENCE", "", "expected aud claim; required with JWKS_URL"},
+	{"DEV_AUTH", "", "1 turns on dev auth (self-issued tokens) even with a bot token; never in production"},
+	{"HUB_HMAC_SECRET", "", "secret for POST /api/internal/events signatures (at least 32 bytes); empty disables the endpoint"},
+	{"ALLOWED_ORIGINS", "", "comma-separated origins allowed to open /api/ws; empty allows same-origin only"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "text", "text or json"},
+	{"ICE_UDP_PORT", "8443", "the one UDP port all WebRTC peers use"},
+	{"ICE_PUBLIC_IP", "", "public IP to advertise when the bridge sits behind a 1:1 NAT (docker run -p)"},
+	{"ICE_SERVERS", "", "comma-separated STUN/TURN URLs handed to browsers, e.g. turn:user:pass@turn.example.com:3478"},
+	{"ROOM_GRACE_PERIOD", "30s", "how long the bot stays in a voice channel after the last browser left"},
+}
+
+// ConfigError names the variable at fault, what is wrong and how to fix it.
+type ConfigError struct {
+	Var, Problem, Fix string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("config: %s: %s; %s", e.Var, e.Problem, e.Fix)
+}
+
+// loadConfig reads the environment through getenv, lets flags in args
+// override it, and validates the result.
+func loadConfig(args []string, getenv func(string) string) (*Config, error) {
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		v := getenv(s.env)
+		if v == "" {
+			v = s.def
+		}
+		values[s.env] = fs.String(flagName(s.env), v, s.help+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("config: %w; run with -h for the list of flags", err)
+	}
+	get := func(name string) string { return strings.TrimSpace(*values[name]) }
+
+	c := &Config{
+		ListenAddr:  get("LISTEN_ADDR"),
+		BotToken:    get("DISCORD_BOT_TOKEN"),
+		GuildID:     get("DISCORD_GUILD_ID"),
+		CategoryID:  get("ROOM_CATEGORY_ID"),
+		APIBase:     get("DISCORD_API_BASE"),
+		JWKSURL:     get("JWKS_URL"),
+		JWTIssuer:   get("JWT_ISSUER"),
+		JWTAudience: get("JWT_AUDIENCE"),
+		HMACSecret:  *values["HUB_HMAC_SECRET"],
+		LogLevel:    strings.ToLower(get("LOG_LEVEL")),
+		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
+		ICEPublicIP: get("ICE_PUBLIC_IP"),
+		ICEServers:  get("ICE_SERVERS"),
+	}
+	c.Embedded = c.BotToken == ""
+	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+
+	var errs []error
+	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
+
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		bad("LISTEN_ADDR", fmt.Sprintf("%q is not host:port", c.ListenAddr), "use a form like :8080 or 127.0.0.1:8080")
+	}
+	switch dev := get("DEV_AUTH"); dev {
+	case "", "0", "false":
+	case "1", "true":
+		c.DevAuth = true
+	default:
+		bad("DEV_AUTH", fmt.Sprintf("%q is not 1 or 0", dev), "set DEV_AUTH=1 to turn dev auth on, or leave it empty")
+	}
+	if c.Embedded {
+		// The embedded default always runs dev auth against its own emulator.
+		c.DevAuth = true
+	} else {
+		if strings.HasPrefix(strings.ToLower(c.BotToken), "bot ") {
+			bad("DISCORD_BOT_TOKEN", "starts with \"Bot \"", "give the bare token from the Developer Portal; the bridge adds the prefix")
+		}
+		checkSnowflake := func(name, val, fix string) {
+			if val == "" {
+				bad(name, "is required when DISCORD_BOT_TOKEN is set", fix)
+			} else if _, err := strconv.ParseUint(val, 10, 64); err != nil {
+				bad(name, fmt.Sprintf("%q is not a Discord id (digits only)", val), fix)
+			}
+		}
+		checkSnowflake("DISCORD_GUILD_ID", c.GuildID, "enable Developer Mode in Discord, right-click the server, Copy Server ID")
+		checkSnowflake("ROOM_CATEGORY_ID", c.CategoryID, "right-click the category that should hold rooms, Copy Channel ID")
+		if u, err := url.Parse(c.APIBase); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("DISCORD_API_BASE", fmt.Sprintf("%q is not an http(s) URL", c.APIBase), "leave it unset to use https://discord.com/api/v10")
+		}
+		if c.JWKSURL == "" && !c.DevAuth {
+			bad("JWKS_URL", "is required when DISCORD_BOT_TOKEN is set", "set it to your identity provider's JWKS URL (or DEV_AUTH=1 for local trials)")
+		}
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("JWKS_URL", fmt.Sprintf("%q is not an http(s) URL", c.JWKSURL), "use the full URL, e.g. https://idp.example.com/.well-known/jwks.json")
+		}
+		if c.JWTIssuer == "" {
+			bad("JWT_ISSUER", "is required with JWKS_URL", "set it to the iss claim your identity provider puts in tokens")
+		}
+		if c.JWTAudience == "" {
+			bad("JWT_AUDIENCE", "is required with JWKS_URL", "set it to the aud claim tokens for the bridge carry")
+		}
+	}
+	if c.HMACSecret != "" && len(c.HMACSecret) < 32 {
+		bad("HUB_HMAC_SECRET", fmt.Sprintf("is %d bytes, shorter than 32", len(c.HMACSecret)), "generate one with: openssl rand -hex 32")
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
+			bad("ALLOWED_ORIGINS", fmt.Sprintf("%q is not an origin", o), "list origins as scheme://host[:port], comma-separated")
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", fmt.Sprintf("%q is not a level", c.LogLevel), "use debug, info, warn or error")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("LOG_FORMAT", fmt.Sprintf("%q is not a format", c.LogFormat), "use text or json")
+	}
+	if p, err := strconv.Atoi(get("ICE_UDP_PORT")); err != nil || p < 0 || p > 65535 {
+		bad("ICE_UDP_PORT", fmt.Sprintf("%q is not a port", get("ICE_UDP_PORT")), "use a number from 1 to 65535 (0 picks a free port)")
+	} else {
+		c.ICEUDPPort = p
+	}
+	if c.ICEPublicIP != "" && net.ParseIP(c.ICEPublicIP) == nil {
+		bad("ICE_PUBLIC_IP", fmt.Sprintf("%q is not an IP address", c.ICEPublicIP), "give the public IPv4 or IPv6 address browsers reach the bridge at")
+	}
+	if d, err := time.ParseDuration(get("ROOM_GRACE_PERIOD")); err != nil || d < 0 {
+		bad("ROOM_GRACE_PERIOD", fmt.Sprintf("%q is not a duration", get("ROOM_GRACE_PERIOD")), "use a Go duration such as 30s or 2m")
+	} else {
+		c.RoomGrace = d
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// flagName turns an environment variable name into its flag:
+// LISTEN_ADDR becomes -listen-addr.
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(env), "_", "-")
+}
+
+// envExample renders .env.example from the settings table, so the file and
+// the binary never disagree.
+func envExample() string {
+	var b strings.Builder
+	b.WriteString("# Configuration of the bridge. Every variable can also be given as a flag\n")
+	b.WriteString("# (LISTEN_ADDR is -listen-addr). Generated by: go run ./cmd/bridge -print-env-example\n\n")
+	for _, s := range settings {
+		fmt.Fprintf(&b, "# %s\n%s=%s\n\n", s.help, s.env, s.def)
+	}
+	return b.String()
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigEmbeddedDefault(t *testing.T) {
+	c, err := loadConfig(nil, envFrom(nil))
+	if err != nil {
+		t.Fatalf("empty environment must run the embedded default: %v", err)
+	}
+	if !c.Embedded || !c.DevAuth {
+		t.Fatalf("Embedded=%v DevAuth=%v, want both true without a token", c.Embedded, c.DevAuth)
+	}
+	if c.ListenAddr != ":8080" || c.ICEUDPPort != 8443 || c.RoomGrace != 30*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestConfigFlagOverridesEnv(t *testing.T) {
+	c, err := loadConfig([]string{"-listen-addr", "127.0.0.1:9999", "-log-level", "debug"},
+		envFrom(map[string]string{"LISTEN_ADDR": ":7000", "LOG_LEVEL": "warn"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != "127.0.0.1:9999" || c.LogLevel != "debug" {
+		t.Fatalf("flags must override env: %+v", c)
+	}
+}
+
+func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
+	prod := map[string]string{
+		"DISCORD_BOT_TOKEN": "abc.def.ghi",
+		"DISCORD_GUILD_ID":  "123456789012345678",
+		"ROOM_CATEGORY_ID":  "223456789012345678",
+		"JWKS_URL":          "https://idp.example.com/jwks.json",
+		"JWT_ISSUER":        "https://idp.example.com/",
+		"JWT_AUDIENCE":      "bridge",
+	}
+	c, err := loadConfig(nil, envFrom(prod))
+	if err != nil {
+		t.Fatalf("complete production config refused: %v", err)
+	}
+	if c.Embedded || c.DevAuth {
+		t.Fatalf("with a token: Embedded=%v DevAuth=%v, want false", c.Embedded, c.DevAuth)
+	}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range prod {
+			m[a] = b
+		}
+		m[k] = v
+		return m
+	}
+	cases := []struct {
+		env  map[string]string
+		want []string // each must appear in the error
+	}{
+		{with("DISCORD_GUILD_ID", ""), []string{"DISCORD_GUILD_ID", "required", "Copy Server ID"}},
+		{with("DISCORD_GUILD_ID", "guild"), []string{"DISCORD_GUILD_ID", `"guild" is not a Discord id`}},
+		{with("ROOM_CATEGORY_ID", ""), []string{"ROOM_CATEGORY_ID", "required"}},
+		{with("JWKS_URL", ""), []string{"JWKS_URL", "required", "DEV_AUTH=1"}},
+		{with("JWKS_URL", "ftp://x"), []string{"JWKS_URL", "not an http(s) URL"}},
+		{with("JWT_ISSUER", ""), []string{"JWT_ISSUER", "required with JWKS_URL"}},
+		{with("JWT_AUDIENCE", ""), []string{"JWT_AUDIENCE", "required with JWKS_URL"}},
+		{with("DISCORD_BOT_TOKEN", "Bot abc"), []string{"DISCORD_BOT_TOKEN", "bare token"}},
+		{with("HUB_HMAC_SECRET", "short"), []string{"HUB_HMAC_SECRET", "shorter than 32", "openssl rand"}},
+		{with("LISTEN_ADDR", "8080"), []string{"LISTEN_ADDR", "not host:port"}},
+		{with("LOG_LEVEL", "loud"), []string{"LOG_LEVEL", "debug, info, warn or error"}},
+		{with("LOG_FORMAT", "xml"), []string{"LOG_FORMAT", "text or json"}},
+		{with("ICE_UDP_PORT", "70000"), []string{"ICE_UDP_PORT", "not a port"}},
+		{with("ICE_PUBLIC_IP", "example.com"), []string{"ICE_PUBLIC_IP", "not an IP"}},
+		{with("ALLOWED_ORIGINS", "example.com"), []string{"ALLOWED_ORIGINS", "not an origin"}},
+		{with("ROOM_GRACE_PERIOD", "soon"), []string{"ROOM_GRACE_PERIOD", "not a duration"}},
+		{with("DEV_AUTH", "yes"), []string{"DEV_AUTH", "not 1 or 0"}},
+	}
+	for _, tc := range cases {
+		_, err := loadConfig(nil, envFrom(tc.env))
+		if err == nil {
+			t.Errorf("%v: accepted, want an error", tc.want)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not mention %q", err, w)
+			}
+		}
+		if strings.Count(err.Error(), "\n") != 0 {
+			t.Errorf("one problem must give one line, got %q", err)
+		}
+	}
+
+	devOK := with("JWKS_URL", "")
+	devOK["DEV_AUTH"] = "1"
+	if c, err := loadConfig(nil, envFrom(devOK)); err != nil || !c.DevAuth {
+		t.Fatalf("DEV_AUTH=1 with a token must be accepted and on: %v", err)
+	}
+}
+
+func TestRunStopsOnBadConfigWithOneLine(t *testing.T) {
+	var out, errOut strings.Builder
+	code := run(nil, envFrom(map[string]string{"DISCORD_BOT_TOKEN": "t", "DISCORD_GUILD_ID": "1",
+		"ROOM_CATEGORY_ID": "2", "JWKS_URL": "https://x/jwks", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a",
+		"LOG_LEVEL": "chatty"}), &out, &errOut)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "LOG_LEVEL") {
+		t.Fatalf("want one line naming LOG_LEVEL, got %q", errOut.String())
+	}
+}
+
+func TestEnvExampleIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != envExample() {
+		t.Fatal(".env.example is stale: regenerate with go run ./cmd/bridge -print-env-example > .env.example")
+	}
+	for _, s := range settings {
+		if !strings.Contains(string(b), s.env+"=") {
+			t.Errorf(".env.example lacks %s", s.env)
+		}
+	}
+}
