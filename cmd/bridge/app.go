@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/gateway/discordtest"
 	"github.com/voicebridge/bridge/hub"
-	"github.com/voicebridge/bridge/voice/voicetest"
+	"github.com/voicebridge/bridge/media"
+	"github.com/voicebridge/bridge/web"
 )
 
 // app is the wired bridge: every part, started, with one Shutdown.
@@ -20,13 +23,13 @@ type app struct {
 	cfg *Config
 	log *slog.Logger
 
-	voiceEmu *voicetest.Server   // embedded default only
-	emu      *discordtest.Server // embedded default only
-	gw       *gateway.Client
-	hub      *hub.Hub
-	srv      *http.Server
-	ln       net.Listener
-	done     chan error
+	demo  *discordtest.Demo // the embedded default's emulated Discord
+	gw    *gateway.Client
+	hub   *hub.Hub
+	media *media.Manager
+	srv   *http.Server
+	ln    net.Listener
+	done  chan error
 }
 
 // devIssuer and devAudience are the claims of dev-auth tokens.
@@ -35,7 +38,19 @@ const (
 	devAudience = "bridge"
 )
 
-func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
+// tuning adjusts the parts' timings and the emulator; the zero value is
+// production's. Tests shorten heartbeats and backoffs with it.
+type tuning struct {
+	demo    discordtest.DemoOptions
+	gateway func(*gateway.Options)
+	media   func(*media.Options)
+}
+
+func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	return newTunedApp(ctx, cfg, log, tuning{})
+}
+
+func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, done: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -45,25 +60,19 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err err
 
 	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
-		a.voiceEmu, err = voicetest.Start(voicetest.Options{Logger: log.With("part", "voice-emulator")})
+		demoOpts := tune.demo
+		demoOpts.Logger = log
+		a.demo, err = discordtest.StartDemo(demoOpts)
 		if err != nil {
-			return nil, fmt.Errorf("voice emulator: %w", err)
+			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
 		}
-		a.emu, err = discordtest.Start(discordtest.Options{
-			Voice:            a.voiceEmu,
-			IdentifyInterval: time.Second,
-			Logger:           log.With("part", "discord-emulator"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("discord emulator: %w", err)
-		}
-		o := a.emu.Options()
+		o := a.demo.Discord.Options()
 		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
-		apiBase = a.emu.URL() + "/api/v10"
+		apiBase = a.demo.Discord.URL() + "/api/v10"
 		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
 	}
 
-	a.gw, err = gateway.New(gateway.Options{
+	gwOpts := gateway.Options{
 		Token:      token,
 		GuildID:    guildID,
 		CategoryID: categoryID,
@@ -71,8 +80,15 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err err
 		Logger:     log.With("part", "gateway"),
 		OnEvent: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)
+			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
+				a.media.RoomEnded(p.ChannelID)
+			}
 		},
-	})
+	}
+	if tune.gateway != nil {
+		tune.gateway(&gwOpts)
+	}
+	a.gw, err = gateway.New(gwOpts)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -120,10 +136,13 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err err
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/", a.hub.Handler())
+	if a.media, err = media.NewManager(a.mediaOptions(guildID, tune)); err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	wireSignaling(a.hub, a.media)
+
 	a.srv = &http.Server{
-		Handler:           mux,
+		Handler:           routes(a.hub.Handler(), web.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -174,16 +193,59 @@ func (a *app) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// mediaOptions turns the ICE settings into media's options.
+func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
+	cfg := a.cfg
+	var voiceTLS *tls.Config
+	if a.demo != nil {
+		voiceTLS = a.demo.Voice.TLSConfig()
+	}
+	o := media.Options{
+		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log.With("part", "voice")},
+		GuildID: guildID,
+		RoomExists: func(channelID string) bool {
+			for _, r := range a.gw.Rooms() {
+				if r.ChannelID == channelID {
+					return true
+				}
+			}
+			return false
+		},
+		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
+		Grace:        cfg.RoomGrace,
+		Logger:       a.log.With("part", "media"),
+		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
+		MemberName: func(userID string) string {
+			for _, r := range a.gw.Rooms() {
+				for _, m := range r.Members {
+					if m.UserID == userID {
+						return m.Name
+					}
+				}
+			}
+			return ""
+		},
+	}
+	if cfg.ICEPublicIP != "" {
+		o.PublicIPs = []string{cfg.ICEPublicIP}
+	}
+	o.ICEServers = cfg.ICEServers
+	if tune.media != nil {
+		tune.media(&o)
+	}
+	return o
+}
+
 func (a *app) closeParts(ctx context.Context) error {
 	var errs []error
+	if a.media != nil {
+		errs = append(errs, a.media.Close(ctx))
+	}
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close(ctx))
 	}
-	if a.emu != nil {
-		a.emu.Close()
-	}
-	if a.voiceEmu != nil {
-		a.voiceEmu.Close()
+	if a.demo != nil {
+		a.demo.Close()
 	}
 	return errors.Join(errs...)
 }

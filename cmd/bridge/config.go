@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/pion/webrtc/v4"
 )
 
 // Config is everything the binary reads from its environment and flags.
@@ -34,7 +37,7 @@ type Config struct {
 
 	ICEUDPPort  int
 	ICEPublicIP string
-	ICEServers  string
+	ICEServers  []webrtc.ICEServer
 	RoomGrace   time.Duration
 
 	// Embedded is true when no bot token is set: the binary runs the
@@ -109,7 +112,6 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		LogLevel:    strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
 		ICEPublicIP: get("ICE_PUBLIC_IP"),
-		ICEServers:  get("ICE_SERVERS"),
 	}
 	c.Embedded = c.BotToken == ""
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
@@ -191,6 +193,17 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if c.ICEPublicIP != "" && net.ParseIP(c.ICEPublicIP) == nil {
 		bad("ICE_PUBLIC_IP", fmt.Sprintf("%q is not an IP address", c.ICEPublicIP), "give the public IPv4 or IPv6 address browsers reach the bridge at")
 	}
+	for _, entry := range strings.Split(get("ICE_SERVERS"), ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		srv, err := parseICEServer(entry)
+		if err != nil {
+			bad("ICE_SERVERS", err.Error(), "write each server as stun:host:port or turn:user:password@host:port[?transport=udp|tcp]")
+			continue
+		}
+		c.ICEServers = append(c.ICEServers, srv)
+	}
 	if d, err := time.ParseDuration(get("ROOM_GRACE_PERIOD")); err != nil || d < 0 {
 		bad("ROOM_GRACE_PERIOD", fmt.Sprintf("%q is not a duration", get("ROOM_GRACE_PERIOD")), "use a Go duration such as 30s or 2m")
 	} else {
@@ -200,6 +213,41 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// parseICEServer reads one ICE_SERVERS entry: a STUN or TURN URI
+// (RFC 7064, RFC 7065) whose TURN credentials may ride in front of the
+// host as user:password@, since the URI itself has no place for them.
+func parseICEServer(entry string) (webrtc.ICEServer, error) {
+	scheme, rest, ok := strings.Cut(entry, ":")
+	switch {
+	case !ok:
+		return webrtc.ICEServer{}, fmt.Errorf("%q has no scheme", entry)
+	case scheme != "stun" && scheme != "stuns" && scheme != "turn" && scheme != "turns":
+		return webrtc.ICEServer{}, fmt.Errorf("%q: scheme %q is not stun, stuns, turn or turns", entry, scheme)
+	}
+	var srv webrtc.ICEServer
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, pass, ok := strings.Cut(rest[:at], ":")
+		if !ok || user == "" || pass == "" {
+			return webrtc.ICEServer{}, fmt.Errorf("%q: credentials must be user:password@", scheme+":…")
+		}
+		if !strings.HasPrefix(scheme, "turn") {
+			return webrtc.ICEServer{}, fmt.Errorf("%q: only TURN servers take credentials", scheme+":…")
+		}
+		srv.Username, srv.Credential, rest = user, pass, rest[at+1:]
+	} else if strings.HasPrefix(scheme, "turn") {
+		return webrtc.ICEServer{}, fmt.Errorf("%q: a TURN server needs user:password@", entry)
+	}
+	hostport, _, _ := strings.Cut(rest, "?")
+	if hostport == "" {
+		return webrtc.ICEServer{}, fmt.Errorf("%q has no host", scheme+":…")
+	}
+	if _, err := stun.ParseURI(scheme + ":" + rest); err != nil {
+		return webrtc.ICEServer{}, fmt.Errorf("%q: %v", scheme+":"+rest, err)
+	}
+	srv.URLs = []string{scheme + ":" + rest}
+	return srv, nil
 }
 
 // flagName turns an environment variable name into its flag:

@@ -80,6 +80,9 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("ALLOWED_ORIGINS", "example.com"), []string{"ALLOWED_ORIGINS", "not an origin"}},
 		{with("ROOM_GRACE_PERIOD", "soon"), []string{"ROOM_GRACE_PERIOD", "not a duration"}},
 		{with("DEV_AUTH", "yes"), []string{"DEV_AUTH", "not 1 or 0"}},
+		{with("ICE_SERVERS", "turn:turn.example.com:3478"), []string{"ICE_SERVERS", "needs user:password@"}},
+		{with("ICE_SERVERS", "stun:u:p@stun.example.com"), []string{"ICE_SERVERS", "only TURN servers take credentials"}},
+		{with("ICE_SERVERS", "http://stun.example.com"), []string{"ICE_SERVERS", "not stun, stuns, turn or turns"}},
 	}
 	for _, tc := range cases {
 		_, err := loadConfig(nil, envFrom(tc.env))
@@ -101,6 +104,25 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 	devOK["DEV_AUTH"] = "1"
 	if c, err := loadConfig(nil, envFrom(devOK)); err != nil || !c.DevAuth {
 		t.Fatalf("DEV_AUTH=1 with a token must be accepted and on: %v", err)
+	}
+}
+
+func TestConfigICEServers(t *testing.T) {
+	c, err := loadConfig(nil, envFrom(map[string]string{
+		"ICE_SERVERS": "stun:stun.example.com:3478, turn:alice:s3cret@turn.example.com:3478?transport=tcp",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ICEServers) != 2 {
+		t.Fatalf("got %d servers: %+v", len(c.ICEServers), c.ICEServers)
+	}
+	if c.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" || c.ICEServers[0].Username != "" {
+		t.Fatalf("stun entry %+v", c.ICEServers[0])
+	}
+	turn := c.ICEServers[1]
+	if turn.URLs[0] != "turn:turn.example.com:3478?transport=tcp" || turn.Username != "alice" || turn.Credential != "s3cret" {
+		t.Fatalf("turn entry %+v", turn)
 	}
 }
 

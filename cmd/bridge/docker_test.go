@@ -46,7 +46,7 @@ func TestDockerImageBinaryRunsInEmptyRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(root, "bridge")
-	args := strings.Fields(string(build[1]))[1:] // drop CGO_ENABLED=0, set below
+	args := shellWords(string(build[1]))[1:] // drop CGO_ENABLED=0, set below
 	args = append(args, "-o", bin, "./"+strings.TrimPrefix(string(build[3]), "./"))
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = "../.."
@@ -120,4 +120,36 @@ func TestDockerImageBinaryRunsInEmptyRoot(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("binary did not stop on SIGTERM")
 	}
+}
+
+// shellWords splits a Dockerfile RUN line the way sh would for the simple
+// quoting it uses: spaces separate words, quotes group them.
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	var quote rune
+	inWord := false
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '"' || r == '\'':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
 }

@@ -1,0 +1,732 @@
+package main
+
+// Real-browser tests of the web UI: Debian's Chromium, driven headless with
+// chromedp, with a fake camera and microphone (docs: browser-testing.md).
+//
+// The stack under test is the embedded default assembled in process by
+// startBrowserStack: the Discord emulator with its demo members (Ada talks,
+// Test Pattern shows video, Echo plays back what it hears), the gateway
+// client, the hub with dev auth, the media manager with the voice client as
+// its Discord leg, and the web UI.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pion/opus"
+	"go.uber.org/goleak"
+
+	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/gateway/discordtest"
+	"github.com/voicebridge/bridge/hub"
+	"github.com/voicebridge/bridge/media"
+	"github.com/voicebridge/bridge/voice"
+	"github.com/voicebridge/bridge/web"
+)
+
+// chromiumPath is Debian's Chromium (apt-get install chromium).
+const chromiumPath = "/usr/bin/chromium"
+
+// screenshotDir is where the tests leave pictures of the page (gitignored).
+var screenshotDir = filepath.Join("..", "..", "testoutput", "screenshots")
+
+// ---------------------------------------------------------------- stack
+
+// browserStack is the bridge as the browser sees it, on 127.0.0.1.
+type browserStack struct {
+	base string
+	demo *discordtest.Demo
+	hub  *hub.Hub
+}
+
+// startBrowserStack assembles the embedded default with media and the web
+// UI and serves it on a loopback port. handler, when set, wraps the
+// server's handler (a test uses it to make the API unreachable).
+func startBrowserStack(t *testing.T, wrap func(http.Handler) http.Handler) *browserStack {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	demo, err := discordtest.StartDemo(discordtest.DemoOptions{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(demo.Close)
+	o := demo.Discord.Options()
+	apiBase := demo.Discord.URL() + "/api/v10"
+
+	var (
+		h   *hub.Hub
+		mgr *media.Manager
+	)
+	gw, err := gateway.New(gateway.Options{
+		Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID, APIBase: apiBase, Logger: log,
+		OnEvent: func(e gateway.Event) {
+			h.Publish(e.Name, e.Payload)
+			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
+				mgr.RoomEnded(p.ChannelID)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
+		Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID, APIBase: apiBase, Logger: log, Members: gw.Members,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := hub.NewDevAuth(devIssuer, devAudience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = hub.New(hub.Options{GuildID: o.GuildID, Rooms: roomsAdapter{rooms}, DevAuth: dev, Auth: dev.Verifier(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc := voice.NewClient(voice.Options{Signaler: gw, UserID: o.BotUserID, TLSConfig: demo.Voice.TLSConfig(), Logger: log})
+	mgr, err = media.NewManager(media.Options{
+		Joiner: btJoiner{vc}, GuildID: o.GuildID, Logger: log, Publish: h.Publish,
+		Grace:           time.Second,
+		IncludeLoopback: true,
+		IPFilter:        func(ip net.IP) bool { return ip.IsLoopback() },
+		InterfaceFilter: func(name string) bool { return name == "lo" },
+		MemberName: func(userID string) string {
+			for _, m := range gw.Members(demo.Lobby.ID) {
+				if m.UserID == userID {
+					return m.Name
+				}
+			}
+			return userID
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "mute", "camera", "restart-ice"} {
+		h.HandleMessage(typ, func(ctx context.Context, c *hub.Client, raw json.RawMessage) {
+			p := btPeer{c}
+			if typ == "join" {
+				c.OnClose(func() { mgr.PeerClosed(p) })
+			}
+			mgr.HandleSignal(ctx, p, typ, raw)
+		})
+	}
+	if err := gw.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var handler http.Handler = bridgeMux(h.Handler(), web.Handler())
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("hub shutdown: %v", err)
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("http shutdown: %v", err)
+		}
+		<-served
+		if err := mgr.Close(ctx); err != nil {
+			t.Errorf("media close: %v", err)
+		}
+		if err := gw.Close(ctx); err != nil {
+			t.Errorf("gateway close: %v", err)
+		}
+	})
+	return &browserStack{base: "http://" + ln.Addr().String(), demo: demo, hub: h}
+}
+
+// bridgeMux sends the API paths to the hub and everything else to the UI.
+func bridgeMux(api, ui http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/.well-known/") || p == "/healthz" || p == "/readyz" {
+			api.ServeHTTP(w, r)
+			return
+		}
+		ui.ServeHTTP(w, r)
+	})
+}
+
+// btJoiner joins the bot with the voice client and presents the
+// connection as a media.DiscordLink.
+type btJoiner struct{ c *voice.Client }
+
+func (j btJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
+	conn, err := j.c.Join(ctx, guildID, channelID)
+	if err != nil {
+		return nil, err
+	}
+	l := &btLink{conn: conn, frames: make(chan media.DiscordFrame, 64), stop: make(chan struct{})}
+	l.wg.Add(2)
+	go l.pump()
+	go l.drainEvents()
+	return l, nil
+}
+
+type btLink struct {
+	conn     *voice.Conn
+	frames   chan media.DiscordFrame
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+func (l *btLink) pump() {
+	defer l.wg.Done()
+	defer close(l.frames)
+	for f := range l.conn.Frames() {
+		kind := media.FrameAudio
+		if f.Kind == voice.Video {
+			kind = media.FrameVideo
+		}
+		select {
+		case l.frames <- media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe}:
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+func (l *btLink) drainEvents() {
+	defer l.wg.Done()
+	for range l.conn.Events() {
+	}
+}
+
+func (l *btLink) SendOpus(frame []byte) error               { return l.conn.SendOpus(frame) }
+func (l *btLink) SendVP8(frame []byte, keyframe bool) error { return l.conn.SendVP8(frame, keyframe) }
+func (l *btLink) Frames() <-chan media.DiscordFrame         { return l.frames }
+func (l *btLink) Close(ctx context.Context) error {
+	err := l.conn.Close(ctx)
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+	return err
+}
+
+// btPeer is a hub client as media sees it.
+type btPeer struct{ c *hub.Client }
+
+func (p btPeer) ID() string       { return p.c.ID() }
+func (p btPeer) UserID() string   { return p.c.UserID() }
+func (p btPeer) Name() string     { return p.c.Name() }
+func (p btPeer) Send(v any) error { return p.c.Send(v) }
+
+// ---------------------------------------------------------------- browser
+
+// startBrowser launches headless Chromium with a fake camera and
+// microphone; the returned context drives its first tab.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("these tests need Debian's Chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1280, 800),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	// The first Run starts the browser; it must not carry a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// newTab opens another tab (its own sessionStorage) in the same browser.
+func newTab(t *testing.T, browser context.Context) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("new tab: %v", err)
+	}
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// page is one tab and the test that drives it.
+type page struct {
+	t    *testing.T
+	ctx  context.Context
+	name string
+}
+
+// do runs steps within timeout; on failure it reports what the page shows.
+func (p *page) do(what string, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		p.fail(what, err)
+	}
+}
+
+// waitJS waits until the JavaScript expression is truthy.
+func (p *page) waitJS(what string, timeout time.Duration, expr string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, timeout+time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		p.fail(what, err)
+	}
+}
+
+// eval evaluates expr (awaiting a promise) into T.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.fail("evaluate "+expr, err)
+	}
+	return v
+}
+
+func (p *page) fail(what string, err error) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`JSON.stringify(window.__bridge ? window.__bridge.state() : null) + "\n--- page text ---\n" + document.body.innerText`))
+	p.screenshot("failed-" + p.name)
+	p.t.Fatalf("%s: %s: %v\npage state: %s", p.name, what, err, state)
+}
+
+// screenshot writes the page as PNG to testoutput/screenshots/<name>.png.
+func (p *page) screenshot(name string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		p.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+// testid selects by data-testid.
+func testid(id string) chromedp.CSS { return css(`[data-testid="` + id + `"]`) }
+
+// jsString quotes s for a JavaScript expression.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// signIn signs in with dev auth and waits for the room list.
+func (p *page) signIn(base, name string) {
+	p.t.Helper()
+	p.do("open the page", 15*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(testid("signin-name")))
+	p.do("sign in as "+name, 15*time.Second,
+		chromedp.SendKeys(testid("signin-name"), name),
+		chromedp.Click(testid("signin-submit")),
+		chromedp.WaitVisible(testid("view-rooms")))
+	p.waitJS("hub socket open", 10*time.Second, `window.__bridge.hubState === 'open'`)
+}
+
+// roomSel selects a room of the list by name.
+func roomSel(name string) string {
+	return `[...document.querySelectorAll('[data-testid=room-item]')].find(li => li.querySelector('[data-testid=room-name]').textContent === ` + jsString(name) + `)`
+}
+
+// createRoom creates a room through the form and returns its channel id.
+func (p *page) createRoom(name string, limit int) string {
+	p.t.Helper()
+	p.do("create room "+name, 15*time.Second,
+		chromedp.SetValue(testid("create-name"), name),
+		chromedp.SetValue(testid("create-limit"), fmt.Sprint(limit)),
+		chromedp.Click(testid("create-submit")))
+	p.waitJS("room "+name+" listed", 10*time.Second, `!!(`+roomSel(name)+`)`)
+	return eval[string](p, roomSel(name)+`.dataset.roomId`)
+}
+
+// join opens the device check for the room and joins the call.
+func (p *page) join(roomName string) {
+	p.t.Helper()
+	p.do("open "+roomName, 10*time.Second, chromedp.Evaluate[chromedp.Void](roomSel(roomName)+`.querySelector('[data-testid=room-join]').click()`))
+	p.do("device check", 15*time.Second, chromedp.WaitVisible(testid("prejoin-preview")), chromedp.WaitEnabled(testid("prejoin-join")))
+	p.do("join "+roomName, 10*time.Second, chromedp.Click(testid("prejoin-join")), chromedp.WaitVisible(testid("view-call")))
+}
+
+// inboundStat is one inbound-rtp summary of window.__bridge.stats().
+type inboundStat struct {
+	Kind             string  `json:"kind"`
+	StreamID         string  `json:"streamId"`
+	PacketsReceived  float64 `json:"packetsReceived"`
+	TotalAudioEnergy float64 `json:"totalAudioEnergy"`
+	FramesDecoded    float64 `json:"framesDecoded"`
+}
+
+// inbound reads the page's inbound stream statistics now.
+func (p *page) inbound(streamID, kind string) inboundStat {
+	p.t.Helper()
+	var s inboundStat
+	raw := eval[string](p, `(async () => {
+		const st = await window.__bridge.stats();
+		const s = st && st.inbound.find(x => x.streamId === `+jsString(streamID)+` && x.kind === `+jsString(kind)+`);
+		return JSON.stringify(s || {});
+	})()`)
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+// inboundCond is a page expression: the stream's inbound statistics
+// satisfy cond (JavaScript over s).
+func inboundCond(streamID, kind, cond string) string {
+	return `(() => { const st = window.__bridge.lastStats; if (!st) return false;
+		const s = st.inbound.find(x => x.streamId === ` + jsString(streamID) + ` && x.kind === ` + jsString(kind) + `);
+		return !!s && (` + cond + `); })()`
+}
+
+// waitGrowth waits until the stream's counter is above what it was now,
+// and returns the two values.
+func (p *page) waitGrowth(what, streamID, kind, field string, timeout time.Duration) (before, after float64) {
+	p.t.Helper()
+	p.waitJS(what+" starts", timeout, inboundCond(streamID, kind, `s.`+field+` > 0`))
+	read := func() float64 {
+		s := p.inbound(streamID, kind)
+		switch field {
+		case "packetsReceived":
+			return s.PacketsReceived
+		case "totalAudioEnergy":
+			return s.TotalAudioEnergy
+		case "framesDecoded":
+			return s.FramesDecoded
+		}
+		p.t.Fatalf("unknown field %s", field)
+		return 0
+	}
+	before = read()
+	p.waitJS(what+" grows", timeout, inboundCond(streamID, kind, fmt.Sprintf(`s.%s > %v`, field, before)))
+	return before, read()
+}
+
+// ------------------------------------------------------------------ tests
+
+// TestBrowserCallWithDiscordMembers signs in, creates a room, joins the
+// Lobby and checks that the talking member is heard and shown speaking,
+// that the echo member plays the browser's microphone back, and that the
+// members on the Discord side receive the browser's microphone (decoded:
+// not silence).
+func TestBrowserCallWithDiscordMembers(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserStack(t, nil)
+	// Test Pattern hears what the bot sends: the browser's microphone.
+	heard := make(chan []byte, 1000)
+	botID := st.demo.Discord.Options().BotUserID
+	st.demo.Camera.OnOpus(func(from string, frame []byte) {
+		if from == botID {
+			select {
+			case heard <- append([]byte(nil), frame...):
+			default:
+			}
+		}
+	})
+	p := &page{t: t, ctx: startBrowser(t), name: "alice"}
+	p.signIn(st.base, "alice")
+	id := p.createRoom("Standup", 5)
+	if id == "" {
+		t.Fatal("created room has no channel id in the list")
+	}
+	p.waitJS("Lobby listed with its members", 10*time.Second, roomSel("Lobby")+`?.textContent.includes('Ada (talks)')`)
+	p.screenshot("rooms")
+
+	p.join("Lobby")
+	joined := time.Now()
+	talker := "discord-" + discordtest.DemoTalkerID
+	echo := "discord-" + discordtest.DemoEchoID
+
+	// (1) Within 10 s: Ada's audio arrives and is played (energy grows).
+	budget := func() time.Duration { return 10*time.Second - time.Since(joined) }
+	b, a := p.waitGrowth("talker packets", talker, "audio", "packetsReceived", budget())
+	t.Logf("talker packets %v -> %v", b, a)
+	b, a = p.waitGrowth("talker audio energy", talker, "audio", "totalAudioEnergy", budget())
+	t.Logf("talker totalAudioEnergy %.4f -> %.4f", b, a)
+	p.waitJS("talker tile shows speaking", budget(),
+		`document.querySelector('[data-testid=tile][data-participant-id=`+jsString(talker)+`][data-speaking=true]') !== null`)
+	t.Logf("talker heard and shown speaking %v after joining", time.Since(joined).Round(time.Millisecond))
+
+	// The echo member plays back what it heard from the browser, 1 s later.
+	b, a = p.waitGrowth("echo audio energy", echo, "audio", "totalAudioEnergy", 10*time.Second)
+	t.Logf("echo totalAudioEnergy %.4f -> %.4f", b, a)
+	p.screenshot("call")
+
+	// (2) The Discord side hears the browser's fake microphone (beeps).
+	dec, err := opus.NewDecoderWithOutput(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]float32, 5760)
+	deadline := time.After(10 * time.Second)
+	var loudest float64
+	frames := 0
+	for loudest < 0.05 {
+		select {
+		case f := <-heard:
+			frames++
+			n, err := dec.DecodeToFloat32(f, pcm)
+			if err != nil {
+				t.Fatalf("decode the Opus frame Discord received: %v", err)
+			}
+			if r := rms(pcm[:n]); r > loudest {
+				loudest = r
+			}
+		case <-deadline:
+			t.Fatalf("Discord members heard %d frames from the bot, loudest RMS %.4f: the browser's microphone did not reach them", frames, loudest)
+		}
+	}
+	t.Logf("Discord member heard the browser: %d frames, RMS %.3f", frames, loudest)
+
+	// A phone-sized screen of the same call.
+	p.do("phone size", 5*time.Second, chromedp.EmulateViewport(390, 844))
+	p.waitJS("tiles laid out in one column", 5*time.Second,
+		`(() => { const t = [...document.querySelectorAll('[data-testid=tile]')]; return t.length > 1 && t[0].getBoundingClientRect().left === t[1].getBoundingClientRect().left; })()`)
+	p.screenshot("call-phone")
+
+	p.do("leave", 5*time.Second, chromedp.Click(testid("call-leave")), chromedp.WaitVisible(testid("view-rooms")))
+}
+
+func rms(x []float32) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, v := range x {
+		sum += float64(v) * float64(v)
+	}
+	return math.Sqrt(sum / float64(len(x)))
+}
+
+// TestBrowserTwoPagesSeeEachOther puts two people in one room: each
+// decodes the other's video and shows their tile; when one leaves, the
+// other's tile for them goes within 2 s.
+func TestBrowserTwoPagesSeeEachOther(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserStack(t, nil)
+	browser := startBrowser(t)
+	alice := &page{t: t, ctx: browser, name: "alice"}
+	bob := &page{t: t, ctx: newTab(t, browser), name: "bob"}
+	alice.signIn(st.base, "alice")
+	bob.signIn(st.base, "bob")
+	alice.createRoom("Pair", 0)
+	bob.waitJS("bob sees the new room", 5*time.Second, `!!(`+roomSel("Pair")+`)`)
+	alice.join("Pair")
+	bob.join("Pair")
+
+	tileOf := func(p *page, name string) string {
+		return `[...document.querySelectorAll('[data-testid=tile][data-self=false]')].find(t => t.querySelector('[data-testid=tile-name]').textContent === ` + jsString(name) + `)`
+	}
+	for _, c := range []struct {
+		p     *page
+		other string
+	}{{alice, "bob"}, {bob, "alice"}} {
+		c.p.waitJS(c.other+"'s tile", 10*time.Second, `!!(`+tileOf(c.p, c.other)+`)`)
+		stream := eval[string](c.p, tileOf(c.p, c.other)+`.dataset.streamId || ''`)
+		if stream == "" {
+			c.p.waitJS(c.other+"'s stream", 10*time.Second, `!!(`+tileOf(c.p, c.other)+`).dataset.streamId`)
+			stream = eval[string](c.p, tileOf(c.p, c.other)+`.dataset.streamId`)
+		}
+		b, a := c.p.waitGrowth(c.other+"'s video", stream, "video", "framesDecoded", 10*time.Second)
+		t.Logf("%s decodes %s's video: framesDecoded %v -> %v", c.p.name, c.other, b, a)
+		c.p.waitJS(c.other+"'s tile shows video", 5*time.Second, tileOf(c.p, c.other)+`.dataset.video === 'true'`)
+	}
+	alice.screenshot("call-two-people")
+
+	bob.do("bob leaves", 5*time.Second, chromedp.Click(testid("call-leave")))
+	alice.waitJS("bob's tile gone within 2 s", 2*time.Second, `!(`+tileOf(alice, "bob")+`)`)
+}
+
+// TestBrowserEndRoomDisconnectsCall ends a room from one page: the other
+// page's list loses it and its call ends with a clear message.
+func TestBrowserEndRoomDisconnectsCall(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserStack(t, nil)
+	browser := startBrowser(t)
+	alice := &page{t: t, ctx: browser, name: "alice"}
+	bob := &page{t: t, ctx: newTab(t, browser), name: "bob"}
+	alice.signIn(st.base, "alice")
+	bob.signIn(st.base, "bob")
+	id := alice.createRoom("Short-lived", 0)
+	bob.waitJS("bob sees the new room", 5*time.Second, `!!(`+roomSel("Short-lived")+`)`)
+	bob.join("Short-lived")
+	bob.waitJS("bob's call connects", 10*time.Second, `window.__bridge.state().call?.state === 'connected'`)
+
+	alice.do("end the room", 10*time.Second,
+		chromedp.Evaluate[chromedp.Void](roomSel("Short-lived")+`.querySelector('[data-testid=room-end]').click()`),
+		chromedp.WaitVisible(testid("confirm-dialog")))
+	alice.screenshot("confirm-end")
+	alice.do("confirm", 5*time.Second, chromedp.Click(testid("confirm-ok")))
+	alice.waitJS("room gone from alice's list", 5*time.Second, `!(`+roomSel("Short-lived")+`)`)
+
+	bob.waitJS("bob's call ended with a message", 5*time.Second,
+		`document.querySelector('[data-testid=call-notice-text]').textContent === 'This room was ended.' && !document.querySelector('[data-testid=call-notice]').hidden`)
+	bob.waitJS("bob's tiles cleared and controls off", 2*time.Second,
+		`document.querySelectorAll('[data-testid=tile]').length === 0 && document.querySelector('[data-testid=call-leave]').disabled`)
+	bob.waitJS("bob's peer connection closed", 2*time.Second, `window.__bridge.pc === null`)
+	if got := eval[bool](bob, `window.__bridge.state().rooms.some(r => r.channelId === `+jsString(id)+`)`); got {
+		t.Error("the ended room is still in bob's room list")
+	}
+	bob.screenshot("room-ended")
+	bob.do("back to rooms", 5*time.Second, chromedp.Click(testid("call-back")), chromedp.WaitVisible(testid("view-rooms")))
+	bob.waitJS("room gone from bob's list", 2*time.Second, `!(`+roomSel("Short-lived")+`)`)
+}
+
+// TestBrowserSignInErrors covers the ways in that fail: a refused token
+// and an invalid name, each explained in words.
+func TestBrowserSignInErrors(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserStack(t, nil)
+	p := &page{t: t, ctx: startBrowser(t), name: "visitor"}
+
+	p.do("open with a bad token", 15*time.Second, chromedp.Navigate(st.base+"/#token=not-a-real-token"))
+	p.waitJS("sign-in error shown", 10*time.Second,
+		`!document.querySelector('[data-testid=signin-error]').hidden && document.querySelector('[data-testid=signin-error]').textContent.includes('refused')`)
+	if hash := eval[string](p, `location.hash`); hash != "" {
+		t.Errorf("the token stayed in the address: %q", hash)
+	}
+	if stored := eval[bool](p, `sessionStorage.getItem('bridge.token') !== null`); stored {
+		t.Error("a refused token was kept in sessionStorage")
+	}
+	p.screenshot("signin-refused")
+
+	// A name the server refuses: its message is shown next to the field.
+	p.do("sign in with a too long name", 10*time.Second,
+		chromedp.SetValue(testid("signin-name"), strings.Repeat("x", 40)),
+		chromedp.Click(testid("signin-submit")))
+	p.waitJS("name error shown", 5*time.Second,
+		`document.querySelector('[data-testid=signin-name-error]').textContent.includes('32')`)
+
+	// A good sign-in keeps the token in sessionStorage only.
+	p.do("sign in", 10*time.Second, chromedp.SetValue(testid("signin-name"), "carol"), chromedp.Click(testid("signin-submit")),
+		chromedp.WaitVisible(testid("view-rooms")))
+	if local := eval[float64](p, `localStorage.length`); local != 0 {
+		t.Errorf("localStorage holds %v items; the token belongs in sessionStorage only", local)
+	}
+	if !eval[bool](p, `(sessionStorage.getItem('bridge.token') || '').length > 20`) {
+		t.Error("no token in sessionStorage after signing in")
+	}
+
+	// The create form refuses a bad user limit next to the field.
+	p.do("bad user limit", 5*time.Second,
+		chromedp.SetValue(testid("create-name"), "Too many"),
+		chromedp.SetValue(testid("create-limit"), "150"),
+		chromedp.Click(testid("create-submit")))
+	p.waitJS("limit error next to the field", 5*time.Second,
+		`!document.querySelector('[data-testid=create-error-userLimit]').hidden && document.querySelector('[data-testid=create-limit]').getAttribute('aria-invalid') === 'true'`)
+
+	// A name only the server refuses (a control character inside): its 400
+	// answer is shown next to the name field.
+	p.do("name with a tab", 5*time.Second,
+		chromedp.SetValue(testid("create-name"), "Bad\tname"),
+		chromedp.SetValue(testid("create-limit"), "3"),
+		chromedp.Click(testid("create-submit")))
+	p.waitJS("server's name error next to the field", 5*time.Second,
+		`document.querySelector('[data-testid=create-error-name]').textContent.includes('control characters') && document.querySelector('[data-testid=create-error-userLimit]').hidden`)
+	p.screenshot("create-room-error")
+}
+
+// TestBrowserUnreachableBridge serves the page while the API drops every
+// connection: the page says it cannot reach the bridge and retries, the
+// Retry button tries at once, and once the API answers the page recovers.
+func TestBrowserUnreachableBridge(t *testing.T) {
+	checkLeaks(t)
+	var reachable atomic.Bool
+	st := startBrowserStack(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/.well-known/")
+			if api && !reachable.Load() {
+				// Drop the connection without an answer, as a dead bridge would.
+				if hj, ok := w.(http.Hijacker); ok {
+					if conn, _, err := hj.Hijack(); err == nil {
+						_ = conn.Close()
+						return
+					}
+				}
+				panic(http.ErrAbortHandler)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	p := &page{t: t, ctx: startBrowser(t), name: "visitor"}
+	p.do("open the page", 15*time.Second, chromedp.Navigate(st.base+"/"), chromedp.WaitVisible(testid("view-offline")))
+	p.waitJS("retry countdown shown", 5*time.Second,
+		`/^Can't reach the bridge, retrying (in \d+s|now)…$/.test(document.querySelector('[data-testid=offline-text]').textContent)`)
+	p.screenshot("unreachable")
+	attempt := eval[string](p, `document.querySelector('[data-testid=view-offline]').dataset.attempt`)
+	p.do("retry now", 5*time.Second, chromedp.Click(testid("offline-retry")))
+	p.waitJS("a new attempt was made", 5*time.Second,
+		`Number(document.querySelector('[data-testid=view-offline]').dataset.attempt) > `+attempt)
+
+	reachable.Store(true)
+	p.do("retry now", 5*time.Second, chromedp.Click(testid("offline-retry")))
+	p.waitJS("sign-in shown once the bridge answers", 10*time.Second,
+		`!document.querySelector('[data-testid=view-signin]').hidden`)
+}
+
+// checkLeaks fails the test if goroutines started during it outlive its
+// cleanups (registered first, so it runs last).
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, before,
+			// Keep-alive connections of http.DefaultClient, which the
+			// gateway's REST calls share; they are the process's.
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
+	})
+}

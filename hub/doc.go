@@ -1,0 +1,40 @@
+// Package hub is the bridge's HTTP API: what browsers and other services
+// talk to.
+//
+// Routes (Hub.Handler):
+//
+//	POST   /api/create-room            {"name","userLimit"} → 201 Room     (bearer JWT)
+//	DELETE /api/end-room/{channelId}   → 204                               (bearer JWT)
+//	GET    /api/rooms                  → {"rooms":[Room with members]}    (bearer JWT)
+//	GET    /api/ws                     WebSocket event hub (auth as first message)
+//	POST   /api/internal/events        HMAC-signed events to broadcast (when HMACSecret is set)
+//	GET    /.well-known/jwks.json      dev auth public key (DevAuth only)
+//	POST   /api/dev/token              {"name"} → {"token",...}            (DevAuth only)
+//	GET    /healthz                    200 "ok"
+//	GET    /readyz                     200/503 {"ready","gateway","hubClients"}
+//
+// Every error answer is {"error":{"code","message"}} with "field" when a
+// body field was at fault.
+//
+// Tokens are compact JWS signed with RS256 or ES256 only, with a kid found
+// in the identity provider's JWKS (Verifier, auth.go). The JWKS is cached
+// and refreshed; an unknown kid triggers a rate-limited re-fetch. DevAuth
+// is a throwaway provider for local use that serves its own key set.
+//
+// The event hub: a client opens /api/ws (its Origin checked against
+// Options.AllowedOrigins), sends {"type":"auth","token":...} within
+// AuthTimeout and gets {"v":1,"type":"ack","event":"auth.ok",...}. From
+// then on it receives every Publish as
+// {"v":1,"type":"event","event":...,"payload":...,"ts":<unix ms>}. The
+// connection closes with CloseUnauthorized (4401) when the token expires,
+// unless the client sends a fresh auth before. Client messages are JSON
+// objects with a "type"; HandleMessage lets other packages (WebRTC
+// signaling) take types of their own, and answer through Client.Send.
+//
+// Each client has one writer goroutine and a send queue bounded in bytes:
+// Publish encodes an event once, queues the same bytes for every client
+// and never waits. A client more than SendQueueBytes behind is closed with
+// CloseSlowClient (4408) and its queue dropped; the others never notice.
+//
+// Package gateway implements Rooms (adapted in cmd); hub does not import it.
+package hub

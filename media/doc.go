@@ -1,0 +1,64 @@
+// Package media is the WebRTC side of the bridge: rooms in which browsers,
+// connected with pion/webrtc, meet the people of one Discord voice channel.
+//
+// # Rooms
+//
+// A room is a Discord voice channel (its id is the channel id) plus the
+// browsers that joined it. Browsers signal over the hub's WebSocket
+// (see signaling.go for the protocol); the hub hands each message to
+// [Manager.HandleSignal] and reports a closed socket with
+// [Manager.PeerClosed]. Each browser gets one PeerConnection, built from a
+// single [webrtc.API] (engine.go: Opus PT 111 with in-band FEC, the RFC 6464
+// audio-level header extension, VP8 PT 96 with NACK, PLI, FIR, REMB and
+// transport-cc feedback, pion's default interceptors).
+//
+// # Media paths
+//
+//   - Browser to browser (an SFU): every track a browser publishes is
+//     forwarded, RTP packet by RTP packet, to the other browsers of the
+//     room. Each subscriber gets its own TrackLocalStaticRTP per forwarded
+//     track and its own bounded send queue served by one writer goroutine,
+//     so a slow browser drops its own packets and never stalls the others.
+//     A picture loss indication from a subscriber is relayed to the
+//     publisher; a newly bound video subscriber triggers one too, so it
+//     gets a keyframe at once.
+//   - Discord to browsers: each Discord user's audio becomes its own track
+//     in every browser (stream "discord-<userId>", track
+//     "discord-audio-<userId>"). The Opus payload is forwarded untouched;
+//     sequence numbers stay contiguous and the timestamp advances 960 per
+//     20 ms frame plus 960 per frame the link reports missing.
+//   - Browsers to Discord: the bot has one audio stream. The loudest browser
+//     (from the audio-level extension, with hysteresis: a challenger must be
+//     louder for 300 ms and the current speaker is held for at least
+//     500 ms, speaker.go) is forwarded as is, without transcoding, through
+//     [DiscordLink.SendOpus]. The active speaker's VP8 frames are
+//     reassembled and offered to [DiscordLink.SendVP8]; a link that refuses
+//     video (real Discord refuses bot video) is not asked again.
+//
+// # Discord link lifecycle
+//
+// The first browser to join a room makes the bot join the voice channel
+// ([Joiner.Join]); when the last browser leaves, the link is closed after
+// [Options.Grace]. A link that fails or ends is rejoined with capped
+// exponential backoff, and browsers are told with "status" messages
+// (connecting, connected, reconnecting, unavailable).
+//
+// Discord allows a bot at most one voice connection per guild ("A bot is in
+// at most one voice channel per guild", voice-connections in Discord's
+// developer documentation). The manager therefore lets one room of the
+// guild hold the link at a time. Browsers of another room of the same guild
+// still meet each other (browser to browser only) and are told
+// "discord":"unavailable" with the message "the bot is in another room of
+// this server"; when the holding room lets the link go, the next room with
+// browsers takes it.
+//
+// # Concurrency
+//
+// Each browser session has one goroutine that owns its PeerConnection's
+// signaling (offers, answers, candidates, adding and removing tracks), one
+// writer goroutine draining its media queue, a reader per published track
+// and an RTCP reader per sender. A room's Discord link is owned by one
+// goroutine that joins, reads frames and rejoins. Every goroutine is
+// tracked by a WaitGroup of its owner; [Manager.Close] stops them all and
+// waits.
+package media

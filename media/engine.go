@@ -1,0 +1,142 @@
+package media
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Codec and header-extension choices shared by every browser connection.
+const (
+	// opusPayloadType is the payload type browsers use for Opus by default.
+	opusPayloadType = 111
+	// vp8PayloadType is the payload type offered for VP8.
+	vp8PayloadType = 96
+	// audioLevelURI is the RFC 6464 client-to-mixer audio level extension.
+	audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+	// opusFrameTicks is one 20 ms Opus frame at the 48 kHz RTP clock.
+	opusFrameTicks = 960
+)
+
+// opusCapability is the Opus codec as negotiated with browsers: stereo
+// 48 kHz, in-band FEC on (RFC 7587 §6.1 useinbandfec).
+var opusCapability = webrtc.RTPCodecCapability{
+	MimeType:     webrtc.MimeTypeOpus,
+	ClockRate:    48000,
+	Channels:     2,
+	SDPFmtpLine:  "minptime=10;useinbandfec=1",
+	RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
+}
+
+// vp8Capability is VP8 with the feedback browsers expect from an SFU.
+var vp8Capability = webrtc.RTPCodecCapability{
+	MimeType:  webrtc.MimeTypeVP8,
+	ClockRate: 90000,
+	RTCPFeedback: []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBGoogREMB},
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+		{Type: webrtc.TypeRTCPFBTransportCC},
+	},
+}
+
+// newMediaEngine registers the codecs and header extensions every browser
+// connection negotiates.
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: opusCapability, PayloadType: opusPayloadType,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register opus: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: vp8Capability, PayloadType: vp8PayloadType,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("register vp8: %w", err)
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register audio level extension: %w", err)
+	}
+	return me, nil
+}
+
+// engine is the one webrtc.API the manager builds and what it must close.
+type engine struct {
+	api *webrtc.API
+	mux ice.UDPMux // nil unless Options.ICEUDPListen is set
+}
+
+// newEngine builds the API: media engine, default interceptors (NACK
+// generator and responder, RTCP sender and receiver reports, TWCC
+// feedback) and the SettingEngine tuned from opts.
+func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
+	me, err := newMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+
+	se := webrtc.SettingEngine{}
+	// Browsers often hide host addresses behind mDNS names; the server
+	// does not resolve them (peer-reflexive candidates cover that case),
+	// and leaving mDNS off keeps the server off the multicast group.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	networks := opts.NetworkTypes
+	if len(networks) == 0 {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	}
+	se.SetNetworkTypes(networks)
+	if opts.IPFilter != nil {
+		se.SetIPFilter(opts.IPFilter)
+	}
+	if opts.InterfaceFilter != nil {
+		se.SetInterfaceFilter(opts.InterfaceFilter)
+	}
+	se.SetIncludeLoopbackCandidate(opts.IncludeLoopback)
+	if len(opts.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        opts.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("%w: PublicIPs: %w", ErrInvalidOptions, err)
+		}
+	}
+	// The session removes a browser that stays disconnected for
+	// ICEFailTimeout; pion must notice "disconnected" well before that.
+	disconnected := min(5*time.Second, opts.ICEFailTimeout/2)
+	se.SetICETimeouts(disconnected, 25*time.Second, min(2*time.Second, disconnected/2))
+
+	var mux ice.UDPMux
+	if opts.ICEUDPListen != "" {
+		conn, err := net.ListenPacket("udp", opts.ICEUDPListen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: ICEUDPListen %q: %w", ErrInvalidOptions, opts.ICEUDPListen, err)
+		}
+		mux = webrtc.NewICEUDPMux(nil, conn)
+		se.SetICEUDPMux(mux)
+		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
+	}
+
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(se))
+	return &engine{api: api, mux: mux}, nil
+}
+
+// close releases the shared UDP socket.
+func (e *engine) close() error {
+	if e.mux == nil {
+		return nil
+	}
+	return e.mux.Close()
+}

@@ -1,0 +1,250 @@
+package media
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// sendQueueLen bounds each browser's outgoing media queue: about 0.5 s of
+// audio plus video at a few hundred kbit/s. When it is full the newest
+// packet is dropped (tail drop): the browser's jitter buffer conceals lost
+// audio and its NACK/PLI recovers video, while the other browsers of the
+// room are never held up.
+const sendQueueLen = 256
+
+// rtpWriter is where a forwarded packet finally goes: a
+// TrackLocalStaticRTP in production, a recorder in benchmarks.
+type rtpWriter interface {
+	WriteRTP(p *rtp.Packet) error
+}
+
+// keyframeSource is something that can be asked for a keyframe: a browser's
+// published video track. Calls never block.
+type keyframeSource interface {
+	requestKeyframe()
+}
+
+// outPacket is one RTP packet queued toward one browser. Packets are shared
+// read-only between the queues of all subscribers.
+type outPacket struct {
+	dt  *downTrack
+	pkt *rtp.Packet
+	at  time.Time // when the packet entered the fanout
+}
+
+// sendQueue is one browser's bounded media queue, drained by one writer
+// goroutine.
+type sendQueue struct {
+	ch      chan outPacket
+	dropped atomic.Uint64
+	// onWrite, when set, observes each written packet (benchmarks).
+	onWrite func(p outPacket)
+}
+
+func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
+
+// push queues p without blocking; a full queue drops p.
+func (q *sendQueue) push(p outPacket) bool {
+	select {
+	case q.ch <- p:
+		return true
+	default:
+		q.dropped.Add(1)
+		return false
+	}
+}
+
+// run writes queued packets until stop is closed.
+func (q *sendQueue) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case p := <-q.ch:
+			// A write fails only when the subscriber's connection is
+			// closing; its own teardown reports that.
+			_ = p.dt.sink.WriteRTP(p.pkt)
+			if q.onWrite != nil {
+				q.onWrite(p)
+			}
+		}
+	}
+}
+
+// downTrack is one forwarded track as one subscriber receives it. It is the
+// webrtc.TrackLocal added to the subscriber's PeerConnection; it wraps a
+// TrackLocalStaticRTP so that a new binding can ask the source for a
+// keyframe.
+type downTrack struct {
+	key   string // unique within the subscriber: the track id
+	local *webrtc.TrackLocalStaticRTP
+	sink  rtpWriter
+	q     *sendQueue
+	src   keyframeSource // nil for audio sources
+	sub   *session       // the subscriber; nil in benchmarks
+}
+
+// newDownTrack makes the subscriber-side track of a forwarded source.
+func newDownTrack(c webrtc.RTPCodecCapability, id, streamID string, q *sendQueue, src keyframeSource) (*downTrack, error) {
+	local, err := webrtc.NewTrackLocalStaticRTP(c, id, streamID)
+	if err != nil {
+		return nil, err
+	}
+	return &downTrack{key: id, local: local, sink: local, q: q, src: src}, nil
+}
+
+// Bind implements webrtc.TrackLocal. A video binding asks the publisher for
+// a keyframe so the new subscriber can start decoding at once.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	params, err := d.local.Bind(ctx)
+	if err == nil && d.src != nil {
+		d.src.requestKeyframe()
+	}
+	return params, err
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *downTrack) Unbind(ctx webrtc.TrackLocalContext) error { return d.local.Unbind(ctx) }
+
+// ID implements webrtc.TrackLocal.
+func (d *downTrack) ID() string { return d.local.ID() }
+
+// RID implements webrtc.TrackLocal.
+func (d *downTrack) RID() string { return d.local.RID() }
+
+// StreamID implements webrtc.TrackLocal.
+func (d *downTrack) StreamID() string { return d.local.StreamID() }
+
+// Kind implements webrtc.TrackLocal.
+func (d *downTrack) Kind() webrtc.RTPCodecType { return d.local.Kind() }
+
+// fanout is the set of subscribers of one source. Senders read a
+// copy-on-write slice without locking; changes take mu.
+type fanout struct {
+	mu   sync.Mutex
+	subs atomic.Pointer[[]*downTrack]
+}
+
+// add subscribes dt.
+func (f *fanout) add(dt *downTrack) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var cur []*downTrack
+	if p := f.subs.Load(); p != nil {
+		cur = *p
+	}
+	next := make([]*downTrack, 0, len(cur)+1)
+	next = append(next, cur...)
+	next = append(next, dt)
+	f.subs.Store(&next)
+}
+
+// remove unsubscribes dt; it reports whether dt was subscribed.
+func (f *fanout) remove(dt *downTrack) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.subs.Load()
+	if p == nil {
+		return false
+	}
+	next := make([]*downTrack, 0, len(*p))
+	found := false
+	for _, d := range *p {
+		if d == dt {
+			found = true
+			continue
+		}
+		next = append(next, d)
+	}
+	f.subs.Store(&next)
+	return found
+}
+
+// list returns the current subscribers (read-only).
+func (f *fanout) list() []*downTrack {
+	if p := f.subs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// send queues pkt to every subscriber without blocking and returns how many
+// queues were full.
+func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
+	for _, dt := range f.list() {
+		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at}) {
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// opusRewriter gives a Discord user's Opus frames the RTP sequence numbers
+// and timestamps of one continuous outgoing stream (RFC 3550 §5.1): the
+// sequence number grows by one per forwarded frame, the timestamp by 960
+// per 20 ms frame plus 960 for each frame the link reports missing, and the
+// marker bit flags the first packet after a gap (RFC 3551 §4.1).
+type opusRewriter struct {
+	seq     uint16
+	ts      uint32
+	started bool
+}
+
+// next returns the header fields of the next frame, given how many frames
+// were missing before it.
+func (r *opusRewriter) next(missing int) (seq uint16, ts uint32, marker bool) {
+	if missing < 0 {
+		missing = 0
+	}
+	if !r.started {
+		r.started = true
+		return r.seq, r.ts, true
+	}
+	r.seq++
+	r.ts += uint32(opusFrameTicks) * uint32(1+missing)
+	return r.seq, r.ts, missing > 0
+}
+
+// discordSource is one Discord user's audio, forwarded to every browser of
+// the room. Only the room's link goroutine calls forward.
+type discordSource struct {
+	userID   string
+	rw       opusRewriter
+	fan      fanout
+	lastSeen time.Time // link goroutine only
+	// speakingFlag is written by the link goroutine, read by participant lists.
+	speakingFlag atomic.Bool
+}
+
+// newDiscordSource starts the user's stream at the given random-looking
+// sequence number and timestamp (RFC 3550 §5.1 recommends random starts).
+func newDiscordSource(userID string, seq uint16, ts uint32) *discordSource {
+	return &discordSource{userID: userID, rw: opusRewriter{seq: seq, ts: ts}}
+}
+
+// forward rewrites one Opus frame into an RTP packet and queues it to every
+// subscriber; it returns how many subscriber queues were full.
+func (d *discordSource) forward(payload []byte, missing int, now time.Time) int {
+	seq, ts, marker := d.rw.next(missing)
+	pkt := &rtp.Packet{
+		Header: rtp.Header{
+			Version:        2,
+			PayloadType:    opusPayloadType,
+			SequenceNumber: seq,
+			Timestamp:      ts,
+			Marker:         marker,
+		},
+		Payload: payload,
+	}
+	d.lastSeen = now
+	return d.fan.send(pkt, now)
+}
+
+// discordStreamID and discordTrackID name a Discord user's audio in
+// browsers.
+func discordStreamID(userID string) string { return "discord-" + userID }
+func discordTrackID(userID string) string  { return "discord-audio-" + userID }

@@ -1,0 +1,206 @@
+package media
+
+import (
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestOpusRewriter(t *testing.T) {
+	tests := []struct {
+		name       string
+		start      uint16
+		startTS    uint32
+		missing    []int
+		wantSeq    []uint16
+		wantTS     []uint32
+		wantMarker []bool
+	}{
+		{"contiguous", 10, 1000, []int{0, 0, 0}, []uint16{10, 11, 12}, []uint32{1000, 1960, 2920}, []bool{true, false, false}},
+		{"gap of two frames", 10, 1000, []int{0, 2, 0}, []uint16{10, 11, 12}, []uint32{1000, 3880, 4840}, []bool{true, true, false}},
+		{"missing before the first frame is ignored", 5, 0, []int{7, 0}, []uint16{5, 6}, []uint32{0, 960}, []bool{true, false}},
+		{"negative missing counts as none", 0, 0, []int{0, -3}, []uint16{0, 1}, []uint32{0, 960}, []bool{true, false}},
+		{"wraparound", 65535, 4294967000, []int{0, 0}, []uint16{65535, 0}, []uint32{4294967000, 664}, []bool{true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := opusRewriter{seq: tc.start, ts: tc.startTS}
+			for i, m := range tc.missing {
+				seq, ts, marker := r.next(m)
+				if seq != tc.wantSeq[i] || ts != tc.wantTS[i] || marker != tc.wantMarker[i] {
+					t.Fatalf("frame %d: seq %d ts %d marker %v, want %d %d %v", i, seq, ts, marker,
+						tc.wantSeq[i], tc.wantTS[i], tc.wantMarker[i])
+				}
+			}
+		})
+	}
+}
+
+// blockingWriter stands for a browser that stopped reading.
+type blockingWriter struct{ release chan struct{} }
+
+func (w blockingWriter) WriteRTP(*rtp.Packet) error { <-w.release; return nil }
+
+// countingWriter counts packets and closes done at want.
+type countingWriter struct {
+	n    atomic.Int64
+	want int64
+	done chan struct{}
+}
+
+func (w *countingWriter) WriteRTP(*rtp.Packet) error {
+	if w.n.Add(1) == w.want {
+		close(w.done)
+	}
+	return nil
+}
+
+func TestSlowBrowserDoesNotStallOthers(t *testing.T) {
+	stop := make(chan struct{})
+	release := make(chan struct{})
+	slowQ, fastQ := newSendQueue(8), newSendQueue(1024)
+	const n = 500
+	fast := &countingWriter{want: n, done: make(chan struct{})}
+	d := newDiscordSource("400", 0, 0)
+	d.fan.add(&downTrack{key: "slow", sink: blockingWriter{release}, q: slowQ})
+	d.fan.add(&downTrack{key: "fast", sink: fast, q: fastQ})
+	var wg sync.WaitGroup
+	for _, q := range []*sendQueue{slowQ, fastQ} {
+		wg.Add(1)
+		go func(q *sendQueue) { defer wg.Done(); q.run(stop) }(q)
+	}
+	dropped := 0
+	for i := 0; i < n; i++ {
+		dropped += d.forward([]byte{0xf8, 0xff, 0xfe}, 0, time.Now())
+	}
+	select {
+	case <-fast.done:
+	case <-time.After(waitLong):
+		t.Fatalf("fast browser got %d of %d packets", fast.n.Load(), n)
+	}
+	if dropped == 0 || slowQ.dropped.Load() != uint64(dropped) || fastQ.dropped.Load() != 0 {
+		t.Fatalf("dropped %d (slow %d, fast %d): only the slow queue should drop", dropped, slowQ.dropped.Load(), fastQ.dropped.Load())
+	}
+	close(release)
+	close(stop)
+	wg.Wait()
+}
+
+func TestFanoutAddRemove(t *testing.T) {
+	var f fanout
+	a, b := &downTrack{key: "a"}, &downTrack{key: "b"}
+	f.add(a)
+	f.add(b)
+	if !f.remove(a) || f.remove(a) {
+		t.Fatal("remove should report presence exactly once")
+	}
+	if l := f.list(); len(l) != 1 || l[0] != b {
+		t.Fatalf("list %v, want [b]", l)
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	for _, e := range errorCodes {
+		wrapped := errors.Join(errors.New("context"), e.err)
+		if ErrorCode(wrapped) != e.code {
+			t.Fatalf("%v: code %s, want %s", e.err, ErrorCode(wrapped), e.code)
+		}
+	}
+	if ErrorCode(errors.New("other")) != "internal" {
+		t.Fatal("unknown errors must map to internal")
+	}
+}
+
+func TestNewManagerValidates(t *testing.T) {
+	cases := []Options{
+		{GuildID: testGuild},
+		{Joiner: newFakeJoiner(), GuildID: "guild"},
+		{Joiner: newFakeJoiner(), GuildID: testGuild, Grace: -time.Second},
+		{Joiner: newFakeJoiner(), GuildID: testGuild, ICEUDPListen: "not-an-address"},
+	}
+	for i, o := range cases {
+		if _, err := NewManager(o); !errors.Is(err, ErrInvalidOptions) {
+			t.Fatalf("case %d: err %v, want ErrInvalidOptions", i, err)
+		}
+	}
+}
+
+// FuzzClientMessage feeds arbitrary bytes to the signaling decoder: it must
+// return a message or an error, never panic.
+func FuzzClientMessage(f *testing.F) {
+	f.Add("join", []byte(`{"type":"join","roomId":"300"}`))
+	f.Add("offer", []byte(`{"type":"offer","sdp":"v=0\r\n"}`))
+	f.Add("candidate", []byte(`{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host"}}`))
+	f.Add("mute", []byte(`{"muted":true}`))
+	f.Fuzz(func(t *testing.T, typ string, raw []byte) {
+		m, err := decodeClientMessage(typ, json.RawMessage(raw))
+		if err == nil {
+			_ = m.validate()
+		}
+	})
+}
+
+// BenchmarkDiscordToBrowsers measures one Discord Opus frame through the
+// rewrite and fanout into every browser's queue and out of its writer
+// goroutine (into an unbound TrackLocalStaticRTP), waiting until every
+// browser's copy is written. Reports per-delivery latency p50/p99.
+func BenchmarkDiscordToBrowsers(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			d := newDiscordSource("400", 0, 0)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var remaining atomic.Int64
+			done := make(chan struct{}, 1)
+			lat := make([][]time.Duration, n)
+			for i := 0; i < n; i++ {
+				local, err := webrtc.NewTrackLocalStaticRTP(opusCapability, "a", "s")
+				if err != nil {
+					b.Fatal(err)
+				}
+				q := newSendQueue(sendQueueLen)
+				i := i
+				lat[i] = make([]time.Duration, 0, b.N)
+				q.onWrite = func(p outPacket) {
+					lat[i] = append(lat[i], time.Since(p.at))
+					if remaining.Add(-1) == 0 {
+						done <- struct{}{}
+					}
+				}
+				d.fan.add(&downTrack{key: "a", local: local, sink: local, q: q})
+				wg.Add(1)
+				go func() { defer wg.Done(); q.run(stop) }()
+			}
+			payload := make([]byte, 120)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				remaining.Store(int64(n))
+				if d.forward(payload, 0, time.Now()) != 0 {
+					b.Fatal("a queue was full")
+				}
+				<-done
+			}
+			b.StopTimer()
+			close(stop)
+			wg.Wait()
+			var all []time.Duration
+			for _, l := range lat {
+				all = append(all, l...)
+			}
+			sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+			if len(all) > 0 {
+				b.ReportMetric(float64(all[len(all)/2])/1e3, "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100])/1e3, "p99-µs")
+			}
+		})
+	}
+}

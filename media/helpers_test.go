@@ -1,0 +1,763 @@
+package media
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/opus"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+)
+
+const (
+	testGuild = "100000000000000001"
+	waitLong  = 10 * time.Second
+)
+
+// loopbackOnly keeps a test's ICE on 127.0.0.1.
+func loopbackOnly(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) }
+
+// ---- fake hub client ----
+
+// fakePeer is a hub client whose sent messages land in a channel.
+type fakePeer struct {
+	id, user, name string
+	out            chan json.RawMessage
+}
+
+func newFakePeer(id, user string) *fakePeer {
+	return &fakePeer{id: id, user: user, name: "user " + user, out: make(chan json.RawMessage, 4096)}
+}
+
+func (p *fakePeer) ID() string     { return p.id }
+func (p *fakePeer) UserID() string { return p.user }
+func (p *fakePeer) Name() string   { return p.name }
+func (p *fakePeer) Send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	select {
+	case p.out <- b:
+		return nil
+	default:
+		return errors.New("fake peer: outbox full")
+	}
+}
+
+// serverMsg is any server-to-client message, decoded loosely.
+type serverMsg struct {
+	Type         string                   `json:"type"`
+	RoomID       string                   `json:"roomId"`
+	Self         string                   `json:"self"`
+	SDP          string                   `json:"sdp"`
+	Candidate    *webrtc.ICECandidateInit `json:"candidate"`
+	Event        string                   `json:"event"`
+	Participant  Participant              `json:"participant"`
+	Participants []Participant            `json:"participants"`
+	Discord      string                   `json:"discord"`
+	Message      string                   `json:"message"`
+	Error        *errorBody               `json:"error"`
+	raw          json.RawMessage
+}
+
+// ---- fake Discord leg ----
+
+type fakeLink struct {
+	channel string
+	frames  chan DiscordFrame
+	opus    chan []byte
+	vp8     chan []byte
+	closed  chan struct{}
+	once    sync.Once
+	refuseV bool
+	sent    atomic.Int64
+}
+
+func newFakeLink(channel string) *fakeLink {
+	return &fakeLink{channel: channel, frames: make(chan DiscordFrame, 64),
+		opus: make(chan []byte, 8192), vp8: make(chan []byte, 1024), closed: make(chan struct{})}
+}
+
+func (l *fakeLink) SendOpus(f []byte) error {
+	l.sent.Add(1)
+	select {
+	case l.opus <- f:
+	default:
+	}
+	return nil
+}
+
+func (l *fakeLink) SendVP8(f []byte, key bool) error {
+	if l.refuseV {
+		return errors.New("bots cannot send video")
+	}
+	select {
+	case l.vp8 <- f:
+	default:
+	}
+	return nil
+}
+
+func (l *fakeLink) Frames() <-chan DiscordFrame { return l.frames }
+func (l *fakeLink) Close(context.Context) error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+// send delivers a frame from Discord unless the link was closed.
+func (l *fakeLink) send(f DiscordFrame) bool {
+	select {
+	case l.frames <- f:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+type fakeJoiner struct {
+	mu    sync.Mutex
+	fail  int // next Join calls that fail
+	joins chan *fakeLink
+}
+
+func newFakeJoiner() *fakeJoiner { return &fakeJoiner{joins: make(chan *fakeLink, 16)} }
+
+func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLink, error) {
+	if guild != testGuild {
+		return nil, fmt.Errorf("wrong guild %s", guild)
+	}
+	j.mu.Lock()
+	fail := j.fail > 0
+	if fail {
+		j.fail--
+	}
+	j.mu.Unlock()
+	if fail {
+		return nil, errors.New("voice server unreachable")
+	}
+	l := newFakeLink(channel)
+	j.joins <- l
+	return l, nil
+}
+
+// ---- manager under test ----
+
+type events struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (e *events) publish(name string, payload any) {
+	pe, _ := payload.(ParticipantEvent)
+	e.mu.Lock()
+	e.list = append(e.list, name+":"+pe.Participant.ID)
+	e.mu.Unlock()
+}
+
+func (e *events) has(name, id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.list {
+		if s == name+":"+id {
+			return true
+		}
+	}
+	return false
+}
+
+func newTestManager(t testing.TB, j *fakeJoiner, mod func(*Options)) (*Manager, *events) {
+	t.Helper()
+	ev := &events{}
+	opts := Options{
+		Joiner:          j,
+		GuildID:         testGuild,
+		ICEUDPListen:    "127.0.0.1:0",
+		IPFilter:        loopbackOnly,
+		NetworkTypes:    []webrtc.NetworkType{webrtc.NetworkTypeUDP4},
+		IncludeLoopback: true,
+		Grace:           time.Minute,
+		RejoinBackoff:   20 * time.Millisecond,
+		Publish:         ev.publish,
+		Logger:          testLogger(t),
+		RoomExists:      func(id string) bool { return id != "999" },
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	m, err := NewManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return m, ev
+}
+
+// testLogger sends the manager's logs to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// ---- browser stand-in: a pion peer doing polite perfect negotiation ----
+
+type recvTrack struct {
+	remote *webrtc.TrackRemote
+	at     time.Time
+}
+
+type browser struct {
+	t     testing.TB
+	m     *Manager
+	peer  *fakePeer
+	pc    *webrtc.PeerConnection
+	room  string
+	msgs  chan serverMsg // everything but negotiation
+	track chan recvTrack
+	neg   chan struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	plis  atomic.Int64
+	once  sync.Once
+	// manual disables the automatic negotiation (glare test).
+	manual       bool
+	serverOffers atomic.Int64           // offers received from the server
+	lastSDP      atomic.Pointer[string] // last server offer or answer
+	offers       chan serverMsg         // server offers and answers when manual
+	applied      chan struct{}          // manual: a remote description was set
+}
+
+// cutConn is a UDP socket the test can cut: afterwards nothing is sent or
+// received, as when a browser's network vanishes without a goodbye.
+type cutConn struct {
+	net.PacketConn
+	cut atomic.Bool
+}
+
+func (c *cutConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || !c.cut.Load() {
+			return n, addr, err
+		}
+	}
+}
+
+func (c *cutConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.cut.Load() {
+		return len(p), nil
+	}
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+func newBrowserAPI(t testing.TB) *webrtc.API {
+	t.Helper()
+	return newBrowserAPIWith(t, nil)
+}
+
+// newBrowserAPIWith builds a browser's API; a non-nil conn carries all its
+// ICE traffic.
+func newBrowserAPIWith(t testing.TB, conn net.PacketConn) *webrtc.API {
+	t.Helper()
+	me, err := newMediaEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIPFilter(loopbackOnly)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if conn != nil {
+		mux := webrtc.NewICEUDPMux(nil, conn)
+		t.Cleanup(func() { _ = mux.Close() })
+		se.SetICEUDPMux(mux)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+}
+
+func newBrowser(t testing.TB, m *Manager, id, user string, manual bool) *browser {
+	t.Helper()
+	return newBrowserOn(t, m, id, user, manual, nil)
+}
+
+func newBrowserOn(t testing.TB, m *Manager, id, user string, manual bool, conn net.PacketConn) *browser {
+	t.Helper()
+	pc, err := newBrowserAPIWith(t, conn).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, m: m, peer: newFakePeer(id, user), pc: pc,
+		msgs: make(chan serverMsg, 1024), track: make(chan recvTrack, 64),
+		neg: make(chan struct{}, 1), stop: make(chan struct{}), manual: manual,
+		offers: make(chan serverMsg, 16), applied: make(chan struct{}, 1)}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		b.signal(map[string]any{"type": "candidate", "candidate": init})
+	})
+	pc.OnTrack(func(r *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		select {
+		case b.track <- recvTrack{remote: r, at: time.Now()}:
+		default:
+		}
+	})
+	if !manual {
+		pc.OnNegotiationNeeded(func() { kick(b.neg) })
+	}
+	b.wg.Add(1)
+	go b.loop()
+	t.Cleanup(b.close)
+	return b
+}
+
+func (b *browser) signal(v map[string]any) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		b.t.Errorf("marshal: %v", err)
+		return
+	}
+	b.m.HandleSignal(context.Background(), b.peer, v["type"].(string), raw)
+}
+
+func (b *browser) join(room string) {
+	b.room = room
+	b.signal(map[string]any{"type": "join", "roomId": room})
+}
+
+func (b *browser) close() {
+	b.once.Do(func() {
+		close(b.stop)
+		_ = b.pc.Close()
+		b.wg.Wait()
+	})
+}
+
+// errorf fails the test unless the browser is being closed (then pion
+// errors are expected).
+func (b *browser) errorf(format string, args ...any) {
+	select {
+	case <-b.stop:
+	default:
+		b.t.Errorf(format, args...)
+	}
+}
+
+// loop is the browser's signaling goroutine, the polite peer of perfect
+// negotiation. Pion has no rollback, so the browser keeps its offer out of
+// the PeerConnection until the server answers it: dropping that pending
+// offer when the server's offer collides is the rollback.
+func (b *browser) loop() {
+	defer b.wg.Done()
+	var pending []webrtc.ICECandidateInit
+	var myOffer *webrtc.SessionDescription
+	flush := func() {
+		for _, c := range pending {
+			_ = b.pc.AddICECandidate(c)
+		}
+		pending = nil
+	}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.applied:
+			flush()
+		case <-b.neg:
+			if b.pc.SignalingState() != webrtc.SignalingStateStable || myOffer != nil {
+				continue
+			}
+			offer, err := b.pc.CreateOffer(nil)
+			if err != nil {
+				continue
+			}
+			myOffer = &offer
+			b.signal(map[string]any{"type": "offer", "sdp": offer.SDP})
+		case raw := <-b.peer.out:
+			var msg serverMsg
+			if err := json.Unmarshal(raw, &msg); err != nil {
+				b.errorf("bad server message %s: %v", raw, err)
+				continue
+			}
+			msg.raw = raw
+			switch msg.Type {
+			case "offer":
+				sdp := msg.SDP
+				b.lastSDP.Store(&sdp)
+				b.serverOffers.Add(1)
+				if b.manual {
+					b.offers <- msg
+					continue
+				}
+				if myOffer != nil { // collision: roll back, offer again later
+					myOffer = nil
+					kick(b.neg)
+				}
+				if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: msg.SDP}); err != nil {
+					b.errorf("set server offer: %v", err)
+					continue
+				}
+				flush()
+				answer, err := b.pc.CreateAnswer(nil)
+				if err == nil {
+					err = b.pc.SetLocalDescription(answer)
+				}
+				if err != nil {
+					b.errorf("answer: %v", err)
+					continue
+				}
+				b.signal(map[string]any{"type": "answer", "sdp": answer.SDP})
+			case "answer":
+				sdp := msg.SDP
+				b.lastSDP.Store(&sdp)
+				if b.manual {
+					b.offers <- msg
+					continue
+				}
+				if myOffer == nil {
+					b.errorf("browser %s: answer without an offer", b.peer.id)
+					continue
+				}
+				err := b.pc.SetLocalDescription(*myOffer)
+				myOffer = nil
+				if err == nil {
+					err = b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: msg.SDP})
+				}
+				if err != nil {
+					b.errorf("apply server answer: %v", err)
+				}
+				flush()
+			case "candidate":
+				if b.pc.RemoteDescription() == nil {
+					pending = append(pending, *msg.Candidate)
+					continue
+				}
+				if err := b.pc.AddICECandidate(*msg.Candidate); err != nil {
+					b.errorf("add server candidate: %v", err)
+				}
+			default:
+				select {
+				case b.msgs <- msg:
+				default:
+					b.errorf("browser %s: message queue full", b.peer.id)
+				}
+			}
+		}
+	}
+}
+
+// next waits for the next non-negotiation message matching pred.
+func (b *browser) next(pred func(serverMsg) bool, what string) serverMsg {
+	b.t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		select {
+		case msg := <-b.msgs:
+			if pred(msg) {
+				return msg
+			}
+		case <-deadline:
+			b.t.Fatalf("browser %s: no %s within %s", b.peer.id, what, waitLong)
+		}
+	}
+}
+
+func isType(typ string) func(serverMsg) bool {
+	return func(m serverMsg) bool { return m.Type == typ }
+}
+
+func isError(code string) func(serverMsg) bool {
+	return func(m serverMsg) bool { return m.Type == "error" && m.Error != nil && m.Error.Code == code }
+}
+
+// drain returns the messages queued right now.
+func (b *browser) drain() []serverMsg {
+	var out []serverMsg
+	for {
+		select {
+		case m := <-b.msgs:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
+}
+
+// waitTrack waits for a received track with the given stream id.
+func (b *browser) waitTrack(streamID string) recvTrack {
+	b.t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		select {
+		case tr := <-b.track:
+			if tr.remote.StreamID() == streamID {
+				return tr
+			}
+		case <-deadline:
+			b.t.Fatalf("browser %s: no track of stream %s within %s", b.peer.id, streamID, waitLong)
+		}
+	}
+}
+
+// ---- publishing helpers ----
+
+// audioPublisher sends Opus packets from a file every 20 ms with an RFC 6464
+// audio level the test controls.
+type audioPublisher struct {
+	level atomic.Uint32
+}
+
+func (b *browser) publishAudio(frames [][]byte, level uint8) *audioPublisher {
+	b.t.Helper()
+	track, err := webrtc.NewTrackLocalStaticRTP(opusCapability, "mic", "mic-"+b.peer.id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	sender, err := b.pc.AddTrack(track)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ap := &audioPublisher{}
+	ap.level.Store(uint32(level))
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		for {
+			if _, _, err := sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		var seq uint16
+		var ts uint32
+		for i := 0; ; i++ {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+			}
+			var extID uint8
+			for _, e := range sender.GetParameters().HeaderExtensions {
+				if e.URI == audioLevelURI {
+					extID = uint8(e.ID)
+				}
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts},
+				Payload: frames[i%len(frames)]}
+			if extID != 0 {
+				lv, _ := rtp.AudioLevelExtension{Level: uint8(ap.level.Load()), Voice: true}.Marshal()
+				if err := pkt.Header.SetExtension(extID, lv); err != nil {
+					b.t.Errorf("set extension: %v", err)
+				}
+			}
+			seq++
+			ts += opusFrameTicks
+			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				return
+			}
+		}
+	}()
+	return ap
+}
+
+// publishVideo sends the IVF's VP8 frames at 15 fps, looping; a PLI makes
+// the next frame the first (a keyframe) again.
+func (b *browser) publishVideo(frames [][]byte) {
+	b.t.Helper()
+	track, err := webrtc.NewTrackLocalStaticSample(vp8Capability, "cam", "cam-"+b.peer.id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	sender, err := b.pc.AddTrack(track)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	restart := make(chan struct{}, 1)
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.PictureLossIndication); ok {
+					b.plis.Add(1)
+					kick(restart)
+				}
+			}
+		}
+	}()
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(time.Second / 15)
+		defer tick.Stop()
+		i := 0
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-restart:
+				i = 0
+			case <-tick.C:
+				if err := track.WriteSample(mediaSample(frames[i%len(frames)])); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+					return
+				}
+				i++
+			}
+		}
+	}()
+}
+
+// ---- test media ----
+
+// readOggOpus splits an Ogg Opus file (RFC 7845) into Opus packets,
+// skipping the two header packets.
+func readOggOpus(t testing.TB, path string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packets [][]byte
+	var cur []byte
+	for len(data) > 0 {
+		if len(data) < 27 || string(data[:4]) != "OggS" {
+			t.Fatalf("%s: bad Ogg page", path)
+		}
+		nseg := int(data[26])
+		segs := data[27 : 27+nseg]
+		body := data[27+nseg:]
+		off := 0
+		for _, l := range segs {
+			cur = append(cur, body[off:off+int(l)]...)
+			off += int(l)
+			if l < 255 {
+				packets = append(packets, cur)
+				cur = nil
+			}
+		}
+		data = body[off:]
+	}
+	if len(packets) < 3 || string(packets[0][:8]) != "OpusHead" {
+		t.Fatalf("%s: not an Ogg Opus file", path)
+	}
+	return packets[2:]
+}
+
+// readIVF returns the VP8 frames of an IVF file.
+func readIVF(t testing.TB, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, _, err := ivfreader.NewWith(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		frame, _, err := r.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, frame)
+	}
+	if len(frames) == 0 || frames[0][0]&1 != 0 {
+		t.Fatalf("%s: no frames or first is not a keyframe", path)
+	}
+	return frames
+}
+
+// decodeOpus decodes Opus packets to mono 48 kHz float samples.
+func decodeOpus(t testing.TB, packets [][]byte) []float32 {
+	t.Helper()
+	dec := opus.NewDecoder()
+	out := make([]float32, 5760)
+	var pcm []float32
+	for _, p := range packets {
+		n, err := dec.DecodeToFloat32(p, out)
+		if err != nil {
+			t.Fatalf("decode opus: %v", err)
+		}
+		pcm = append(pcm, out[:n]...)
+	}
+	return pcm
+}
+
+// dominantFrequency finds the strongest frequency between 50 Hz and 4 kHz
+// with the Goertzel algorithm, 1 Hz resolution.
+func dominantFrequency(pcm []float32, rate float64) float64 {
+	best, bestPow := 0.0, -1.0
+	for f := 50.0; f <= 4000; f++ {
+		w := 2 * math.Pi * f / rate
+		c := 2 * math.Cos(w)
+		var s1, s2 float64
+		for _, x := range pcm {
+			s0 := float64(x) + c*s1 - s2
+			s2, s1 = s1, s0
+		}
+		pow := s1*s1 + s2*s2 - c*s1*s2
+		if pow > bestPow {
+			best, bestPow = f, pow
+		}
+	}
+	return best
+}
+
+func frameSet(frames [][]byte) map[string]bool {
+	set := make(map[string]bool, len(frames))
+	for _, f := range frames {
+		set[string(f)] = true
+	}
+	return set
+}
+
+func mediaSample(frame []byte) media.Sample {
+	return media.Sample{Data: frame, Duration: time.Second / 15}
+}

@@ -1,0 +1,446 @@
+package voice_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/opus"
+	"go.uber.org/goleak"
+
+	"github.com/voicebridge/bridge/voice"
+	"github.com/voicebridge/bridge/voice/voicetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	guildID   = "100000000000000001"
+	channelID = "200000000000000002"
+	botID     = "300000000000000003"
+	memberID  = "400000000000000004"
+)
+
+// fakeSignaler plays the main gateway: op 4 allocates a session on the
+// emulator and answers with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE.
+type fakeSignaler struct {
+	srv *voicetest.Server
+
+	mu      sync.Mutex
+	subs    map[chan voice.VoiceUpdate]bool
+	joins   int
+	leaves  int
+	session int
+}
+
+func newSignaler(srv *voicetest.Server) *fakeSignaler {
+	return &fakeSignaler{srv: srv, subs: map[chan voice.VoiceUpdate]bool{}}
+}
+
+func (s *fakeSignaler) UpdateVoiceState(ctx context.Context, g, ch string, mute, deaf bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch == "" {
+		s.leaves++
+		s.srv.Release(g, botID)
+		s.pushLocked(voice.VoiceUpdate{SessionID: fmt.Sprintf("sess-%d", s.session)})
+		return nil
+	}
+	s.joins++
+	s.session++
+	sid := fmt.Sprintf("sess-%d", s.session)
+	endpoint, token, err := s.srv.Allocate(g, ch, botID, sid)
+	if err != nil {
+		return err
+	}
+	s.pushLocked(voice.VoiceUpdate{SessionID: sid, ChannelID: ch})
+	s.pushLocked(voice.VoiceUpdate{Server: true, Token: token, Endpoint: endpoint})
+	return nil
+}
+
+// move sends a VOICE_SERVER_UPDATE as Discord does when it moves the bot
+// to another voice server (here: a new allocation on the same emulator).
+func (s *fakeSignaler) move(null bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if null {
+		s.pushLocked(voice.VoiceUpdate{Server: true, EndpointNull: true})
+		return
+	}
+	endpoint, token, err := s.srv.Allocate(guildID, channelID, botID, fmt.Sprintf("sess-%d", s.session))
+	if err != nil {
+		panic(err)
+	}
+	s.pushLocked(voice.VoiceUpdate{Server: true, Token: token, Endpoint: endpoint})
+}
+
+func (s *fakeSignaler) pushLocked(u voice.VoiceUpdate) {
+	for ch := range s.subs {
+		select {
+		case ch <- u:
+		default:
+		}
+	}
+}
+
+func (s *fakeSignaler) SubscribeVoice(string) (<-chan voice.VoiceUpdate, func()) {
+	ch := make(chan voice.VoiceUpdate, 16)
+	s.mu.Lock()
+	s.subs[ch] = true
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.subs, ch)
+		s.mu.Unlock()
+	}
+}
+
+func (s *fakeSignaler) counts() (joins, leaves int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joins, s.leaves
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("VOICE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type rig struct {
+	srv  *voicetest.Server
+	sig  *fakeSignaler
+	conn *voice.Conn
+	evs  *eventLog
+}
+
+func startServer(t *testing.T, o voicetest.Options) *voicetest.Server {
+	t.Helper()
+	o.Logger = testLogger(t)
+	srv, err := voicetest.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newClient(t *testing.T, srv *voicetest.Server, sig voice.Signaler) *voice.Client {
+	return voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
+		Logger: testLogger(t), JoinTimeout: 5 * time.Second})
+}
+
+// join starts the bot in the channel; the connection is closed at cleanup.
+func join(t *testing.T, o voicetest.Options) *rig {
+	t.Helper()
+	srv := startServer(t, o)
+	sig := newSignaler(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := newClient(t, srv, sig).Join(ctx, guildID, channelID)
+	if err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	r := &rig{srv: srv, sig: sig, conn: conn, evs: watchEvents(conn)}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := conn.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := conn.Close(ctx); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		r.evs.wait()
+	})
+	return r
+}
+
+// eventLog collects a connection's events and lets tests wait for one.
+type eventLog struct {
+	mu     sync.Mutex
+	cond   chan struct{}
+	events []voice.Event
+	closed bool
+	done   chan struct{}
+}
+
+func watchEvents(c *voice.Conn) *eventLog {
+	l := &eventLog{cond: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for ev := range c.Events() {
+			l.mu.Lock()
+			l.events = append(l.events, ev)
+			close(l.cond)
+			l.cond = make(chan struct{})
+			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.closed = true
+		close(l.cond)
+		l.mu.Unlock()
+	}()
+	return l
+}
+
+func (l *eventLog) wait() { <-l.done }
+
+// await waits until match accepts an event at index ≥ from; returns its
+// index.
+func (l *eventLog) await(t *testing.T, from int, what string, match func(voice.Event) bool) int {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		for i := from; i < len(l.events); i++ {
+			if match(l.events[i]) {
+				l.mu.Unlock()
+				return i
+			}
+		}
+		cond, closed := l.cond, l.closed
+		evs := fmt.Sprintf("%+v", l.events)
+		l.mu.Unlock()
+		if closed {
+			t.Fatalf("events ended without %s: %s", what, evs)
+		}
+		select {
+		case <-cond:
+		case <-deadline.C:
+			t.Fatalf("no %s within deadline; events: %s", what, evs)
+		}
+	}
+}
+
+func (l *eventLog) count(match func(voice.Event) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, ev := range l.events {
+		if match(ev) {
+			n++
+		}
+	}
+	return n
+}
+
+func isState(s voice.State) func(voice.Event) bool {
+	return func(ev voice.Event) bool { sc, ok := ev.(voice.StateChanged); return ok && sc.State == s }
+}
+
+func loadOpus(t *testing.T, name string) [][]byte {
+	t.Helper()
+	f, err := voicetest.LoadOpusSample(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// decodePCM decodes Opus frames to 48 kHz mono.
+func decodePCM(t *testing.T, frames [][]byte) []float32 {
+	t.Helper()
+	dec, err := opus.NewDecoderWithOutput(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, 5760)
+	var pcm []float32
+	for i, f := range frames {
+		n, err := dec.DecodeToFloat32(f, out)
+		if err != nil {
+			t.Fatalf("decode frame %d: %v", i, err)
+		}
+		pcm = append(pcm, out[:n]...)
+	}
+	return pcm
+}
+
+// goertzel is the power of pcm at freq (Hz, 48 kHz sampling).
+func goertzel(pcm []float32, freq float64) float64 {
+	w := 2 * math.Pi * freq / 48000
+	coeff := 2 * math.Cos(w)
+	var s1, s2 float64
+	for _, x := range pcm {
+		s := float64(x) + coeff*s1 - s2
+		s2, s1 = s1, s
+	}
+	return s1*s1 + s2*s2 - coeff*s1*s2
+}
+
+// dominantFrequency finds the spectral peak between 50 Hz and 4 kHz:
+// a 10 Hz scan, then a 1 Hz refinement around the best bin.
+func dominantFrequency(pcm []float32) float64 {
+	if len(pcm) > 48000 {
+		pcm = pcm[len(pcm)/2-24000 : len(pcm)/2+24000]
+	}
+	best, bestP := 0.0, -1.0
+	for f := 50.0; f <= 4000; f += 10 {
+		if p := goertzel(pcm, f); p > bestP {
+			best, bestP = f, p
+		}
+	}
+	center := best
+	for f := center - 10; f <= center+10; f++ {
+		if p := goertzel(pcm, f); p > bestP {
+			best, bestP = f, p
+		}
+	}
+	return best
+}
+
+func withoutSilence(frames [][]byte) [][]byte {
+	var out [][]byte
+	for _, f := range frames {
+		if !bytes.Equal(f, []byte{0xf8, 0xff, 0xfe}) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// collectFrames reads frames of kind from user until n arrived or the
+// deadline passed.
+func collectFrames(c *voice.Conn, user string, kind voice.MediaKind, n int, within time.Duration) []voice.Frame {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	var got []voice.Frame
+	for len(got) < n {
+		select {
+		case f, ok := <-c.Frames():
+			if !ok {
+				return got
+			}
+			if f.UserID == user && f.Kind == kind {
+				got = append(got, f)
+			}
+		case <-deadline.C:
+			return got
+		}
+	}
+	return got
+}
+
+func TestToneBothWaysEveryMode(t *testing.T) {
+	tone1000 := loadOpus(t, "tone-1000")
+	tone440 := loadOpus(t, "tone-440")
+	for _, mode := range voice.Modes() {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, voicetest.Options{Modes: []string{string(mode)}})
+			member, err := srv.AddMember(voicetest.MemberOptions{UserID: memberID, GuildID: guildID, ChannelID: channelID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotAll := make(chan struct{})
+			var once sync.Once
+			var mu sync.Mutex
+			count := 0
+			member.OnOpus(func(from string, frame []byte) {
+				if from != botID || bytes.Equal(frame, []byte{0xf8, 0xff, 0xfe}) {
+					return
+				}
+				mu.Lock()
+				count++
+				if count == len(tone1000) {
+					once.Do(func() { close(gotAll) })
+				}
+				mu.Unlock()
+			})
+			sig := newSignaler(srv)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := newClient(t, srv, sig).Join(ctx, guildID, channelID)
+			if err != nil {
+				t.Fatalf("Join: %v", err)
+			}
+			evs := watchEvents(conn)
+			defer func() {
+				if err := conn.Close(ctx); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				evs.wait()
+			}()
+			if got := evs.await(t, 0, "Speaking from the member", func(ev voice.Event) bool {
+				s, ok := ev.(voice.Speaking)
+				return ok && s.UserID == memberID
+			}); got < 0 {
+				t.Fatal("unreachable")
+			}
+
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				member.PlayOpus(ctx, tone440, false)
+			}()
+			sendErr := make(chan error, 1)
+			go func() {
+				for _, f := range tone1000 {
+					if err := conn.SendOpus(f); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+				sendErr <- nil
+			}()
+			received := collectFrames(conn, memberID, voice.Audio, len(tone440), 15*time.Second)
+			wg.Wait()
+			if err := <-sendErr; err != nil {
+				t.Fatalf("SendOpus: %v", err)
+			}
+			select {
+			case <-gotAll:
+			case <-time.After(5 * time.Second):
+			}
+
+			// Bot → member: ≥99% of packets, byte-identical, a 1 kHz tone.
+			atMember := withoutSilence(member.ReceivedOpus(botID))
+			if min := len(tone1000) * 99 / 100; len(atMember) < min {
+				t.Fatalf("member got %d of %d frames", len(atMember), len(tone1000))
+			}
+			for i := range atMember {
+				if i < len(tone1000) && !bytes.Equal(atMember[i], tone1000[i]) {
+					t.Fatalf("frame %d at the member differs from what was sent", i)
+				}
+			}
+			f1000 := dominantFrequency(decodePCM(t, atMember))
+			if math.Abs(f1000-1000) > 20 {
+				t.Fatalf("member hears %.0f Hz, want 1000 Hz ±2%%", f1000)
+			}
+
+			// Member → bot: attributed to the member, in order, a 440 Hz tone.
+			if min := len(tone440) * 99 / 100; len(received) < min {
+				t.Fatalf("bot got %d of %d frames from the member", len(received), len(tone440))
+			}
+			var payloads [][]byte
+			missing := 0
+			for i, f := range received {
+				if i > 0 && f.Seq != received[i-1].Seq+1+uint16(f.Missing) {
+					t.Fatalf("frame %d seq %d after %d with %d missing", i, f.Seq, received[i-1].Seq, f.Missing)
+				}
+				missing += f.Missing
+				payloads = append(payloads, f.Payload)
+			}
+			f440 := dominantFrequency(decodePCM(t, payloads))
+			if math.Abs(f440-440) > 8.8 {
+				t.Fatalf("bot hears %.0f Hz from the member, want 440 Hz ±2%%", f440)
+			}
+			st := conn.Stats()
+			if st.AudioPacketsSent < uint64(len(tone1000)) || st.SilenceFramesSent != 5 {
+				t.Fatalf("sent %d audio packets (%d silence), want ≥%d and 5", st.AudioPacketsSent, st.SilenceFramesSent, len(tone1000))
+			}
+			t.Logf("mode %s: member got %d/%d at %.0f Hz, bot got %d/%d (missing %d) at %.0f Hz",
+				mode, len(atMember), len(tone1000), f1000, len(received), len(tone440), missing, f440)
+		})
+	}
+}

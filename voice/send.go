@@ -1,0 +1,306 @@
+package voice
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+const (
+	// frameDuration and samplesPerFrame: Opus at 48 kHz in 20 ms frames.
+	frameDuration   = 20 * time.Millisecond
+	samplesPerFrame = 960
+	// silenceFrames are sent before going quiet (Discord voice docs,
+	// "Voice Data Interpolation").
+	silenceFrames = 5
+	// sendQueue is how many frames SendOpus may run ahead of the pacer.
+	sendQueue = 4
+	// underrunGrace is how long past a slot the pacer waits for a late
+	// frame before filling the slot with silence.
+	underrunGrace = 10 * time.Millisecond
+	// maxLag re-anchors the schedule when the pacer fell this far behind
+	// (a stalled machine), instead of bursting to catch up.
+	maxLag = 100 * time.Millisecond
+	// maxOpusFrame bounds one Opus packet (RFC 6716 §3.4: 1275 bytes per
+	// frame; a DAVE trailer adds a few).
+	maxOpusFrame = 1400
+	// videoClock is VP8's RTP clock rate (RFC 7741 §4.1).
+	videoClock = 90000
+)
+
+// sender paces outgoing audio and packetizes video. The pacer goroutine
+// owns the audio sequence number and timestamp; video state is under vmu.
+type sender struct {
+	c     *Conn
+	queue chan []byte
+	free  chan []byte
+
+	seq uint16
+	ts  uint32
+
+	vmu    sync.Mutex
+	vseq   uint16
+	vts0   uint32
+	vstart time.Time
+	vp8    VP8Packetizer
+	venc   []byte
+}
+
+func newSender(c *Conn) *sender {
+	s := &sender{
+		c:      c,
+		queue:  make(chan []byte, sendQueue),
+		free:   make(chan []byte, sendQueue+1),
+		seq:    uint16(rand.Uint32()),
+		ts:     rand.Uint32(),
+		vseq:   uint16(rand.Uint32()),
+		vts0:   rand.Uint32(),
+		vstart: time.Now(),
+	}
+	for range cap(s.free) {
+		s.free <- make([]byte, 0, maxOpusFrame)
+	}
+	return s
+}
+
+// SendOpus queues one 20 ms Opus frame (48 kHz stereo). It blocks while
+// the pacer is sendQueue frames ahead, so a producer faster than real
+// time is paced. The frame passes through the FrameEncryptor first.
+func (c *Conn) SendOpus(frame []byte) error {
+	if len(frame) == 0 || len(frame) > maxOpusFrame {
+		return fmt.Errorf("voice: Opus frame of %d bytes (1..%d): %w", len(frame), maxOpusFrame, ErrFrameTooLarge)
+	}
+	s := c.sender
+	var buf []byte
+	select {
+	case buf = <-s.free:
+	case <-c.runDone:
+		return ErrClosed
+	case <-c.paceDone:
+		return ErrClosed
+	}
+	if c.ended.Load() {
+		s.free <- buf
+		return ErrClosed
+	}
+	if enc := c.opts.Encryptor; enc != nil {
+		out, err := enc.EncryptFrame(buf[:0], Audio, frame)
+		if err != nil {
+			s.free <- buf
+			return fmt.Errorf("voice: encrypt audio frame: %w", err)
+		}
+		buf = out
+	} else {
+		buf = append(buf[:0], frame...)
+	}
+	select {
+	case s.queue <- buf:
+		return nil
+	case <-c.paceDone:
+		return ErrClosed
+	}
+}
+
+// run is the pacer: it sends one frame per 20 ms slot on absolute
+// deadlines start+n·20ms of the monotonic clock, so timing never drifts.
+// When the queue runs dry it sends five silence frames and goes quiet; the
+// next talk spurt starts a new schedule, its timestamp advanced by the
+// wall-clock time elapsed (in 960-sample steps) and its first packet
+// marked (RFC 3551 §4.1).
+func (s *sender) run(ctx context.Context) {
+	defer close(s.c.paceDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var (
+		talking  bool
+		sentAny  bool
+		start    time.Time
+		n        int64
+		silence  int
+		lastSlot time.Time
+	)
+	for {
+		if !talking {
+			var f []byte
+			select {
+			case <-ctx.Done():
+				return
+			case f = <-s.queue:
+			}
+			now := time.Now()
+			if sentAny {
+				steps := int64((now.Sub(lastSlot) + frameDuration/2) / frameDuration)
+				if steps > 1 {
+					s.ts += uint32(steps-1) * samplesPerFrame
+				}
+			}
+			talking, start, n, silence = true, now, 1, silenceFrames
+			s.sendAudio(f, true, false)
+			s.free <- f
+			sentAny, lastSlot = true, now
+			continue
+		}
+		slot := start.Add(time.Duration(n) * frameDuration)
+		if lag := time.Since(slot); lag > maxLag {
+			start = start.Add(lag)
+			slot = slot.Add(lag)
+		}
+		if !sleepUntil(ctx, timer, slot) {
+			return
+		}
+		var f []byte
+		select {
+		case f = <-s.queue:
+		default:
+			if silence == silenceFrames {
+				if !sleepUntil(ctx, timer, slot.Add(underrunGrace)) {
+					return
+				}
+				select {
+				case f = <-s.queue:
+				default:
+				}
+			}
+		}
+		switch {
+		case f != nil:
+			s.sendAudio(f, false, false)
+			s.free <- f
+			silence = silenceFrames
+		default:
+			s.sendAudio(silenceFrame, false, true)
+			silence--
+			if silence == 0 {
+				talking = false
+			}
+		}
+		lastSlot = slot
+		n++
+	}
+}
+
+// sleepUntil waits for the monotonic deadline t; false if ctx ended.
+func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer.Reset(d)
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		timer.Stop()
+		return false
+	}
+}
+
+// sendAudio sends one Opus packet on the current transport, announcing
+// Speaking (op 5) first on a transport that has not had it: Discord
+// disconnects a client that sends audio before op 5.
+func (s *sender) sendAudio(payload []byte, marker, silence bool) {
+	c := s.c
+	h := Header{PayloadType: PayloadTypeOpus, Marker: marker, Sequence: s.seq, Timestamp: s.ts}
+	s.seq++
+	s.ts += samplesPerFrame
+	t := c.trPtr.Load()
+	if t == nil || !s.announce(t) {
+		c.stats.add(func(st *connStats) { st.sendDr++ })
+		return
+	}
+	h.SSRC = t.ssrc
+	if err := t.send(&h, payload); err != nil {
+		c.log.Debug("audio send failed", "err", err)
+		c.stats.add(func(st *connStats) { st.sendDr++ })
+		return
+	}
+	c.stats.add(func(st *connStats) {
+		st.audioSent++
+		if silence {
+			st.silenceSent++
+		}
+	})
+}
+
+// announce sends Speaking once per transport. The flag stays set for the
+// session rather than toggling per talk spurt, which Discord rate limits
+// (close 4008).
+func (s *sender) announce(t *transport) bool {
+	if t.speakingSent.Load() {
+		return true
+	}
+	g := s.c.gwPtr.Load()
+	if g == nil {
+		return false
+	}
+	delay := 0
+	if err := g.send(OpSpeaking, speakingData{Speaking: 1, Delay: &delay, SSRC: t.ssrc}); err != nil {
+		s.c.log.Debug("speaking announce failed", "err", err)
+		return false
+	}
+	t.speakingSent.Store(true)
+	return true
+}
+
+// SendVP8 sends one VP8 frame at once (video is not paced): through the
+// FrameEncryptor, split into RTP packets (RFC 7741) on the video SSRC Ready
+// assigned, timestamped on a 90 kHz clock. keyframe must agree with the
+// frame's P bit. The first video frame of a session announces the stream
+// (op 12). Real Discord does not let bots send camera video (see doc.go).
+func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
+	if len(frame) == 0 {
+		return fmt.Errorf("voice: empty VP8 frame: %w", ErrBadVP8)
+	}
+	if VP8IsKeyframe(frame) != keyframe {
+		return fmt.Errorf("voice: keyframe=%v but the frame's P bit says %v: %w", keyframe, VP8IsKeyframe(frame), ErrBadVP8)
+	}
+	if c.ended.Load() {
+		return ErrClosed
+	}
+	t := c.trPtr.Load()
+	if t == nil {
+		return ErrNotConnected
+	}
+	if t.videoSSRC == 0 {
+		return ErrNoVideo
+	}
+	s := c.sender
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
+	if !t.videoAnnounced.Load() {
+		g := c.gwPtr.Load()
+		if g == nil {
+			return ErrNotConnected
+		}
+		active := true
+		err := g.send(OpVideo, videoData{AudioSSRC: t.ssrc, VideoSSRC: t.videoSSRC, RTXSSRC: t.rtxSSRC,
+			Streams: []streamSpec{{Type: "video", RID: "100", SSRC: t.videoSSRC, RTXSSRC: t.rtxSSRC, Active: &active, Quality: 100}}})
+		if err != nil {
+			return err
+		}
+		t.videoAnnounced.Store(true)
+	}
+	if enc := c.opts.Encryptor; enc != nil {
+		out, err := enc.EncryptFrame(s.venc[:0], Video, frame)
+		if err != nil {
+			return fmt.Errorf("voice: encrypt video frame: %w", err)
+		}
+		s.venc, frame = out, out
+	}
+	ts := s.vts0 + uint32(time.Since(s.vstart)*videoClock/time.Second)
+	h := Header{PayloadType: PayloadTypeVP8, Timestamp: ts, SSRC: t.videoSSRC}
+	sent := 0
+	err := s.vp8.Packetize(frame, func(payload []byte, marker bool) error {
+		h.Sequence, h.Marker = s.vseq, marker
+		s.vseq++
+		if err := t.send(&h, payload); err != nil {
+			return err
+		}
+		sent++
+		return nil
+	})
+	c.stats.add(func(st *connStats) { st.videoSent += uint64(sent) })
+	return err
+}

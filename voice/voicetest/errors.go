@@ -1,0 +1,27 @@
+package voicetest
+
+import "errors"
+
+// Sentinel errors; functions wrap them with %w and a description of what
+// was wrong.
+var (
+	// ErrClosed is returned by operations on a Server or Member that has
+	// been closed or has left.
+	ErrClosed = errors.New("voicetest: closed")
+	// ErrInvalidOptions reports an Options or MemberOptions value that
+	// cannot work, for example an unknown transport mode.
+	ErrInvalidOptions = errors.New("voicetest: invalid options")
+	// ErrBadPacket reports a datagram or frame that does not parse as the
+	// protocol it claims to be (RTP, RTCP, VP8 payload, Ogg page).
+	ErrBadPacket = errors.New("voicetest: bad packet")
+	// ErrDecrypt reports a packet whose transport encryption did not
+	// authenticate with the session key.
+	ErrDecrypt = errors.New("voicetest: decryption failed")
+	// ErrUnknownMode reports a transport encryption mode this server does
+	// not implement.
+	ErrUnknownMode = errors.New("voicetest: unknown encryption mode")
+	// ErrUnknownSample reports a sample name that is not embedded.
+	ErrUnknownSample = errors.New("voicetest: unknown sample")
+	// ErrBadSample reports an embedded sample that does not parse.
+	ErrBadSample = errors.New("voicetest: bad sample")
+)
