@@ -552,7 +552,9 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 		ready = true
 		cmds = c.cmds
 		hs.Stop()
-		c.setStatus(func(s *Status) { s.State, s.LastError, s.SessionID, s.BotUserID = StateReady, "", sess.id, sess.botUserID })
+		c.setStatus(func(s *Status) {
+			s.State, s.LastError, s.SessionID, s.BotUserID = StateReady, "", sess.id, sess.botUserID
+		})
 		c.log.Info("gateway ready", "session", sess.id, "resumed", resuming)
 	}
 	for {

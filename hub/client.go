@@ -36,10 +36,10 @@ const (
 	closeNoFrame = 0
 )
 
-// Client is one /api/ws connection. A reader goroutine (the HTTP
-// handler's) parses and dispatches its messages; a writer goroutine owns
-// every data write and drains a queue bounded in bytes, so Send and
-// Hub.Publish never wait for the network.
+// Client is one /api/ws connection. A reader goroutine parses and
+// dispatches its messages; a writer goroutine owns every data write and
+// drains a queue bounded in bytes, so Send and Hub.Publish never wait for
+// the network. Both belong to the Hub, which waits for them in Shutdown.
 type Client struct {
 	hub    *Hub
 	conn   *websocket.Conn

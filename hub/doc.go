@@ -31,10 +31,18 @@
 // objects with a "type"; HandleMessage lets other packages (WebRTC
 // signaling) take types of their own, and answer through Client.Send.
 //
-// Each client has one writer goroutine and a send queue bounded in bytes:
-// Publish encodes an event once, queues the same bytes for every client
-// and never waits. A client more than SendQueueBytes behind is closed with
-// CloseSlowClient (4408) and its queue dropped; the others never notice.
+// Each client has a reader and a writer goroutine and a send queue bounded
+// in bytes: Publish encodes an event once, queues the same bytes for every
+// client and never waits. A client more than SendQueueBytes behind is
+// closed with CloseSlowClient (4408) and its queue dropped; the others
+// never notice. The kernel's share of the backlog is capped too
+// (Options.SocketSendBuffer).
+//
+// Close codes on /api/ws: 4401 unauthorized (no auth in time, first message
+// not auth, bad token, token expired), 4408 too slow, 4400 too many bad
+// messages, 1009 message too big, 1001 server shutting down. Malformed and
+// unknown-type messages get {"v":1,"type":"error","error":{"code","message"}}
+// with the message's "id" echoed.
 //
 // Package gateway implements Rooms (adapted in cmd); hub does not import it.
 package hub

@@ -224,7 +224,7 @@ func TestHubHandleMessage(t *testing.T) {
 }
 
 func TestHubDropsSilentClient(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.PingInterval = 200 * time.Millisecond })
+	e := newEnv(t, func(o *Options) { o.PingInterval = 500 * time.Millisecond })
 	closed := make(chan struct{})
 	e.hub.HandleMessage("watch", func(_ context.Context, c *Client, _ json.RawMessage) {
 		c.OnClose(func() { close(closed) })
@@ -249,7 +249,7 @@ func TestHubDropsSilentClient(t *testing.T) {
 			}
 		}
 	}()
-	for range 4 {
+	for range 3 {
 		select {
 		case <-pings:
 		case <-time.After(waitLimit):

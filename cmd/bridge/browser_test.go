@@ -3,24 +3,25 @@ package main
 // Real-browser tests of the web UI: Debian's Chromium, driven headless with
 // chromedp, with a fake camera and microphone (docs: browser-testing.md).
 //
-// The stack under test is the embedded default assembled in process by
-// startBrowserStack: the Discord emulator with its demo members (Ada talks,
+// The bridge under test is the embedded default started in process
+// (startTestApp): the Discord emulator with its demo members (Ada talks,
 // Test Pattern shows video, Echo plays back what it hears), the gateway
-// client, the hub with dev auth, the media manager with the voice client as
-// its Discord leg, and the web UI.
+// client, the hub with dev auth, media with the voice client as its
+// Discord leg, and the web UI.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,11 +30,8 @@ import (
 	"github.com/pion/opus"
 	"go.uber.org/goleak"
 
-	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/gateway/discordtest"
-	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
-	"github.com/voicebridge/bridge/voice"
 	"github.com/voicebridge/bridge/web"
 )
 
@@ -45,197 +43,20 @@ var screenshotDir = filepath.Join("..", "..", "testoutput", "screenshots")
 
 // ---------------------------------------------------------------- stack
 
-// browserStack is the bridge as the browser sees it, on 127.0.0.1.
-type browserStack struct {
-	base string
-	demo *discordtest.Demo
-	hub  *hub.Hub
-}
-
-// startBrowserStack assembles the embedded default with media and the web
-// UI and serves it on a loopback port. handler, when set, wraps the
-// server's handler (a test uses it to make the API unreachable).
-func startBrowserStack(t *testing.T, wrap func(http.Handler) http.Handler) *browserStack {
+// startBrowserApp runs the embedded default (startTestApp) with media kept
+// on loopback and a short grace period.
+func startBrowserApp(t *testing.T) *testApp {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	demo, err := discordtest.StartDemo(discordtest.DemoOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
+	var tune tuning
+	tune.media = func(o *media.Options) {
+		o.ICEUDPListen = "127.0.0.1:0"
+		o.IncludeLoopback = true
+		o.IPFilter = func(ip net.IP) bool { return ip.IsLoopback() }
+		o.InterfaceFilter = func(name string) bool { return name == "lo" }
+		o.Grace = time.Second
 	}
-	t.Cleanup(demo.Close)
-	o := demo.Discord.Options()
-	apiBase := demo.Discord.URL() + "/api/v10"
-
-	var (
-		h   *hub.Hub
-		mgr *media.Manager
-	)
-	gw, err := gateway.New(gateway.Options{
-		Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID, APIBase: apiBase, Logger: log,
-		OnEvent: func(e gateway.Event) {
-			h.Publish(e.Name, e.Payload)
-			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
-				mgr.RoomEnded(p.ChannelID)
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
-		Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID, APIBase: apiBase, Logger: log, Members: gw.Members,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := hub.NewDevAuth(devIssuer, devAudience)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err = hub.New(hub.Options{GuildID: o.GuildID, Rooms: roomsAdapter{rooms}, DevAuth: dev, Auth: dev.Verifier(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc := voice.NewClient(voice.Options{Signaler: gw, UserID: o.BotUserID, TLSConfig: demo.Voice.TLSConfig(), Logger: log})
-	mgr, err = media.NewManager(media.Options{
-		Joiner: btJoiner{vc}, GuildID: o.GuildID, Logger: log, Publish: h.Publish,
-		Grace:           time.Second,
-		IncludeLoopback: true,
-		IPFilter:        func(ip net.IP) bool { return ip.IsLoopback() },
-		InterfaceFilter: func(name string) bool { return name == "lo" },
-		MemberName: func(userID string) string {
-			for _, m := range gw.Members(demo.Lobby.ID) {
-				if m.UserID == userID {
-					return m.Name
-				}
-			}
-			return userID
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "mute", "camera", "restart-ice"} {
-		h.HandleMessage(typ, func(ctx context.Context, c *hub.Client, raw json.RawMessage) {
-			p := btPeer{c}
-			if typ == "join" {
-				c.OnClose(func() { mgr.PeerClosed(p) })
-			}
-			mgr.HandleSignal(ctx, p, typ, raw)
-		})
-	}
-	if err := gw.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var handler http.Handler = bridgeMux(h.Handler(), web.Handler())
-	if wrap != nil {
-		handler = wrap(handler)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("http shutdown: %v", err)
-		}
-		<-served
-		if err := mgr.Close(ctx); err != nil {
-			t.Errorf("media close: %v", err)
-		}
-		if err := gw.Close(ctx); err != nil {
-			t.Errorf("gateway close: %v", err)
-		}
-	})
-	return &browserStack{base: "http://" + ln.Addr().String(), demo: demo, hub: h}
+	return startTestApp(t, tune, nil)
 }
-
-// bridgeMux sends the API paths to the hub and everything else to the UI.
-func bridgeMux(api, ui http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/.well-known/") || p == "/healthz" || p == "/readyz" {
-			api.ServeHTTP(w, r)
-			return
-		}
-		ui.ServeHTTP(w, r)
-	})
-}
-
-// btJoiner joins the bot with the voice client and presents the
-// connection as a media.DiscordLink.
-type btJoiner struct{ c *voice.Client }
-
-func (j btJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
-	conn, err := j.c.Join(ctx, guildID, channelID)
-	if err != nil {
-		return nil, err
-	}
-	l := &btLink{conn: conn, frames: make(chan media.DiscordFrame, 64), stop: make(chan struct{})}
-	l.wg.Add(2)
-	go l.pump()
-	go l.drainEvents()
-	return l, nil
-}
-
-type btLink struct {
-	conn     *voice.Conn
-	frames   chan media.DiscordFrame
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-}
-
-func (l *btLink) pump() {
-	defer l.wg.Done()
-	defer close(l.frames)
-	for f := range l.conn.Frames() {
-		kind := media.FrameAudio
-		if f.Kind == voice.Video {
-			kind = media.FrameVideo
-		}
-		select {
-		case l.frames <- media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe}:
-		case <-l.stop:
-			return
-		}
-	}
-}
-
-func (l *btLink) drainEvents() {
-	defer l.wg.Done()
-	for range l.conn.Events() {
-	}
-}
-
-func (l *btLink) SendOpus(frame []byte) error               { return l.conn.SendOpus(frame) }
-func (l *btLink) SendVP8(frame []byte, keyframe bool) error { return l.conn.SendVP8(frame, keyframe) }
-func (l *btLink) Frames() <-chan media.DiscordFrame         { return l.frames }
-func (l *btLink) Close(ctx context.Context) error {
-	err := l.conn.Close(ctx)
-	l.stopOnce.Do(func() { close(l.stop) })
-	l.wg.Wait()
-	return err
-}
-
-// btPeer is a hub client as media sees it.
-type btPeer struct{ c *hub.Client }
-
-func (p btPeer) ID() string       { return p.c.ID() }
-func (p btPeer) UserID() string   { return p.c.UserID() }
-func (p btPeer) Name() string     { return p.c.Name() }
-func (p btPeer) Send(v any) error { return p.c.Send(v) }
 
 // ---------------------------------------------------------------- browser
 
@@ -464,7 +285,7 @@ func (p *page) waitGrowth(what, streamID, kind, field string, timeout time.Durat
 // not silence).
 func TestBrowserCallWithDiscordMembers(t *testing.T) {
 	checkLeaks(t)
-	st := startBrowserStack(t, nil)
+	st := startBrowserApp(t)
 	// Test Pattern hears what the bot sends: the browser's microphone.
 	heard := make(chan []byte, 1000)
 	botID := st.demo.Discord.Options().BotUserID
@@ -487,6 +308,7 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 
 	p.join("Lobby")
 	joined := time.Now()
+	t.Cleanup(func() { t.Log(eval[string](p, `JSON.stringify(window.__bridge.state().call?.trace)`)) })
 	talker := "discord-" + discordtest.DemoTalkerID
 	echo := "discord-" + discordtest.DemoEchoID
 
@@ -495,14 +317,14 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 	b, a := p.waitGrowth("talker packets", talker, "audio", "packetsReceived", budget())
 	t.Logf("talker packets %v -> %v", b, a)
 	b, a = p.waitGrowth("talker audio energy", talker, "audio", "totalAudioEnergy", budget())
-	t.Logf("talker totalAudioEnergy %.4f -> %.4f", b, a)
+	t.Logf("talker totalAudioEnergy %.3g -> %.3g", b, a)
 	p.waitJS("talker tile shows speaking", budget(),
 		`document.querySelector('[data-testid=tile][data-participant-id=`+jsString(talker)+`][data-speaking=true]') !== null`)
 	t.Logf("talker heard and shown speaking %v after joining", time.Since(joined).Round(time.Millisecond))
 
 	// The echo member plays back what it heard from the browser, 1 s later.
 	b, a = p.waitGrowth("echo audio energy", echo, "audio", "totalAudioEnergy", 10*time.Second)
-	t.Logf("echo totalAudioEnergy %.4f -> %.4f", b, a)
+	t.Logf("echo totalAudioEnergy %.3g -> %.3g", b, a)
 	p.screenshot("call")
 
 	// (2) The Discord side hears the browser's fake microphone (beeps).
@@ -556,7 +378,7 @@ func rms(x []float32) float64 {
 // other's tile for them goes within 2 s.
 func TestBrowserTwoPagesSeeEachOther(t *testing.T) {
 	checkLeaks(t)
-	st := startBrowserStack(t, nil)
+	st := startBrowserApp(t)
 	browser := startBrowser(t)
 	alice := &page{t: t, ctx: browser, name: "alice"}
 	bob := &page{t: t, ctx: newTab(t, browser), name: "bob"}
@@ -594,7 +416,7 @@ func TestBrowserTwoPagesSeeEachOther(t *testing.T) {
 // page's list loses it and its call ends with a clear message.
 func TestBrowserEndRoomDisconnectsCall(t *testing.T) {
 	checkLeaks(t)
-	st := startBrowserStack(t, nil)
+	st := startBrowserApp(t)
 	browser := startBrowser(t)
 	alice := &page{t: t, ctx: browser, name: "alice"}
 	bob := &page{t: t, ctx: newTab(t, browser), name: "bob"}
@@ -629,7 +451,7 @@ func TestBrowserEndRoomDisconnectsCall(t *testing.T) {
 // and an invalid name, each explained in words.
 func TestBrowserSignInErrors(t *testing.T) {
 	checkLeaks(t)
-	st := startBrowserStack(t, nil)
+	st := startBrowserApp(t)
 	p := &page{t: t, ctx: startBrowser(t), name: "visitor"}
 
 	p.do("open with a bad token", 15*time.Second, chromedp.Navigate(st.base+"/#token=not-a-real-token"))
@@ -679,30 +501,40 @@ func TestBrowserSignInErrors(t *testing.T) {
 	p.screenshot("create-room-error")
 }
 
-// TestBrowserUnreachableBridge serves the page while the API drops every
-// connection: the page says it cannot reach the bridge and retries, the
-// Retry button tries at once, and once the API answers the page recovers.
+// TestBrowserUnreachableBridge serves the page from a front server whose
+// API drops every connection: the page says it cannot reach the bridge and
+// retries, the Retry button tries at once, and once the front server passes
+// the API through to a running bridge the page recovers.
 func TestBrowserUnreachableBridge(t *testing.T) {
 	checkLeaks(t)
+	ta := startBrowserApp(t)
+	target, err := url.Parse(ta.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	ui := web.Handler()
 	var reachable atomic.Bool
-	st := startBrowserStack(t, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			api := strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/.well-known/")
-			if api && !reachable.Load() {
-				// Drop the connection without an answer, as a dead bridge would.
-				if hj, ok := w.(http.Hijacker); ok {
-					if conn, _, err := hj.Hijack(); err == nil {
-						_ = conn.Close()
-						return
-					}
-				}
-				panic(http.ErrAbortHandler)
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") && !strings.HasPrefix(r.URL.Path, "/.well-known/") {
+			ui.ServeHTTP(w, r)
+			return
+		}
+		if reachable.Load() {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		// Drop the connection without an answer, as a dead bridge would.
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		_ = conn.Close()
+	}))
+	t.Cleanup(front.Close)
+
 	p := &page{t: t, ctx: startBrowser(t), name: "visitor"}
-	p.do("open the page", 15*time.Second, chromedp.Navigate(st.base+"/"), chromedp.WaitVisible(testid("view-offline")))
+	p.do("open the page", 15*time.Second, chromedp.Navigate(front.URL+"/"), chromedp.WaitVisible(testid("view-offline")))
 	p.waitJS("retry countdown shown", 5*time.Second,
 		`/^Can't reach the bridge, retrying (in \d+s|now)…$/.test(document.querySelector('[data-testid=offline-text]').textContent)`)
 	p.screenshot("unreachable")
@@ -714,7 +546,7 @@ func TestBrowserUnreachableBridge(t *testing.T) {
 	reachable.Store(true)
 	p.do("retry now", 5*time.Second, chromedp.Click(testid("offline-retry")))
 	p.waitJS("sign-in shown once the bridge answers", 10*time.Second,
-		`!document.querySelector('[data-testid=view-signin]').hidden`)
+		`!document.querySelector('[data-testid=view-signin]').hidden && !document.querySelector('[data-testid=dev-form]').hidden`)
 }
 
 // checkLeaks fails the test if goroutines started during it outlive its

@@ -898,6 +898,12 @@ Object.defineProperty(window, '__bridge', {
           muted: call.muted, camera: call.cameraOn, discord: { ...call.discord }, privacyCode: call.privacyCode,
           participants: [...call.participants.values()].map((p) => JSON.parse(JSON.stringify(p))),
           streams: [...call.streams.keys()],
+          trace: [...call.trace],
+          pc: call.pc ? {
+            connectionState: call.pc.connectionState,
+            iceConnectionState: call.pc.iceConnectionState,
+            signalingState: call.pc.signalingState,
+          } : null,
         } : null,
       };
     },

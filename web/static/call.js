@@ -19,6 +19,8 @@ const speakingLevel = 0.02;
 const speakingHoldMs = 600;
 // How often levels and statistics are read.
 const pollMs = 250;
+// How many signaling steps window.__bridge shows.
+const maxTrace = 200;
 // At most this many signaling messages are kept from before "joined".
 const maxEarly = 64;
 // How long to wait for the server's first offer before offering our tracks.
@@ -70,6 +72,7 @@ export class Call extends EventTarget {
     this.ignoreOffer = false;
     this.queue = Promise.resolve();
     this.early = []; // signaling that came before "joined"
+    this.trace = [];
     this.poll = 0;
     this.restartTimer = 0;
     this.lastStats = null;
@@ -83,7 +86,7 @@ export class Call extends EventTarget {
   /** join asks the server for the room; media follows the "joined" answer. */
   join() {
     this.setState('joining');
-    if (!this.hub.send({ type: 'join', roomId: this.roomId })) {
+    if (!this.send({ type: 'join', roomId: this.roomId })) {
       this.setState('reconnecting', 'Waiting for the connection to the bridge…');
     }
     clearInterval(this.poll);
@@ -104,7 +107,7 @@ export class Call extends EventTarget {
   /** leave tells the server and releases everything. */
   leave() {
     if (this.ended) return;
-    this.hub.send({ type: 'leave', roomId: this.roomId });
+    this.send({ type: 'leave', roomId: this.roomId });
     this.finish('left', 'You left the call.', false);
   }
 
@@ -117,7 +120,7 @@ export class Call extends EventTarget {
   setMuted(muted) {
     this.muted = muted;
     this.applyMute();
-    this.hub.send({ type: 'mute', roomId: this.roomId, muted });
+    this.send({ type: 'mute', roomId: this.roomId, muted });
     this.emit('participants');
   }
 
@@ -144,11 +147,11 @@ export class Call extends EventTarget {
       if (sender) {
         await sender.replaceTrack(track);
       } else if (this.pc) {
-        this.pc.addTrack(track, this.local); // renegotiates
+        trimHeaderExtensions(this.pc, this.pc.addTrack(track, this.local)); // renegotiates
       }
       this.cameraOn = true;
     }
-    this.hub.send({ type: 'camera', roomId: this.roomId, on: this.cameraOn });
+    this.send({ type: 'camera', roomId: this.roomId, on: this.cameraOn });
     this.emit('participants');
   }
 
@@ -161,6 +164,7 @@ export class Call extends EventTarget {
   /** handleSignal takes one signaling message; they are applied in order. */
   handleSignal(msg) {
     if (this.ended) return;
+    this.note(`in ${msg.type}${msg.error ? ` ${msg.error.code}` : ''}`);
     this.queue = this.queue.then(() => this.apply(msg)).catch((err) => {
       this.emit('notice', { message: `Call setup hit a problem: ${err.message || err}` });
     });
@@ -222,7 +226,7 @@ export class Call extends EventTarget {
     this.ignoreOffer = false;
     pc.onnegotiationneeded = () => this.negotiate(pc);
     pc.onicecandidate = ({ candidate }) => {
-      if (candidate && this.pc === pc) this.hub.send({ type: 'candidate', roomId: this.roomId, candidate: candidate.toJSON() });
+      if (candidate && this.pc === pc) this.send({ type: 'candidate', roomId: this.roomId, candidate: candidate.toJSON() });
     };
     pc.ontrack = (e) => this.onTrack(e);
     pc.onconnectionstatechange = () => this.onConnectionState(pc);
@@ -239,8 +243,8 @@ export class Call extends EventTarget {
     } else {
       this.addLocalTracks(pc);
     }
-    this.hub.send({ type: 'mute', roomId: this.roomId, muted: this.muted });
-    this.hub.send({ type: 'camera', roomId: this.roomId, on: this.cameraOn });
+    this.send({ type: 'mute', roomId: this.roomId, muted: this.muted });
+    this.send({ type: 'camera', roomId: this.roomId, on: this.cameraOn });
     this.setState('connecting');
     this.emit('participants');
   }
@@ -249,7 +253,7 @@ export class Call extends EventTarget {
     clearTimeout(this.addTimer);
     if (this.pc !== pc || this.localAdded) return;
     this.localAdded = true;
-    for (const t of this.local.getTracks()) pc.addTrack(t, this.local);
+    for (const t of this.local.getTracks()) trimHeaderExtensions(pc, pc.addTrack(t, this.local));
     // Receive even when not sending, so the server has a section to add tracks to.
     if (!this.local.getAudioTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
   }
@@ -260,7 +264,7 @@ export class Call extends EventTarget {
       this.makingOffer = true;
       await pc.setLocalDescription();
       if (this.pc === pc && pc.localDescription && pc.localDescription.type === 'offer') {
-        this.hub.send({ type: 'offer', roomId: this.roomId, sdp: pc.localDescription.sdp });
+        this.send({ type: 'offer', roomId: this.roomId, sdp: pc.localDescription.sdp });
       }
     } catch (err) {
       this.emit('notice', { message: `Could not start the media negotiation: ${err.message || err}` });
@@ -272,21 +276,17 @@ export class Call extends EventTarget {
   async onDescription(type, sdp) {
     const pc = this.pc;
     if (!pc || !sdp) return;
-    const offerCollision = type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
-    // The polite peer never ignores an offer: it rolls its own back.
+    if (type === 'answer' && pc.signalingState !== 'have-local-offer') return; // answer to an offer we rolled back
+    // The polite peer never ignores an offer. On a collision (we are making
+    // or have made our own offer) setRemoteDescription rolls ours back
+    // first: the implicit rollback of WebRTC 1.0 §4.4.1.6, done in the same
+    // operation so that no new offer of ours can slip in between.
     this.ignoreOffer = false;
-    if (offerCollision) {
-      try {
-        await pc.setLocalDescription({ type: 'rollback' });
-      } catch {
-        // Our offer never got applied: nothing to roll back.
-      }
-    }
-    if (type === 'answer' && pc.signalingState !== 'have-local-offer') return; // answer to a rolled-back offer
+    if (type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable')) this.note('collision: rolling back our offer');
     await pc.setRemoteDescription({ type, sdp });
     if (type === 'offer') {
       await pc.setLocalDescription();
-      this.hub.send({ type: 'answer', roomId: this.roomId, sdp: pc.localDescription.sdp });
+      this.send({ type: 'answer', roomId: this.roomId, sdp: pc.localDescription.sdp });
       this.addLocalTracks(pc);
     }
   }
@@ -362,7 +362,7 @@ export class Call extends EventTarget {
           this.restartTimer = setTimeout(() => {
             this.restartTimer = 0;
             if (this.pc === pc && pc.connectionState !== 'connected') {
-              this.hub.send({ type: 'restart-ice', roomId: this.roomId });
+              this.send({ type: 'restart-ice', roomId: this.roomId });
             }
           }, wait);
         }
@@ -370,6 +370,17 @@ export class Call extends EventTarget {
       default:
         break;
     }
+  }
+
+  // note keeps the last signaling steps for window.__bridge (debugging).
+  note(what) {
+    this.trace.push(`${Math.round(performance.now())} ${what}`);
+    if (this.trace.length > maxTrace) this.trace.shift();
+  }
+
+  send(msg) {
+    this.note(`out ${msg.type}`);
+    return this.hub.send(msg);
   }
 
   setState(state, message = '') {
@@ -454,6 +465,36 @@ export class Call extends EventTarget {
       }
     }
     if (changed) this.emit('participants');
+  }
+}
+
+// Header extensions the server uses (media/engine.go and pion's default
+// interceptors) or that keep their meaning when forwarded.
+const wantedExtensions = new Set([
+  'urn:ietf:params:rtp-hdrext:ssrc-audio-level',
+  'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time',
+  'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01',
+  'urn:ietf:params:rtp-hdrext:sdes:mid',
+  'urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id',
+  'urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id',
+  'urn:3gpp:video-orientation',
+]);
+
+// trimHeaderExtensions stops offering the header extensions the server
+// ignores on a new transceiver. Chromium gives a new m-section its default
+// extension ids and keeps them even when the server already took one of
+// those ids for another extension in the BUNDLE group (the server numbers
+// transport-cc 5, Chromium's default for playout-delay), and then refuses
+// its own offer. Offering only what the server uses avoids the clash.
+function trimHeaderExtensions(pc, sender) {
+  const t = pc.getTransceivers().find((x) => x.sender === sender);
+  if (!t || typeof t.getHeaderExtensionsToNegotiate !== 'function') return;
+  const exts = t.getHeaderExtensionsToNegotiate().map((e) => (
+    wantedExtensions.has(e.uri) || e.direction === 'stopped' ? e : { ...e, direction: 'stopped' }));
+  try {
+    t.setHeaderExtensionsToNegotiate(exts);
+  } catch {
+    // Mandatory extensions cannot be stopped; the defaults then stay.
   }
 }
 
