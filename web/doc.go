@@ -17,6 +17,7 @@
 //   - call.js: one call: local media, the RTCPeerConnection as the polite
 //     peer of perfect negotiation (WebRTC 1.0 §10.7), remote streams,
 //     levels and statistics.
+//   - media.js: the microphone and camera: permission, pickers, level meter.
 //   - ui.js: small DOM helpers and the words shown for states and errors.
 //
 // The signaling messages are those of package media (media/signaling.go).

@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -22,15 +23,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 	"github.com/pion/opus"
 	"go.uber.org/goleak"
 
 	"github.com/voicebridge/bridge/gateway/discordtest"
+	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/web"
 )
@@ -167,12 +171,55 @@ func (p *page) screenshot(name string) {
 		p.t.Errorf("screenshot %s: %v", name, err)
 		return
 	}
+	p.writeShot(name, png)
+}
+
+func (p *page) writeShot(name string, png []byte) {
+	p.t.Helper()
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
 		p.t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// checkErrors fails the test if the page recorded script errors, refused
+// promises or Content-Security-Policy violations.
+func (p *page) checkErrors() {
+	p.t.Helper()
+	for _, e := range eval[[]string](p, `window.__bridge.errors`) {
+		p.t.Errorf("%s: the page ran into: %s", p.name, e)
+	}
+}
+
+// checkLabels fails the test if a visible control has no accessible name
+// (a label, aria-label, aria-labelledby or text).
+func (p *page) checkLabels(where string) {
+	p.t.Helper()
+	bad := eval[[]string](p, `[...document.querySelectorAll('button, input, select, textarea, [role=button]')]
+		.filter(e => e.getClientRects().length > 0 && e.type !== 'hidden')
+		.filter(e => !(e.getAttribute('aria-label') || '').trim()
+			&& !(e.getAttribute('aria-labelledby') || '').trim()
+			&& !(e.labels && [...e.labels].some(l => l.textContent.trim()))
+			&& !(['BUTTON'].includes(e.tagName) && e.textContent.trim()))
+		.map(e => e.outerHTML.slice(0, 120))`)
+	for _, b := range bad {
+		p.t.Errorf("%s: %s: control without an accessible name: %s", p.name, where, b)
+	}
+}
+
+// viewportShot writes what the screen shows (fixed bars in place) as PNG.
+func (p *page) viewportShot(name string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	p.writeShot(name, png)
 }
 
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -308,7 +355,6 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 
 	p.join("Lobby")
 	joined := time.Now()
-	t.Cleanup(func() { t.Log(eval[string](p, `JSON.stringify(window.__bridge.state().call?.trace)`)) })
 	talker := "discord-" + discordtest.DemoTalkerID
 	echo := "discord-" + discordtest.DemoEchoID
 
@@ -355,11 +401,12 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 
 	// A phone-sized screen of the same call.
 	p.do("phone size", 5*time.Second, chromedp.EmulateViewport(390, 844))
-	p.waitJS("tiles laid out in one column", 5*time.Second,
-		`(() => { const t = [...document.querySelectorAll('[data-testid=tile]')]; return t.length > 1 && t[0].getBoundingClientRect().left === t[1].getBoundingClientRect().left; })()`)
-	p.screenshot("call-phone")
+	p.waitJS("call fits a phone's width", 5*time.Second,
+		`document.documentElement.scrollWidth <= innerWidth && [...document.querySelectorAll('[data-testid=tile], [data-testid=call-leave]')].every(e => e.getBoundingClientRect().right <= innerWidth)`)
+	p.viewportShot("call-phone")
 
 	p.do("leave", 5*time.Second, chromedp.Click(testid("call-leave")), chromedp.WaitVisible(testid("view-rooms")))
+	p.checkErrors()
 }
 
 func rms(x []float32) float64 {
@@ -407,9 +454,24 @@ func TestBrowserTwoPagesSeeEachOther(t *testing.T) {
 		c.p.waitJS(c.other+"'s tile shows video", 5*time.Second, tileOf(c.p, c.other)+`.dataset.video === 'true'`)
 	}
 	alice.screenshot("call-two-people")
+	alice.checkLabels("call view")
+
+	// Mute and camera off show on the other page.
+	bob.do("bob mutes", 5*time.Second, chromedp.Click(testid("call-mute")))
+	alice.waitJS("bob shown muted", 2*time.Second,
+		tileOf(alice, "bob")+`.dataset.muted === 'true' && `+tileOf(alice, "bob")+`.querySelector('[data-testid=tile-tags]').textContent.includes('Muted')`)
+	if pressed := eval[string](bob, `document.querySelector('[data-testid=call-mute]').getAttribute('aria-pressed')`); pressed != "true" {
+		t.Errorf("bob's mute button aria-pressed = %q after muting, want true", pressed)
+	}
+	bob.do("bob turns the camera off", 5*time.Second, chromedp.Click(testid("call-camera")))
+	alice.waitJS("bob's video hidden", 2*time.Second, tileOf(alice, "bob")+`.dataset.video === 'false'`)
+	bob.do("bob turns the camera on", 5*time.Second, chromedp.Click(testid("call-camera")))
+	alice.waitJS("bob's video back", 5*time.Second, tileOf(alice, "bob")+`.dataset.video === 'true'`)
 
 	bob.do("bob leaves", 5*time.Second, chromedp.Click(testid("call-leave")))
 	alice.waitJS("bob's tile gone within 2 s", 2*time.Second, `!(`+tileOf(alice, "bob")+`)`)
+	alice.checkErrors()
+	bob.checkErrors()
 }
 
 // TestBrowserEndRoomDisconnectsCall ends a room from one page: the other
@@ -445,6 +507,8 @@ func TestBrowserEndRoomDisconnectsCall(t *testing.T) {
 	bob.screenshot("room-ended")
 	bob.do("back to rooms", 5*time.Second, chromedp.Click(testid("call-back")), chromedp.WaitVisible(testid("view-rooms")))
 	bob.waitJS("room gone from bob's list", 2*time.Second, `!(`+roomSel("Short-lived")+`)`)
+	alice.checkErrors()
+	bob.checkErrors()
 }
 
 // TestBrowserSignInErrors covers the ways in that fail: a refused token
@@ -472,9 +536,13 @@ func TestBrowserSignInErrors(t *testing.T) {
 	p.waitJS("name error shown", 5*time.Second,
 		`document.querySelector('[data-testid=signin-name-error]').textContent.includes('32')`)
 
-	// A good sign-in keeps the token in sessionStorage only.
-	p.do("sign in", 10*time.Second, chromedp.SetValue(testid("signin-name"), "carol"), chromedp.Click(testid("signin-submit")),
+	// A good sign-in, with the keyboard only, keeps the token in
+	// sessionStorage only.
+	p.do("sign in with the keyboard", 10*time.Second,
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=signin-name]').value = ''`),
+		chromedp.SendKeys(testid("signin-name"), "carol\r"),
 		chromedp.WaitVisible(testid("view-rooms")))
+	p.checkLabels("rooms view")
 	if local := eval[float64](p, `localStorage.length`); local != 0 {
 		t.Errorf("localStorage holds %v items; the token belongs in sessionStorage only", local)
 	}
@@ -499,6 +567,7 @@ func TestBrowserSignInErrors(t *testing.T) {
 	p.waitJS("server's name error next to the field", 5*time.Second,
 		`document.querySelector('[data-testid=create-error-name]').textContent.includes('control characters') && document.querySelector('[data-testid=create-error-userLimit]').hidden`)
 	p.screenshot("create-room-error")
+	p.checkErrors()
 }
 
 // TestBrowserUnreachableBridge serves the page from a front server whose
@@ -547,6 +616,149 @@ func TestBrowserUnreachableBridge(t *testing.T) {
 	p.do("retry now", 5*time.Second, chromedp.Click(testid("offline-retry")))
 	p.waitJS("sign-in shown once the bridge answers", 10*time.Second,
 		`!document.querySelector('[data-testid=view-signin]').hidden && !document.querySelector('[data-testid=dev-form]').hidden`)
+}
+
+// wsFront relays /api/ws between the page and the bridge so that a test
+// can cut the page's socket, or close it with the hub's own close codes.
+type wsFront struct {
+	t       *testing.T
+	backend string // ws://127.0.0.1:PORT/api/ws
+	origin  string
+
+	mu    sync.Mutex
+	pairs map[*websocket.Conn]*websocket.Conn // page side -> bridge side
+	wg    sync.WaitGroup
+}
+
+func (f *wsFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	pageConn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	bridgeConn, _, err := websocket.DefaultDialer.Dial(f.backend, http.Header{"Origin": {f.origin}})
+	if err != nil {
+		_ = pageConn.Close()
+		return
+	}
+	f.mu.Lock()
+	f.pairs[pageConn] = bridgeConn
+	f.mu.Unlock()
+	relay := func(from, to *websocket.Conn) {
+		defer f.wg.Done()
+		for {
+			typ, msg, err := from.ReadMessage()
+			if err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					_ = to.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(time.Second))
+				}
+				_ = to.Close()
+				return
+			}
+			if err := to.WriteMessage(typ, msg); err != nil {
+				_ = from.Close()
+				return
+			}
+		}
+	}
+	f.wg.Add(2)
+	go relay(pageConn, bridgeConn)
+	go relay(bridgeConn, pageConn)
+}
+
+// cut ends every relayed socket: with a close frame of code to the page,
+// or (code 0) by dropping the connections as a network failure would.
+func (f *wsFront) cut(code int, reason string) int {
+	f.mu.Lock()
+	pairs := f.pairs
+	f.pairs = make(map[*websocket.Conn]*websocket.Conn)
+	f.mu.Unlock()
+	for pageConn, bridgeConn := range pairs {
+		if code != 0 {
+			_ = pageConn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		}
+		_ = pageConn.Close()
+		_ = bridgeConn.Close()
+	}
+	return len(pairs)
+}
+
+// TestBrowserHubDropAndExpiry cuts the page's hub socket during a call:
+// the page says so, reconnects on its own and rejoins the call, and the
+// talking member is heard again. Then the socket is closed with the hub's
+// 4401 (token refused or expired): the page goes back to sign-in and says
+// why.
+func TestBrowserHubDropAndExpiry(t *testing.T) {
+	checkLeaks(t)
+	ta := startBrowserApp(t)
+	target, err := url.Parse(ta.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := &wsFront{t: t, backend: "ws://" + target.Host + "/api/ws", origin: ta.base, pairs: make(map[*websocket.Conn]*websocket.Conn)}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	ui := web.Handler()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api/ws":
+			ws.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/api/"), strings.HasPrefix(r.URL.Path, "/.well-known/"):
+			proxy.ServeHTTP(w, r)
+		default:
+			ui.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(func() {
+		ws.cut(0, "")
+		front.Close()
+		ws.wg.Wait()
+	})
+
+	p := &page{t: t, ctx: startBrowser(t), name: "dana"}
+	p.signIn(front.URL, "dana")
+	p.join("Lobby")
+	talker := "discord-" + discordtest.DemoTalkerID
+	p.waitGrowth("talker packets", talker, "audio", "packetsReceived", 10*time.Second)
+
+	if n := ws.cut(0, ""); n != 1 {
+		t.Fatalf("cut %d sockets, want the page's one", n)
+	}
+	p.waitJS("the page says the bridge connection was lost", 3*time.Second,
+		`document.querySelector('[data-testid=call-notice-text]').textContent.startsWith('Lost the connection to the bridge')`)
+	p.viewportShot("call-reconnecting")
+	p.waitJS("hub back and call connected again", 15*time.Second,
+		`window.__bridge.hubState === 'open' && window.__bridge.state().call.state === 'connected' && document.querySelector('[data-testid=call-notice]').hidden`)
+	if joins := eval[float64](p, `window.__bridge.state().call.trace.filter(s => s.endsWith(' out join')).length`); joins != 2 {
+		t.Errorf("the call sent %v joins, want 2: one at first and one after the socket came back", joins)
+	}
+	p.waitGrowth("talker packets after rejoining", talker, "audio", "packetsReceived", 10*time.Second)
+
+	if n := ws.cut(hub.CloseUnauthorized, "token expired"); n != 1 {
+		t.Fatalf("cut %d sockets, want the page's one", n)
+	}
+	p.waitJS("sign-in with the reason", 5*time.Second,
+		`!document.querySelector('[data-testid=view-signin]').hidden && document.querySelector('[data-testid=signin-error]').textContent.startsWith('Your session expired or the token was refused')`)
+	if stored := eval[bool](p, `sessionStorage.getItem('bridge.token') !== null`); stored {
+		t.Error("the refused token was kept in sessionStorage")
+	}
+	p.checkErrors()
+}
+
+// TestBrowserContentSecurityPolicy checks that the browser enforces the
+// UI's policy: an injected inline script does not run and the page records
+// the violation (so the tests' error checks would see one).
+func TestBrowserContentSecurityPolicy(t *testing.T) {
+	checkLeaks(t)
+	ta := startBrowserApp(t)
+	p := &page{t: t, ctx: startBrowser(t), name: "visitor"}
+	p.do("open the page", 15*time.Second, chromedp.Navigate(ta.base+"/"), chromedp.WaitVisible(testid("signin-name")))
+	p.do("inject an inline script", 5*time.Second, chromedp.Evaluate[chromedp.Void](
+		`(() => { const s = document.createElement('script'); s.textContent = 'window.__injected = true'; document.body.append(s); })()`))
+	p.waitJS("violation recorded", 5*time.Second, `window.__bridge.errors.some(e => e.startsWith('CSP blocked') && e.includes('script-src'))`)
+	if ran := eval[bool](p, `window.__injected === true`); ran {
+		t.Error("an inline script ran despite the Content-Security-Policy")
+	}
 }
 
 // checkLeaks fails the test if goroutines started during it outlive its

@@ -39,6 +39,13 @@ const S = {
 
 // ---------------------------------------------------------------- views
 
+// sentence makes a server message read as a sentence next to a field.
+function sentence(msg) {
+  const m = String(msg || '').trim();
+  if (!m) return '';
+  return m[0].toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? '' : '.');
+}
+
 function go(view, opts) {
   S.view = view;
   showView(view, opts);
@@ -192,7 +199,7 @@ $('dev-form').addEventListener('submit', async (e) => {
     if (err instanceof api.UnreachableError) {
       offline(() => boot(1), 1, backoffDelay(0));
     } else if (err.field === 'name') {
-      fieldError(input, 'dev-name-error', err.message);
+      fieldError(input, 'dev-name-error', sentence(err.message));
       input.focus();
     } else {
       setError('signin-error', `Signing in failed: ${err.message}`);
@@ -456,10 +463,10 @@ $('create-form').addEventListener('submit', async (e) => {
       return;
     }
     if (err.field === 'name') {
-      fieldError(nameInput, 'create-name-error', err.message);
+      fieldError(nameInput, 'create-name-error', sentence(err.message));
       nameInput.focus();
     } else if (err.field === 'userLimit') {
-      fieldError(limitInput, 'create-limit-error', err.message);
+      fieldError(limitInput, 'create-limit-error', sentence(err.message));
       limitInput.focus();
     } else {
       setError('create-error', err instanceof api.UnreachableError
@@ -626,6 +633,7 @@ function startCall(room, stream, camId, muted) {
   $('privacy').hidden = true;
   $('discord-state').hidden = true;
   hideCallNotice();
+  $('call-controls').hidden = false;
   setControls(true);
   call.addEventListener('state', (e) => {
     const pill = $('call-state');
@@ -665,6 +673,9 @@ function endCall() {
 
 function onCallEnded({ code, message, retry }) {
   setControls(false);
+  $('call-controls').hidden = true;
+  $('discord-state').hidden = true;
+  $('privacy').hidden = true;
   $('tiles').replaceChildren();
   if (code === 'left') return;
   showCallNotice(message, { retry, back: true, urgent: true });
@@ -879,6 +890,16 @@ function updateTile(li, m) {
 
 // ---------------------------------------------------------- debug hook
 
+// Problems the page itself ran into (script errors, refused promises,
+// Content-Security-Policy violations), kept for window.__bridge.
+const pageErrors = [];
+function pageError(text) {
+  if (pageErrors.length < 50) pageErrors.push(String(text).slice(0, 300));
+}
+window.addEventListener('error', (e) => pageError(`error: ${e.message}`));
+window.addEventListener('unhandledrejection', (e) => pageError(`unhandled rejection: ${e.reason && e.reason.message || e.reason}`));
+document.addEventListener('securitypolicyviolation', (e) => pageError(`CSP blocked ${e.blockedURI || 'inline'} (${e.violatedDirective})`));
+
 // window.__bridge lets tests and curious people look at the call. It holds
 // no token and no function that could reach one.
 Object.defineProperty(window, '__bridge', {
@@ -886,6 +907,7 @@ Object.defineProperty(window, '__bridge', {
     get view() { return S.view; },
     get hubState() { return S.hub ? S.hub.state : 'idle'; },
     get pc() { return S.call ? S.call.pc : null; },
+    get errors() { return [...pageErrors]; },
     state() {
       const call = S.call;
       return {

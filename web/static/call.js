@@ -25,6 +25,10 @@ const maxTrace = 200;
 const maxEarly = 64;
 // How long to wait for the server's first offer before offering our tracks.
 const serverOfferWaitMs = 2000;
+// How long the media connection may take to come up before the call joins
+// again, and how many times it does so before giving up.
+const connectTimeoutMs = 10000;
+const maxConnectAttempts = 3;
 // How long ICE may stay disconnected before the call asks for an ICE restart.
 const restartAfterMs = 4000;
 
@@ -219,34 +223,62 @@ export class Call extends EventTarget {
     this.selfId = msg.self || '';
     this.participants.clear();
     for (const p of msg.participants || []) if (p.id !== this.selfId) this.participants.set(p.id, p);
-    const iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
-    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
-    this.pc = pc;
-    this.makingOffer = false;
-    this.ignoreOffer = false;
-    pc.onnegotiationneeded = () => this.negotiate(pc);
-    pc.onicecandidate = ({ candidate }) => {
-      if (candidate && this.pc === pc) this.send({ type: 'candidate', roomId: this.roomId, candidate: candidate.toJSON() });
-    };
-    pc.ontrack = (e) => this.onTrack(e);
-    pc.onconnectionstatechange = () => this.onConnectionState(pc);
-    // When others already publish, the server's offer is on its way. Adding
-    // our tracks only after answering it keeps Chromium from offering
-    // header extension ids that collide with the ones the server chose
-    // (a new m-section created before the remote offer keeps its default
-    // ids). Otherwise we offer at once.
-    this.localAdded = false;
-    clearTimeout(this.addTimer);
+    this.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+    // When others already publish, the server's offer is on its way:
+    // answer it before offering our own tracks, so the two offers do not
+    // cross. Otherwise we offer at once.
     const expectOffer = [...this.participants.values()].some((p) => (p.tracks || []).length > 0);
-    if (expectOffer) {
-      this.addTimer = setTimeout(() => this.addLocalTracks(pc), serverOfferWaitMs);
-    } else {
-      this.addLocalTracks(pc);
-    }
+    this.newPeer(!expectOffer);
     this.send({ type: 'mute', roomId: this.roomId, muted: this.muted });
     this.send({ type: 'camera', roomId: this.roomId, on: this.cameraOn });
     this.setState('connecting');
     this.emit('participants');
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => this.connectTimedOut(), connectTimeoutMs);
+  }
+
+  // newPeer replaces the RTCPeerConnection with a fresh one; our tracks
+  // are added now (addNow) or after the server's first offer.
+  newPeer(addNow) {
+    this.closePeer();
+    this.streams.clear();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = pc;
+    this.everConnected = false;
+    this.localCandidates = 0;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.localAdded = false;
+    pc.onnegotiationneeded = () => this.negotiate(pc);
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate && this.pc === pc) {
+        this.localCandidates++;
+        this.send({ type: 'candidate', roomId: this.roomId, candidate: candidate.toJSON() });
+      }
+    };
+    pc.ontrack = (e) => this.onTrack(e);
+    pc.onicegatheringstatechange = () => this.note(`ice gathering ${pc.iceGatheringState}`);
+    pc.oniceconnectionstatechange = () => this.note(`ice ${pc.iceConnectionState}`);
+    pc.onsignalingstatechange = () => this.note(`signaling ${pc.signalingState}`);
+    pc.onconnectionstatechange = () => this.onConnectionState(pc);
+    if (addNow) {
+      this.addLocalTracks(pc);
+    } else {
+      this.addTimer = setTimeout(() => this.addLocalTracks(pc), serverOfferWaitMs);
+    }
+    return pc;
+  }
+
+  // connectTimedOut starts over when the media connection never came up.
+  connectTimedOut() {
+    if (this.ended || this.everConnected) return;
+    this.connectAttempts = (this.connectAttempts || 0) + 1;
+    if (this.connectAttempts >= maxConnectAttempts) {
+      this.finish('ice_failed', errorText('ice_failed'), true);
+      return;
+    }
+    this.note('media did not connect in time: joining again');
+    this.rejoin();
   }
 
   addLocalTracks(pc) {
@@ -274,7 +306,7 @@ export class Call extends EventTarget {
   }
 
   async onDescription(type, sdp) {
-    const pc = this.pc;
+    let pc = this.pc;
     if (!pc || !sdp) return;
     if (type === 'answer' && pc.signalingState !== 'have-local-offer') return; // answer to an offer we rolled back
     // The polite peer never ignores an offer. On a collision (we are making
@@ -282,7 +314,19 @@ export class Call extends EventTarget {
     // first: the implicit rollback of WebRTC 1.0 §4.4.1.6, done in the same
     // operation so that no new offer of ours can slip in between.
     this.ignoreOffer = false;
-    if (type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable')) this.note('collision: rolling back our offer');
+    const collision = type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
+    if (collision && !pc.currentRemoteDescription) {
+      // Chromium rolls back a first offer whose ICE gathering had begun but
+      // then gathers nothing more, and the connection stays "new". While
+      // nothing was ever agreed with the server, nothing is lost by
+      // starting with a fresh connection: the server ignored our offer and
+      // waits for the answer to its own. (Later, the server knows our ICE
+      // and DTLS identity, so a collision rolls back as usual.)
+      this.note('collision on the first offer: answering on a fresh connection');
+      pc = this.newPeer(false);
+    } else if (collision) {
+      this.note('collision: rolling back our offer');
+    }
     await pc.setRemoteDescription({ type, sdp });
     if (type === 'offer') {
       await pc.setLocalDescription();
@@ -350,6 +394,9 @@ export class Call extends EventTarget {
     if (this.pc !== pc || this.ended) return;
     switch (pc.connectionState) {
       case 'connected':
+        this.everConnected = true;
+        this.connectAttempts = 0;
+        clearTimeout(this.connectTimer);
         clearTimeout(this.restartTimer);
         this.restartTimer = 0;
         this.setState('connected');
@@ -400,6 +447,7 @@ export class Call extends EventTarget {
       const pc = this.pc;
       this.pc = null;
       pc.onnegotiationneeded = pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+      pc.onicegatheringstatechange = pc.oniceconnectionstatechange = pc.onsignalingstatechange = null;
       pc.close();
     }
   }
@@ -408,6 +456,7 @@ export class Call extends EventTarget {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.poll);
+    clearTimeout(this.connectTimer);
     this.closePeer();
     if (this.meter) this.meter.close();
     for (const t of this.local.getTracks()) t.stop();
