@@ -678,6 +678,7 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 			break
 		}
 		sess.id, sess.resumeURL, sess.botUserID = r.SessionID, r.ResumeGatewayURL, r.User.ID
+		c.state.SetSelf(r.User.ID)
 		st = stepReadyNoGuild
 		for _, g := range r.Guilds {
 			if g.ID == c.opts.GuildID {
@@ -738,7 +739,7 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 	if len(changes) > 0 && c.opts.OnEvent != nil {
 		evs := make([]Event, len(changes))
 		for i, ch := range changes {
-			evs[i] = toEvent(c.opts.GuildID, ch)
+			evs[i] = toEvent(c.opts.GuildID, sess.botUserID, ch)
 		}
 		c.events.push(evs...)
 	}

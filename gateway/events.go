@@ -35,13 +35,15 @@ type VoicePayload struct {
 	ChannelID string `json:"channelId"`
 	UserID    string `json:"userId"`
 	Username  string `json:"username"`
+	// Bot is true for the bridge's own bot, so a UI can leave it out.
+	Bot bool `json:"bot,omitempty"`
 }
 
 // Member is one user in a voice channel.
 type Member = session.Member
 
 // toEvent turns a state change into the event consumers see.
-func toEvent(guildID string, ch session.Change) Event {
+func toEvent(guildID, botUserID string, ch session.Change) Event {
 	switch ch.Kind {
 	case session.RoomCreated, session.RoomDeleted:
 		return Event{Name: ch.Kind.String(), Payload: RoomPayload{
@@ -50,6 +52,7 @@ func toEvent(guildID string, ch session.Change) Event {
 	default:
 		return Event{Name: ch.Kind.String(), Payload: VoicePayload{
 			GuildID: guildID, ChannelID: ch.ChannelID, UserID: ch.UserID, Username: ch.Username,
+			Bot: ch.UserID != "" && ch.UserID == botUserID,
 		}}
 	}
 }

@@ -52,6 +52,8 @@ type Room struct {
 type Member struct {
 	UserID string `json:"userId"`
 	Name   string `json:"name"`
+	// Bot is true for the bridge's own bot.
+	Bot bool `json:"bot,omitempty"`
 }
 
 // Options configure New. GuildID, Rooms and Auth are required.

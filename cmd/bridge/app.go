@@ -278,7 +278,7 @@ func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
 func toHubRoom(r gateway.Room) hub.Room {
 	out := hub.Room{ChannelID: r.ChannelID, Name: r.Name, GuildID: r.GuildID, UserLimit: r.UserLimit}
 	for _, m := range r.Members {
-		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name})
+		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name, Bot: m.Bot})
 	}
 	return out
 }

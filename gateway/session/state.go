@@ -13,6 +13,8 @@ import (
 type Member struct {
 	UserID string `json:"userId"`
 	Name   string `json:"name"`
+	// Bot is true for the bridge's own bot.
+	Bot bool `json:"bot,omitempty"`
 }
 
 // Room is a voice channel under the configured category, with the users
@@ -95,6 +97,7 @@ type State struct {
 	rooms map[string]room   // channel id -> room under the category
 	seats map[string]seat   // user id -> voice channel (any in the guild)
 	names map[string]string // user id -> display name
+	self  string            // the bot's user id
 	order uint64            // join counter for seats
 }
 
@@ -107,6 +110,14 @@ func New(guildID, categoryID string) *State {
 		seats:      make(map[string]seat),
 		names:      make(map[string]string),
 	}
+}
+
+// SetSelf records the bot's own user id (from READY), so member lists can
+// mark it.
+func (s *State) SetSelf(userID string) {
+	s.mu.Lock()
+	s.self = userID
+	s.mu.Unlock()
 }
 
 // IsRoom reports whether ch is a room: a voice channel (type 2) whose parent
@@ -371,7 +382,7 @@ func (s *State) membersLocked(channelID string) []Member {
 	slices.SortFunc(in, func(a, b entry) int { return cmp.Compare(a.order, b.order) })
 	out := make([]Member, 0, len(in))
 	for _, e := range in {
-		out = append(out, Member{UserID: e.uid, Name: s.names[e.uid]})
+		out = append(out, Member{UserID: e.uid, Name: s.names[e.uid], Bot: e.uid == s.self})
 	}
 	return out
 }

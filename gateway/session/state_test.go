@@ -248,9 +248,14 @@ func TestMembersJoinOrderAndNames(t *testing.T) {
 		st.Member = &discordgo.Member{Nick: fmt.Sprintf("nick%d", i), User: &discordgo.User{ID: u, Username: "user" + u}}
 		s.VoiceState(st)
 	}
-	want := []Member{{"9", "nick0"}, {"3", "nick1"}, {"7", "nick2"}}
+	want := []Member{{"9", "nick0", false}, {"3", "nick1", false}, {"7", "nick2", false}}
 	if got := s.Members("10"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("members %+v, want %+v", got, want)
+	}
+	s.SetSelf("3")
+	want[1].Bot = true
+	if got := s.Members("10"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("with the bot marked: members %+v, want %+v", got, want)
 	}
 	if got := s.Members("nope"); got == nil || len(got) != 0 {
 		t.Fatalf("empty channel: %#v, want empty non-nil", got)
