@@ -22,6 +22,7 @@ import (
 // Timeouts of the connection itself; heartbeats cover liveness after the
 // handshake.
 const (
+	closeAckTimeout  = time.Second      // how long Close waits for the server's close reply
 	handshakeTimeout = 20 * time.Second // dial, Hello, and READY/RESUMED (+GUILD_CREATE)
 	writeTimeout     = 10 * time.Second // every socket write
 	restTimeout      = 20 * time.Second // GET /gateway/bot
@@ -503,7 +504,7 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 	var hb *heartbeat
 	select {
 	case <-ctx.Done():
-		l.closeWith(closeResumable, "bridge shutting down")
+		l.closeAndWait(closeResumable, "bridge shutting down")
 		return result{next: nextStop}
 	case err := <-l.errs:
 		return c.afterReadError(err, false)
@@ -560,7 +561,7 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 	for {
 		select {
 		case <-ctx.Done():
-			l.closeWith(closeResumable, "bridge shutting down")
+			l.closeAndWait(closeResumable, "bridge shutting down")
 			return result{next: nextStop, ready: ready}
 		case err := <-l.errs:
 			r := c.afterReadError(err, ready)

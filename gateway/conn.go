@@ -94,6 +94,26 @@ func (l *link) closeWith(code int, text string) {
 	}
 }
 
+// closeAndWait sends a close frame and waits, at most closeAckTimeout, for
+// the peer's close in return (RFC 6455 §5.5.1), so that the peer has read
+// our code before the TCP connection ends. Frames arriving meanwhile are
+// dropped; the reader's error stays queued for whoever reads it next.
+func (l *link) closeAndWait(code int, text string) {
+	l.closeWith(code, text)
+	t := time.NewTimer(closeAckTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.frames:
+		case err := <-l.errs:
+			l.errs <- err
+			return
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // shutdown closes the socket and waits for the reader.
 func (l *link) shutdown() {
 	close(l.done)
