@@ -27,6 +27,13 @@
 //     "discord-audio-<userId>"). The Opus payload is forwarded untouched;
 //     sequence numbers stay contiguous and the timestamp advances 960 per
 //     20 ms frame plus 960 per frame the link reports missing.
+//   - Discord video to browsers: a Discord user's VP8 frames (assembled by
+//     the voice client) become a second track in the user's stream
+//     ("discord-video-<userId>"), from the user's first keyframe on,
+//     repacketized (RFC 7741) with a 90 kHz clock from arrival time. A
+//     browser's keyframe request cannot reach a Discord sender, so a newly
+//     bound browser's track stays silent until the sender's next keyframe
+//     begins (the writer holds it back; delta frames would not decode).
 //   - Browsers to Discord: the bot has one audio stream. The loudest browser
 //     (from the audio-level extension, with hysteresis: a challenger must be
 //     louder for 300 ms and the current speaker is held for at least

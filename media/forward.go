@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -86,6 +87,30 @@ type downTrack struct {
 	q     *sendQueue
 	src   keyframeSource // nil for audio sources
 	sub   *session       // the subscriber; nil in benchmarks
+	// keyGate holds back a video track whose source cannot be asked for
+	// a keyframe (Discord video) until it is bound and a keyframe begins:
+	// a decoder given delta frames first shows nothing useful anyway.
+	keyGate bool
+	bound   atomic.Bool
+	opened  bool // the gate has opened; the writer goroutine only
+}
+
+// passKeyGate reports whether a gated track may carry pkt. Called by the
+// subscriber's writer goroutine only.
+func (d *downTrack) passKeyGate(pkt *rtp.Packet) bool {
+	if d.opened {
+		return true
+	}
+	if !d.bound.Load() {
+		return false
+	}
+	var vp8 codecs.VP8Packet
+	if _, err := vp8.Unmarshal(pkt.Payload); err != nil || vp8.S != 1 || vp8.PID != 0 ||
+		len(vp8.Payload) == 0 || vp8.Payload[0]&1 != 0 {
+		return false
+	}
+	d.opened = true
+	return true
 }
 
 // newDownTrack makes the subscriber-side track of a forwarded source.
@@ -101,6 +126,9 @@ func newDownTrack(c webrtc.RTPCodecCapability, id, streamID string, q *sendQueue
 // a keyframe so the new subscriber can start decoding at once.
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	params, err := d.local.Bind(ctx)
+	if err == nil {
+		d.bound.Store(true)
+	}
 	if err == nil && d.src != nil {
 		d.src.requestKeyframe()
 	}
@@ -212,9 +240,12 @@ func (r *opusRewriter) next(missing int) (seq uint16, ts uint32, marker bool) {
 // discordSource is one Discord user's audio, forwarded to every browser of
 // the room. Only the room's link goroutine calls forward.
 type discordSource struct {
-	userID   string
-	rw       opusRewriter
-	fan      fanout
+	userID string
+	rw     opusRewriter
+	fan    fanout
+	// video is the user's VP8 stream, nil until its first keyframe.
+	// Created under the room's lock; forwarded by the link goroutine.
+	video    *discordVideo
 	lastSeen time.Time // link goroutine only
 	// speakingFlag is written by the link goroutine, read by participant lists.
 	speakingFlag atomic.Bool
@@ -245,6 +276,49 @@ func (d *discordSource) forward(payload []byte, missing int, now time.Time) int 
 }
 
 // discordStreamID and discordTrackID name a Discord user's audio in
-// browsers.
-func discordStreamID(userID string) string { return "discord-" + userID }
-func discordTrackID(userID string) string  { return "discord-audio-" + userID }
+// browsers; discordVideoTrackID names the video in the same stream, so a
+// browser shows them together.
+func discordStreamID(userID string) string     { return "discord-" + userID }
+func discordTrackID(userID string) string      { return "discord-audio-" + userID }
+func discordVideoTrackID(userID string) string { return "discord-video-" + userID }
+
+// videoMTU bounds the RTP payload of forwarded Discord video.
+const videoMTU = 1200
+
+// discordVideo is one Discord user's VP8 video, repacketized for browsers
+// (RFC 7741) from the assembled frames the voice client delivers. A
+// browser's keyframe request cannot reach a Discord sender, so a new
+// subscriber sees the picture from the sender's next keyframe on.
+type discordVideo struct {
+	fan       fanout
+	payloader codecs.VP8Payloader
+	seq       uint16
+	tsBase    uint32
+	start     time.Time // arrival of the first frame: the 90 kHz clock's zero
+}
+
+func newDiscordVideo(seq uint16, tsBase uint32, start time.Time) *discordVideo {
+	return &discordVideo{seq: seq, tsBase: tsBase, start: start,
+		payloader: codecs.VP8Payloader{EnablePictureID: true}}
+}
+
+// forward packetizes one VP8 frame and queues its packets to every
+// subscriber, with a timestamp from the frame's arrival time.
+func (v *discordVideo) forward(frame []byte, now time.Time) {
+	ts := v.tsBase + uint32(now.Sub(v.start)*90/time.Millisecond) // 90 kHz
+	payloads := v.payloader.Payload(videoMTU, frame)
+	for i, p := range payloads {
+		pkt := &rtp.Packet{
+			Header: rtp.Header{
+				Version:        2,
+				PayloadType:    vp8PayloadType,
+				SequenceNumber: v.seq,
+				Timestamp:      ts,
+				Marker:         i == len(payloads)-1,
+			},
+			Payload: p,
+		}
+		v.seq++
+		v.fan.send(pkt, now)
+	}
+}

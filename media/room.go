@@ -144,6 +144,8 @@ func (r *room) subscribeLocked(fan *fanout, c webrtc.RTPCodecCapability, id, str
 		r.log.Warn("new forwarded track", "track", id, "err", err)
 		return
 	}
+	// Video no one can be asked a keyframe of waits for the next one.
+	dt.keyGate = src == nil && c.MimeType == vp8Capability.MimeType
 	dt.sub = s
 	fan.add(dt)
 	s.want(dt)
@@ -171,6 +173,9 @@ func (r *room) addSession(s *session) {
 	}
 	for _, d := range r.discord {
 		r.subscribeLocked(&d.fan, opusCapability, discordTrackID(d.userID), discordStreamID(d.userID), nil, s)
+		if d.video != nil {
+			r.subscribeLocked(&d.video.fan, vp8Capability, discordVideoTrackID(d.userID), discordStreamID(d.userID), nil, s)
+		}
 	}
 	if r.graceCancel != nil {
 		close(r.graceCancel)
@@ -214,6 +219,9 @@ func (r *room) removeSession(s *session) {
 	}
 	for _, d := range r.discord {
 		unsubscribeFrom(&d.fan, s)
+		if d.video != nil {
+			unsubscribeFrom(&d.video.fan, s)
+		}
 	}
 	empty := len(r.sessions) == 0
 	hasLink := r.link != nil
@@ -355,12 +363,19 @@ func (r *room) participantLocked(s *session) Participant {
 }
 
 // discordParticipant describes a Discord user.
+// Called with r.mu held or from the link goroutine (d.video is set under
+// r.mu by the link goroutine only).
 func (r *room) discordParticipant(d *discordSource) Participant {
-	return Participant{
+	p := Participant{
 		ID: discordStreamID(d.userID), UserID: d.userID, Name: r.m.opts.MemberName(d.userID),
 		Kind: kindDiscord, Speaking: d.speakingFlag.Load(),
 		Tracks: []TrackInfo{{TrackID: discordTrackID(d.userID), StreamID: discordStreamID(d.userID), Kind: "audio"}},
 	}
+	if d.video != nil {
+		p.Camera = true
+		p.Tracks = append(p.Tracks, TrackInfo{TrackID: discordVideoTrackID(d.userID), StreamID: discordStreamID(d.userID), Kind: "video"})
+	}
+	return p
 }
 
 // participantsLocked lists everyone but the session except. Called with
@@ -649,14 +664,17 @@ func (r *room) serveLink(ctx context.Context, link DiscordLink) {
 	}
 }
 
-// onDiscordFrame forwards one frame from a Discord user to every browser.
+// onDiscordFrame forwards one frame from a Discord user to every browser:
+// audio as one track per user, video (from the user's first keyframe on)
+// as a second track in the same stream.
 func (r *room) onDiscordFrame(f DiscordFrame, now time.Time) {
-	if f.Kind != FrameAudio || f.UserID == "" || len(f.Payload) == 0 {
-		return // Discord video to browsers is not forwarded
+	if f.UserID == "" || len(f.Payload) == 0 {
+		return
 	}
+	video := f.Kind == FrameVideo
 	r.mu.Lock()
 	d := r.discord[f.UserID]
-	created := false
+	created, videoStarted := false, false
 	if d == nil {
 		d = newDiscordSource(f.UserID, uint16(rand.Uint32()), rand.Uint32())
 		r.discord[f.UserID] = d
@@ -665,10 +683,28 @@ func (r *room) onDiscordFrame(f DiscordFrame, now time.Time) {
 		}
 		created = true
 	}
+	if video && d.video == nil && f.Keyframe {
+		d.video = newDiscordVideo(uint16(rand.Uint32()), rand.Uint32(), now)
+		for _, s := range r.sessions {
+			r.subscribeLocked(&d.video.fan, vp8Capability, discordVideoTrackID(d.userID), discordStreamID(d.userID), nil, s)
+		}
+		videoStarted = true
+	}
+	v := d.video
 	r.mu.Unlock()
-	if created {
-		r.log.Info("discord user speaks in the room", "user", f.UserID)
+	switch {
+	case created:
+		r.log.Info("discord user appears in the room", "user", f.UserID, "video", video)
 		r.discordUpdate(d, "joined", EventParticipantJoined)
+	case videoStarted:
+		r.log.Info("discord user shows video", "user", f.UserID)
+		r.discordUpdate(d, "updated", EventCamera)
+	}
+	if video {
+		if v != nil {
+			v.forward(f.Payload, now)
+		}
+		return
 	}
 	d.forward(f.Payload, f.Missing, now)
 	if !d.speakingFlag.Load() {
@@ -708,9 +744,15 @@ func (r *room) dropDiscordSources() {
 	r.mu.Lock()
 	gone := make([]*discordSource, 0, len(r.discord))
 	for id, d := range r.discord {
-		for _, dt := range d.fan.list() {
-			d.fan.remove(dt)
-			dt.sub.unwant(dt)
+		fans := []*fanout{&d.fan}
+		if d.video != nil {
+			fans = append(fans, &d.video.fan)
+		}
+		for _, fan := range fans {
+			for _, dt := range fan.list() {
+				fan.remove(dt)
+				dt.sub.unwant(dt)
+			}
 		}
 		delete(r.discord, id)
 		gone = append(gone, d)

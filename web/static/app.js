@@ -349,7 +349,7 @@ function onHubEvent(event, p) {
     case 'voice.left': {
       for (const r of S.rooms.values()) r.members = r.members.filter((m) => m.userId !== p.userId);
       const r = S.rooms.get(p.channelId);
-      if (r && event === 'voice.joined') r.members.push({ userId: p.userId, name: p.username || p.userId });
+      if (r && event === 'voice.joined') r.members.push({ userId: p.userId, name: p.username || p.userId, bot: !!p.bot });
       renderRooms();
       if (S.call) renderTiles();
       break;
