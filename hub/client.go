@@ -405,14 +405,14 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 		c.expiry.Reset(until)
 	}
 	c.mu.Unlock()
-	// The ack is queued before the client joins the broadcast set, so it
-	// is always the first thing an authenticated client reads.
-	_ = c.Send(ackMessage{
+	ack := ackMessage{
 		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: c.hub.opts.GuildID,
 		UserID: claims.Subject, Name: claims.Name, ClientID: c.id, ExpiresAt: claims.Expiry.Unix(),
-	})
-	if !again {
-		if !c.hub.authenticated(c) {
+	}
+	if again {
+		_ = c.Send(ack)
+	} else {
+		if !c.hub.authenticated(c, ack) {
 			c.close(websocket.CloseGoingAway, "server shutting down")
 			return false
 		}

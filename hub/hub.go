@@ -393,12 +393,16 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // authenticated moves c into the set that receives Publish; false if the
 // hub is shutting down.
-func (h *Hub) authenticated(c *Client) bool {
+func (h *Hub) authenticated(c *Client, ack any) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
 		return false
 	}
+	// Under the lock Publish holds while it fans out: the ack is the first
+	// message the client reads, and every event published after the
+	// client read its ack reaches it.
+	_ = c.Send(ack)
 	h.clients[c] = struct{}{}
 	return true
 }
