@@ -134,10 +134,12 @@ func (b *pionBrowser) read() {
 	}
 }
 
+// close hangs up the socket first: the bridge's word on the peer
+// connection ending afterwards is not the test's business.
 func (b *pionBrowser) close() {
-	_ = b.pc.Close()
 	_ = b.ws.Close()
 	<-b.done
+	_ = b.pc.Close()
 }
 
 // track waits for the track of a stream.
