@@ -8,9 +8,15 @@
 // (see signaling.go for the protocol); the hub hands each message to
 // [Manager.HandleSignal] and reports a closed socket with
 // [Manager.PeerClosed]. Each browser gets one PeerConnection, built from a
-// single [webrtc.API] (engine.go: Opus PT 111 with in-band FEC, the RFC 6464
-// audio-level header extension, VP8 PT 96 with NACK, PLI, FIR, REMB and
-// transport-cc feedback, pion's default interceptors).
+// single [webrtc.API] (engine.go: Opus PT 111 with in-band FEC, VP8 PT 96
+// with NACK, PLI, FIR, REMB and transport-cc feedback, pion's default
+// interceptors). Header extensions carry Chromium's default ids (1 audio
+// level, RFC 6464; 2 abs-send-time; 3 transport-wide-cc; 4 mid), so the
+// server's offers and the browser's agree.
+//
+// A joining browser's first message is "joined" (participants, ICE
+// servers, the voice privacy code); the session makes no offer before it
+// is sent.
 //
 // # Media paths
 //
@@ -30,10 +36,15 @@
 //   - Discord video to browsers: a Discord user's VP8 frames (assembled by
 //     the voice client) become a second track in the user's stream
 //     ("discord-video-<userId>"), from the user's first keyframe on,
-//     repacketized (RFC 7741) with a 90 kHz clock from arrival time. A
-//     browser's keyframe request cannot reach a Discord sender, so a newly
-//     bound browser's track stays silent until the sender's next keyframe
-//     begins (the writer holds it back; delta frames would not decode).
+//     repacketized (RFC 7741, pion's VP8 payloader, 1200-byte payloads,
+//     marker on a frame's last packet) with a 90 kHz timestamp from the
+//     monotonic arrival time, through the same per-browser queues. A
+//     browser's keyframe request (PLI, FIR) cannot reach a Discord sender
+//     and none is sent upstream: a newly bound browser's track stays silent
+//     until the sender's next keyframe begins (the writer holds it back;
+//     delta frames would not decode), and a browser that lost the picture
+//     recovers at that keyframe too. A user's tracks go away when the link
+//     reports them leaving ([FrameUserLeft]) or the link ends.
 //   - Browsers to Discord: the bot has one audio stream. The loudest browser
 //     (from the audio-level extension, with hysteresis: a challenger must be
 //     louder for 300 ms and the current speaker is held for at least
@@ -43,6 +54,11 @@
 //     video (real Discord refuses bot video) is not asked again.
 //
 // # Discord link lifecycle
+//
+// The voice connection reports its privacy code (DAVE's displayable code,
+// "" when the call is not end-to-end encrypted) with
+// [Manager.SetPrivacyCode]; browsers get it in "joined" and in a "privacy"
+// message on every change. The code is cleared when the link ends.
 //
 // The first browser to join a room makes the bot join the voice channel
 // ([Joiner.Join]); when the last browser leaves, the link is closed after

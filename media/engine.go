@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -19,6 +20,9 @@ const (
 	vp8PayloadType = 96
 	// audioLevelURI is the RFC 6464 client-to-mixer audio level extension.
 	audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+	// absSendTimeURI is the abs-send-time extension of WebRTC's
+	// receive-side bandwidth estimation.
+	absSendTimeURI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 	// opusFrameTicks is one 20 ms Opus frame at the 48 kHz RTP clock.
 	opusFrameTicks = 960
 )
@@ -46,6 +50,18 @@ var vp8Capability = webrtc.RTPCodecCapability{
 	},
 }
 
+// headerExtensions are the RTP header extensions negotiated with browsers,
+// in the order that numbers them like Chromium does.
+var headerExtensions = []struct {
+	uri   string
+	kinds []webrtc.RTPCodecType
+}{
+	{audioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}},                                // 1, RFC 6464
+	{absSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},     // 2
+	{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}}, // 3, draft-holmer-rmcat-transport-wide-cc-extensions-01
+	{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},     // 4, RFC 8843 §15.2
+}
+
 // newMediaEngine registers the codecs and header extensions every browser
 // connection negotiates.
 func newMediaEngine() (*webrtc.MediaEngine, error) {
@@ -60,9 +76,18 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("register vp8: %w", err)
 	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI},
-		webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("register audio level extension: %w", err)
+	// Pion numbers header extensions 1, 2, 3... in the order they are first
+	// registered, across both kinds, and reuses an id when a URI is
+	// registered again. Registering these four first gives Chromium's
+	// default ids (1 audio level, 2 abs-send-time, 3 transport-cc, 4 mid),
+	// so offers from either side agree; RegisterDefaultInterceptors adds
+	// rid and repaired-rid (video) after them.
+	for _, e := range headerExtensions {
+		for _, kind := range e.kinds {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, kind); err != nil {
+				return nil, fmt.Errorf("register header extension %s: %w", e.uri, err)
+			}
+		}
 	}
 	return me, nil
 }

@@ -66,6 +66,9 @@ func (q *sendQueue) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case p := <-q.ch:
+			if p.dt.keyGate && !p.dt.passKeyGate(p.pkt) {
+				continue
+			}
 			// A write fails only when the subscriber's connection is
 			// closing; its own teardown reports that.
 			_ = p.dt.sink.WriteRTP(p.pkt)
@@ -286,9 +289,14 @@ func discordVideoTrackID(userID string) string { return "discord-video-" + userI
 const videoMTU = 1200
 
 // discordVideo is one Discord user's VP8 video, repacketized for browsers
-// (RFC 7741) from the assembled frames the voice client delivers. A
-// browser's keyframe request cannot reach a Discord sender, so a new
-// subscriber sees the picture from the sender's next keyframe on.
+// (RFC 7741) from the assembled frames the voice client delivers.
+//
+// A browser's keyframe request (PLI or FIR, RFC 4585 §6.3.1, RFC 5104
+// §4.3.1) cannot reach a Discord sender, and media sends none upstream.
+// Instead each subscriber's track is held back (downTrack.keyGate) until
+// the sender's next keyframe begins, so a new browser's decoder starts on
+// a keyframe; a browser that lost the picture recovers at that keyframe
+// too. How long that takes is the sender's keyframe interval.
 type discordVideo struct {
 	fan       fanout
 	payloader codecs.VP8Payloader

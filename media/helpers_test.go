@@ -75,6 +75,8 @@ type serverMsg struct {
 	Discord      string                   `json:"discord"`
 	Message      string                   `json:"message"`
 	Error        *errorBody               `json:"error"`
+	PrivacyCode  *string                  `json:"privacyCode"`
+	Code         *string                  `json:"code"`
 	raw          json.RawMessage
 }
 

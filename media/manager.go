@@ -38,13 +38,17 @@ const (
 	FrameAudio FrameKind = iota
 	// FrameVideo is one VP8 frame.
 	FrameVideo
+	// FrameUserLeft says the user left the voice channel (voice gateway
+	// op 13, Client Disconnect); it carries no payload. Their tracks are
+	// removed from every browser.
+	FrameUserLeft
 )
 
 // DiscordFrame is one codec frame received from a Discord user.
 type DiscordFrame struct {
 	// UserID is the Discord user who sent the frame.
 	UserID string
-	// Kind is audio (Opus) or video (VP8).
+	// Kind is audio (Opus), video (VP8) or the user leaving.
 	Kind FrameKind
 	// Payload is the codec frame; the receiver of the frame owns it.
 	Payload []byte
@@ -279,6 +283,22 @@ func (m *Manager) RoomEnded(channelID string) {
 	}
 	r.shutdown()
 	m.dropRoomIfIdle(r)
+}
+
+// SetPrivacyCode records the privacy code of the voice connection in
+// channelID (DAVE's displayable code, or "" when the call is not end-to-end
+// encrypted) and, when it changed, sends {"type":"privacy"} to every browser
+// of that room; browsers joining later get it in "joined". A channel with
+// no room (no browsers and no voice link) has nothing to record it for. The
+// room clears the code when its voice connection ends. Calls for one
+// channel must come in order, from one goroutine.
+func (m *Manager) SetPrivacyCode(channelID, code string) {
+	m.mu.Lock()
+	r := m.rooms[channelID]
+	m.mu.Unlock()
+	if r != nil {
+		r.setPrivacy(code)
+	}
 }
 
 // Close ends every session and Discord link and waits for all goroutines.

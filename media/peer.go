@@ -47,10 +47,14 @@ type session struct {
 	kickNeg    chan struct{}
 	kickFail   chan struct{}
 	needOffer  atomic.Bool
-	trackSeq   atomic.Uint64
-	stop       chan struct{}
-	stopOnce   sync.Once
-	wg         sync.WaitGroup
+	// welcomed is closed once the browser got its "joined" message;
+	// before that the session sends no offer and no privacy code.
+	welcomed    chan struct{}
+	welcomeOnce sync.Once
+	trackSeq    atomic.Uint64
+	stop        chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
 
 	mu        sync.Mutex
 	closed    bool // no new goroutines
@@ -84,6 +88,7 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		kickNeg:    make(chan struct{}, 1),
 		kickFail:   make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+		welcomed:   make(chan struct{}),
 		desired:    make(map[string]*downTrack),
 		senders:    make(map[string]*webrtc.RTPSender),
 	}
@@ -127,6 +132,20 @@ func (s *session) goSafe(fn func()) bool {
 		fn()
 	}()
 	return true
+}
+
+// welcome marks the "joined" message sent. The room calls it with its lock
+// held, so isWelcomed under that lock sees a consistent answer.
+func (s *session) welcome() { s.welcomeOnce.Do(func() { close(s.welcomed) }) }
+
+// isWelcomed reports whether the browser got its "joined" message.
+func (s *session) isWelcomed() bool {
+	select {
+	case <-s.welcomed:
+		return true
+	default:
+		return false
+	}
 }
 
 // markRemoved reports whether this call is the one that removes s.
@@ -332,6 +351,9 @@ func (s *session) negotiate() {
 	if !s.needOffer.Load() && !s.restartICE {
 		return
 	}
+	if !s.isWelcomed() {
+		return // addSession kicks again after "joined"
+	}
 	if s.pc.SignalingState() != webrtc.SignalingStateStable {
 		return // afterStable kicks again
 	}
@@ -394,6 +416,8 @@ func (s *session) readSenderRTCP(sender *webrtc.RTPSender, dt *downTrack) {
 			return
 		}
 		if dt.src == nil {
+			// Discord video: no keyframe request can reach its sender;
+			// the sender's next keyframe answers (see discordVideo).
 			continue
 		}
 		for _, p := range pkts {

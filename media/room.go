@@ -38,6 +38,7 @@ type room struct {
 	ups         map[*upTrack]struct{}
 	discord     map[string]*discordSource
 	status      statusMessage
+	privacy     string // the voice connection's privacy code, "" when none
 	link        *linkRun
 	graceCancel chan struct{}
 	shut        bool
@@ -184,11 +185,22 @@ func (r *room) addSession(s *session) {
 	participants := r.participantsLocked(s.id)
 	self := r.participantLocked(s)
 	others := r.othersLocked(s.id)
+	code := r.privacy
 	r.mu.Unlock()
 
 	s.log.Info("browser joined")
 	sendTo(s.sig, joinedMessage{Type: msgJoined, RoomID: r.id, Self: s.id,
-		ICEServers: r.m.opts.ICEServers, Participants: participants})
+		ICEServers: r.m.opts.ICEServers, Participants: participants, PrivacyCode: code})
+	// Only now may the session offer, and SetPrivacyCode reach it; a code
+	// that changed since the snapshot above is sent after "joined".
+	r.mu.Lock()
+	s.welcome()
+	latest := r.privacy
+	r.mu.Unlock()
+	kick(s.kickNeg)
+	if latest != code {
+		sendTo(s.sig, privacyMessage{Type: msgPrivacy, RoomID: r.id, Code: latest})
+	}
 	r.ensureLink()
 	r.mu.Lock()
 	st := r.status
@@ -405,6 +417,18 @@ func (r *room) othersLocked(except string) []*session {
 	return out
 }
 
+// welcomedLocked lists the sessions that got their "joined" message (the
+// others get the room's state after it). Called with r.mu held.
+func (r *room) welcomedLocked() []*session {
+	out := make([]*session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		if s.isWelcomed() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // announce sends a participant update to the given browsers.
 func (r *room) announce(to []*session, event string, p Participant) {
 	msg := participantMessage{Type: msgParticipant, RoomID: r.id, Event: event, Participant: p}
@@ -518,10 +542,28 @@ func (r *room) setStatus(state, message string) {
 	}
 	r.status = statusMessage{Type: msgStatus, RoomID: r.id, Discord: state, Message: message}
 	st := r.status
-	to := r.othersLocked("")
+	to := r.welcomedLocked()
 	r.mu.Unlock()
 	for _, s := range to {
 		sendTo(s.sig, st)
+	}
+}
+
+// setPrivacy records the voice connection's privacy code and tells every
+// browser that got its "joined" message when it changed.
+func (r *room) setPrivacy(code string) {
+	r.mu.Lock()
+	if r.privacy == code {
+		r.mu.Unlock()
+		return
+	}
+	r.privacy = code
+	to := r.welcomedLocked()
+	r.mu.Unlock()
+	r.log.Info("voice privacy code", "code", code)
+	msg := privacyMessage{Type: msgPrivacy, RoomID: r.id, Code: code}
+	for _, s := range to {
+		sendTo(s.sig, msg)
 	}
 }
 
@@ -620,6 +662,8 @@ func (r *room) linkLoop(ctx context.Context) {
 		}
 		cancel()
 		r.dropDiscordSources()
+		// The code belonged to that voice connection's DAVE session.
+		r.setPrivacy("")
 		if ctx.Err() != nil {
 			r.log.Info("bot left the voice channel")
 			return
@@ -668,7 +712,14 @@ func (r *room) serveLink(ctx context.Context, link DiscordLink) {
 // audio as one track per user, video (from the user's first keyframe on)
 // as a second track in the same stream.
 func (r *room) onDiscordFrame(f DiscordFrame, now time.Time) {
-	if f.UserID == "" || len(f.Payload) == 0 {
+	if f.UserID == "" {
+		return
+	}
+	if f.Kind == FrameUserLeft {
+		r.dropDiscordUser(f.UserID)
+		return
+	}
+	if len(f.Payload) == 0 {
 		return
 	}
 	video := f.Kind == FrameVideo
@@ -739,27 +790,53 @@ func (r *room) discordUpdate(d *discordSource, event, hubEvent string) {
 	r.m.opts.Publish(hubEvent, ParticipantEvent{RoomID: r.id, Participant: p})
 }
 
-// dropDiscordSources removes every Discord user's track when the link ends.
+// dropDiscordSources removes every Discord user's tracks when the link ends.
 func (r *room) dropDiscordSources() {
 	r.mu.Lock()
 	gone := make([]*discordSource, 0, len(r.discord))
-	for id, d := range r.discord {
-		fans := []*fanout{&d.fan}
-		if d.video != nil {
-			fans = append(fans, &d.video.fan)
-		}
-		for _, fan := range fans {
-			for _, dt := range fan.list() {
-				fan.remove(dt)
-				dt.sub.unwant(dt)
-			}
-		}
-		delete(r.discord, id)
+	for _, d := range r.discord {
+		r.dropDiscordLocked(d)
 		gone = append(gone, d)
 	}
 	r.mu.Unlock()
 	for _, d := range gone {
-		d.speakingFlag.Store(false)
-		r.discordUpdate(d, "left", EventParticipantLeft)
+		r.discordLeft(d)
 	}
+}
+
+// dropDiscordUser removes one Discord user's tracks when they leave the
+// voice channel.
+func (r *room) dropDiscordUser(userID string) {
+	r.mu.Lock()
+	d := r.discord[userID]
+	if d != nil {
+		r.dropDiscordLocked(d)
+	}
+	r.mu.Unlock()
+	if d != nil {
+		r.log.Info("discord user left the voice channel", "user", userID)
+		r.discordLeft(d)
+	}
+}
+
+// dropDiscordLocked unsubscribes every browser from d's audio and video and
+// forgets d. Called with r.mu held.
+func (r *room) dropDiscordLocked(d *discordSource) {
+	fans := []*fanout{&d.fan}
+	if d.video != nil {
+		fans = append(fans, &d.video.fan)
+	}
+	for _, fan := range fans {
+		for _, dt := range fan.list() {
+			fan.remove(dt)
+			dt.sub.unwant(dt)
+		}
+	}
+	delete(r.discord, d.userID)
+}
+
+// discordLeft reports a removed Discord user.
+func (r *room) discordLeft(d *discordSource) {
+	d.speakingFlag.Store(false)
+	r.discordUpdate(d, "left", EventParticipantLeft)
 }

@@ -27,12 +27,24 @@ import (
 //
 // Server to client:
 //
-//	{"type":"joined","roomId","self","iceServers":[...],"participants":[Participant...]}
+//	{"type":"joined","roomId","self","iceServers":[...],"participants":[Participant...],"privacyCode"}
 //	{"type":"offer"|"answer","roomId","sdp"}
 //	{"type":"candidate","roomId","candidate":{RTCIceCandidateInit}}
 //	{"type":"participant","roomId","event":"joined"|"left"|"updated","participant":Participant}
 //	{"type":"status","roomId","discord":"connecting"|"connected"|"reconnecting"|"unavailable","message"}
+//	{"type":"privacy","roomId","code"}
 //	{"type":"error","error":{"code","message"}}
+//
+// "joined" is always the first message after a join: the server's first
+// offer, candidates, status and privacy messages follow it.
+//
+// "privacyCode" in "joined" and "code" in "privacy" are the voice call's
+// privacy code (Discord's DAVE end-to-end encryption: the code people in
+// the call compare to verify it), as the voice connection reports it
+// through [Manager.SetPrivacyCode]. "" means the call is not end-to-end
+// encrypted, or the bot is not in it. "privacy" is sent to every browser of
+// the room whenever the code changes, including to "" when the voice
+// connection ends.
 //
 // Negotiation follows the W3C "perfect negotiation" pattern (WebRTC 1.0
 // §10.7 example): the browser is polite, the server impolite. The server
@@ -54,6 +66,7 @@ const (
 	msgJoined      = "joined"
 	msgParticipant = "participant"
 	msgStatus      = "status"
+	msgPrivacy     = "privacy"
 	msgError       = "error"
 )
 
@@ -202,6 +215,13 @@ type joinedMessage struct {
 	Self         string             `json:"self"`
 	ICEServers   []webrtc.ICEServer `json:"iceServers"`
 	Participants []Participant      `json:"participants"`
+	PrivacyCode  string             `json:"privacyCode"`
+}
+
+type privacyMessage struct {
+	Type   string `json:"type"`
+	RoomID string `json:"roomId"`
+	Code   string `json:"code"`
 }
 
 type sdpMessage struct {

@@ -47,11 +47,60 @@
 //
 // # DAVE
 //
-// The server offers DAVE protocol version 0 (transport encryption only) in
-// Session Description. Options.RequireDAVE closes clients that cannot do
-// DAVE with 4017, and Stats.PlaintextOpusSeen counts Opus payloads that
-// are not DAVE frames. The external sender of the MLS group will hook in
-// at session.handleDAVE (client opcodes 23, 26, 28, 31) and send through
-// session.sendBinary, which already frames server-to-client binary
-// messages with their sequence number.
+// The server is the delivery service and external sender of each
+// channel's DAVE v1 group (DAVE whitepaper; the project's docs/dave.md,
+// "The voice server as external sender"), built on package voice/dave. A
+// channel runs protocol version 1 while every participant supports it:
+// clients whose Identify offers max_dave_protocol_version >= 1, and all
+// simulated members. Options.RequireDAVE closes other clients with 4017;
+// otherwise such a client joins at version 0 and the channel downgrades.
+// Options.DisableDAVE serves version 0 to everyone. Session Description's
+// dave_protocol_version tells each client its version.
+//
+// Per channel, with one ECDSA P-256 external sender key for the channel's
+// life:
+//
+//   - A DAVE participant gets op 25 (external sender) right after Session
+//     Description. Op 11 (Clients Connect) about a user always precedes
+//     any Add proposal for it.
+//   - Key packages (op 26, bare or wrapped) are validated (signature,
+//     basic credential equal to the session's user id, lifetime) and
+//     proposed as Adds (op 27). While no group exists every pending member
+//     gets the other pending members' Adds, and a late joiner the Adds
+//     already sent; once it exists, Adds go to its members. A new key
+//     package from a pending member revokes its earlier Add (op 27
+//     revoke).
+//   - The first valid commit (op 28) of the epoch wins: the group's
+//     members get op 29 (announce), each added member op 30 with its own
+//     Welcome, under a new transition id (a 16-bit counter that skips 0).
+//     Other commits are counted and ignored. When every member of the
+//     transition has sent op 23, or after Options.TransitionTimeout
+//     (default 2 s), op 22 executes it. A newer commit supersedes a
+//     transition still waiting.
+//   - A member who leaves is proposed for removal; its pending proposals
+//     are revoked. When one DAVE participant is left with an established
+//     group, or none of the group's members is connected any more, the
+//     group is reset: op 24 (version 1, epoch 1) to each, plus op 21 with
+//     transition 0 to a participant alone ("Sole member reset").
+//   - Op 31 (invalid commit or welcome): the member is proposed for
+//     removal and added again with the key package it sends next.
+//   - Downgrade: a client without DAVE joins a version 1 channel. The DAVE
+//     participants get op 21 (version 0, a new transition id), op 22
+//     follows their op 23 (or the timeout), and the group is dropped.
+//   - Upgrade: the last client without DAVE leaves. The DAVE participants
+//     get op 25 and op 24 (version 1, epoch 1), send key packages, and a
+//     new group is created as at first; its first transition switches them
+//     to DAVE. A participant alone also gets op 21 with transition 0.
+//
+// Binary messages are framed (uint16 sequence number, opcode, payload) and
+// kept for resume like JSON ones. Server.DAVE shows the server's view of a
+// group, and CorruptNextWelcome makes a member recover through op 31.
+//
+// Simulated members are DAVE members: each has a dave.Session fed the
+// same messages in process, whose answers the server handles as a
+// client's. Their frames are DAVE-encrypted before packetization and
+// DAVE-decrypted after reassembly, so ReceivedOpus, ReceivedVP8 and OnOpus
+// see plaintext and the relay only ever carries DAVE frames.
+// Stats.PlaintextOpusSeen counts the Opus frames the relay could read
+// from participants bound to DAVE; it must stay 0.
 package voicetest

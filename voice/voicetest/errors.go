@@ -24,4 +24,9 @@ var (
 	ErrUnknownSample = errors.New("voicetest: unknown sample")
 	// ErrBadSample reports an embedded sample that does not parse.
 	ErrBadSample = errors.New("voicetest: bad sample")
+	// ErrNoMediaKey reports a frame a simulated member did not send
+	// because its channel runs DAVE and the member holds no media key yet:
+	// it is not in the group, or the transition adding it has not
+	// executed. Real clients drop such frames too.
+	ErrNoMediaKey = errors.New("voicetest: no DAVE media key yet")
 )

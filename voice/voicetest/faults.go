@@ -14,6 +14,7 @@ type faults struct {
 	mu                   sync.Mutex
 	rng                  *mrand.Rand
 	loss, reorder, dupes float64
+	welcomes             map[string]int // user id → Welcomes to corrupt
 }
 
 func (f *faults) init(seed uint64) {
@@ -42,6 +43,31 @@ func (f *faults) set(field *float64, rate float64) {
 	f.mu.Lock()
 	*field = min(max(rate, 0), 1)
 	f.mu.Unlock()
+}
+
+// CorruptNextWelcome flips the last byte of the next DAVE Welcome (op 30)
+// sent to a user, inside its encrypted group info, so that the member
+// cannot process it and must recover with op 31 and a new key package
+// (DAVE whitepaper, "Recovery from Invalid Commit or Welcome").
+func (s *Server) CorruptNextWelcome(userID string) {
+	s.faults.mu.Lock()
+	if s.faults.welcomes == nil {
+		s.faults.welcomes = map[string]int{}
+	}
+	s.faults.welcomes[userID]++
+	s.faults.mu.Unlock()
+}
+
+// takeWelcomeCorruption reports, once per CorruptNextWelcome, whether the
+// Welcome for userID must be corrupted.
+func (f *faults) takeWelcomeCorruption(userID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.welcomes[userID] == 0 {
+		return false
+	}
+	f.welcomes[userID]--
+	return true
 }
 
 // decide draws the three faults for one packet; it always draws three

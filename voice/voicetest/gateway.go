@@ -26,8 +26,6 @@ const (
 	opClientsConnect     = 11
 	opVideo              = 12
 	opClientDisconnect   = 13
-	opDAVETransitionRdy  = 23
-	opDAVEInvalidCommit  = 31
 )
 
 // closeCode is one voice close event code and whether a client may resume
@@ -271,7 +269,7 @@ func (s *Server) handleMessage(c *wsConn, env envelope) {
 		s.speaking(c, ss, env.D)
 	case opVideo:
 		s.video(c, ss, env.D)
-	case opDAVETransitionRdy, opDAVEInvalidCommit:
+	case opReadyForTransition, opInvalidCommit:
 		ss.handleDAVE(env.Op, env.D)
 	default:
 		// Discord adds opcodes over time; unknown ones are ignored.
@@ -494,8 +492,9 @@ type selectProtocolData struct {
 	} `json:"data"`
 }
 
-// selectProtocol takes op 1, picks a fresh secret key and answers Session
-// Description (op 4).
+// selectProtocol takes op 1, picks a fresh secret key, joins the client to
+// its channel's DAVE call and answers Session Description (op 4) with the
+// DAVE protocol version the call runs for it.
 func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 	var sp selectProtocolData
 	if err := json.Unmarshal(d, &sp); err != nil {
@@ -536,14 +535,23 @@ func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 	for i, b := range key {
 		keyInts[i] = int(b)
 	}
-	ss.sendJSON(opSessionDescription, map[string]any{
-		"mode":                  sp.Data.Mode,
-		"secret_key":            keyInts,
-		"dave_protocol_version": 0,
-		"audio_codec":           "opus",
-		"video_codec":           "VP8",
-		"media_session_id":      ss.token[:16],
+	// The call tells the client its DAVE protocol version here, and sends
+	// the DAVE messages that must follow Session Description.
+	p := &participant{userID: ss.userID, dave: ss.maxDAVE >= 1, ss: ss, e2ee: &ss.e2ee}
+	err = s.joinCall(ss.guildID, ss.channelID, p, func(protocol int) {
+		ss.sendJSON(opSessionDescription, map[string]any{
+			"mode":                  sp.Data.Mode,
+			"secret_key":            keyInts,
+			"dave_protocol_version": protocol,
+			"audio_codec":           "opus",
+			"video_codec":           "VP8",
+			"media_session_id":      ss.token[:16],
+		})
 	})
+	if err != nil {
+		ss.log.Info("select protocol after close", "err", err)
+		return
+	}
 	ss.log.Info("transport selected", "mode", sp.Data.Mode, "addr", addr)
 }
 

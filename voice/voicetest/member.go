@@ -2,10 +2,14 @@ package voicetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/voicebridge/bridge/voice/dave"
 )
 
 // VideoFrame is one VP8 frame.
@@ -23,14 +27,27 @@ type MemberOptions struct {
 // emulator. It has its own audio and video SSRCs, is announced to clients
 // like any member (ops 11, 5 and 12), sends Opus and VP8 as RTP through
 // the relay and records what it receives.
+//
+// A member is a full DAVE participant: its dave.Session takes the
+// server's DAVE messages in process and answers them as a client would;
+// while its channel runs DAVE it encrypts the frames it sends
+// (dave.Session.EncryptFrame, before RTP packetization) and decrypts the
+// frames it receives (after depacketization), so ReceivedOpus,
+// ReceivedVP8 and OnOpus see plaintext.
 type Member struct {
 	srv                        *Server
 	userID, guildID, channelID string
 	ssrc, videoSSRC, rtxSSRC   uint32
+	dave                       *dave.Session
+	e2ee                       e2eeGuard
 
-	in       chan memberPacket
-	stop     chan struct{}
-	stopOnce sync.Once
+	in        chan memberPacket
+	stop      chan struct{}
+	stopOnce  sync.Once
+	ready     chan struct{} // closed once the member can send
+	readyOnce sync.Once
+
+	noKey, decryptFailures, opusSent, vp8Sent atomic.Int64
 
 	sendMu    sync.Mutex // orders the outgoing streams
 	aSeq      uint16
@@ -57,16 +74,25 @@ type memberPacket struct {
 
 const memberQueueSize = 1024
 
-// AddMember puts a simulated member in a channel and announces it to the
-// clients there.
+// AddMember puts a simulated member in a channel, announces it to the
+// clients there and joins it to the channel's DAVE group. It returns once
+// the member can send: at once in a channel without DAVE or when the member
+// is alone in it; otherwise once the transition that adds it to the group
+// has executed, or after twice Options.TransitionTimeout, after which the
+// member stays pending until a commit adds it (until then SendOpus and
+// SendVP8 return ErrNoMediaKey).
 func (s *Server) AddMember(o MemberOptions) (*Member, error) {
-	if o.UserID == "" || o.GuildID == "" || o.ChannelID == "" {
-		return nil, fmt.Errorf("%w: a member needs UserID, GuildID and ChannelID (got %q, %q, %q)",
+	if !isSnowflake(o.UserID) || !isSnowflake(o.GuildID) || !isSnowflake(o.ChannelID) {
+		return nil, fmt.Errorf("%w: a member needs UserID, GuildID and ChannelID that are Discord snowflakes (decimal uint64) (got %q, %q, %q)",
 			ErrInvalidOptions, o.UserID, o.GuildID, o.ChannelID)
 	}
+	ds, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
+	}
 	m := &Member{
-		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID,
-		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}),
+		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
+		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}), ready: make(chan struct{}),
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
 		opus:      map[string][][]byte{}, video: map[string][]VideoFrame{}, asm: map[string]*vp8Assembler{},
@@ -102,8 +128,81 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 		p.sendJSON(opSpeaking, m.speakingPayload())
 		p.sendJSON(opVideo, m.videoPayload())
 	}
-	s.log.Info("simulated member added", "user", m.userID, "guild", m.guildID, "channel", m.channelID, "ssrc", m.ssrc)
+	p := &participant{userID: m.userID, dave: true, m: m, e2ee: &m.e2ee}
+	if err := s.joinCall(m.guildID, m.channelID, p, nil); err != nil {
+		return nil, err
+	}
+	wait := time.NewTimer(2 * s.opts.TransitionTimeout)
+	defer wait.Stop()
+	select {
+	case <-m.ready:
+	case <-m.stop: // left meanwhile
+	case <-wait.C:
+		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user", m.userID, "channel", m.channelID)
+	case <-s.stop:
+		return nil, ErrClosed
+	}
+	s.log.Info("simulated member added", "user", m.userID, "guild", m.guildID, "channel", m.channelID, "ssrc", m.ssrc,
+		"dave_protocol", m.dave.ProtocolVersion(), "privacy_code", m.dave.PrivacyCode())
 	return m, nil
+}
+
+// markReady lets AddMember return.
+func (m *Member) markReady() {
+	m.readyOnce.Do(func() { close(m.ready) })
+}
+
+// PrivacyCode returns the member's voice privacy code (30 digits, DAVE
+// whitepaper "Displayable Codes"), the same for every member of the group
+// in the same epoch; "" while it holds no keys or the channel runs
+// without DAVE.
+func (m *Member) PrivacyCode() string {
+	if m.dave.ProtocolVersion() == 0 {
+		return ""
+	}
+	return m.dave.PrivacyCode()
+}
+
+// ProtocolVersion returns the DAVE protocol version the member sends with:
+// 1, or 0 while its channel runs without DAVE.
+func (m *Member) ProtocolVersion() int { return m.dave.ProtocolVersion() }
+
+// Epoch returns the MLS epoch of the member's DAVE group, 0 when it has
+// none.
+func (m *Member) Epoch() uint64 { return m.dave.Epoch() }
+
+// MemberStats are a simulated member's media counters.
+type MemberStats struct {
+	// OpusSent and VP8Sent count frames sent.
+	OpusSent, VP8Sent int
+	// NoMediaKey counts frames not sent because the member held no DAVE
+	// key (ErrNoMediaKey).
+	NoMediaKey int
+	// DecryptFailures counts received frames that did not decrypt (no key
+	// for their sender or epoch, replay, authentication failure, or
+	// plaintext while DAVE is in force); they are not recorded.
+	DecryptFailures int
+}
+
+// Stats returns the member's counters.
+func (m *Member) Stats() MemberStats {
+	return MemberStats{
+		OpusSent: int(m.opusSent.Load()), VP8Sent: int(m.vp8Sent.Load()),
+		NoMediaKey: int(m.noKey.Load()), DecryptFailures: int(m.decryptFailures.Load()),
+	}
+}
+
+// encrypt runs a frame through the member's DAVE session.
+func (m *Member) encrypt(kind dave.MediaKind, frame []byte) ([]byte, error) {
+	out, err := m.dave.EncryptFrame(nil, kind, frame)
+	if err != nil {
+		if errors.Is(err, dave.ErrNoKey) {
+			m.noKey.Add(1)
+			return nil, fmt.Errorf("member %s: %w: %w", m.userID, ErrNoMediaKey, err)
+		}
+		return nil, fmt.Errorf("member %s: %w", m.userID, err)
+	}
+	return out, nil
 }
 
 // UserID is the member's user id.
@@ -141,6 +240,7 @@ func (m *Member) Leave() {
 	s.mu.Unlock()
 	m.stopOnce.Do(func() { close(m.stop) })
 	s.announceLeave(m.guildID, m.channelID, m.userID)
+	s.leaveCall(m.guildID, m.channelID, m.userID, nil, m)
 }
 
 // active reports whether the member may still send: it has not left and
@@ -158,7 +258,9 @@ func (m *Member) active() bool {
 
 // SendOpus sends one 20 ms Opus frame now. The RTP timestamp follows the
 // wall clock across pauses, and the first packet after a pause has the
-// marker bit set.
+// marker bit set. While the channel runs DAVE the frame is encrypted
+// first; ErrNoMediaKey means the member holds no key yet and the frame was
+// not sent.
 func (m *Member) SendOpus(frame []byte) error {
 	return m.sendOpus(frame, false)
 }
@@ -173,6 +275,11 @@ func (m *Member) sendOpus(frame []byte, paced bool) error {
 		return fmt.Errorf("%w: empty Opus frame", ErrBadPacket)
 	}
 	m.sendMu.Lock()
+	payload, err := m.encrypt(dave.Audio, frame)
+	if err != nil {
+		m.sendMu.Unlock()
+		return err
+	}
 	now := time.Now()
 	marker := false
 	switch gap := now.Sub(m.aLast); {
@@ -187,15 +294,20 @@ func (m *Member) sendOpus(frame []byte, paced bool) error {
 	m.aSeq++
 	m.aLast = now
 	p := rtpPacket{marker: marker, payloadType: payloadTypeOpus, sequence: m.aSeq, timestamp: m.aTS, ssrc: m.ssrc,
-		payload: append([]byte(nil), frame...)}
+		payload: payload}
 	m.sendMu.Unlock()
+	m.opusSent.Add(1)
+	if m.e2ee.leaks(now, payload) {
+		m.srv.plaintext.Add(1)
+	}
 	m.srv.relay(m.guildID, m.channelID, m.userID, p)
 	return nil
 }
 
 // PlayOpus sends frames every 20 ms on an absolute-deadline clock (a late
 // frame does not delay the rest), looping if asked, until the frames run
-// out, ctx is done, the member leaves or the server closes.
+// out, ctx is done, the member leaves or the server closes. Frames the
+// member holds no DAVE key for are skipped (and counted in Stats).
 func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 	if len(frames) == 0 {
 		return
@@ -215,7 +327,7 @@ func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 			return
 		case <-timer.C:
 		}
-		if m.sendOpus(frames[i%len(frames)], i > 0) != nil {
+		if err := m.sendOpus(frames[i%len(frames)], i > 0); err != nil && !errors.Is(err, ErrNoMediaKey) {
 			return
 		}
 	}
@@ -223,6 +335,8 @@ func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 
 // SendVP8 sends one VP8 frame as RTP (PT 105, RFC 7741, 90 kHz clock from
 // the wall clock). keyframe must match the frame's own key frame flag.
+// While the channel runs DAVE the frame is encrypted first (its payload
+// header stays clear) and ErrNoMediaKey means it was not sent.
 func (m *Member) SendVP8(frame []byte, keyframe bool) error {
 	if !m.active() {
 		return fmt.Errorf("member %s: %w", m.userID, ErrClosed)
@@ -234,12 +348,17 @@ func (m *Member) SendVP8(frame []byte, keyframe bool) error {
 		return fmt.Errorf("%w: VP8 frame's key frame flag is %v, caller said %v", ErrBadPacket, vp8IsKeyframe(frame), keyframe)
 	}
 	m.sendMu.Lock()
+	sealed, err := m.encrypt(dave.Video, frame)
+	if err != nil {
+		m.sendMu.Unlock()
+		return err
+	}
 	now := time.Now()
 	if m.vStart.IsZero() {
 		m.vStart = now
 	}
 	ts := m.vTSBase + uint32(now.Sub(m.vStart)*vp8ClockRate/time.Second)
-	payloads := vp8Packetize(frame, m.pictureID)
+	payloads := vp8Packetize(sealed, m.pictureID)
 	m.pictureID = (m.pictureID + 1) & 0x7fff
 	packets := make([]rtpPacket, len(payloads))
 	for i, pl := range payloads {
@@ -248,6 +367,7 @@ func (m *Member) SendVP8(frame []byte, keyframe bool) error {
 			timestamp: ts, ssrc: m.videoSSRC, payload: pl}
 	}
 	m.sendMu.Unlock()
+	m.vp8Sent.Add(1)
 	for _, p := range packets {
 		m.srv.relay(m.guildID, m.channelID, m.userID, p)
 	}
@@ -314,7 +434,11 @@ func (m *Member) run() {
 func (m *Member) receive(pk memberPacket) {
 	switch pk.p.payloadType {
 	case payloadTypeOpus:
-		frame := append([]byte(nil), pk.p.payload...)
+		frame, err := m.dave.DecryptFrame(nil, pk.from, dave.Audio, pk.p.payload)
+		if err != nil {
+			m.decryptFailures.Add(1)
+			return
+		}
 		m.mu.Lock()
 		m.opus[pk.from] = append(m.opus[pk.from], frame)
 		cb := m.onOpus
@@ -329,9 +453,18 @@ func (m *Member) receive(pk memberPacket) {
 			a = &vp8Assembler{}
 			m.asm[pk.from] = a
 		}
-		if f, ok := a.push(pk.p); ok {
-			m.video[pk.from] = append(m.video[pk.from], f)
+		f, ok := a.push(pk.p)
+		m.mu.Unlock()
+		if !ok {
+			return
 		}
+		plain, err := m.dave.DecryptFrame(nil, pk.from, dave.Video, f.Data)
+		if err != nil {
+			m.decryptFailures.Add(1)
+			return
+		}
+		m.mu.Lock()
+		m.video[pk.from] = append(m.video[pk.from], VideoFrame{Data: plain, Keyframe: vp8IsKeyframe(plain)})
 		m.mu.Unlock()
 	}
 }

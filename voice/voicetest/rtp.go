@@ -139,11 +139,55 @@ func relayExtension() []byte {
 	return []byte{0x10, 0x7f, 0x00, 0x00}
 }
 
-// isDAVEFrame reports whether an Opus payload ends with the DAVE magic
-// marker 0xFAFA (DAVE protocol, "Payload Format").
-func isDAVEFrame(payload []byte) bool {
-	n := len(payload)
-	return n >= 2 && payload[n-1] == 0xFA && payload[n-2] == 0xFA
+// isDAVEFrame applies a DAVE receiver's frame check to a media frame
+// (DAVE whitepaper, "Protocol Frame Check"; docs/dave.md, "Frame format"):
+// at least 11 bytes, the 0xFAFA marker, a supplemental size byte between 11
+// and the frame's length, then inside the supplemental data an 8-byte tag,
+// a ULEB128 nonce and ULEB128 (offset, size) pairs of unencrypted ranges
+// that are ordered, do not overlap, lie inside the frame and fill the data
+// up to the size byte.
+func isDAVEFrame(frame []byte) bool {
+	const minSize, tagSize = 11, 8
+	n := len(frame)
+	if n < minSize || frame[n-1] != 0xFA || frame[n-2] != 0xFA {
+		return false
+	}
+	supp := int(frame[n-3])
+	if supp < minSize || supp > n {
+		return false
+	}
+	body := n - supp // bytes of the frame itself, before the tag
+	meta := frame[body+tagSize : n-3]
+	if _, ok := readULEB128(&meta); !ok {
+		return false
+	}
+	end := uint64(0)
+	for len(meta) > 0 {
+		off, ok1 := readULEB128(&meta)
+		size, ok2 := readULEB128(&meta)
+		if !ok1 || !ok2 || off < end || size > uint64(body) || off > uint64(body)-size {
+			return false
+		}
+		end = off + size
+	}
+	return true
+}
+
+// readULEB128 reads one unsigned LEB128 value (at most 64 bits) from the
+// front of *b.
+func readULEB128(b *[]byte) (uint64, bool) {
+	var v uint64
+	for i, c := range *b {
+		if i == 10 || (i == 9 && c > 1) {
+			return 0, false
+		}
+		v |= uint64(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			*b = (*b)[i+1:]
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 func isSilence(payload []byte) bool {

@@ -31,6 +31,19 @@ type Options struct {
 	// max_dave_protocol_version < 1 with 4017, as Discord has done for
 	// non-Stage calls since March 2026.
 	RequireDAVE bool
+	// DisableDAVE makes the server offer DAVE protocol version 0
+	// (transport encryption only) to every client, as Discord did before
+	// DAVE. By default a channel runs DAVE v1 while every participant
+	// supports it (clients whose Identify has max_dave_protocol_version
+	// >= 1, and all simulated members), and downgrades to version 0 while
+	// a client without DAVE is in it (unless RequireDAVE keeps such
+	// clients out). DisableDAVE and RequireDAVE exclude each other.
+	DisableDAVE bool
+	// TransitionTimeout is how long the server waits for Ready for
+	// Transition (op 23) from the members of a DAVE transition before it
+	// executes the transition anyway (op 22). Default 2 s, Discord's
+	// figure in the DAVE whitepaper ("Member Remove").
+	TransitionTimeout time.Duration
 	// HeartbeatInterval is sent in Hello. Default 13750 ms.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long a connection may go without a
@@ -54,6 +67,7 @@ const (
 	defaultHeartbeatInterval = 13750 * time.Millisecond
 	defaultResumeBuffer      = 256
 	defaultRTCPInterval      = 5 * time.Second
+	defaultTransitionTimeout = 2 * time.Second
 	// serverSSRC is the sender SSRC of the receiver reports the server
 	// sends; it is outside the range handed to sessions.
 	serverSSRC = 0x5EF0_0001
@@ -70,8 +84,14 @@ func (o *Options) withDefaults() (Options, error) {
 				ErrInvalidOptions, m, ModeAES256GCM, ModeXChaCha20Poly1305, ModeXSalsa20Poly1305, ModeXSalsa20Suffix, ModeXSalsa20Lite)
 		}
 	}
-	if out.HeartbeatInterval < 0 || out.HeartbeatTimeout < 0 || out.ResumeBuffer < 0 || out.RTCPInterval < 0 {
+	if out.HeartbeatInterval < 0 || out.HeartbeatTimeout < 0 || out.ResumeBuffer < 0 || out.RTCPInterval < 0 || out.TransitionTimeout < 0 {
 		return out, fmt.Errorf("%w: durations and ResumeBuffer must not be negative", ErrInvalidOptions)
+	}
+	if out.RequireDAVE && out.DisableDAVE {
+		return out, fmt.Errorf("%w: RequireDAVE and DisableDAVE exclude each other (a server that requires DAVE must offer it)", ErrInvalidOptions)
+	}
+	if out.TransitionTimeout == 0 {
+		out.TransitionTimeout = defaultTransitionTimeout
 	}
 	if out.HeartbeatInterval == 0 {
 		out.HeartbeatInterval = defaultHeartbeatInterval
@@ -104,6 +124,7 @@ type Server struct {
 	faults    faults
 	ackOn     atomic.Bool
 	unknown   atomic.Int64 // datagrams from no known session
+	plaintext atomic.Int64 // non-DAVE Opus frames from participants bound to DAVE
 
 	mu          sync.Mutex
 	closed      bool
@@ -113,6 +134,7 @@ type Server struct {
 	bySSRC      map[uint32]*session
 	ended       []SessionStats     // counters of sessions that have ended, newest last
 	members     map[string]*Member // by guild/user
+	calls       map[string]*call   // DAVE state by guild/channel
 	conns       map[*wsConn]struct{}
 	nextSSRC    uint32
 
@@ -158,6 +180,7 @@ func Start(opts Options) (*Server, error) {
 		sessions:    map[string]*session{},
 		bySSRC:      map[uint32]*session{},
 		members:     map[string]*Member{},
+		calls:       map[string]*call{},
 		conns:       map[*wsConn]struct{}{},
 		nextSSRC:    1000,
 		stop:        make(chan struct{}),
@@ -236,8 +259,8 @@ func (s *Server) Close() {
 // VOICE_STATE_UPDATE. A new allocation for the same guild and user
 // replaces the previous one, whose token then fails with 4006.
 func (s *Server) Allocate(guildID, channelID, userID, sessionID string) (endpoint, token string, err error) {
-	if guildID == "" || channelID == "" || userID == "" || sessionID == "" {
-		return "", "", fmt.Errorf("%w: Allocate needs guild, channel, user and session ids (got %q, %q, %q, %q)",
+	if !isSnowflake(guildID) || !isSnowflake(channelID) || !isSnowflake(userID) || sessionID == "" {
+		return "", "", fmt.Errorf("%w: Allocate needs guild, channel and user ids that are Discord snowflakes (decimal uint64) and a session id (got %q, %q, %q, %q)",
 			ErrInvalidOptions, guildID, channelID, userID, sessionID)
 	}
 	token, err = randomHex(16)
@@ -409,9 +432,15 @@ type SessionStats struct {
 	Relayed int
 	// Dropped, Reordered and Duplicated count faults applied to those.
 	Dropped, Reordered, Duplicated int
-	// PlaintextOpusSeen counts Opus payloads from this client that are not
-	// DAVE frames (no 0xFAFA marker) and not the silence frame.
+	// PlaintextOpusSeen counts Opus payloads from this client that are
+	// neither DAVE frames (docs/dave.md, "Frame format": the receiver's
+	// frame check) nor the silence frame, sent while the client was bound
+	// to DAVE (see Stats.PlaintextOpusSeen).
 	PlaintextOpusSeen int
+	// KeyPackagesRefused counts DAVE key packages (op 26) that failed
+	// validation: unparsable, a bad signature, or a credential that is not
+	// the session's user id.
+	KeyPackagesRefused int
 }
 
 // Stats is a snapshot of the server's counters.
@@ -420,6 +449,14 @@ type Stats struct {
 	Sessions []SessionStats
 	// UnknownSource counts datagrams that matched no session.
 	UnknownSource int
+	// PlaintextOpusSeen counts Opus frames the relay could read: frames
+	// from a client or simulated member bound to DAVE that are neither
+	// DAVE frames nor the silence frame. A participant is bound to DAVE
+	// from its Session Description with protocol version 1, or from one
+	// second after the execute (op 22) of an upgrade that included it,
+	// until a downgrade (op 21 to version 0). It stays 0 while end-to-end
+	// encryption works.
+	PlaintextOpusSeen int
 }
 
 // Session returns the counters of the newest session of a user.
@@ -436,7 +473,7 @@ func (st Stats) Session(userID string) (SessionStats, bool) {
 // live ones.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	out := Stats{Sessions: slices.Clone(s.ended), UnknownSource: int(s.unknown.Load())}
+	out := Stats{Sessions: slices.Clone(s.ended), UnknownSource: int(s.unknown.Load()), PlaintextOpusSeen: int(s.plaintext.Load())}
 	for _, ss := range s.sessions {
 		out.Sessions = append(out.Sessions, ss.snapshot(false))
 	}
@@ -495,6 +532,7 @@ func (s *Server) endSession(ss *session, code int) {
 	}
 	s.log.Info("voice session ended", "user", ss.userID, "guild", ss.guildID, "code", code)
 	s.announceLeave(ss.guildID, ss.channelID, ss.userID)
+	s.leaveCall(ss.guildID, ss.channelID, ss.userID, ss, nil)
 }
 
 // announceLeave sends Client Disconnect (op 13) to the sessions left in a
@@ -511,6 +549,7 @@ func (s *Server) announceLeave(guildID, channelID, userID string) {
 func (s *Server) housekeeping() {
 	tick := min(max(s.opts.HeartbeatInterval/4, 10*time.Millisecond), 250*time.Millisecond)
 	tick = min(tick, max(s.opts.RTCPInterval/2, 10*time.Millisecond))
+	tick = min(tick, max(s.opts.TransitionTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	lastRTCP := time.Now()
@@ -521,6 +560,7 @@ func (s *Server) housekeeping() {
 		case now := <-t.C:
 			s.expire(now)
 			s.flushHeld(now, 2*tick)
+			s.expireTransitions(now)
 			if now.Sub(lastRTCP) >= s.opts.RTCPInterval {
 				lastRTCP = now
 				s.sendReports(now)

@@ -38,6 +38,8 @@ type session struct {
 	seqInit  bool
 
 	counters counters
+	// e2ee says whether the client's Opus must be DAVE frames.
+	e2ee e2eeGuard
 }
 
 // sentMessage is one sequenced server message, kept for resume.
@@ -57,7 +59,7 @@ type sourceCount struct {
 type counters struct {
 	packetsIn, packetsOut, mediaIn, rtcpIn, rtcpOut, keepalivesIn, discoveries atomic.Int64
 	decryptFailures, badPackets, relayed, dropped, reordered, duplicated       atomic.Int64
-	plaintextOpus                                                              atomic.Int64
+	plaintextOpus, kpRefused                                                   atomic.Int64
 }
 
 func (ss *session) snapshot(ended bool) SessionStats {
@@ -70,7 +72,7 @@ func (ss *session) snapshot(ended bool) SessionStats {
 		DecryptFailures: int(c.decryptFailures.Load()), BadPackets: int(c.badPackets.Load()),
 		Relayed: int(c.relayed.Load()), Dropped: int(c.dropped.Load()),
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
-		PlaintextOpusSeen: int(c.plaintextOpus.Load()),
+		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
 	}
 }
 
@@ -179,9 +181,14 @@ func (ss *session) detachIf(c *wsConn) {
 
 // handleDAVE receives the client's DAVE opcodes: JSON 23 (transition
 // ready) and 31 (invalid commit/welcome), binary 26 (key package) and 28
-// (commit/welcome). This server offers DAVE protocol version 0, so there
-// is no group yet and they are logged and dropped; the MLS external
-// sender takes them from here.
+// (commit/welcome), and hands them to its channel's DAVE call.
 func (ss *session) handleDAVE(op int, payload []byte) {
-	ss.log.Debug("DAVE message ignored: no external sender yet", "op", op, "bytes", len(payload))
+	ss.srv.withCall(ss.guildID, ss.channelID, false, func(c *call) {
+		p := c.parts[ss.userID]
+		if p == nil || p.ss != ss {
+			c.note(slog.LevelDebug, "DAVE message before Select Protocol ignored", "user", ss.userID, "op", op, "bytes", len(payload))
+			return
+		}
+		c.handle(p, op, payload)
+	})
 }

@@ -99,8 +99,9 @@ func (s *Server) handleDatagram(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	ss.counters.mediaIn.Add(1)
-	if p.payloadType == payloadTypeOpus && !isDAVEFrame(p.payload) && !isSilence(p.payload) {
+	if p.payloadType == payloadTypeOpus && ss.e2ee.leaks(time.Now(), p.payload) {
 		ss.counters.plaintextOpus.Add(1)
+		s.plaintext.Add(1)
 	}
 	ss.noteReceived(p.sequence)
 	s.relay(ss.guildID, ss.channelID, ss.userID, p)

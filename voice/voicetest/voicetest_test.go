@@ -43,6 +43,7 @@ type rawClient struct {
 	guild, channel, user, session, token string
 
 	ws        *websocket.Conn
+	writeMu   sync.Mutex // one websocket writer at a time
 	in        chan wsMsg
 	closeCode int // valid once in is closed
 	lastSeq   int
@@ -63,12 +64,13 @@ type rawClient struct {
 			Active  bool   `json:"active"`
 		} `json:"streams"`
 	}
-	udp     *net.UDPConn
-	mode    string
-	key     []byte
-	seq     uint16
-	ts      uint32
-	counter uint32
+	udp         *net.UDPConn
+	mode        string
+	daveVersion int // from Session Description
+	key         []byte
+	seq         uint16
+	ts          uint32
+	counter     uint32
 }
 
 func startServer(t testing.TB, opts Options) *Server {
@@ -147,7 +149,10 @@ func (c *rawClient) closeWS() {
 
 func (c *rawClient) send(op int, d any) {
 	c.t.Helper()
-	if err := c.ws.WriteJSON(map[string]any{"op": op, "d": d}); err != nil {
+	c.writeMu.Lock()
+	err := c.ws.WriteJSON(map[string]any{"op": op, "d": d})
+	c.writeMu.Unlock()
+	if err != nil {
 		c.t.Fatalf("write op %d: %v", op, err)
 	}
 }
@@ -258,11 +263,12 @@ func (c *rawClient) selectProtocol(mode string) {
 	if err := json.Unmarshal(m.d, &sd); err != nil {
 		c.t.Fatalf("Session Description: %v", err)
 	}
-	if sd.Mode != mode || len(sd.SecretKey) != 32 || sd.DAVEVersion == nil || *sd.DAVEVersion != 0 ||
+	if sd.Mode != mode || len(sd.SecretKey) != 32 || sd.DAVEVersion == nil ||
 		sd.AudioCodec != "opus" || sd.VideoCodec != "VP8" {
 		c.t.Fatalf("Session Description %s", m.d)
 	}
 	c.mode = mode
+	c.daveVersion = *sd.DAVEVersion
 	c.key = make([]byte, 32)
 	for i, v := range sd.SecretKey {
 		c.key[i] = byte(v)
@@ -270,12 +276,16 @@ func (c *rawClient) selectProtocol(mode string) {
 	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
 }
 
-// connect runs the whole handshake of the docs.
+// connect runs the whole handshake of the docs for a client without
+// DAVE, which the server must serve at protocol version 0.
 func connect(t testing.TB, s *Server, guild, channel, user, mode string) *rawClient {
 	t.Helper()
 	c := dialClient(t, s, guild, channel, user)
-	c.identify(1)
+	c.identify(0)
 	c.selectProtocol(mode)
+	if c.daveVersion != 0 {
+		t.Fatalf("client without DAVE got dave_protocol_version %d", c.daveVersion)
+	}
 	return c
 }
 
@@ -425,7 +435,7 @@ func testOpen(mode string, key, pkt []byte) (recvPacket, error) {
 
 func TestHandshakeShapes(t *testing.T) {
 	s := startServer(t, Options{HeartbeatInterval: 5 * time.Second})
-	c := dialClient(t, s, "g1", "c1", "u1")
+	c := dialClient(t, s, "101", "202", "1014")
 	var hello struct {
 		Interval int64 `json:"heartbeat_interval"`
 	}
@@ -460,11 +470,11 @@ func TestHandshakeShapes(t *testing.T) {
 		t.Fatalf("Session Description seq %d after %d", c.lastSeq, before)
 	}
 	info := s.Sessions()
-	if len(info) != 1 || info[0].UserID != "u1" || info[0].Mode != ModeXChaCha20Poly1305 || info[0].SSRC != r.SSRC ||
+	if len(info) != 1 || info[0].UserID != "1014" || info[0].Mode != ModeXChaCha20Poly1305 || info[0].SSRC != r.SSRC ||
 		info[0].VideoSSRC != r.Streams[0].SSRC || !info[0].Connected {
 		t.Fatalf("Sessions %+v", info)
 	}
-	if st, _ := s.Stats().Session("u1"); st.Discoveries != 1 {
+	if st, _ := s.Stats().Session("1014"); st.Discoveries != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -496,17 +506,17 @@ func TestGatewayRejects(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialClient(t, s, "g", "c", fmt.Sprintf("user%d", i))
+			c := dialClient(t, s, "100", "200", fmt.Sprint(2000+i))
 			tc.run(c)
 			c.expectClose(tc.code)
 		})
 	}
 	t.Run("DAVE client accepted", func(t *testing.T) {
-		c := dialClient(t, s, "g", "c", "dave")
+		c := dialClient(t, s, "100", "200", "1011")
 		c.identify(1)
 	})
 	t.Run("unknown op ignored", func(t *testing.T) {
-		c := dialClient(t, s, "g", "c", "unknown-op")
+		c := dialClient(t, s, "100", "200", "1012")
 		c.identify(1)
 		c.send(18, map[string]any{"any": "thing"})
 		c.send(opHeartbeat, map[string]any{"t": 7, "seq_ack": c.lastSeq})
@@ -533,7 +543,7 @@ func TestVersionRequired(t *testing.T) {
 
 func TestHeartbeatAckToggle(t *testing.T) {
 	s := startServer(t, Options{})
-	c := dialClient(t, s, "g", "c", "u")
+	c := dialClient(t, s, "100", "200", "1001")
 	c.identify(1)
 	s.SetHeartbeatACK(false)
 	c.send(opHeartbeat, map[string]any{"t": 1, "seq_ack": c.lastSeq})
@@ -551,7 +561,7 @@ func TestHeartbeatAckToggle(t *testing.T) {
 
 func TestHeartbeatTimeout(t *testing.T) {
 	s := startServer(t, Options{HeartbeatInterval: 40 * time.Millisecond, HeartbeatTimeout: 120 * time.Millisecond})
-	peer := dialClient(t, s, "g", "c", "peer")
+	peer := dialClient(t, s, "100", "200", "1005")
 	peer.identify(1)
 	// The peer heartbeats; the other client stays silent.
 	stop := make(chan struct{})
@@ -571,27 +581,27 @@ func TestHeartbeatTimeout(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
-	silent := dialClient(t, s, "g", "c", "silent")
+	silent := dialClient(t, s, "100", "200", "1013")
 	silent.identify(1)
 	silent.expectClose(4009)
 	m := peer.expect(opClientDisconnect)
-	if string(m.d) != `{"user_id":"silent"}` {
+	if string(m.d) != `{"user_id":"1013"}` {
 		t.Fatalf("op 13 %s", m.d)
 	}
-	if info := s.Sessions(); len(info) != 1 || info[0].UserID != "peer" {
+	if info := s.Sessions(); len(info) != 1 || info[0].UserID != "1005" {
 		t.Fatalf("sessions after timeout: %+v", info)
 	}
 }
 
 func TestResumeReplaysMissedMessages(t *testing.T) {
 	s := startServer(t, Options{})
-	c := connect(t, s, "g", "c", "u", ModeAES256GCM)
+	c := connect(t, s, "100", "200", "1001", ModeAES256GCM)
 	acked := c.lastSeq
 	s.DropSockets()
 	c.expectClose(websocket.CloseAbnormalClosure)
 	waitUntil(t, func() bool { info := s.Sessions(); return len(info) == 1 && !info[0].Connected })
 	// Messages produced while the client is away are buffered.
-	m, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+	m, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,24 +624,24 @@ func TestResumeReplaysMissedMessages(t *testing.T) {
 	if p := c.recv(); p.rtcp || !bytes.Equal(p.payload, []byte{0xfc, 1, 2, 3}) {
 		t.Fatalf("after resume got %+v", p)
 	}
-	if info := s.Sessions(); !slices.ContainsFunc(info, func(i SessionInfo) bool { return i.UserID == "u" && i.Connected }) {
+	if info := s.Sessions(); !slices.ContainsFunc(info, func(i SessionInfo) bool { return i.UserID == "1001" && i.Connected }) {
 		t.Fatalf("not connected after resume: %+v", info)
 	}
 }
 
 func TestResumeRefused(t *testing.T) {
 	s := startServer(t, Options{ResumeBuffer: 2})
-	c := connect(t, s, "g", "c", "u", ModeAES256GCM)
+	c := connect(t, s, "100", "200", "1001", ModeAES256GCM)
 	acked := c.lastSeq
 	t.Run("wrong token", func(t *testing.T) {
 		c2 := &rawClient{t: t, srv: s}
 		c2.dial()
-		c2.send(opResume, map[string]any{"server_id": "g", "session_id": c.session, "token": "bad", "seq_ack": acked})
+		c2.send(opResume, map[string]any{"server_id": "100", "session_id": c.session, "token": "bad", "seq_ack": acked})
 		c2.expectClose(4006)
 	})
 	s.DropSockets()
 	c.expectClose(websocket.CloseAbnormalClosure)
-	m, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"}) // 3 messages > buffer of 2
+	m, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"}) // 3 messages > buffer of 2
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,14 +656,14 @@ func TestResumeRefused(t *testing.T) {
 
 func TestCloseSessionResumable(t *testing.T) {
 	s := startServer(t, Options{})
-	c := connect(t, s, "g", "c", "u", ModeAES256GCM)
-	s.CloseSession("u", 4015)
+	c := connect(t, s, "100", "200", "1001", ModeAES256GCM)
+	s.CloseSession("1001", 4015)
 	c.expectClose(4015)
 	acked := c.lastSeq
 	c.dial()
 	c.send(opResume, map[string]any{"server_id": c.guild, "session_id": c.session, "token": c.token, "seq_ack": acked})
 	c.expect(opResumed)
-	s.CloseSession("u", 4014)
+	s.CloseSession("1001", 4014)
 	c.expectClose(4014)
 	if len(s.Sessions()) != 0 {
 		t.Fatal("session survived 4014")
@@ -662,22 +672,22 @@ func TestCloseSessionResumable(t *testing.T) {
 
 func TestMembershipEvents(t *testing.T) {
 	s := startServer(t, Options{})
-	a := connect(t, s, "g", "c", "alice", ModeAES256GCM)
-	m, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+	a := connect(t, s, "100", "200", "1003", ModeAES256GCM)
+	m, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, op := range []int{opClientsConnect, opSpeaking, opVideo} {
 		msg := a.expect(op)
-		if !strings.Contains(string(msg.d), `"sim"`) {
+		if !strings.Contains(string(msg.d), `"1002"`) {
 			t.Fatalf("op %d %s does not name the member", op, msg.d)
 		}
 	}
-	b := connect(t, s, "g", "c", "bob", ModeXChaCha20Poly1305)
-	if msg := a.expect(opClientsConnect); string(msg.d) != `{"user_ids":["bob"]}` {
+	b := connect(t, s, "100", "200", "1004", ModeXChaCha20Poly1305)
+	if msg := a.expect(opClientsConnect); string(msg.d) != `{"user_ids":["1004"]}` {
 		t.Fatalf("alice got op 11 %s", msg.d)
 	}
-	if msg := a.expect(opSpeaking); !strings.Contains(string(msg.d), `"bob"`) {
+	if msg := a.expect(opSpeaking); !strings.Contains(string(msg.d), `"1004"`) {
 		t.Fatalf("alice got op 5 %s", msg.d)
 	}
 	// bob learnt who was there when he joined (sent right after Ready).
@@ -688,7 +698,7 @@ func TestMembershipEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(joined.UserIDs)
-	if !slices.Equal(joined.UserIDs, []string{"alice", "sim"}) {
+	if !slices.Equal(joined.UserIDs, []string{"1002", "1003"}) {
 		t.Fatalf("bob's op 11: %v", joined.UserIDs)
 	}
 	// bob's video announcement reaches alice with his SSRCs.
@@ -705,22 +715,22 @@ func TestMembershipEvents(t *testing.T) {
 	if err := json.Unmarshal(a.expect(opVideo).d, &video); err != nil {
 		t.Fatal(err)
 	}
-	if video.UserID != "bob" || video.VideoSSRC != b.ready.Streams[0].SSRC || len(video.Streams) != 1 ||
+	if video.UserID != "1004" || video.VideoSSRC != b.ready.Streams[0].SSRC || len(video.Streams) != 1 ||
 		video.Streams[0].SSRC != b.ready.Streams[0].SSRC || !video.Streams[0].Active {
 		t.Fatalf("alice got op 12 %+v", video)
 	}
 	m.Leave()
 	for _, c := range []*rawClient{a, b} {
-		if msg := c.expect(opClientDisconnect); string(msg.d) != `{"user_id":"sim"}` {
+		if msg := c.expect(opClientDisconnect); string(msg.d) != `{"user_id":"1002"}` {
 			t.Fatalf("op 13 %s", msg.d)
 		}
 	}
-	s.MemberVoiceState("g", "bob", "elsewhere")
+	s.MemberVoiceState("100", "1004", "201")
 	b.expectClose(4014)
-	if msg := a.expect(opClientDisconnect); string(msg.d) != `{"user_id":"bob"}` {
+	if msg := a.expect(opClientDisconnect); string(msg.d) != `{"user_id":"1004"}` {
 		t.Fatalf("op 13 %s", msg.d)
 	}
-	s.Release("g", "alice")
+	s.Release("100", "1003")
 	a.expectClose(4014)
 }
 
@@ -746,8 +756,8 @@ func TestRelayAllModes(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			s := startServer(t, Options{Modes: []string{mode}, RTCPInterval: 20 * time.Millisecond})
-			c := connect(t, s, "g", "c", "client", mode)
-			sim, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+			c := connect(t, s, "100", "200", "1006", mode)
+			sim, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -757,7 +767,7 @@ func TestRelayAllModes(t *testing.T) {
 				SSRC   uint32 `json:"ssrc"`
 			}
 			_ = json.Unmarshal(c.expect(opSpeaking).d, &speak)
-			if speak.UserID != "sim" || speak.SSRC != sim.ssrc {
+			if speak.UserID != "1002" || speak.SSRC != sim.ssrc {
 				t.Fatalf("op 5 %+v", speak)
 			}
 
@@ -817,14 +827,14 @@ func TestRelayAllModes(t *testing.T) {
 				}
 			}
 			waitUntil(t, func() bool {
-				return len(sim.ReceivedOpus("client")) == len(tone) && len(sim.ReceivedVP8("client")) == len(frames)
+				return len(sim.ReceivedOpus("1006")) == len(tone) && len(sim.ReceivedVP8("1006")) == len(frames)
 			})
-			for i, f := range sim.ReceivedOpus("client") {
+			for i, f := range sim.ReceivedOpus("1006") {
 				if !bytes.Equal(f, tone[i]) {
 					t.Fatalf("member got frame %d wrong", i)
 				}
 			}
-			for i, f := range sim.ReceivedVP8("client") {
+			for i, f := range sim.ReceivedVP8("1006") {
 				if !bytes.Equal(f.Data, frames[i].Data) || f.Keyframe != frames[i].Keyframe {
 					t.Fatalf("member got VP8 frame %d wrong (%d bytes, key %v)", i, len(f.Data), f.Keyframe)
 				}
@@ -836,9 +846,10 @@ func TestRelayAllModes(t *testing.T) {
 			if _, err := c.udp.Write(testSeal(t, mode, c.key, c.counter, rr[:8], rr[8:])); err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, func() bool { st, _ := s.Stats().Session("client"); return st.RTCPIn == 1 })
-			st, _ := s.Stats().Session("client")
-			if st.DecryptFailures != 0 || st.MediaIn != len(tone)+4 || st.RTCPOut == 0 || st.PlaintextOpusSeen != len(tone) {
+			waitUntil(t, func() bool { st, _ := s.Stats().Session("1006"); return st.RTCPIn == 1 })
+			st, _ := s.Stats().Session("1006")
+			// Plaintext from a client without DAVE is not a leak.
+			if st.DecryptFailures != 0 || st.MediaIn != len(tone)+4 || st.RTCPOut == 0 || st.PlaintextOpusSeen != 0 {
 				t.Fatalf("stats %+v", st)
 			}
 		})
@@ -847,15 +858,15 @@ func TestRelayAllModes(t *testing.T) {
 
 func TestRelayClientToClient(t *testing.T) {
 	s := startServer(t, Options{})
-	a := connect(t, s, "g", "c", "a", ModeAES256GCM)
-	b := connect(t, s, "g", "c", "b", ModeXChaCha20Poly1305)
-	echo, err := s.AddMember(MemberOptions{UserID: "echo", GuildID: "g", ChannelID: "c"})
+	a := connect(t, s, "100", "200", "1007", ModeAES256GCM)
+	b := connect(t, s, "100", "200", "1008", ModeXChaCha20Poly1305)
+	echo, err := s.AddMember(MemberOptions{UserID: "1009", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer echo.Leave()
 	echo.OnOpus(func(from string, f []byte) {
-		if from == "a" {
+		if from == "1007" {
 			_ = echo.SendOpus(f)
 		}
 	})
@@ -881,8 +892,8 @@ func TestRelayClientToClient(t *testing.T) {
 func TestFaultsAreCountedAndSeeded(t *testing.T) {
 	run := func(seed uint64) (SessionStats, map[uint16]int, int) {
 		s := startServer(t, Options{Seed: seed})
-		c := connect(t, s, "g", "c", "client", ModeAES256GCM)
-		sim, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+		c := connect(t, s, "100", "200", "1006", ModeAES256GCM)
+		sim, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -896,7 +907,7 @@ func TestFaultsAreCountedAndSeeded(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		st, _ := s.Stats().Session("client")
+		st, _ := s.Stats().Session("1006")
 		if st.Relayed != n {
 			t.Fatalf("relayed %d of %d", st.Relayed, n)
 		}
@@ -945,17 +956,17 @@ func TestFaultsAreCountedAndSeeded(t *testing.T) {
 
 func TestMemberVideoAndPacing(t *testing.T) {
 	s := startServer(t, Options{})
-	a, err := s.AddMember(MemberOptions{UserID: "a", GuildID: "g", ChannelID: "c"})
+	a, err := s.AddMember(MemberOptions{UserID: "1007", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.AddMember(MemberOptions{UserID: "b", GuildID: "g", ChannelID: "c"})
+	b, err := s.AddMember(MemberOptions{UserID: "1008", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Leave()
 	defer b.Leave()
-	if _, err := s.AddMember(MemberOptions{UserID: "a", GuildID: "g", ChannelID: "c"}); !errors.Is(err, ErrInvalidOptions) {
+	if _, err := s.AddMember(MemberOptions{UserID: "1007", GuildID: "100", ChannelID: "200"}); !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("duplicate member: %v", err)
 	}
 	video, err := LoadVP8Sample("testpattern")
@@ -977,13 +988,13 @@ func TestMemberVideoAndPacing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a.PlayOpus(ctx, speech[:10], false)
-	waitUntil(t, func() bool { return len(b.ReceivedVP8("a")) == 20 && len(b.ReceivedOpus("a")) == 10 })
-	for i, f := range b.ReceivedVP8("a") {
+	waitUntil(t, func() bool { return len(b.ReceivedVP8("1007")) == 20 && len(b.ReceivedOpus("1007")) == 10 })
+	for i, f := range b.ReceivedVP8("1007") {
 		if !bytes.Equal(f.Data, video[i].Data) || f.Keyframe != video[i].Keyframe {
 			t.Fatalf("VP8 frame %d differs", i)
 		}
 	}
-	if !slices.EqualFunc(b.ReceivedOpus("a"), speech[:10], bytes.Equal) {
+	if !slices.EqualFunc(b.ReceivedOpus("1007"), speech[:10], bytes.Equal) {
 		t.Fatal("paced Opus differs")
 	}
 	a.Leave()
@@ -1018,8 +1029,8 @@ func FuzzServerUDP(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	c := connect(f, s, "g", "c", "u", ModeAES256GCM)
-	sim, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+	c := connect(f, s, "100", "200", "1001", ModeAES256GCM)
+	sim, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -1060,18 +1071,18 @@ func FuzzServerUDP(f *testing.F) {
 
 func TestReidentifyReplacesSession(t *testing.T) {
 	s := startServer(t, Options{})
-	peer := connect(t, s, "g", "c", "peer", ModeAES256GCM)
-	first := connect(t, s, "g", "c", "u", ModeAES256GCM)
+	peer := connect(t, s, "100", "200", "1005", ModeAES256GCM)
+	first := connect(t, s, "100", "200", "1001", ModeAES256GCM)
 	peer.expect(opClientsConnect)
 	// The same user joins again on a new allocation (a channel move
 	// handled as a fresh join).
-	second := dialClient(t, s, "g", "c", "u")
+	second := dialClient(t, s, "100", "200", "1001")
 	second.identify(1)
 	first.expectClose(4014)
-	if m := peer.expect(opClientDisconnect); string(m.d) != `{"user_id":"u"}` {
+	if m := peer.expect(opClientDisconnect); string(m.d) != `{"user_id":"1001"}` {
 		t.Fatalf("op 13 %s", m.d)
 	}
-	if m := peer.expect(opClientsConnect); string(m.d) != `{"user_ids":["u"]}` {
+	if m := peer.expect(opClientsConnect); string(m.d) != `{"user_ids":["1001"]}` {
 		t.Fatalf("op 11 %s", m.d)
 	}
 	if n := len(s.Sessions()); n != 2 {
@@ -1081,8 +1092,8 @@ func TestReidentifyReplacesSession(t *testing.T) {
 
 func TestCloseSaysGoingAwayAndIsIdempotent(t *testing.T) {
 	s := startServer(t, Options{})
-	c := connect(t, s, "g", "c", "u", ModeAES256GCM)
-	m, err := s.AddMember(MemberOptions{UserID: "sim", GuildID: "g", ChannelID: "c"})
+	c := connect(t, s, "100", "200", "1001", ModeAES256GCM)
+	m, err := s.AddMember(MemberOptions{UserID: "1002", GuildID: "100", ChannelID: "200"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1092,7 +1103,7 @@ func TestCloseSaysGoingAwayAndIsIdempotent(t *testing.T) {
 	if err := m.SendOpus([]byte{0xfc}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("member of a closed server: %v", err)
 	}
-	if _, _, err := s.Allocate("g", "c", "v", "s"); !errors.Is(err, ErrClosed) {
+	if _, _, err := s.Allocate("100", "200", "1010", "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Allocate after Close: %v", err)
 	}
 }
