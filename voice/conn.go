@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/voice/dave"
 )
 
 // VoiceUpdate is the bot's own VOICE_STATE_UPDATE (Server false:
@@ -133,12 +134,20 @@ type Error struct {
 	Fatal bool
 }
 
-func (Speaking) voiceEvent()     {}
-func (MemberJoined) voiceEvent() {}
-func (MemberLeft) voiceEvent()   {}
-func (StateChanged) voiceEvent() {}
-func (Left) voiceEvent()         {}
-func (Error) voiceEvent()        {}
+// PrivacyCodeChanged reports a new voice privacy code: the 30-digit code
+// of the DAVE epoch whose keys our media now uses, which every member of
+// the call sees alike (DAVE whitepaper, "Displayable Codes"). Code is ""
+// when end-to-end encryption stopped (a downgrade, or a new voice session
+// whose group is not formed yet).
+type PrivacyCodeChanged struct{ Code string }
+
+func (Speaking) voiceEvent()           {}
+func (MemberJoined) voiceEvent()       {}
+func (MemberLeft) voiceEvent()         {}
+func (StateChanged) voiceEvent()       {}
+func (Left) voiceEvent()               {}
+func (Error) voiceEvent()              {}
+func (PrivacyCodeChanged) voiceEvent() {}
 
 // Frame is one received codec frame, in sequence order per stream.
 type Frame struct {
@@ -160,7 +169,8 @@ type Frame struct {
 type Options struct {
 	// Signaler sends op 4 and delivers the bot's voice updates. Required.
 	Signaler Signaler
-	// UserID is the bot's user id. Required.
+	// UserID is the bot's user id. Required; with DAVE on it must be a
+	// decimal snowflake, as it is the MLS credential's identity.
 	UserID string
 	// TLSConfig for the voice websocket; nil uses the system roots.
 	TLSConfig *tls.Config
@@ -169,8 +179,17 @@ type Options struct {
 	// JoinTimeout bounds waiting for the voice updates after op 4.
 	// Default 10 s.
 	JoinTimeout time.Duration
-	// Encryptor and Decryptor transform codec frames (DAVE); nil passes
-	// frames through.
+	// DisableDAVE turns end-to-end encryption off: Identify advertises
+	// max_dave_protocol_version 0 and DAVE messages are ignored. By
+	// default the client offers dave.ProtocolVersion and runs a
+	// dave.Session per voice session (see doc.go, "DAVE").
+	DisableDAVE bool
+	// Encryptor and Decryptor, when set, transform codec frames in place
+	// of the DAVE session (each for its own direction): they take
+	// precedence, and the DAVE session still runs the gateway protocol
+	// unless DisableDAVE is set. A custom Encryptor carries the duty
+	// never to send plaintext while DAVE is in force. Without them and
+	// with DAVE off, frames pass through unchanged.
 	Encryptor FrameEncryptor
 	Decryptor FrameDecryptor
 	// SelfMute and SelfDeaf go into op 4.
@@ -234,6 +253,12 @@ type Conn struct {
 	// Read by the pacer, SendVP8 and Stats.
 	gwPtr atomic.Pointer[gatewayConn]
 	trPtr atomic.Pointer[transport]
+	// davePtr is the DAVE session of the current voice session (nil with
+	// DAVE off or between sessions); run replaces it, the receiver and the
+	// public accessors read it.
+	davePtr atomic.Pointer[dave.Session]
+	// lastCode is the privacy code last reported (owned by run).
+	lastCode string
 
 	events chan Event
 	frames chan Frame
@@ -433,7 +458,7 @@ func (c *Conn) run(ctx context.Context) {
 			return
 		case m, ok := <-in:
 			if ok {
-				c.handle(m)
+				c.handle(c.gw, m)
 				continue
 			}
 			err := c.gw.endErr()
@@ -483,6 +508,7 @@ func (c *Conn) followUpdate(ctx context.Context, u VoiceUpdate) bool {
 		return true // a repeat of the update we are connected with
 	}
 	c.teardown()
+	c.notePrivacyCode()
 	if u.EndpointNull || u.Endpoint == "" {
 		c.creds.endpoint = ""
 		c.emit(StateChanged{StateWaitingForServer})
@@ -560,6 +586,7 @@ func (c *Conn) recover(ctx context.Context, err error, action closeAction) bool 
 		// A new session: ask the main gateway again (op 4), then identify.
 		c.emit(StateChanged{StateReconnecting})
 		c.teardown()
+		c.notePrivacyCode()
 		if err = c.rejoin(ctx); err == nil {
 			if err = c.connectNew(ctx); err == nil {
 				c.emit(StateChanged{StateConnected})
@@ -609,7 +636,7 @@ func (c *Conn) dropGateway() {
 	}
 }
 
-// teardown closes websocket and transport.
+// teardown closes websocket and transport and ends the DAVE session.
 func (c *Conn) teardown() {
 	c.dropGateway()
 	if c.tr != nil {
@@ -617,26 +644,36 @@ func (c *Conn) teardown() {
 		c.tr.close()
 		c.tr = nil
 	}
+	c.dropDAVESession()
 	c.lastSeq = -1
 }
 
 // connectNew identifies on c.creds.endpoint and sets up a fresh
 // transport: Identify → Ready → IP discovery → Select Protocol →
 // Session Description.
+//
+// Each new session gets a new DAVE session (a new MLS group membership);
+// a resume keeps it.
 func (c *Conn) connectNew(ctx context.Context) error {
+	if err := c.newDAVESession(); err != nil {
+		return err
+	}
 	g, err := dialGateway(ctx, c.creds.endpoint, c.opts.TLSConfig, c.opts.NetDial, -1, c.log)
 	if err != nil {
+		c.dropDAVESession()
 		return err
 	}
 	tr, err := c.handshake(ctx, g)
 	if err != nil {
 		g.close(websocket.CloseNormalClosure)
+		c.dropDAVESession()
 		return err
 	}
 	c.gw, c.tr, c.lastSeq = g, tr, -1
 	c.gwPtr.Store(g)
 	c.trPtr.Store(tr)
 	tr.start(c.rx)
+	c.notePrivacyCode()
 	return nil
 }
 
@@ -647,7 +684,7 @@ func (c *Conn) handshake(ctx context.Context, g *gatewayConn) (*transport, error
 		UserID:                 c.opts.UserID,
 		SessionID:              c.creds.sessionID,
 		Token:                  c.creds.token,
-		MaxDAVEProtocolVersion: 0,
+		MaxDAVEProtocolVersion: c.maxDAVEVersion(),
 		Video:                  true,
 		Streams:                []streamSpec{{Type: "video", RID: "100", Quality: 100}},
 	})
@@ -693,6 +730,9 @@ func (c *Conn) handshake(ctx context.Context, g *gatewayConn) (*transport, error
 	if err == nil {
 		err = tr.setKey(key)
 	}
+	if err == nil {
+		err = c.startDAVE(g, tr, sd.DAVEProtocolVersion)
+	}
 	if err != nil {
 		tr.close()
 		return nil, err
@@ -712,7 +752,7 @@ func (c *Conn) awaitOp(ctx context.Context, g *gatewayConn, op Opcode, v any) er
 			return fmt.Errorf("voice: waiting for op %d: %w", op, err)
 		}
 		if m.Op != op || m.Binary != nil {
-			c.handle(m)
+			c.handle(g, m)
 			continue
 		}
 		if v == nil {
@@ -745,10 +785,10 @@ func (c *Conn) resume(ctx context.Context) error {
 	return nil
 }
 
-// handle applies one server message.
-func (c *Conn) handle(m message) {
+// handle applies one server message received on g.
+func (c *Conn) handle(g *gatewayConn, m message) {
 	if m.Binary != nil {
-		c.log.Debug("ignoring binary voice gateway message", "op", int(m.Op))
+		c.handleDAVEBinary(g, m)
 		return
 	}
 	switch m.Op {
@@ -769,6 +809,7 @@ func (c *Conn) handle(m message) {
 		for _, id := range d.UserIDs {
 			c.emit(MemberJoined{UserID: id})
 		}
+		c.handleDAVEJSON(g, m)
 	case OpClientDisconnect:
 		var d clientDisconnectData
 		if err := decodeData(m, &d); err != nil || d.UserID == "" {
@@ -777,6 +818,7 @@ func (c *Conn) handle(m message) {
 		}
 		c.unmapUser(d.UserID)
 		c.emit(MemberLeft{UserID: d.UserID})
+		c.handleDAVEJSON(g, m)
 	case OpVideo:
 		var d videoData
 		if err := decodeData(m, &d); err != nil || d.UserID == "" {
@@ -788,6 +830,8 @@ func (c *Conn) handle(m message) {
 		for _, s := range d.Streams {
 			c.mapSSRC(d.UserID, Video, s.SSRC)
 		}
+	case dave.OpPrepareTransition, dave.OpExecuteTransition, dave.OpPrepareEpoch:
+		c.handleDAVEJSON(g, m)
 	default:
 		c.log.Debug("ignoring voice gateway message", "op", int(m.Op))
 	}

@@ -37,11 +37,42 @@
 //
 // # DAVE
 //
-// FrameEncryptor and FrameDecryptor see codec frames before
-// packetization and after depacketization; package voice/dave implements
-// them. Without them the client identifies with
-// max_dave_protocol_version 0, which real Discord has answered with
-// close 4017 for non-Stage calls since March 2026.
+// The client speaks DAVE v1, Discord's end-to-end encryption (required
+// for non-Stage calls since March 2026, close 4017 otherwise), through
+// package voice/dave (dave.go). Identify offers max_dave_protocol_version
+// dave.ProtocolVersion; each new voice session (first join, a new session
+// after a failed resume, a voice server move) gets a new dave.Session for
+// our user id and the voice channel id, started with Session
+// Description's dave_protocol_version; a resume keeps it. Ops 11, 13, 21,
+// 22 and 24 (JSON) and the binary server frames 25, 27, 29 and 30
+// (`u16 seq | u8 op | payload`, whose seq counts for seq_ack like any
+// other) go to the session, and what it answers goes back: ops 23 and 31
+// as JSON, 26 and 28 as binary `u8 op | payload` (client frames carry no
+// seq). Unreadable DAVE messages are reported as non-fatal Error events.
+//
+// Codec frames pass through the session at the FrameEncryptor and
+// FrameDecryptor seam: before packetization and after depacketization.
+// The pacer encrypts each audio frame just before it goes out, with the
+// session of the transport it goes out on, so no frame can slip out in
+// clear across a transition. While a DAVE protocol is in force, a frame
+// that cannot be encrypted (no key yet: the group is forming, or we were
+// removed) is dropped and counted in Stats.DAVE, never sent; its 20 ms
+// still advance the RTP timestamp and the next packet is marked. The
+// Opus silence frame always goes out unencrypted, as DAVE says. Received
+// frames are decrypted per sender user id (SSRCs mapped by ops 5, 11,
+// 12 and 13; frames of an SSRC no user is known for yet wait, as without
+// DAVE); frames that fail, plaintext after an upgrade's grace period
+// included, are dropped and counted per stream and per sender.
+//
+// Conn.PrivacyCode, Conn.DAVEVersion and Conn.VerificationCode expose
+// the session; a PrivacyCodeChanged event reports each new epoch's code
+// (and "" when encryption stops) so a UI can show it.
+//
+// Options.Encryptor and Options.Decryptor, when set, replace the session
+// for their direction (the session still runs the gateway protocol);
+// Options.DisableDAVE identifies with max_dave_protocol_version 0 and
+// ignores DAVE messages, as before DAVE, for servers and tests that run
+// without it.
 //
 // # Video
 //

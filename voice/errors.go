@@ -68,4 +68,8 @@ var (
 	ErrNoVideo = errors.New("voice: voice server assigned no video stream")
 	// ErrFrameTooLarge means a frame did not fit in one UDP datagram.
 	ErrFrameTooLarge = errors.New("voice: frame too large")
+	// ErrNoDAVE means a DAVE operation was asked of a connection with no
+	// DAVE session: DAVE is disabled, or the connection is between voice
+	// sessions.
+	ErrNoDAVE = errors.New("voice: no DAVE session")
 )

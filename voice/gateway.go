@@ -266,6 +266,24 @@ func (g *gatewayConn) send(op Opcode, d any) error {
 	return nil
 }
 
+// sendBinary writes one client binary message, `u8 op | payload` (client
+// to server binary frames carry no sequence number: Discord voice docs,
+// "Binary Websocket Messages"), with a write deadline.
+func (g *gatewayConn) sendBinary(op int, payload []byte) error {
+	if op < 0 || op > 255 {
+		return fmt.Errorf("voice: binary op %d does not fit a byte: %w", op, ErrBadMessage)
+	}
+	b := make([]byte, 0, 1+len(payload))
+	b = append(append(b, byte(op)), payload...)
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	_ = g.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := g.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+		return fmt.Errorf("voice: write binary op %d: %w", op, err)
+	}
+	return nil
+}
+
 // close sends a close frame with code (best effort), closes the socket and
 // waits for the reader and heartbeater. Idempotent.
 func (g *gatewayConn) close(code int) {

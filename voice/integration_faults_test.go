@@ -136,6 +136,7 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 	r := join(t, voicetest.Options{HeartbeatInterval: 300 * time.Millisecond})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
+	code := awaitE2EE(t, r.evs, r.conn, member)
 	frames := loadOpus(t, "tone-440")
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -193,6 +194,15 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 	}
 	if sessions != 1 {
 		t.Fatalf("%d emulator sessions for the bot, want the one resumed", sessions)
+	}
+	// A resume keeps the DAVE session: same group, same code, no change
+	// reported.
+	changes := r.evs.count(func(ev voice.Event) bool { _, ok := ev.(voice.PrivacyCodeChanged); return ok })
+	if r.conn.PrivacyCode() != code || changes != 1 {
+		t.Fatalf("after the resume: privacy code %q (was %q), %d PrivacyCodeChanged events, want 1", r.conn.PrivacyCode(), code, changes)
+	}
+	if st := r.conn.Stats().DAVE; st.NoKeyDropped != 0 {
+		t.Fatalf("%d frames dropped for want of a key across the resume", st.NoKeyDropped)
 	}
 }
 
@@ -290,6 +300,7 @@ func sendAndHear(t *testing.T, r *rig) {
 			once.Do(func() { close(heard) })
 		}
 	})
+	awaitE2EE(t, r.evs, r.conn, member)
 	frames := loadOpus(t, "tone-1000")
 	for _, f := range frames[:10] {
 		if err := r.conn.SendOpus(f); err != nil {
@@ -308,7 +319,9 @@ func TestDAVERequiredFailsJoin(t *testing.T) {
 	sig := newSignaler(srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := newClient(t, srv, sig).Join(ctx, guildID, channelID)
+	c := voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
+		Logger: testLogger(t), JoinTimeout: 5 * time.Second, DisableDAVE: true})
+	_, err := c.Join(ctx, guildID, channelID)
 	if !errors.Is(err, voice.ErrDAVERequired) || !strings.Contains(err.Error(), "DAVE (E2EE) required") {
 		t.Fatalf("Join: %v, want the DAVE requirement named", err)
 	}
@@ -415,9 +428,11 @@ func TestFrameSeam(t *testing.T) {
 			}
 		}
 	})
+	// DAVE off: the emulator's DAVE members could not read the XOR seam's
+	// frames, so the call runs at DAVE protocol 0.
 	seam := &xorSeam{users: map[string]int{}}
 	c := voice.NewClient(voice.Options{Signaler: newSignaler(srv), UserID: botID, TLSConfig: srv.TLSConfig(),
-		Logger: testLogger(t), Encryptor: seam, Decryptor: seam})
+		Logger: testLogger(t), Encryptor: seam, Decryptor: seam, DisableDAVE: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := c.Join(ctx, guildID, channelID)

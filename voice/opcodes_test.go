@@ -90,7 +90,7 @@ func TestHandleMapsUsers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.handle(m)
+		c.handle(nil, m)
 	}
 	if o, _ := c.ssrcOwner(11); o.userID != "u1" || o.kind != Video {
 		t.Fatalf("video ssrc owner %+v", o)
@@ -105,7 +105,7 @@ func TestHandleMapsUsers(t *testing.T) {
 		t.Fatalf("%d extra events", len(c.events))
 	}
 	m, _ := decodeMessage([]byte(`{"op":13,"d":{"user_id":"u1"}}`))
-	c.handle(m)
+	c.handle(nil, m)
 	if _, ok := c.ssrcOwner(10); ok {
 		t.Fatal("op 13 left the user's SSRC mapped")
 	}
@@ -133,7 +133,7 @@ func FuzzVoiceGatewayMessage(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			c.handle(m)
+			c.handle(nil, m)
 			var h helloData
 			var r readyData
 			var sd sessionDescriptionData
@@ -145,5 +145,51 @@ func FuzzVoiceGatewayMessage(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzDAVEGatewayMessage feeds server messages, as text and as binary
+// frames, to a connection whose DAVE session runs protocol 1, and checks
+// that nothing panics and that while a DAVE protocol is in force an
+// outgoing frame is either refused or end-to-end encrypted, never sent as
+// it was given.
+func FuzzDAVEGatewayMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"op":11,"d":{"user_ids":["400000000000000004"]},"seq":1}`,
+		`{"op":13,"d":{"user_id":"400000000000000004"},"seq":2}`,
+		`{"op":21,"d":{"transition_id":3,"protocol_version":0},"seq":3}`,
+		`{"op":21,"d":{"transition_id":0,"protocol_version":1},"seq":3}`,
+		`{"op":22,"d":{"transition_id":3},"seq":4}`,
+		`{"op":24,"d":{"protocol_version":1,"epoch":1},"seq":5}`,
+		"\x00\x06\x19\x41\x04binary",
+		"\x00\x07\x1b\x00\x05\x00\x01\x00\x02",
+		"\x00\x08\x1d\x00\x03\x00\x01",
+		"\x00\x09\x1e\x00\x03",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &Conn{log: slog.New(slog.DiscardHandler), events: make(chan Event, eventBuffer), ssrcs: map[uint32]ssrcOwner{},
+			opts: Options{UserID: "300000000000000003"}, creds: credentials{channelID: "200000000000000002"}}
+		if err := c.newDAVESession(); err != nil {
+			t.Fatal(err)
+		}
+		tr := &transport{}
+		if err := c.startDAVE(nil, tr, 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, dec := range []func([]byte) (message, error){decodeMessage, decodeBinaryMessage} {
+			m, err := dec(b)
+			if err != nil {
+				continue
+			}
+			c.handle(nil, m)
+			frame := []byte{0xfc, 0x01, 0x02, 0x03}
+			out, err := c.encryptFrame(tr, nil, Audio, frame)
+			if c.DAVEVersion() >= 1 && err == nil && string(out) == string(frame) {
+				t.Fatalf("protocol %d: frame sent unencrypted after %q", c.DAVEVersion(), b)
+			}
+		}
+		c.dropDAVESession()
 	})
 }

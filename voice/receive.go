@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/voicebridge/bridge/voice/dave"
 )
 
 const (
@@ -28,7 +30,8 @@ type StreamStats struct {
 	Kind   MediaKind
 	ReorderStats
 	// DecryptFailures counts packets failing transport authentication;
-	// FrameDecryptFailures frames the FrameDecryptor rejected.
+	// FrameDecryptFailures frames the frame decryptor (the DAVE session
+	// or Options.Decryptor) rejected; they were dropped.
 	DecryptFailures      uint64
 	FrameDecryptFailures uint64
 	// IncompleteFrames counts video frames abandoned for missing packets.
@@ -54,6 +57,9 @@ type Stats struct {
 	// AudioPacketsSent includes SilenceFramesSent; SendDropped counts
 	// frames paced while there was no voice session.
 	AudioPacketsSent, SilenceFramesSent, VideoPacketsSent, SendDropped uint64
+	// DAVE counts end-to-end encryption: per-sender results and our
+	// frames dropped rather than sent unencrypted.
+	DAVE DAVEStats
 }
 
 // connStats holds the counters behind Stats.
@@ -62,6 +68,10 @@ type connStats struct {
 	streams                                   map[uint32]*StreamStats
 	rtcp, rtcpFail, unknown, framesDropped    uint64
 	audioSent, silenceSent, videoSent, sendDr uint64
+	// DAVE: our frames dropped for want of a key or for another encrypt
+	// failure, and the counters of ended DAVE sessions.
+	noKey, encFail uint64
+	daveTotals     map[string]dave.SenderStats
 }
 
 func (s *connStats) add(f func(s *connStats)) {
@@ -79,6 +89,7 @@ func (c *Conn) Stats() Stats {
 		RTCPReceived: s.rtcp, RTCPDecryptFailures: s.rtcpFail, UnknownPackets: s.unknown,
 		FramesDropped: s.framesDropped, AudioPacketsSent: s.audioSent, SilenceFramesSent: s.silenceSent,
 		VideoPacketsSent: s.videoSent, SendDropped: s.sendDr,
+		DAVE: c.daveStatsLocked(),
 	}
 	for _, st := range s.streams {
 		out.Streams = append(out.Streams, *st)
@@ -225,8 +236,8 @@ func (rx *receiver) deliver(s *stream, f Frame) {
 		return
 	}
 	f.UserID = s.userID
-	if dec := rx.c.opts.Decryptor; dec != nil && !(f.Kind == Audio && bytes.Equal(f.Payload, silenceFrame)) {
-		out, err := dec.DecryptFrame(nil, f.UserID, f.Kind, f.Payload)
+	if !(f.Kind == Audio && bytes.Equal(f.Payload, silenceFrame)) {
+		out, err := rx.c.decryptFrame(f.UserID, f.Kind, f.Payload)
 		if err != nil {
 			s.stats.FrameDecryptFailures++
 			rx.c.log.Debug("frame decrypt failed", "user", f.UserID, "ssrc", s.ssrc, "err", err)

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/voicebridge/bridge/voice/dave"
 )
 
 const (
@@ -23,8 +25,9 @@ const (
 	// maxLag re-anchors the schedule when the pacer fell this far behind
 	// (a stalled machine), instead of bursting to catch up.
 	maxLag = 100 * time.Millisecond
-	// maxOpusFrame bounds one Opus packet (RFC 6716 §3.4: 1275 bytes per
-	// frame; a DAVE trailer adds a few).
+	// maxOpusFrame bounds one Opus packet given to SendOpus (RFC 6716
+	// §3.4: 1275 bytes per frame); the pacer's buffer leaves room for the
+	// DAVE trailer (dave.MaxEncryptedOverhead) on top.
 	maxOpusFrame = 1400
 	// videoClock is VP8's RTP clock rate (RFC 7741 §4.1).
 	videoClock = 90000
@@ -37,8 +40,13 @@ type sender struct {
 	queue chan []byte
 	free  chan []byte
 
-	seq uint16
-	ts  uint32
+	// Owned by the pacer: the audio RTP sequence number and timestamp,
+	// gap (frames were dropped since the last packet, so the next one is
+	// marked) and the buffer frames are encrypted into.
+	seq  uint16
+	ts   uint32
+	gap  bool
+	abuf []byte
 
 	vmu    sync.Mutex
 	vseq   uint16
@@ -58,6 +66,7 @@ func newSender(c *Conn) *sender {
 		vseq:   uint16(rand.Uint32()),
 		vts0:   rand.Uint32(),
 		vstart: time.Now(),
+		abuf:   make([]byte, 0, maxOpusFrame+dave.MaxEncryptedOverhead),
 	}
 	for range cap(s.free) {
 		s.free <- make([]byte, 0, maxOpusFrame)
@@ -67,7 +76,10 @@ func newSender(c *Conn) *sender {
 
 // SendOpus queues one 20 ms Opus frame (48 kHz stereo). It blocks while
 // the pacer is sendQueue frames ahead, so a producer faster than real
-// time is paced. The frame passes through the FrameEncryptor first.
+// time is paced. The pacer encrypts each frame just before it goes out,
+// with the DAVE session (or Options.Encryptor) in force at that moment; a
+// frame that cannot be encrypted while DAVE is in force is dropped and
+// counted (Stats.DAVE), never sent in clear.
 func (c *Conn) SendOpus(frame []byte) error {
 	if len(frame) == 0 || len(frame) > maxOpusFrame {
 		return fmt.Errorf("voice: Opus frame of %d bytes (1..%d): %w", len(frame), maxOpusFrame, ErrFrameTooLarge)
@@ -85,16 +97,7 @@ func (c *Conn) SendOpus(frame []byte) error {
 		s.free <- buf
 		return ErrClosed
 	}
-	if enc := c.opts.Encryptor; enc != nil {
-		out, err := enc.EncryptFrame(buf[:0], Audio, frame)
-		if err != nil {
-			s.free <- buf
-			return fmt.Errorf("voice: encrypt audio frame: %w", err)
-		}
-		buf = out
-	} else {
-		buf = append(buf[:0], frame...)
-	}
+	buf = append(buf[:0], frame...)
 	select {
 	case s.queue <- buf:
 		return nil
@@ -197,20 +200,37 @@ func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
 	}
 }
 
-// sendAudio sends one Opus packet on the current transport, announcing
-// Speaking (op 5) first on a transport that has not had it: Discord
-// disconnects a client that sends audio before op 5.
-func (s *sender) sendAudio(payload []byte, marker, silence bool) {
+// sendAudio encrypts one Opus frame with the transport's DAVE session
+// (silence stays clear, as DAVE says) and sends it, announcing Speaking
+// (op 5) first on a transport that has not had it: Discord disconnects a
+// client that sends audio before op 5. A frame that cannot go out
+// (no transport, or no key) still takes its 20 ms of timestamp but no
+// sequence number, and the next packet is marked, as after a pause.
+func (s *sender) sendAudio(frame []byte, marker, silence bool) {
 	c := s.c
-	h := Header{PayloadType: PayloadTypeOpus, Marker: marker, Sequence: s.seq, Timestamp: s.ts}
-	s.seq++
-	s.ts += samplesPerFrame
 	t := c.trPtr.Load()
 	if t == nil || !s.announce(t) {
+		s.skip()
 		c.stats.add(func(st *connStats) { st.sendDr++ })
 		return
 	}
-	h.SSRC = t.ssrc
+	payload := frame
+	if !silence {
+		out, err := c.encryptFrame(t, s.abuf[:0], Audio, frame)
+		if err != nil {
+			s.skip()
+			c.dropUnencrypted(Audio, err)
+			return
+		}
+		if cap(out) > cap(s.abuf) {
+			s.abuf = out[:0]
+		}
+		payload = out
+	}
+	h := Header{PayloadType: PayloadTypeOpus, Marker: marker || s.gap, Sequence: s.seq, Timestamp: s.ts, SSRC: t.ssrc}
+	s.seq++
+	s.ts += samplesPerFrame
+	s.gap = false
 	if err := t.send(&h, payload); err != nil {
 		c.log.Debug("audio send failed", "err", err)
 		c.stats.add(func(st *connStats) { st.sendDr++ })
@@ -222,6 +242,12 @@ func (s *sender) sendAudio(payload []byte, marker, silence bool) {
 			st.silenceSent++
 		}
 	})
+}
+
+// skip accounts for a 20 ms slot whose frame was not sent.
+func (s *sender) skip() {
+	s.ts += samplesPerFrame
+	s.gap = true
 }
 
 // announce sends Speaking once per transport. The flag stays set for the
@@ -245,7 +271,8 @@ func (s *sender) announce(t *transport) bool {
 }
 
 // SendVP8 sends one VP8 frame at once (video is not paced): through the
-// FrameEncryptor, split into RTP packets (RFC 7741) on the video SSRC Ready
+// DAVE session (or Options.Encryptor; a frame that cannot be encrypted is
+// dropped and counted in Stats.DAVE, never sent in clear), split into RTP packets (RFC 7741) on the video SSRC Ready
 // assigned, timestamped on a 90 kHz clock. keyframe must agree with the
 // frame's P bit. The first video frame of a session announces the stream
 // (op 12). Real Discord does not let bots send camera video (see doc.go).
@@ -282,17 +309,20 @@ func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
 		}
 		t.videoAnnounced.Store(true)
 	}
-	if enc := c.opts.Encryptor; enc != nil {
-		out, err := enc.EncryptFrame(s.venc[:0], Video, frame)
-		if err != nil {
-			return fmt.Errorf("voice: encrypt video frame: %w", err)
-		}
-		s.venc, frame = out, out
+	out, err := c.encryptFrame(t, s.venc[:0], Video, frame)
+	if err != nil {
+		// Never sent in clear; the caller's next key frame recovers.
+		c.dropUnencrypted(Video, err)
+		return nil
 	}
+	if cap(out) > cap(s.venc) {
+		s.venc = out[:0]
+	}
+	frame = out
 	ts := s.vts0 + uint32(time.Since(s.vstart)*videoClock/time.Second)
 	h := Header{PayloadType: PayloadTypeVP8, Timestamp: ts, SSRC: t.videoSSRC}
 	sent := 0
-	err := s.vp8.Packetize(frame, func(payload []byte, marker bool) error {
+	err = s.vp8.Packetize(frame, func(payload []byte, marker bool) error {
 		h.Sequence, h.Marker = s.vseq, marker
 		s.vseq++
 		if err := t.send(&h, payload); err != nil {

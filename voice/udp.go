@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/voicebridge/bridge/voice/dave"
 )
 
 const (
@@ -46,6 +48,12 @@ type transport struct {
 
 	speakingSent   atomic.Bool
 	videoAnnounced atomic.Bool
+
+	// dave is the DAVE session our media is encrypted with for this
+	// transport's life (nil with DAVE off). Set before the transport is
+	// published, so no frame can be sent under a session that has not
+	// started.
+	dave *dave.Session
 
 	stop     chan struct{}
 	stopOnce sync.Once

@@ -201,7 +201,8 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		voiceTLS = a.demo.Voice.TLSConfig()
 	}
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log.With("part", "voice")},
+		Joiner: voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log.With("part", "voice"),
+			onPrivacy: func(channelID, code string) { a.media.SetPrivacyCode(channelID, code) }},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {
 			for _, r := range a.gw.Rooms() {

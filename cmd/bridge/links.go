@@ -36,6 +36,9 @@ type voiceJoiner struct {
 	gw  *gateway.Client
 	tls *tls.Config // nil: system roots (Discord); the emulator's otherwise
 	log *slog.Logger
+	// onPrivacy receives the call's voice privacy code whenever DAVE
+	// changes it ("" when the call is not end-to-end encrypted).
+	onPrivacy func(channelID, code string)
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
@@ -52,7 +55,8 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 	if err != nil {
 		return nil, err
 	}
-	l := &voiceLink{conn: conn, frames: make(chan media.DiscordFrame, 64), stop: make(chan struct{})}
+	l := &voiceLink{conn: conn, frames: make(chan media.DiscordFrame, 64), stop: make(chan struct{}),
+		onPrivacy: func(code string) { j.onPrivacy(channelID, code) }}
 	l.wg.Add(2)
 	go l.pump()
 	go l.drainEvents()
@@ -62,11 +66,12 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 // voiceLink is a voice connection as media's DiscordLink. Its Frames
 // channel closes when the connection ends, which makes media rejoin.
 type voiceLink struct {
-	conn     *voice.Conn
-	frames   chan media.DiscordFrame
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	conn      *voice.Conn
+	onPrivacy func(code string)
+	frames    chan media.DiscordFrame
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
 }
 
 func (l *voiceLink) pump() {
@@ -85,11 +90,15 @@ func (l *voiceLink) pump() {
 	}
 }
 
-// drainEvents keeps the connection's event channel flowing; media learns
-// of speakers from the frames themselves.
+// drainEvents keeps the connection's event channel flowing and passes the
+// DAVE privacy code on; media learns of speakers from the frames
+// themselves.
 func (l *voiceLink) drainEvents() {
 	defer l.wg.Done()
-	for range l.conn.Events() {
+	for e := range l.conn.Events() {
+		if p, ok := e.(voice.PrivacyCodeChanged); ok {
+			l.onPrivacy(p.Code)
+		}
 	}
 }
 
