@@ -42,6 +42,9 @@ func TestLossReorderDuplicateCounts(t *testing.T) {
 	r := join(t, voicetest.Options{Seed: 7})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
+	// Counts are about the network: media starts once both ends hold the
+	// epoch's keys, so no frame is lost to a transition.
+	awaitE2EE(t, r.evs, r.conn, member)
 	frames := loadOpus(t, "tone-1000")
 
 	const faulted, clean = 1000, 10
@@ -348,6 +351,9 @@ func TestVP8BothWays(t *testing.T) {
 	r := join(t, voicetest.Options{})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
+	// Frames are sent once both ends hold the epoch's keys; before that the
+	// client drops video it cannot encrypt.
+	awaitE2EE(t, r.evs, r.conn, member)
 	frames, err := voicetest.LoadVP8Sample("testpattern")
 	if err != nil {
 		t.Fatal(err)
