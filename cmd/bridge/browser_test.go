@@ -373,13 +373,10 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 	t.Logf("echo totalAudioEnergy %.3g -> %.3g", b, a)
 
 	// The camera member's VP8 test pattern comes through Discord's path
-	// (voice emulator, our voice client, media) and is decoded and shown.
+	// (voice emulator, our voice client, media) and is decoded.
 	camera := "discord-" + discordtest.DemoCameraID
 	b, a = p.waitGrowth("camera member's video", camera, "video", "framesDecoded", 10*time.Second)
 	t.Logf("camera member framesDecoded %v -> %v", b, a)
-	p.waitJS("camera member's tile shows its video", 10*time.Second,
-		`(v => v && !v.hidden && v.srcObject && v.srcObject.getVideoTracks().some(t => !t.muted && t.readyState === 'live'))(`+
-			`document.querySelector('[data-testid=tile][data-participant-id='+CSS.escape(`+jsString(camera)+`)+'] [data-testid=tile-video]'))`)
 	p.screenshot("call")
 
 	// (2) The Discord side hears the browser's fake microphone (beeps).
