@@ -18,6 +18,13 @@ type VideoFrame struct {
 	Keyframe bool
 }
 
+// RTPHeader is what a member saw of one relayed RTP packet's header.
+type RTPHeader struct {
+	Sequence  uint16
+	Timestamp uint32
+	SSRC      uint32
+}
+
 // MemberOptions names a simulated member and the channel it sits in.
 type MemberOptions struct {
 	UserID, GuildID, ChannelID string
@@ -62,6 +69,7 @@ type Member struct {
 	left    bool
 	onOpus  func(fromUserID string, frame []byte)
 	opus    map[string][][]byte
+	opusRTP map[string][]RTPHeader
 	video   map[string][]VideoFrame
 	asm     map[string]*vp8Assembler
 	dropped int
@@ -95,7 +103,7 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}), ready: make(chan struct{}),
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
-		opus:      map[string][][]byte{}, video: map[string][]VideoFrame{}, asm: map[string]*vp8Assembler{},
+		opus:      map[string][][]byte{}, opusRTP: map[string][]RTPHeader{}, video: map[string][]VideoFrame{}, asm: map[string]*vp8Assembler{},
 	}
 	key := o.GuildID + "/" + o.UserID
 	s.mu.Lock()
@@ -394,6 +402,15 @@ func (m *Member) ReceivedOpus(fromUserID string) [][]byte {
 	return out
 }
 
+// ReceivedOpusRTP returns the RTP headers of every Opus packet the relay
+// delivered from a user, in arrival order, whether or not its frame
+// decrypted: the stream as it was on the wire.
+func (m *Member) ReceivedOpusRTP(fromUserID string) []RTPHeader {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]RTPHeader(nil), m.opusRTP[fromUserID]...)
+}
+
 // ReceivedVP8 returns the VP8 frames reassembled from a user's packets;
 // frames with a missing packet are discarded.
 func (m *Member) ReceivedVP8(fromUserID string) []VideoFrame {
@@ -434,6 +451,9 @@ func (m *Member) run() {
 func (m *Member) receive(pk memberPacket) {
 	switch pk.p.payloadType {
 	case payloadTypeOpus:
+		m.mu.Lock()
+		m.opusRTP[pk.from] = append(m.opusRTP[pk.from], RTPHeader{Sequence: pk.p.sequence, Timestamp: pk.p.timestamp, SSRC: pk.p.ssrc})
+		m.mu.Unlock()
 		frame, err := m.dave.DecryptFrame(nil, pk.from, dave.Audio, pk.p.payload)
 		if err != nil {
 			m.decryptFailures.Add(1)
