@@ -377,6 +377,21 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 	camera := "discord-" + discordtest.DemoCameraID
 	b, a = p.waitGrowth("camera member's video", camera, "video", "framesDecoded", 10*time.Second)
 	t.Logf("camera member framesDecoded %v -> %v", b, a)
+
+	// The call is end-to-end encrypted: the page shows the voice privacy
+	// code, the same one the Discord members compute for the call.
+	want := st.demo.Talker.PrivacyCode()
+	if len(strings.ReplaceAll(want, " ", "")) != 30 {
+		t.Fatalf("the talker's privacy code is %q, want 30 digits: is the Lobby's call not under DAVE?", want)
+	}
+	var groups []string
+	for i := 0; i < len(want); i += 5 {
+		groups = append(groups, want[i:min(i+5, len(want))])
+	}
+	shown := strings.Join(groups, " ")
+	p.waitJS("privacy code shown", 10*time.Second,
+		`!document.querySelector('[data-testid=privacy]').hidden && document.querySelector('[data-testid=privacy-code]').textContent === `+jsString(shown))
+	t.Logf("privacy code on the page: %s", shown)
 	p.screenshot("call")
 
 	// (2) The Discord side hears the browser's fake microphone (beeps).

@@ -654,7 +654,8 @@ function startCall(room, stream, camId, muted) {
   });
   call.addEventListener('privacy', (e) => {
     $('privacy').hidden = !e.detail.code;
-    $('privacy-code').textContent = e.detail.code;
+    // Shown the way Discord shows it: six groups of five digits.
+    $('privacy-code').textContent = (e.detail.code.match(/.{1,5}/g) || []).join(' ');
   });
   call.addEventListener('notice', (e) => showCallNotice(e.detail.message, { retry: false }));
   call.addEventListener('ended', (e) => onCallEnded(e.detail));

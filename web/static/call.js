@@ -224,6 +224,10 @@ export class Call extends EventTarget {
     this.participants.clear();
     for (const p of msg.participants || []) if (p.id !== this.selfId) this.participants.set(p.id, p);
     this.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+    // The call's privacy code as the server knows it now; "privacy"
+    // messages carry its changes.
+    this.privacyCode = String(msg.privacyCode || '');
+    this.emit('privacy', { code: this.privacyCode });
     // When others already publish, the server's offer is on its way:
     // answer it before offering our own tracks, so the two offers do not
     // cross. Otherwise we offer at once.
