@@ -73,20 +73,21 @@ type call struct {
 	key                string
 	guildID, channelID string
 
-	mu       sync.Mutex
-	dead     bool // removed from srv.calls; a new call takes over
-	xs       *dave.ExternalSender
-	vet      *dave.ExternalSender // validates key packages that must wait
-	protocol int                  // DAVE protocol version the channel runs (or moves to)
-	parts    map[string]*participant
-	order    []*participant // join order, for deterministic fan-out
-	props    []*sentProposal
-	trans    *transition
-	lastTID  uint16
-	work     []work
-	notes    []note
-	executed int
-	refused  int
+	mu         sync.Mutex
+	dead       bool // removed from srv.calls; a new call takes over
+	xs         *dave.ExternalSender
+	vet        *dave.ExternalSender // validates key packages that must wait
+	protocol   int                  // DAVE protocol version the channel runs (or moves to)
+	parts      map[string]*participant
+	order      []*participant // join order, for deterministic fan-out
+	props      []*sentProposal
+	trans      *transition
+	lastTID    uint16
+	work       []work
+	notes      []note
+	executed   int
+	refused    int
+	committers []string
 }
 
 // note is a log record made under the call's lock and written after it
@@ -152,6 +153,9 @@ type DAVEInfo struct {
 	// CommitsRefused counts op 28 messages that were not accepted: losers
 	// of a commit race, commits for an old epoch, and invalid ones.
 	CommitsRefused int
+	// Committers lists, per accepted commit in order, the user id of the
+	// member whose commit the server accepted and announced.
+	Committers []string
 }
 
 // DAVE returns the server's view of a channel's DAVE group, if the channel
@@ -161,7 +165,8 @@ func (s *Server) DAVE(guildID, channelID string) (DAVEInfo, bool) {
 	found := false
 	s.withCall(guildID, channelID, false, func(c *call) {
 		found = true
-		info = DAVEInfo{Protocol: c.protocol, Epoch: c.xs.Epoch(), Transitions: c.executed, CommitsRefused: c.refused}
+		info = DAVEInfo{Protocol: c.protocol, Epoch: c.xs.Epoch(), Transitions: c.executed, CommitsRefused: c.refused,
+			Committers: slices.Clone(c.committers)}
 		for uid := range c.xs.Members() {
 			info.Members = append(info.Members, uid)
 		}
@@ -709,6 +714,7 @@ func (c *call) commit(p *participant, payload []byte) {
 		c.note(slog.LevelDebug, "DAVE commit not accepted", "user", p.userID, "err", err)
 		return
 	}
+	c.committers = append(c.committers, p.userID)
 	tid := c.nextTransitionID()
 	members := c.xs.Members()
 	c.props = nil

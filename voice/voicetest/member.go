@@ -2,6 +2,7 @@ package voicetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -28,6 +29,33 @@ type RTPHeader struct {
 // MemberOptions names a simulated member and the channel it sits in.
 type MemberOptions struct {
 	UserID, GuildID, ChannelID string
+	// DAVE is the member's DAVE engine; nil means a dave.Session of its
+	// own. A test plugs in another implementation of the protocol to run
+	// it against the emulator's external sender (voice/dave/interop does,
+	// with davey). The member calls it from the call's event handling, its
+	// sender and its receiver, so it must be safe for concurrent use.
+	DAVE MemberDAVE
+}
+
+// MemberDAVE is what a simulated member needs of a DAVE client session:
+// the methods of *dave.Session it calls, with their meaning there.
+type MemberDAVE interface {
+	// Start begins a voice session at a DAVE protocol version (op 4's
+	// dave_protocol_version) and returns the messages to send (op 26).
+	Start(protocolVersion int) ([]dave.Outbound, error)
+	// HandleJSON takes ops 11, 13, 21, 22 and 24.
+	HandleJSON(op int, data json.RawMessage) ([]dave.Outbound, error)
+	// HandleBinary takes ops 25, 27, 29 and 30.
+	HandleBinary(op int, payload []byte) ([]dave.Outbound, error)
+	ProtocolVersion() int
+	Epoch() uint64
+	// PrivacyCode is "" while the session holds no group keys.
+	PrivacyCode() string
+	// EncryptFrame fails with an error wrapping dave.ErrNoKey, never
+	// returning plaintext, when a DAVE protocol is in force and no key is
+	// ready.
+	EncryptFrame(dst []byte, kind dave.MediaKind, frame []byte) ([]byte, error)
+	DecryptFrame(dst []byte, userID string, kind dave.MediaKind, frame []byte) ([]byte, error)
 }
 
 // Member is a simulated participant of a voice channel, inside the
@@ -35,7 +63,8 @@ type MemberOptions struct {
 // like any member (ops 11, 5 and 12), sends Opus and VP8 as RTP through
 // the relay and records what it receives.
 //
-// A member is a full DAVE participant: its dave.Session takes the
+// A member is a full DAVE participant: its dave.Session (or the
+// MemberOptions.DAVE engine) takes the
 // server's DAVE messages in process and answers them as a client would;
 // while its channel runs DAVE it encrypts the frames it sends
 // (dave.Session.EncryptFrame, before RTP packetization) and decrypts the
@@ -45,7 +74,7 @@ type Member struct {
 	srv                        *Server
 	userID, guildID, channelID string
 	ssrc, videoSSRC, rtxSSRC   uint32
-	dave                       *dave.Session
+	dave                       MemberDAVE
 	e2ee                       e2eeGuard
 
 	in        chan memberPacket
@@ -94,9 +123,13 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 		return nil, fmt.Errorf("%w: a member needs UserID, GuildID and ChannelID that are Discord snowflakes (decimal uint64) (got %q, %q, %q)",
 			ErrInvalidOptions, o.UserID, o.GuildID, o.ChannelID)
 	}
-	ds, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
-	if err != nil {
-		return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
+	ds := o.DAVE
+	if ds == nil {
+		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
+		if err != nil {
+			return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
+		}
+		ds = own
 	}
 	m := &Member{
 		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,

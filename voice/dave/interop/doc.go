@@ -1,9 +1,19 @@
-// Package interop holds the cross-implementation test of voice/dave against
-// @snazzah/davey (Rust, on OpenMLS), the DAVE library discord.js uses.
+// Package interop holds the cross-implementation tests of voice/dave and
+// the voice emulator against @snazzah/davey (Rust, on OpenMLS), the DAVE
+// library discord.js uses.
 //
 // peer.js drives a davey DAVESession over a line-based JSON protocol on
-// stdin/stdout; the Go test plays the voice server (through
-// dave.ExternalSender) and one member (dave.Session), and davey plays the
-// other. Run `npm ci` in this folder first; without node_modules the test
-// skips, except under CI=true where it fails.
+// stdin/stdout. Three tests use it:
+//
+//   - TestExternalSenderWithDavey: our external sender (dave.ExternalSender)
+//     against davey members only.
+//   - TestSessionWithDavey: our dave.Session and davey in one group, the
+//     test playing the server message by message.
+//   - TestEmulatorCallWithDavey: davey members (daveyEngine, the voice
+//     gateway layer of @discordjs/voice around davey) and our members in
+//     one channel of the voice emulator, which requires DAVE and is the
+//     external sender; media flows all along.
+//
+// Run `npm ci` in this folder first; without node_modules the tests skip,
+// except under CI=true where they fail.
 package interop

@@ -27,6 +27,17 @@ const handlers = {
     session = new davey.DAVESession(req.protocolVersion, req.userId, req.channelId);
     return {};
   },
+  // reinit starts a new group membership (a new voice session, op 24 with
+  // epoch 1, or recovery after op 31) keeping the process's session object.
+  reinit(req) {
+    if (session) session.reinit(req.protocolVersion, req.userId, req.channelId);
+    else session = new davey.DAVESession(req.protocolVersion, req.userId, req.channelId);
+    return {};
+  },
+  reset() {
+    need().reset();
+    return {};
+  },
   setExternalSender(req) {
     need().setExternalSender(bin(req.data));
     return {};

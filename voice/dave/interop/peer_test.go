@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,12 @@ import (
 
 // callTimeout bounds one request to the davey peer.
 const callTimeout = 20 * time.Second
+
+// Failures of the peer process, as opposed to davey refusing a request.
+var (
+	errPeerGone    = errors.New("davey peer exited")
+	errPeerTimeout = errors.New("davey peer did not answer")
+)
 
 // peer is a running peer.js process.
 type peer struct {
@@ -115,12 +122,12 @@ func (p *peer) try(cmd string, args map[string]any) (map[string]any, error) {
 		return nil, err
 	}
 	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
-		return nil, fmt.Errorf("write request: %w", err)
+		return nil, fmt.Errorf("%w: write request: %v", errPeerGone, err)
 	}
 	select {
 	case l, ok := <-p.lines:
 		if !ok {
-			return nil, fmt.Errorf("peer exited")
+			return nil, errPeerGone
 		}
 		var res map[string]any
 		if err := json.Unmarshal([]byte(l), &res); err != nil {
@@ -134,12 +141,22 @@ func (p *peer) try(cmd string, args map[string]any) (map[string]any, error) {
 		}
 		return res, nil
 	case <-time.After(callTimeout):
-		return nil, fmt.Errorf("no response within %v", callTimeout)
+		return nil, fmt.Errorf("%w within %v", errPeerTimeout, callTimeout)
 	}
 }
 
 // b64 encodes binary arguments; bin decodes binary results.
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// b64field decodes a binary result field, without a test at hand.
+func b64field(res map[string]any, key string) ([]byte, error) {
+	s, _ := res[key].(string)
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("davey result field %s: %w", key, err)
+	}
+	return b, nil
+}
 
 func bin(t testing.TB, res map[string]any, key string) []byte {
 	t.Helper()
