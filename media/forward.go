@@ -34,7 +34,9 @@ type keyframeSource interface {
 type outPacket struct {
 	dt  *downTrack
 	pkt *rtp.Packet
-	at  time.Time // when the packet entered the fanout
+	at  time.Time // when the packet entered the fanout; for Discord audio, when the bridge received it
+	// discord marks Discord audio, which sendQueue.observe measures.
+	discord bool
 }
 
 // sendQueue is one browser's bounded media queue, drained by one writer
@@ -44,9 +46,20 @@ type sendQueue struct {
 	dropped atomic.Uint64
 	// onWrite, when set, observes each written packet (benchmarks).
 	onWrite func(p outPacket)
+	// observe, when set, takes the latency of each written Discord audio
+	// packet (Options.ObserveDiscordAudio).
+	observe func(time.Duration)
 }
 
 func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
+
+// newDiscordObservedQueue is a browser's queue whose Discord audio
+// latency goes to observe (nil: not measured).
+func newDiscordObservedQueue(observe func(time.Duration)) *sendQueue {
+	q := newSendQueue(sendQueueLen)
+	q.observe = observe
+	return q
+}
 
 // push queues p without blocking; a full queue drops p.
 func (q *sendQueue) push(p outPacket) bool {
@@ -72,6 +85,9 @@ func (q *sendQueue) run(stop <-chan struct{}) {
 			// A write fails only when the subscriber's connection is
 			// closing; its own teardown reports that.
 			_ = p.dt.sink.WriteRTP(p.pkt)
+			if p.discord && q.observe != nil {
+				q.observe(time.Since(p.at))
+			}
 			if q.onWrite != nil {
 				q.onWrite(p)
 			}
@@ -158,6 +174,8 @@ func (d *downTrack) Kind() webrtc.RTPCodecType { return d.local.Kind() }
 type fanout struct {
 	mu   sync.Mutex
 	subs atomic.Pointer[[]*downTrack]
+	// discord marks the fanout of a Discord user's audio.
+	discord bool
 }
 
 // add subscribes dt.
@@ -207,7 +225,7 @@ func (f *fanout) list() []*downTrack {
 // queues were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
 	for _, dt := range f.list() {
-		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at}) {
+		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at, discord: f.discord}) {
 			dropped++
 		}
 	}
@@ -257,12 +275,13 @@ type discordSource struct {
 // newDiscordSource starts the user's stream at the given random-looking
 // sequence number and timestamp (RFC 3550 §5.1 recommends random starts).
 func newDiscordSource(userID string, seq uint16, ts uint32) *discordSource {
-	return &discordSource{userID: userID, rw: opusRewriter{seq: seq, ts: ts}}
+	return &discordSource{userID: userID, rw: opusRewriter{seq: seq, ts: ts}, fan: fanout{discord: true}}
 }
 
 // forward rewrites one Opus frame into an RTP packet and queues it to every
-// subscriber; it returns how many subscriber queues were full.
-func (d *discordSource) forward(payload []byte, missing int, now time.Time) int {
+// subscriber; it returns how many subscriber queues were full. received is
+// when the frame reached the bridge, now when media took it.
+func (d *discordSource) forward(payload []byte, missing int, received, now time.Time) int {
 	seq, ts, marker := d.rw.next(missing)
 	pkt := &rtp.Packet{
 		Header: rtp.Header{
@@ -275,7 +294,10 @@ func (d *discordSource) forward(payload []byte, missing int, now time.Time) int 
 		Payload: payload,
 	}
 	d.lastSeen = now
-	return d.fan.send(pkt, now)
+	if received.IsZero() {
+		received = now
+	}
+	return d.fan.send(pkt, received)
 }
 
 // discordStreamID and discordTrackID name a Discord user's audio in

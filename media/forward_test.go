@@ -79,7 +79,7 @@ func TestSlowBrowserDoesNotStallOthers(t *testing.T) {
 	}
 	dropped := 0
 	for i := 0; i < n; i++ {
-		dropped += d.forward([]byte{0xf8, 0xff, 0xfe}, 0, time.Now())
+		dropped += d.forward([]byte{0xf8, 0xff, 0xfe}, 0, time.Time{}, time.Now())
 	}
 	select {
 	case <-fast.done:
@@ -184,7 +184,7 @@ func BenchmarkDiscordToBrowsers(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				remaining.Store(int64(n))
-				if d.forward(payload, 0, time.Now()) != 0 {
+				if d.forward(payload, 0, time.Time{}, time.Now()) != 0 {
 					b.Fatal("a queue was full")
 				}
 				<-done

@@ -56,6 +56,9 @@ type DiscordFrame struct {
 	Missing int
 	// Keyframe marks a VP8 keyframe.
 	Keyframe bool
+	// Received is when the frame reached the bridge (the voice client's
+	// UDP read); zero means when media takes it from Frames.
+	Received time.Time
 }
 
 // DiscordLink is the Discord leg of a room: what media needs from a voice
@@ -127,6 +130,13 @@ type Options struct {
 	Publish func(event string, payload any)
 	// MemberName names a Discord user for participant lists.
 	MemberName func(userID string) string
+	// ObserveDiscordAudio, when set, is called each time a packet of a
+	// Discord user's audio has been handed to a browser's connection
+	// (pion's SRTP write to the socket), with the time since the frame
+	// reached the bridge (DiscordFrame.Received): the latency the bridge
+	// adds on the Discord-to-browser path. It runs on the browser's writer
+	// goroutine for every packet, so it must be cheap and never block.
+	ObserveDiscordAudio func(sinceReceived time.Duration)
 }
 
 const (

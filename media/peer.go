@@ -82,7 +82,7 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		m: m, room: r, sig: p, id: id, userID: p.UserID(), name: p.Name(),
 		log:        r.log.With("session", id, "user", p.UserID()),
 		pc:         pc,
-		q:          newSendQueue(sendQueueLen),
+		q:          newDiscordObservedQueue(m.opts.ObserveDiscordAudio),
 		sigIn:      make(chan clientMessage, sigQueueLen),
 		kickTracks: make(chan struct{}, 1),
 		kickNeg:    make(chan struct{}, 1),

@@ -757,7 +757,7 @@ func (r *room) onDiscordFrame(f DiscordFrame, now time.Time) {
 		}
 		return
 	}
-	d.forward(f.Payload, f.Missing, now)
+	d.forward(f.Payload, f.Missing, f.Received, now)
 	if !d.speakingFlag.Load() {
 		d.speakingFlag.Store(true)
 		r.discordUpdate(d, "updated", EventSpeaking)

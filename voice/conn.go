@@ -163,6 +163,10 @@ type Frame struct {
 	Missing int
 	// Keyframe marks a VP8 key frame.
 	Keyframe bool
+	// Received is when the UDP socket delivered the packet that completed
+	// the frame (its only packet for audio): the start of the bridge's
+	// own latency.
+	Received time.Time
 }
 
 // Options configures a Client.

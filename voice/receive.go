@@ -124,6 +124,7 @@ type rxPacket struct {
 	ts      uint32
 	marker  bool
 	payload []byte
+	at      time.Time // when the UDP socket delivered the packet
 }
 
 func newReceiver(c *Conn) *receiver {
@@ -175,7 +176,7 @@ func (rx *receiver) packet(t *transport, b []byte, now time.Time) {
 		st.add(func(s *connStats) { s.unknown++ })
 		return
 	}
-	s.rb.Push(h.Sequence, now, rxPacket{ts: h.Timestamp, marker: h.Marker, payload: bytes.Clone(payload)})
+	s.rb.Push(h.Sequence, now, rxPacket{ts: h.Timestamp, marker: h.Marker, payload: bytes.Clone(payload), at: now})
 	rx.drain(s)
 	rx.publish(s)
 }
@@ -207,7 +208,7 @@ func (rx *receiver) drain(s *stream) {
 		}
 		p := d.Item
 		if s.kind == Audio {
-			rx.deliver(s, Frame{SSRC: s.ssrc, Kind: Audio, Seq: d.Seq, Timestamp: p.ts, Payload: p.payload, Missing: d.Missing})
+			rx.deliver(s, Frame{SSRC: s.ssrc, Kind: Audio, Seq: d.Seq, Timestamp: p.ts, Payload: p.payload, Missing: d.Missing, Received: p.at})
 			continue
 		}
 		r, err := s.vp8.Push(d.Seq, p.ts, p.marker, d.Missing, p.payload)
@@ -218,7 +219,7 @@ func (rx *receiver) drain(s *stream) {
 		}
 		if r.Complete {
 			rx.deliver(s, Frame{SSRC: s.ssrc, Kind: Video, Seq: d.Seq, Timestamp: p.ts,
-				Payload: bytes.Clone(r.Frame), Missing: s.abandons, Keyframe: r.Keyframe})
+				Payload: bytes.Clone(r.Frame), Missing: s.abandons, Keyframe: r.Keyframe, Received: p.at})
 			s.abandons = 0
 		}
 	}

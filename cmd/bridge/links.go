@@ -83,7 +83,7 @@ func (l *voiceLink) pump() {
 			kind = media.FrameVideo
 		}
 		select {
-		case l.frames <- media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe}:
+		case l.frames <- media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe, Received: f.Received}:
 		case <-l.stop:
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	bridgemedia "github.com/voicebridge/bridge/media"
 )
 
 // BenchmarkMediaE2EDiscordToBrowsers measures the whole Discord-to-browser
@@ -27,6 +29,9 @@ import (
 //     channel, which hears the frames straight from the emulator's relay;
 //     p50-µs minus this is about what the bridge and the browser's receive
 //     path add.
+//   - bridge-p50-µs, bridge-p99-µs: the bridge alone, from the voice
+//     client's UDP read of a frame's packet to pion's SRTP write of a
+//     browser's copy (media.Options.ObserveDiscordAudio), over all copies.
 //   - lost-%: frames some browser never got.
 //   - cpu-µs/pkt and cpu-µs/fwd: the process's CPU time (user + system)
 //     during the run, less the same room's idle CPU rate, per Discord frame
@@ -36,7 +41,20 @@ import (
 //
 // ns/op is the 20 ms pacing and means nothing. See BENCHMARKS.md (Media).
 func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
-	ta := startTestApp(b, mediaTuning(), nil)
+	// The bridge's own share: UDP read to the browser-bound write.
+	var bridgeMu sync.Mutex
+	var bridgeLat []time.Duration
+	tune := mediaTuning()
+	base := tune.media
+	tune.media = func(o *bridgemedia.Options) {
+		base(o)
+		o.ObserveDiscordAudio = func(d time.Duration) {
+			bridgeMu.Lock()
+			bridgeLat = append(bridgeLat, d)
+			bridgeMu.Unlock()
+		}
+	}
+	ta := startTestApp(b, tune, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := ta.gw.WaitReady(ctx); err != nil {
@@ -95,6 +113,9 @@ func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
 			idle := cpuRate(b, time.Second)
 			rec.start(next, b.N)
 			relay.start(next, b.N)
+			bridgeMu.Lock()
+			bridgeLat = bridgeLat[:0]
+			bridgeMu.Unlock()
 			cpu0 := cpuTime(b)
 			start := time.Now()
 			b.ResetTimer()
@@ -118,6 +139,13 @@ func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
 				b.ReportMetric(float64(percentile(rl, 50).Microseconds()), "relay-p50-µs")
 			}
 			b.ReportMetric(float64(percentile(lat, 99).Microseconds()), "p99-µs")
+			bridgeMu.Lock()
+			if len(bridgeLat) > 0 {
+				bl := slices.Clone(bridgeLat)
+				b.ReportMetric(float64(percentile(bl, 50).Microseconds()), "bridge-p50-µs")
+				b.ReportMetric(float64(percentile(bl, 99).Microseconds()), "bridge-p99-µs")
+			}
+			bridgeMu.Unlock()
 			b.ReportMetric(100*float64(lost)/float64(b.N*size), "lost-%")
 			b.ReportMetric(float64(busy.Microseconds())/float64(b.N), "cpu-µs/pkt")
 			b.ReportMetric(float64(busy.Microseconds())/float64(len(lat)), "cpu-µs/fwd")

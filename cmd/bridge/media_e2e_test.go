@@ -820,7 +820,21 @@ func loadOpus(t testing.TB, name string) [][]byte {
 // whose Opus decodes to 440 Hz, and show the call's privacy code.
 func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 	e2eLeakCheck(t)
-	ta := startTestApp(t, mediaTuning(), nil)
+	// Every Discord audio packet handed to a browser reports the time since
+	// the voice client's UDP read of it.
+	var obsMu sync.Mutex
+	var observed []time.Duration
+	tune := mediaTuning()
+	base := tune.media
+	tune.media = func(o *bridgemedia.Options) {
+		base(o)
+		o.ObserveDiscordAudio = func(d time.Duration) {
+			obsMu.Lock()
+			observed = append(observed, d)
+			obsMu.Unlock()
+		}
+	}
+	ta := startTestApp(t, tune, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
 	if err := ta.gw.WaitReady(ctx); err != nil {
@@ -873,6 +887,24 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 			}
 			return code != "" && code == member.PrivacyCode()
 		})
+	}
+
+	// Each packet the browsers got was observed once written, with a
+	// latency measured from a real arrival time (a frame without one
+	// would measure from the zero time, centuries ago).
+	received := 0
+	for _, b := range browsers {
+		received += len(b.packets(b.track(ctx, "discord-"+uid, webrtc.RTPCodecTypeAudio), 0))
+	}
+	obsMu.Lock()
+	defer obsMu.Unlock()
+	if len(observed) < received {
+		t.Fatalf("%d Discord audio packets observed as written, the browsers received %d", len(observed), received)
+	}
+	for i, d := range observed {
+		if d <= 0 || d > e2eWait {
+			t.Fatalf("observation %d: %v since the frame reached the bridge", i, d)
+		}
 	}
 }
 
