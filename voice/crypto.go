@@ -224,10 +224,15 @@ func (c *Cipher) open(dst, packet []byte, clearLen int) ([]byte, error) {
 // preamble in the clear and authenticate them, encrypting extension body
 // and payload; legacy modes leave only the 12-byte fixed header in the
 // clear (Discord voice docs, "Transport Encryption Modes"). dst must not
-// alias payload.
+// alias payload. With h.Padding set, payload must end with its padding
+// (RFC 3550 §5.1: the last octet counts the padding octets), else the
+// packet would not open again and SealRTP refuses it.
 func (c *Cipher) SealRTP(dst []byte, h *Header, payload []byte) ([]byte, error) {
 	if err := h.check(); err != nil {
 		return nil, err
+	}
+	if _, err := StripPadding(h, payload); err != nil {
+		return nil, fmt.Errorf("voice: seal with the padding bit set: %w", err)
 	}
 	if c.rtpsize {
 		dst = h.appendClear(dst[:0])

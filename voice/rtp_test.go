@@ -76,6 +76,13 @@ func TestPadding(t *testing.T) {
 	if err != nil || !bytes.Equal(payload, []byte{0xaa, 0xbb}) {
 		t.Fatalf("padded payload %x, %v", payload, err)
 	}
+	// The padding bit on a payload that does not end with valid padding
+	// would seal a packet that cannot open: refused (found by FuzzDecrypt).
+	for _, bad := range [][]byte{{}, {0xaa, 0xbb, 0x04}, {0xaa, 0x00}} {
+		if _, err := tx.SealRTP(nil, &ph, bad); !errors.Is(err, ErrBadPadding) {
+			t.Fatalf("seal %x with the padding bit: err %v, want ErrBadPadding", bad, err)
+		}
+	}
 }
 
 func TestBuildRejects(t *testing.T) {
