@@ -55,7 +55,8 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 	if err != nil {
 		return nil, err
 	}
-	l := &voiceLink{conn: conn, frames: make(chan media.DiscordFrame, 64), stop: make(chan struct{}),
+	l := &voiceLink{conn: conn, frames: make(chan media.DiscordFrame, 64), left: make(chan string, 16),
+		stop: make(chan struct{}), pumped: make(chan struct{}),
 		onPrivacy: func(code string) { j.onPrivacy(channelID, code) }}
 	l.wg.Add(2)
 	go l.pump()
@@ -69,35 +70,61 @@ type voiceLink struct {
 	conn      *voice.Conn
 	onPrivacy func(code string)
 	frames    chan media.DiscordFrame
-	stop      chan struct{}
+	left      chan string   // users who left the channel, from the events
+	stop      chan struct{} // closed by Close
+	pumped    chan struct{} // closed when pump ends
 	stopOnce  sync.Once
 	wg        sync.WaitGroup
 }
 
+// pump is the only writer of l.frames: the connection's frames, and the
+// users drainEvents reports leaving, in the order they come.
 func (l *voiceLink) pump() {
 	defer l.wg.Done()
+	defer close(l.pumped)
 	defer close(l.frames)
-	for f := range l.conn.Frames() {
-		kind := media.FrameAudio
-		if f.Kind == voice.Video {
-			kind = media.FrameVideo
+	in := l.conn.Frames()
+	for {
+		var out media.DiscordFrame
+		select {
+		case f, ok := <-in:
+			if !ok {
+				return
+			}
+			kind := media.FrameAudio
+			if f.Kind == voice.Video {
+				kind = media.FrameVideo
+			}
+			out = media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe, Received: f.Received}
+		case uid := <-l.left:
+			out = media.DiscordFrame{UserID: uid, Kind: media.FrameUserLeft}
+		case <-l.stop:
+			return
 		}
 		select {
-		case l.frames <- media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload, Missing: f.Missing, Keyframe: f.Keyframe, Received: f.Received}:
+		case l.frames <- out:
 		case <-l.stop:
 			return
 		}
 	}
 }
 
-// drainEvents keeps the connection's event channel flowing and passes the
-// DAVE privacy code on; media learns of speakers from the frames
+// drainEvents keeps the connection's event channel flowing, passes the
+// DAVE privacy code on and hands users leaving the channel (op 13) to pump,
+// so media removes their tracks; media learns of speakers from the frames
 // themselves.
 func (l *voiceLink) drainEvents() {
 	defer l.wg.Done()
 	for e := range l.conn.Events() {
-		if p, ok := e.(voice.PrivacyCodeChanged); ok {
-			l.onPrivacy(p.Code)
+		switch e := e.(type) {
+		case voice.PrivacyCodeChanged:
+			l.onPrivacy(e.Code)
+		case voice.MemberLeft:
+			select {
+			case l.left <- e.UserID:
+			case <-l.pumped: // the link is ending: nobody to tell
+			case <-l.stop:
+			}
 		}
 	}
 }

@@ -889,6 +889,19 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 		})
 	}
 
+	// The member leaves the channel: both browsers are told, and the
+	// member's track goes.
+	from := make([]int, len(browsers))
+	for i, b := range browsers {
+		from[i] = b.mark()
+	}
+	member.Leave()
+	for i, b := range browsers {
+		b.waitMessage(ctx, from[i], "the member leaving", func(m serverMessage) bool {
+			return m.Type == "participant" && m.Event == "left" && m.Participant != nil && m.Participant.ID == "discord-"+uid
+		})
+	}
+
 	// Each packet the browsers got was observed once written, with a
 	// latency measured from a real arrival time (a frame without one
 	// would measure from the zero time, centuries ago).
