@@ -394,7 +394,13 @@ func (c *Client) run(ctx context.Context) {
 	)
 	defer func() {
 		if ctx.Err() != nil {
-			c.setState(StateStopped, nil)
+			// Closed: stopped, unless a fatal error ended the run first
+			// (Close may cancel ctx right after fail); that stays failed.
+			c.setStatus(func(s *Status) {
+				if s.State != StateFailed {
+					s.State = StateStopped
+				}
+			})
 		}
 	}()
 	for ctx.Err() == nil {

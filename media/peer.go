@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,16 @@ type session struct {
 	ignoreOffer  bool
 	restartICE   bool
 	pendingCands []webrtc.ICECandidateInit
+
+	// descMu puts each local description on the socket before the
+	// candidates it brings: it is held from creating a description (an
+	// ICE restart gathers from CreateOffer on) until it is sent, and the
+	// candidate callback takes it too. Otherwise a new ufrag's candidates
+	// can overtake the description, and the browser drops them as being
+	// of an unknown ICE generation. Pion calls the callback from its own
+	// goroutines (no candidate pool is configured), never inside these
+	// calls.
+	descMu sync.Mutex
 }
 
 // newSession creates the browser's PeerConnection and starts its
@@ -96,6 +107,8 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		if c == nil {
 			return
 		}
+		s.descMu.Lock()
+		defer s.descMu.Unlock()
 		sendTo(p, candidateMessage{Type: msgCandidate, RoomID: r.id, Candidate: c.ToJSON()})
 	})
 	pc.OnNegotiationNeeded(func() {
@@ -221,6 +234,14 @@ func (s *session) onConnectionState(st webrtc.PeerConnectionState) {
 			s.discTimer.Stop()
 			s.discTimer = nil
 		}
+		// Media can reach the browser now. A keyframe asked for when a
+		// track was bound may have been written before the transport was
+		// up, and lost: ask the publishers again.
+		for _, dt := range s.desired {
+			if dt.src != nil {
+				dt.src.requestKeyframe()
+			}
+		}
 	}
 }
 
@@ -268,20 +289,24 @@ func (s *session) onOffer(sdp string) {
 		return
 	}
 	s.ignoreOffer = false
+	s.descMu.Lock()
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		s.descMu.Unlock()
 		s.failNegotiation(fmt.Errorf("%w: offer rejected: %v", ErrBadSDP, err))
 		return
 	}
-	s.flushCandidates()
 	answer, err := s.pc.CreateAnswer(nil)
 	if err == nil {
 		err = s.pc.SetLocalDescription(answer)
 	}
 	if err != nil {
+		s.descMu.Unlock()
 		s.failNegotiation(fmt.Errorf("%w: cannot answer the offer: %v", ErrBadSDP, err))
 		return
 	}
 	sendTo(s.sig, sdpMessage{Type: msgAnswer, RoomID: s.room.id, SDP: answer.SDP})
+	s.descMu.Unlock()
+	s.flushCandidates()
 	s.afterStable()
 }
 
@@ -320,11 +345,17 @@ func (s *session) afterStable() {
 	}
 }
 
+// onCandidate adds a browser's trickled candidate. One that comes before
+// the description it belongs to is held until that description is
+// applied: before any remote description, and after an ICE restart, when
+// the browser's new candidates (a new ufrag) can overtake its answer or
+// offer on the socket; added at once, pion would drop them as belonging to
+// another generation.
 func (s *session) onCandidate(c webrtc.ICECandidateInit) {
 	if s.ignoreOffer {
 		return // belongs to an offer we ignored
 	}
-	if s.pc.RemoteDescription() == nil {
+	if s.pc.RemoteDescription() == nil || !s.matchesRemote(c) {
 		if len(s.pendingCands) < maxPendingCandidates {
 			s.pendingCands = append(s.pendingCands, c)
 		}
@@ -335,14 +366,55 @@ func (s *session) onCandidate(c webrtc.ICECandidateInit) {
 	}
 }
 
+// flushCandidates adds the held candidates once a remote description is
+// applied; those of an older ICE generation than it are dropped.
 func (s *session) flushCandidates() {
 	cands := s.pendingCands
 	s.pendingCands = nil
 	for _, c := range cands {
+		if !s.matchesRemote(c) {
+			s.log.Debug("dropping a candidate of another ICE generation", "candidate", c.Candidate)
+			continue
+		}
 		if err := s.pc.AddICECandidate(c); err != nil {
 			s.sendErr(fmt.Errorf("%w: %v", ErrBadCandidate, err))
 		}
 	}
+}
+
+// matchesRemote reports whether a candidate belongs to the applied remote
+// description: it names no ufrag, or the description's ufrag.
+func (s *session) matchesRemote(c webrtc.ICECandidateInit) bool {
+	ufrag := candidateUfrag(c)
+	if ufrag == "" {
+		return true
+	}
+	rd := s.pc.RemoteDescription()
+	if rd == nil {
+		return false
+	}
+	for _, line := range strings.Split(rd.SDP, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok && v == ufrag {
+			return true
+		}
+	}
+	return false
+}
+
+// candidateUfrag is the ICE username fragment a candidate belongs to: its
+// usernameFragment, or the "ufrag" extension of its candidate line (which
+// Chromium and pion write); "" when it names none.
+func candidateUfrag(c webrtc.ICECandidateInit) string {
+	if c.UsernameFragment != nil && *c.UsernameFragment != "" {
+		return *c.UsernameFragment
+	}
+	fields := strings.Fields(c.Candidate)
+	for i := 8; i+1 < len(fields); i += 2 { // extensions follow "typ <type>" (RFC 8839 §5.1)
+		if fields[i] == "ufrag" {
+			return fields[i+1]
+		}
+	}
+	return ""
 }
 
 // negotiate sends the server's offer when tracks changed or an ICE restart
@@ -360,6 +432,8 @@ func (s *session) negotiate() {
 	s.needOffer.Store(false)
 	opts := &webrtc.OfferOptions{ICERestart: s.restartICE}
 	s.restartICE = false
+	s.descMu.Lock()
+	defer s.descMu.Unlock()
 	offer, err := s.pc.CreateOffer(opts)
 	if err == nil {
 		err = s.pc.SetLocalDescription(offer)
@@ -467,7 +541,8 @@ func (u *upTrack) requestKeyframe() {
 }
 
 // kfLoop sends PLIs (RFC 4585 §6.3.1) to the publisher, at most one per
-// keyframeMinInterval.
+// keyframeMinInterval: a request that comes sooner is sent when the
+// interval is over, together with any others that came meanwhile.
 func (u *upTrack) kfLoop(stop <-chan struct{}) {
 	for {
 		select {
@@ -475,11 +550,20 @@ func (u *upTrack) kfLoop(stop <-chan struct{}) {
 			return
 		case <-u.kf:
 		}
-		now := time.Now()
-		if now.Sub(u.lastPLI) < keyframeMinInterval {
-			continue
+		if wait := keyframeMinInterval - time.Since(u.lastPLI); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			select { // requests that came while waiting are answered by this PLI
+			case <-u.kf:
+			default:
+			}
 		}
-		u.lastPLI = now
+		u.lastPLI = time.Now()
 		err := u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(u.remote.SSRC())}})
 		if err != nil && !errIsClosed(err) {
 			u.pub.log.Debug("send PLI", "err", err)

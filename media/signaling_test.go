@@ -220,3 +220,24 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// The ICE generation of a trickled candidate: a usernameFragment wins,
+// else the "ufrag" extension of the candidate line, as Chromium and pion
+// write it.
+func TestCandidateUfrag(t *testing.T) {
+	uf := "fromField"
+	for _, c := range []struct {
+		in   webrtc.ICECandidateInit
+		want string
+	}{
+		{webrtc.ICECandidateInit{Candidate: "candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.2 rport 46154 generation 0 ufrag sXCf network-cost 999"}, "sXCf"},
+		{webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host ufrag abcd"}, "abcd"},
+		{webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host"}, ""},
+		{webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host ufrag abcd", UsernameFragment: &uf}, "fromField"},
+		{webrtc.ICECandidateInit{Candidate: "garbage"}, ""},
+	} {
+		if got := candidateUfrag(c.in); got != c.want {
+			t.Errorf("%q: ufrag %q, want %q", c.in.Candidate, got, c.want)
+		}
+	}
+}

@@ -32,6 +32,7 @@ type daveyEngine struct {
 
 	mu         sync.Mutex
 	p          *peer
+	started    bool // Start was called: the member is in a call
 	protocol   int
 	pending    *dave.PrepareTransition
 	recognized map[string]bool
@@ -107,6 +108,7 @@ func (e *daveyEngine) reinit(protocol int) ([]dave.Outbound, error) {
 func (e *daveyEngine) Start(protocol int) ([]dave.Outbound, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.started = true
 	return e.reinit(protocol)
 }
 
@@ -254,6 +256,9 @@ func (e *daveyEngine) PrivacyCode() string {
 func (e *daveyEngine) EncryptFrame(dst []byte, kind dave.MediaKind, frame []byte) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !e.started {
+		return dst, fmt.Errorf("davey member not in a call yet: %w", dave.ErrNoKey)
+	}
 	if e.protocol == 0 || dave.IsSilence(frame) {
 		return append(dst, frame...), nil
 	}
@@ -277,7 +282,14 @@ func (e *daveyEngine) EncryptFrame(dst []byte, kind dave.MediaKind, frame []byte
 func (e *daveyEngine) DecryptFrame(dst []byte, userID string, kind dave.MediaKind, frame []byte) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.protocol == 0 || dave.IsSilence(frame) {
+	if !e.started {
+		// The relay can deliver a frame before the call starts the member.
+		return dst, fmt.Errorf("davey member not in a call yet: %w", dave.ErrNoKey)
+	}
+	// A clear frame passes at protocol 0; a DAVE frame (marker FA FA) is
+	// always davey's to decrypt, even during a downgrade.
+	daveFrame := len(frame) >= 2 && frame[len(frame)-2] == 0xFA && frame[len(frame)-1] == 0xFA
+	if dave.IsSilence(frame) || e.protocol == 0 && !daveFrame {
 		return append(dst, frame...), nil
 	}
 	if kind != dave.Audio {
