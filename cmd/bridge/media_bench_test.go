@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-
-	bridgemedia "github.com/voicebridge/bridge/media"
 )
 
 // BenchmarkMediaE2EDiscordToBrowsers measures the whole Discord-to-browser
@@ -42,19 +40,8 @@ import (
 // ns/op is the 20 ms pacing and means nothing. See BENCHMARKS.md (Media).
 func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
 	// The bridge's own share: UDP read to the browser-bound write.
-	var bridgeMu sync.Mutex
-	var bridgeLat []time.Duration
-	tune := mediaTuning()
-	base := tune.media
-	tune.media = func(o *bridgemedia.Options) {
-		base(o)
-		o.ObserveDiscordAudio = func(d time.Duration) {
-			bridgeMu.Lock()
-			bridgeLat = append(bridgeLat, d)
-			bridgeMu.Unlock()
-		}
-	}
-	ta := startTestApp(b, tune, nil)
+	var bridgeLat latencies
+	ta := startTestApp(b, bridgeLat.observeDiscordAudio(mediaTuning()), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := ta.gw.WaitReady(ctx); err != nil {
@@ -113,9 +100,7 @@ func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
 			idle := cpuRate(b, time.Second)
 			rec.start(next, b.N)
 			relay.start(next, b.N)
-			bridgeMu.Lock()
-			bridgeLat = bridgeLat[:0]
-			bridgeMu.Unlock()
+			bridgeLat.take()
 			cpu0 := cpuTime(b)
 			start := time.Now()
 			b.ResetTimer()
@@ -139,13 +124,10 @@ func BenchmarkMediaE2EDiscordToBrowsers(b *testing.B) {
 				b.ReportMetric(float64(percentile(rl, 50).Microseconds()), "relay-p50-µs")
 			}
 			b.ReportMetric(float64(percentile(lat, 99).Microseconds()), "p99-µs")
-			bridgeMu.Lock()
-			if len(bridgeLat) > 0 {
-				bl := slices.Clone(bridgeLat)
+			if bl := bridgeLat.take(); len(bl) > 0 {
 				b.ReportMetric(float64(percentile(bl, 50).Microseconds()), "bridge-p50-µs")
 				b.ReportMetric(float64(percentile(bl, 99).Microseconds()), "bridge-p99-µs")
 			}
-			bridgeMu.Unlock()
 			b.ReportMetric(100*float64(lost)/float64(b.N*size), "lost-%")
 			b.ReportMetric(float64(busy.Microseconds())/float64(b.N), "cpu-µs/pkt")
 			b.ReportMetric(float64(busy.Microseconds())/float64(len(lat)), "cpu-µs/fwd")

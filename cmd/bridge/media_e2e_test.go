@@ -24,7 +24,6 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
-	"go.uber.org/goleak"
 
 	"github.com/voicebridge/bridge/gateway/discordtest"
 	bridgemedia "github.com/voicebridge/bridge/media"
@@ -67,18 +66,50 @@ func mediaTuning() tuning {
 	return tune
 }
 
-// e2eLeakCheck fails the test if goroutines started during it outlive its
-// cleanups; call it first, so its cleanup runs last.
-func e2eLeakCheck(t *testing.T) {
+// startMediaE2E checks the test for goroutine leaks (first, so that check
+// runs last), starts the app with tune and waits for the gateway; the
+// context bounds the whole test.
+func startMediaE2E(t *testing.T, tune tuning) (*testApp, context.Context) {
 	t.Helper()
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		goleak.VerifyNone(t, before,
-			// http.DefaultClient's keep-alive connections belong to the
-			// process, not to the test.
-			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
-	})
+	checkLeaks(t)
+	ta := startTestApp(t, tune, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	t.Cleanup(cancel)
+	if err := ta.gw.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ta, ctx
+}
+
+// latencies collects media's ObserveDiscordAudio reports.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+// observeDiscordAudio returns tune with media reporting to l.
+func (l *latencies) observeDiscordAudio(tune tuning) tuning {
+	base := tune.media
+	tune.media = func(o *bridgemedia.Options) {
+		if base != nil {
+			base(o)
+		}
+		o.ObserveDiscordAudio = func(d time.Duration) {
+			l.mu.Lock()
+			l.d = append(l.d, d)
+			l.mu.Unlock()
+		}
+	}
+	return tune
+}
+
+// take returns what was observed since the last take.
+func (l *latencies) take() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.d
+	l.d = nil
+	return out
 }
 
 // ---- the pion browser ----
@@ -819,27 +850,10 @@ func loadOpus(t testing.TB, name string) [][]byte {
 // /api/ws each get a track labeled with that member, with contiguous RTP,
 // whose Opus decodes to 440 Hz, and show the call's privacy code.
 func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
-	e2eLeakCheck(t)
 	// Every Discord audio packet handed to a browser reports the time since
 	// the voice client's UDP read of it.
-	var obsMu sync.Mutex
-	var observed []time.Duration
-	tune := mediaTuning()
-	base := tune.media
-	tune.media = func(o *bridgemedia.Options) {
-		base(o)
-		o.ObserveDiscordAudio = func(d time.Duration) {
-			obsMu.Lock()
-			observed = append(observed, d)
-			obsMu.Unlock()
-		}
-	}
-	ta := startTestApp(t, tune, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	if err := ta.gw.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	var lat latencies
+	ta, ctx := startMediaE2E(t, lat.observeDiscordAudio(mediaTuning()))
 	const uid = "450000000000000001"
 	member := addDiscordMember(t, ta, uid, "Tone", ta.demo.Lobby.ID)
 	playTone(t, member, loadOpus(t, "tone-440"))
@@ -909,8 +923,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 	for _, b := range browsers {
 		received += len(b.packets(b.track(ctx, "discord-"+uid, webrtc.RTPCodecTypeAudio), 0))
 	}
-	obsMu.Lock()
-	defer obsMu.Unlock()
+	observed := lat.take()
 	if len(observed) < received {
 		t.Fatalf("%d Discord audio packets observed as written, the browsers received %d", len(observed), received)
 	}
@@ -927,13 +940,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 // the bot, untranscoded and in order: first only 1 kHz, then, after the
 // levels swap, only 440 Hz.
 func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
-	e2eLeakCheck(t)
-	ta := startTestApp(t, mediaTuning(), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	if err := ta.gw.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ta, ctx := startMediaE2E(t, mediaTuning())
 	room := newVoiceRoom(t, ctx, ta, "tone-room")
 	listener := addDiscordMember(t, ta, "460000000000000001", "Listener", room)
 	high, low := loadOpus(t, "tone-1000"), loadOpus(t, "tone-440")
@@ -1035,13 +1042,7 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 // byte; a browser that joins later gets a keyframe, which the publisher
 // only sends when the bridge relays a picture loss indication.
 func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
-	e2eLeakCheck(t)
-	ta := startTestApp(t, mediaTuning(), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	if err := ta.gw.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ta, ctx := startMediaE2E(t, mediaTuning())
 	room := newVoiceRoom(t, ctx, ta, "video-room")
 	pattern, err := voicetest.LoadVP8Sample("testpattern")
 	if err != nil {
@@ -1125,13 +1126,7 @@ func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 // client); the bot leaves after the grace period once the last browser
 // left.
 func TestMediaE2ELifecycleAndErrors(t *testing.T) {
-	e2eLeakCheck(t)
-	ta := startTestApp(t, mediaTuning(), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	if err := ta.gw.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ta, ctx := startMediaE2E(t, mediaTuning())
 	lobby := ta.demo.Lobby.ID
 	bot := ta.gw.Status().BotUserID
 	watcher := ta.dialHub(t, ta.devToken(t, "watcher"))
