@@ -35,8 +35,9 @@ type outPacket struct {
 	dt  *downTrack
 	pkt *rtp.Packet
 	at  time.Time // when the packet entered the fanout; for Discord audio, when the bridge received it
-	// discord marks Discord audio, which sendQueue.observe measures.
-	discord bool
+	// observe, when set, takes the time from at to the write (the
+	// fanout's, see fanout.observe).
+	observe func(time.Duration)
 }
 
 // sendQueue is one browser's bounded media queue, drained by one writer
@@ -46,20 +47,9 @@ type sendQueue struct {
 	dropped atomic.Uint64
 	// onWrite, when set, observes each written packet (benchmarks).
 	onWrite func(p outPacket)
-	// observe, when set, takes the latency of each written Discord audio
-	// packet (Options.ObserveDiscordAudio).
-	observe func(time.Duration)
 }
 
 func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
-
-// newDiscordObservedQueue is a browser's queue whose Discord audio
-// latency goes to observe (nil: not measured).
-func newDiscordObservedQueue(observe func(time.Duration)) *sendQueue {
-	q := newSendQueue(sendQueueLen)
-	q.observe = observe
-	return q
-}
 
 // push queues p without blocking; a full queue drops p.
 func (q *sendQueue) push(p outPacket) bool {
@@ -85,8 +75,8 @@ func (q *sendQueue) run(stop <-chan struct{}) {
 			// A write fails only when the subscriber's connection is
 			// closing; its own teardown reports that.
 			_ = p.dt.sink.WriteRTP(p.pkt)
-			if p.discord && q.observe != nil {
-				q.observe(time.Since(p.at))
+			if p.observe != nil {
+				p.observe(time.Since(p.at))
 			}
 			if q.onWrite != nil {
 				q.onWrite(p)
@@ -174,8 +164,9 @@ func (d *downTrack) Kind() webrtc.RTPCodecType { return d.local.Kind() }
 type fanout struct {
 	mu   sync.Mutex
 	subs atomic.Pointer[[]*downTrack]
-	// discord marks the fanout of a Discord user's audio.
-	discord bool
+	// observe, when set, takes each packet's latency once written to a
+	// subscriber: Options.ObserveDiscordAudio for Discord audio.
+	observe func(time.Duration)
 }
 
 // add subscribes dt.
@@ -225,7 +216,7 @@ func (f *fanout) list() []*downTrack {
 // queues were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
 	for _, dt := range f.list() {
-		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at, discord: f.discord}) {
+		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at, observe: f.observe}) {
 			dropped++
 		}
 	}
@@ -273,9 +264,11 @@ type discordSource struct {
 }
 
 // newDiscordSource starts the user's stream at the given random-looking
-// sequence number and timestamp (RFC 3550 §5.1 recommends random starts).
-func newDiscordSource(userID string, seq uint16, ts uint32) *discordSource {
-	return &discordSource{userID: userID, rw: opusRewriter{seq: seq, ts: ts}, fan: fanout{discord: true}}
+// sequence number and timestamp (RFC 3550 §5.1 recommends random starts);
+// observe (may be nil) takes each packet's latency from its arrival at the
+// bridge to its write toward a browser.
+func newDiscordSource(userID string, seq uint16, ts uint32, observe func(time.Duration)) *discordSource {
+	return &discordSource{userID: userID, rw: opusRewriter{seq: seq, ts: ts}, fan: fanout{observe: observe}}
 }
 
 // forward rewrites one Opus frame into an RTP packet and queues it to every

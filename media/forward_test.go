@@ -69,7 +69,7 @@ func TestSlowBrowserDoesNotStallOthers(t *testing.T) {
 	slowQ, fastQ := newSendQueue(8), newSendQueue(1024)
 	const n = 500
 	fast := &countingWriter{want: n, done: make(chan struct{})}
-	d := newDiscordSource("400", 0, 0)
+	d := newDiscordSource("400", 0, 0, nil)
 	d.fan.add(&downTrack{key: "slow", sink: blockingWriter{release}, q: slowQ})
 	d.fan.add(&downTrack{key: "fast", sink: fast, q: fastQ})
 	var wg sync.WaitGroup
@@ -156,7 +156,7 @@ func BenchmarkDiscordToBrowsers(b *testing.B) {
 	for _, n := range []int{1, 10, 50} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
-			d := newDiscordSource("400", 0, 0)
+			d := newDiscordSource("400", 0, 0, nil)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var remaining atomic.Int64

@@ -20,10 +20,11 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/opus"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/voicebridge/bridge/media/mediatest"
 )
 
 const (
@@ -381,35 +382,24 @@ func (b *browser) errorf(format string, args ...any) {
 }
 
 // loop is the browser's signaling goroutine, the polite peer of perfect
-// negotiation. Pion has no rollback, so the browser keeps its offer out of
-// the PeerConnection until the server answers it: dropping that pending
-// offer when the server's offer collides is the rollback.
+// negotiation (mediatest.Negotiator). In manual mode the test handles the
+// server's offers and answers itself and kicks applied when it set a
+// remote description.
 func (b *browser) loop() {
 	defer b.wg.Done()
-	var pending []webrtc.ICECandidateInit
-	var myOffer *webrtc.SessionDescription
-	flush := func() {
-		for _, c := range pending {
-			_ = b.pc.AddICECandidate(c)
-		}
-		pending = nil
-	}
+	neg := mediatest.NewNegotiator(b.pc, func(typ, sdp string) {
+		b.signal(map[string]any{"type": typ, "sdp": sdp})
+	})
 	for {
 		select {
 		case <-b.stop:
 			return
 		case <-b.applied:
-			flush()
+			neg.Flush()
 		case <-b.neg:
-			if b.pc.SignalingState() != webrtc.SignalingStateStable || myOffer != nil {
-				continue
+			if err := neg.Offer(); err != nil {
+				b.errorf("browser %s: %v", b.peer.id, err)
 			}
-			offer, err := b.pc.CreateOffer(nil)
-			if err != nil {
-				continue
-			}
-			myOffer = &offer
-			b.signal(map[string]any{"type": "offer", "sdp": offer.SDP})
 		case raw := <-b.peer.out:
 			var msg serverMsg
 			if err := json.Unmarshal(raw, &msg); err != nil {
@@ -417,67 +407,36 @@ func (b *browser) loop() {
 				continue
 			}
 			msg.raw = raw
+			var err error
 			switch msg.Type {
-			case "offer":
+			case "offer", "answer":
 				sdp := msg.SDP
 				b.lastSDP.Store(&sdp)
-				b.serverOffers.Add(1)
-				if b.manual {
+				if msg.Type == "offer" {
+					b.serverOffers.Add(1)
+				}
+				switch {
+				case b.manual:
 					b.offers <- msg
-					continue
+				case msg.Type == "offer":
+					err = neg.OnOffer(msg.SDP)
+				default:
+					err = neg.OnAnswer(msg.SDP)
 				}
-				if myOffer != nil { // collision: roll back, offer again later
-					myOffer = nil
-					kick(b.neg)
-				}
-				if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: msg.SDP}); err != nil {
-					b.errorf("set server offer: %v", err)
-					continue
-				}
-				flush()
-				answer, err := b.pc.CreateAnswer(nil)
-				if err == nil {
-					err = b.pc.SetLocalDescription(answer)
-				}
-				if err != nil {
-					b.errorf("answer: %v", err)
-					continue
-				}
-				b.signal(map[string]any{"type": "answer", "sdp": answer.SDP})
-			case "answer":
-				sdp := msg.SDP
-				b.lastSDP.Store(&sdp)
-				if b.manual {
-					b.offers <- msg
-					continue
-				}
-				if myOffer == nil {
-					b.errorf("browser %s: answer without an offer", b.peer.id)
-					continue
-				}
-				err := b.pc.SetLocalDescription(*myOffer)
-				myOffer = nil
-				if err == nil {
-					err = b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: msg.SDP})
-				}
-				if err != nil {
-					b.errorf("apply server answer: %v", err)
-				}
-				flush()
 			case "candidate":
-				if b.pc.RemoteDescription() == nil {
-					pending = append(pending, *msg.Candidate)
-					continue
-				}
-				if err := b.pc.AddICECandidate(*msg.Candidate); err != nil {
-					b.errorf("add server candidate: %v", err)
-				}
+				err = neg.OnCandidate(*msg.Candidate)
 			default:
 				select {
 				case b.msgs <- msg:
 				default:
 					b.errorf("browser %s: message queue full", b.peer.id)
 				}
+			}
+			if err != nil {
+				b.errorf("browser %s: %s: %v", b.peer.id, msg.Type, err)
+			}
+			if neg.OfferDue() {
+				kick(b.neg)
 			}
 		}
 	}
@@ -538,67 +497,20 @@ func (b *browser) waitTrack(streamID string) recvTrack {
 
 // ---- publishing helpers ----
 
-// audioPublisher sends Opus packets from a file every 20 ms with an RFC 6464
-// audio level the test controls.
-type audioPublisher struct {
-	level atomic.Uint32
-}
-
-func (b *browser) publishAudio(frames [][]byte, level uint8) *audioPublisher {
+// publishAudio adds a microphone (mediatest.PublishOpus) that loops
+// frames with the RFC 6464 audio level the test sets.
+func (b *browser) publishAudio(frames [][]byte, level uint8) *mediatest.Mic {
 	b.t.Helper()
-	track, err := webrtc.NewTrackLocalStaticRTP(opusCapability, "mic", "mic-"+b.peer.id)
+	mic, err := mediatest.PublishOpus(b.pc, "mic-"+b.peer.id, frames, level, b.stop, &b.wg)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	sender, err := b.pc.AddTrack(track)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	ap := &audioPublisher{}
-	ap.level.Store(uint32(level))
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
-				return
-			}
+	b.t.Cleanup(func() {
+		if err := mic.Err(); err != nil {
+			b.t.Error(err)
 		}
-	}()
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		var seq uint16
-		var ts uint32
-		for i := 0; ; i++ {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-			}
-			var extID uint8
-			for _, e := range sender.GetParameters().HeaderExtensions {
-				if e.URI == audioLevelURI {
-					extID = uint8(e.ID)
-				}
-			}
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts},
-				Payload: frames[i%len(frames)]}
-			if extID != 0 {
-				lv, _ := rtp.AudioLevelExtension{Level: uint8(ap.level.Load()), Voice: true}.Marshal()
-				if err := pkt.Header.SetExtension(extID, lv); err != nil {
-					b.t.Errorf("set extension: %v", err)
-				}
-			}
-			seq++
-			ts += opusFrameTicks
-			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-		}
-	}()
-	return ap
+	})
+	return mic
 }
 
 // publishVideo sends the IVF's VP8 frames at 15 fps, looping; a PLI makes

@@ -183,8 +183,8 @@ func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 	}
 
 	// Turn: b speaks, a goes quiet. The link switches to b and stays.
-	pa.level.Store(127)
-	pb.level.Store(20)
+	pa.SetLevel(127)
+	pb.SetLevel(20)
 	linkFrames(t, link, 1, set880)
 	got = linkFrames(t, link, 50, nil)
 	for i, f := range got {
@@ -194,8 +194,8 @@ func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 	}
 	assertTone(t, "b at the link", got, 880)
 	// And back to a.
-	pb.level.Store(127)
-	pa.level.Store(20)
+	pb.SetLevel(127)
+	pa.SetLevel(20)
 	linkFrames(t, link, 1, set440)
 	for i, f := range linkFrames(t, link, 20, nil) {
 		if !set440[string(f)] {

@@ -93,7 +93,7 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		m: m, room: r, sig: p, id: id, userID: p.UserID(), name: p.Name(),
 		log:        r.log.With("session", id, "user", p.UserID()),
 		pc:         pc,
-		q:          newDiscordObservedQueue(m.opts.ObserveDiscordAudio),
+		q:          newSendQueue(sendQueueLen),
 		sigIn:      make(chan clientMessage, sigQueueLen),
 		kickTracks: make(chan struct{}, 1),
 		kickNeg:    make(chan struct{}, 1),

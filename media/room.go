@@ -727,7 +727,7 @@ func (r *room) onDiscordFrame(f DiscordFrame, now time.Time) {
 	d := r.discord[f.UserID]
 	created, videoStarted := false, false
 	if d == nil {
-		d = newDiscordSource(f.UserID, uint16(rand.Uint32()), rand.Uint32())
+		d = newDiscordSource(f.UserID, uint16(rand.Uint32()), rand.Uint32(), r.m.opts.ObserveDiscordAudio)
 		r.discord[f.UserID] = d
 		for _, s := range r.sessions {
 			r.subscribeLocked(&d.fan, opusCapability, discordTrackID(d.userID), discordStreamID(d.userID), nil, s)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/voicebridge/bridge/gateway/discordtest"
 	bridgemedia "github.com/voicebridge/bridge/media"
+	"github.com/voicebridge/bridge/media/mediatest"
 	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
@@ -322,84 +323,37 @@ func (b *e2eBrowser) read() {
 	}
 }
 
-// loop owns the PeerConnection's signaling. Pion has no rollback, so the
-// browser's own offer stays out of the PeerConnection until the bridge
-// answers it; a colliding offer from the bridge (the impolite peer) simply
-// replaces it, and the browser offers again once stable (WebRTC 1.0 §10.7,
-// perfect negotiation).
+// loop owns the PeerConnection's signaling: the polite peer of perfect
+// negotiation (mediatest.Negotiator), the bridge being the impolite one.
 func (b *e2eBrowser) loop() {
 	defer b.wg.Done()
-	var mine *webrtc.SessionDescription
-	var pending []webrtc.ICECandidateInit
-	again := false
-	flush := func() {
-		for _, c := range pending {
-			_ = b.pc.AddICECandidate(c)
-		}
-		pending = nil
-	}
+	neg := mediatest.NewNegotiator(b.pc, func(typ, sdp string) {
+		_ = b.send(map[string]any{"type": typ, "sdp": sdp})
+	})
 	for {
 		select {
 		case <-b.stop:
 			return
 		case <-b.neg:
-			if mine != nil || b.pc.SignalingState() != webrtc.SignalingStateStable {
-				again = true
-				continue
+			if err := neg.Offer(); err != nil {
+				b.errorf("%v", err)
 			}
-			offer, err := b.pc.CreateOffer(nil)
-			if err != nil {
-				b.errorf("create offer: %v", err)
-				continue
-			}
-			mine = &offer
-			_ = b.send(map[string]any{"type": "offer", "sdp": offer.SDP})
 		case m := <-b.sig:
 			switch m.Type {
 			case "offer":
-				if mine != nil { // collision: the bridge's offer wins
-					mine, again = nil, true
+				if err := neg.OnOffer(m.SDP); err != nil {
+					b.errorf("%v", err)
 				}
-				if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
-					b.errorf("set the bridge's offer: %v", err)
-					continue
-				}
-				flush()
-				answer, err := b.pc.CreateAnswer(nil)
-				if err == nil {
-					err = b.pc.SetLocalDescription(answer)
-				}
-				if err != nil {
-					b.errorf("answer: %v", err)
-					continue
-				}
-				_ = b.send(map[string]any{"type": "answer", "sdp": answer.SDP})
 			case "answer":
-				if mine == nil {
-					b.errorf("answer without an offer")
-					continue
+				if err := neg.OnAnswer(m.SDP); err != nil {
+					b.errorf("%v", err)
 				}
-				err := b.pc.SetLocalDescription(*mine)
-				mine = nil
-				if err == nil {
-					err = b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
-				}
-				if err != nil {
-					b.errorf("apply the bridge's answer: %v", err)
-				}
-				flush()
 			case "candidate":
-				if m.Candidate == nil {
-					continue
+				if m.Candidate != nil {
+					_ = neg.OnCandidate(*m.Candidate)
 				}
-				if b.pc.RemoteDescription() == nil {
-					pending = append(pending, *m.Candidate)
-					continue
-				}
-				_ = b.pc.AddICECandidate(*m.Candidate)
 			}
-			if again && mine == nil && b.pc.SignalingState() == webrtc.SignalingStateStable {
-				again = false
+			if neg.OfferDue() {
 				kick(b.neg)
 			}
 		}
@@ -527,60 +481,21 @@ func (b *e2eBrowser) waitPackets(ctx context.Context, rt *recvTrack, n int) {
 	b.waitFor(ctx, fmt.Sprintf("%d packets of %s", n, rt.remote.ID()), func() bool { return len(rt.pkts) >= n })
 }
 
-// opusPublisher is a browser's microphone: Opus frames every 20 ms with an
-// RFC 6464 audio level the test sets.
-type opusPublisher struct {
-	level atomic.Uint32
-}
-
-// publishOpus adds a microphone track that loops frames until the browser
-// closes.
-func (b *e2eBrowser) publishOpus(frames [][]byte, level uint8) *opusPublisher {
+// publishOpus adds a microphone (mediatest.PublishOpus) that loops frames
+// with the RFC 6464 audio level the test sets, and negotiates it.
+func (b *e2eBrowser) publishOpus(frames [][]byte, level uint8) *mediatest.Mic {
 	b.t.Helper()
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "mic-"+b.name)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	sender, err := b.pc.AddTrack(track)
+	mic, err := mediatest.PublishOpus(b.pc, "mic-"+b.name, frames, level, b.stop, &b.wg)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	kick(b.neg)
-	p := &opusPublisher{}
-	p.level.Store(uint32(level))
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
-				return
-			}
+	b.t.Cleanup(func() {
+		if err := mic.Err(); err != nil {
+			b.t.Error(err)
 		}
-	}()
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-			}
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * opusTicks)},
-				Payload: frames[i%len(frames)]}
-			for _, e := range sender.GetParameters().HeaderExtensions {
-				if e.URI == sdp.AudioLevelURI {
-					lv, _ := rtp.AudioLevelExtension{Level: uint8(p.level.Load()), Voice: true}.Marshal()
-					_ = pkt.Header.SetExtension(uint8(e.ID), lv)
-				}
-			}
-			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-		}
-	}()
-	return p
+	})
+	return mic
 }
 
 // vp8Publisher is a browser's camera. It sends the sample's frames at
@@ -978,8 +893,8 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 	checkTone(t, "the Discord member (ann speaking)", heardTone(0, 0), 1000)
 
 	swap := len(listener.ReceivedOpus(bot))
-	annMic.level.Store(silentLevel)
-	benMic.level.Store(loudLevel)
+	annMic.SetLevel(silentLevel)
+	benMic.SetLevel(loudLevel)
 	waitUntil(t, ctx, "the member hears one second of 440 Hz from the bot", func() bool { return len(heardTone(1, swap)) >= 50 })
 	checkTone(t, "the Discord member (ben speaking)", heardTone(1, swap), 440)
 
