@@ -114,6 +114,9 @@ func (c *rawClient) dial() {
 		for {
 			kind, data, err := ws.ReadMessage()
 			if err != nil {
+				// Without a Close frame the code is 1006 (RFC 6455
+				// §7.1.5), whether the read saw EOF or a reset.
+				c.closeCode = websocket.CloseAbnormalClosure
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
 					c.closeCode = ce.Code
