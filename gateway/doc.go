@@ -49,7 +49,7 @@
 // Rooms creates, ends and lists rooms through a discordgo Session that is
 // never opened. Its HTTP client rewrites discordgo's fixed
 // https://discord.com/api/v9 URLs to APIBase, so the same code talks to
-// Discord and to the emulator in gateway/discordtest. A 429 is retried
+// Discord and to the emulator in gateway/discordemu. A 429 is retried
 // once after retry_after, then reported as ErrRateLimited; 401/403 are
 // never retried.
 package gateway

@@ -13,8 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/voicebridge/bridge/emulator/discordemu"
 	"github.com/voicebridge/bridge/gateway"
-	"github.com/voicebridge/bridge/gateway/discordtest"
 )
 
 // scriptedGateway is a minimal gateway whose n-th connection runs
@@ -136,12 +136,12 @@ func TestOpsDuringHandshake(t *testing.T) {
 // identify interval even when the invalid-session wait is shorter, so the
 // emulator sees no identify faster than max_concurrency allows.
 func TestIdentifySpacing(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: 400 * time.Millisecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: 400 * time.Millisecond}, gateway.Options{})
 	f.open(t)
 	for range 2 {
 		before := f.emu.Stats().Identifies
 		f.emu.SendInvalidSession(false)
-		waitStats(t, f.emu, "a new session", func(s discordtest.Stats) bool { return s.Identifies > before && s.Connected })
+		waitStats(t, f.emu, "a new session", func(s discordemu.Stats) bool { return s.Identifies > before && s.Connected })
 	}
 	if st := f.emu.Stats(); st.IdentifyViolations != 0 || st.Identifies != 3 {
 		t.Fatalf("stats %+v", st)

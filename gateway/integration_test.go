@@ -15,8 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/voicebridge/bridge/emulator/discordemu"
 	"github.com/voicebridge/bridge/gateway"
-	"github.com/voicebridge/bridge/gateway/discordtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,15 +80,15 @@ func describe(evs []gateway.Event) []string {
 }
 
 type fixture struct {
-	emu    *discordtest.Server
+	emu    *discordemu.Server
 	client *gateway.Client
 	rec    *recorder
 	hc     *http.Client
 }
 
-func start(t *testing.T, eo discordtest.Options, co gateway.Options) *fixture {
+func start(t *testing.T, eo discordemu.Options, co gateway.Options) *fixture {
 	t.Helper()
-	emu, err := discordtest.Start(eo)
+	emu, err := discordemu.Start(eo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func (f *fixture) room(t *testing.T, name string) string {
 	return ch.ID
 }
 
-func waitStats(t *testing.T, emu *discordtest.Server, what string, cond func(discordtest.Stats) bool) {
+func waitStats(t *testing.T, emu *discordemu.Server, what string, cond func(discordemu.Stats) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -161,7 +161,7 @@ func waitStats(t *testing.T, emu *discordtest.Server, what string, cond func(dis
 // 4000). The session survives each, so OnEvent must receive exactly the
 // events a perfect observer would, once each, in order.
 func TestFaultsDeliverEveryEventOnce(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	rooms := []string{f.room(t, "a"), f.room(t, "b"), f.room(t, "c")}
 	var users []string
 	for i := range 8 {
@@ -183,7 +183,7 @@ func TestFaultsDeliverEveryEventOnce(t *testing.T) {
 		{"zombie", func() {
 			before := f.emu.Stats().Resumes
 			f.emu.SetHeartbeatACK(false)
-			waitStats(t, f.emu, "resume after zombie", func(s discordtest.Stats) bool { return s.Resumes > before })
+			waitStats(t, f.emu, "resume after zombie", func(s discordemu.Stats) bool { return s.Resumes > before })
 			f.emu.SetHeartbeatACK(true)
 		}},
 		{"op7", f.emu.SendReconnect},
@@ -192,7 +192,7 @@ func TestFaultsDeliverEveryEventOnce(t *testing.T) {
 	}
 	resumes := 0
 	live := func() {
-		waitStats(t, f.emu, "a resumed connection", func(s discordtest.Stats) bool { return s.Connected && s.Resumes >= resumes })
+		waitStats(t, f.emu, "a resumed connection", func(s discordemu.Stats) bool { return s.Connected && s.Resumes >= resumes })
 	}
 	for step := range 200 {
 		if step%40 == 20 {
@@ -275,10 +275,10 @@ func TestFaultsDeliverEveryEventOnce(t *testing.T) {
 // TestResumeUsesResumeGatewayURL: after a drop the client resumes on READY's
 // resume_gateway_url (a different path), with the same query parameters.
 func TestResumeUsesResumeGatewayURL(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	f.open(t)
 	f.emu.DropConnection()
-	waitStats(t, f.emu, "resume", func(s discordtest.Stats) bool { return s.Resumes == 1 && s.Connected })
+	waitStats(t, f.emu, "resume", func(s discordemu.Stats) bool { return s.Resumes == 1 && s.Connected })
 	conns := f.emu.Connections()
 	if len(conns) != 2 {
 		t.Fatalf("connections %+v", conns)
@@ -301,7 +301,7 @@ func TestResumeUsesResumeGatewayURL(t *testing.T) {
 // made while the client has none are never dispatched, yet after the new
 // Identify the client reports their net effect and matches the emulator.
 func TestInvalidSessionReconcile(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond},
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond},
 		gateway.Options{InvalidSessionWait: [2]time.Duration{700 * time.Millisecond, 800 * time.Millisecond}})
 	a, b := f.room(t, "a"), f.room(t, "b")
 	for i := 1; i <= 6; i++ {
@@ -375,7 +375,7 @@ func TestInvalidSessionReconcile(t *testing.T) {
 
 // TestFatalCloseStops: close 4004 is fatal: no reconnect, a clear reason.
 func TestFatalCloseStops(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	f.open(t)
 	f.emu.CloseWithCode(4004, "Authentication failed.")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -402,7 +402,7 @@ func TestFatalCloseStops(t *testing.T) {
 // TestBadTokenNeverConnects: a token the REST API rejects stops the client
 // before any gateway connection.
 func TestBadTokenNeverConnects(t *testing.T) {
-	f := start(t, discordtest.Options{IdentifyInterval: time.Nanosecond}, gateway.Options{Token: "wrong"})
+	f := start(t, discordemu.Options{IdentifyInterval: time.Nanosecond}, gateway.Options{Token: "wrong"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := f.client.Open(ctx); err != nil {
@@ -420,7 +420,7 @@ func TestBadTokenNeverConnects(t *testing.T) {
 // TestCloseKeepsSessionResumable: Close sends a close code other than
 // 1000/1001, so Discord keeps the session.
 func TestCloseKeepsSessionResumable(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	f.open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -430,7 +430,7 @@ func TestCloseKeepsSessionResumable(t *testing.T) {
 	if err := f.client.Close(ctx); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	waitStats(t, f.emu, "disconnect", func(s discordtest.Stats) bool { return !s.Connected })
+	waitStats(t, f.emu, "disconnect", func(s discordemu.Stats) bool { return !s.Connected })
 	conns := f.emu.Connections()
 	code := conns[len(conns)-1].CloseCode
 	if code == 1000 || code == 1001 || code < 4000 {
@@ -447,7 +447,7 @@ func TestCloseKeepsSessionResumable(t *testing.T) {
 // TestVoiceJoinSignals: op 4 joins and leaves; the bot's own voice state
 // and voice server updates reach the subscriber.
 func TestVoiceJoinSignals(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	room := f.room(t, "a")
 	f.open(t)
 	guild := f.emu.Options().GuildID
@@ -514,7 +514,7 @@ func newRooms(t *testing.T, f *fixture) *gateway.Rooms {
 	return r
 }
 
-func calls(emu *discordtest.Server, since int) []string {
+func calls(emu *discordemu.Server, since int) []string {
 	var out []string
 	for _, c := range emu.RESTCalls()[since:] {
 		if strings.Contains(c.Path, "/gateway") {
@@ -529,7 +529,7 @@ func calls(emu *discordtest.Server, since int) []string {
 // 429 that the service retries exactly once; a second 429 in a row is
 // ErrRateLimited.
 func TestRoomsRateLimitedOnce(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	f.open(t)
 	rooms := newRooms(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -591,7 +591,7 @@ func TestRoomsRateLimitedOnce(t *testing.T) {
 // TestEndRoomRefusesOtherChannels: channels outside the category are not
 // rooms; they are never deleted.
 func TestEndRoomRefusesOtherChannels(t *testing.T) {
-	f := start(t, discordtest.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	f.open(t)
 	rooms := newRooms(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -630,7 +630,7 @@ func TestEndRoomRefusesOtherChannels(t *testing.T) {
 // TestRoomsForbiddenNotRetried: a 403 (no MANAGE_CHANNELS) is reported at
 // once, never retried.
 func TestRoomsForbiddenNotRetried(t *testing.T) {
-	f := start(t, discordtest.Options{IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	f := start(t, discordemu.Options{IdentifyInterval: time.Nanosecond}, gateway.Options{})
 	rooms := newRooms(t, f)
 	f.emu.SetManageChannels(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

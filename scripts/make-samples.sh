@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Makes the media samples that voice/voicetest embeds: two Opus tones, a
+# Makes the media samples that emulator/voiceemu embeds: two Opus tones, a
 # short Opus speech clip and a VP8 test pattern. Needs Debian's sox,
 # opus-tools (opusenc), espeak-ng and ffmpeg. The outputs are committed,
 # so this only runs when a sample must change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=voice/voicetest/samples
+out=emulator/voiceemu/samples
 mkdir -p "$out"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/voice"
 	"github.com/voicebridge/bridge/voice/dave"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
 const (
@@ -19,7 +19,7 @@ const (
 // awaitE2EE waits until the bot and every member use the keys of the same
 // DAVE epoch (equal, non-empty privacy codes) and the bot has reported
 // that code in a PrivacyCodeChanged event. It returns the code.
-func awaitE2EE(t *testing.T, evs *eventLog, conn *voice.Conn, members ...*voicetest.Member) string {
+func awaitE2EE(t *testing.T, evs *eventLog, conn *voice.Conn, members ...*voiceemu.Member) string {
 	t.Helper()
 	var code string
 	eventually(t, "the bot and the members to share a privacy code", func() bool {
@@ -43,7 +43,7 @@ func awaitE2EE(t *testing.T, evs *eventLog, conn *voice.Conn, members ...*voicet
 
 // awaitNewCode is awaitE2EE for a code other than old: the group moved to
 // a new epoch.
-func awaitNewCode(t *testing.T, evs *eventLog, conn *voice.Conn, old string, members ...*voicetest.Member) string {
+func awaitNewCode(t *testing.T, evs *eventLog, conn *voice.Conn, old string, members ...*voiceemu.Member) string {
 	t.Helper()
 	eventually(t, "the privacy code to change", func() bool {
 		c := conn.PrivacyCode()
@@ -63,7 +63,7 @@ func isDigits(s string) bool {
 // same privacy code, and the emulator's relay never saw a plaintext Opus
 // frame.
 func TestDAVEToneEndToEnd(t *testing.T) {
-	r := join(t, voicetest.Options{RequireDAVE: true})
+	r := join(t, voiceemu.Options{RequireDAVE: true})
 	member := addMember(t, r.srv)
 	code := awaitE2EE(t, r.evs, r.conn, member)
 	if len(code) != dave.PrivacyCodeDigits || !isDigits(code) {
@@ -105,7 +105,7 @@ func TestDAVEToneEndToEnd(t *testing.T) {
 // frames keep reaching the member, and the privacy code follows the
 // epochs on both sides.
 func TestDAVEMembersJoinAndLeave(t *testing.T) {
-	r := join(t, voicetest.Options{RequireDAVE: true})
+	r := join(t, voiceemu.Options{RequireDAVE: true})
 	talker := addMember(t, r.srv)
 	code1 := awaitE2EE(t, r.evs, r.conn, talker)
 
@@ -139,7 +139,7 @@ func TestDAVEMembersJoinAndLeave(t *testing.T) {
 		got = append(got, fs...)
 	}
 	phase("before the join")
-	joiner, err := r.srv.AddMember(voicetest.MemberOptions{UserID: member2ID, GuildID: guildID, ChannelID: channelID})
+	joiner, err := r.srv.AddMember(voiceemu.MemberOptions{UserID: member2ID, GuildID: guildID, ChannelID: channelID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestDAVEMembersJoinAndLeave(t *testing.T) {
 // and its Welcome (op 30) is corrupted; it answers op 31 with a new key
 // package, is added again, and the call becomes end-to-end encrypted.
 func TestDAVEInvalidWelcomeRecovers(t *testing.T) {
-	srv := startServer(t, voicetest.Options{RequireDAVE: true})
+	srv := startServer(t, voiceemu.Options{RequireDAVE: true})
 	member := addMember(t, srv)
 	srv.CorruptNextWelcome(botID)
 	sig := newSignaler(srv)
@@ -227,7 +227,7 @@ func TestDAVEInvalidWelcomeRecovers(t *testing.T) {
 // cleared, then set again with the member, audio flows encrypted, and the
 // DAVE counters of the first session are kept.
 func TestDAVENewSessionNewGroup(t *testing.T) {
-	r := join(t, voicetest.Options{RequireDAVE: true})
+	r := join(t, voiceemu.Options{RequireDAVE: true})
 	member := addMember(t, r.srv)
 	code1 := awaitE2EE(t, r.evs, r.conn, member)
 	sendAndHearFrom(t, r.conn, member)
@@ -257,7 +257,7 @@ func TestDAVENewSessionNewGroup(t *testing.T) {
 }
 
 // sendAndHearFrom checks that the bot's audio reaches member, decrypted.
-func sendAndHearFrom(t *testing.T, conn *voice.Conn, member *voicetest.Member) {
+func sendAndHearFrom(t *testing.T, conn *voice.Conn, member *voiceemu.Member) {
 	t.Helper()
 	heard := make(chan []byte, 1)
 	member.OnOpus(func(from string, f []byte) {
@@ -294,7 +294,7 @@ func sendAndHearFrom(t *testing.T, conn *voice.Conn, member *voicetest.Member) {
 // code, and audio still reaches the member. When that client leaves, the
 // call upgrades again to a new group with a new code.
 func TestDAVEDowngradeAndUpgrade(t *testing.T) {
-	r := join(t, voicetest.Options{})
+	r := join(t, voiceemu.Options{})
 	member := addMember(t, r.srv)
 	code1 := awaitE2EE(t, r.evs, r.conn, member)
 

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/voice"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
-func addMember(t *testing.T, srv *voicetest.Server) *voicetest.Member {
+func addMember(t *testing.T, srv *voiceemu.Server) *voiceemu.Member {
 	t.Helper()
-	m, err := srv.AddMember(voicetest.MemberOptions{UserID: memberID, GuildID: guildID, ChannelID: channelID})
+	m, err := srv.AddMember(voiceemu.MemberOptions{UserID: memberID, GuildID: guildID, ChannelID: channelID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func memberStream(t *testing.T, c *voice.Conn, kind voice.MediaKind) voice.Strea
 // duplication on the way to the bot and checks the receiver's counts
 // against what the emulator injected.
 func TestLossReorderDuplicateCounts(t *testing.T) {
-	r := join(t, voicetest.Options{Seed: 7})
+	r := join(t, voiceemu.Options{Seed: 7})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
 	// Counts are about the network: media starts once both ends hold the
@@ -136,7 +136,7 @@ func TestLossReorderDuplicateCounts(t *testing.T) {
 // resumes the same session and the audio it receives has no gap over
 // 200 ms (by RTP timestamps and sequence numbers).
 func TestResumeAfterSocketDrop(t *testing.T) {
-	r := join(t, voicetest.Options{HeartbeatInterval: 300 * time.Millisecond})
+	r := join(t, voiceemu.Options{HeartbeatInterval: 300 * time.Millisecond})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
 	code := awaitE2EE(t, r.evs, r.conn, member)
@@ -212,7 +212,7 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 // TestZombieConnectionResumes stops heartbeat ACKs: the client must see a
 // zombie connection and resume.
 func TestZombieConnectionResumes(t *testing.T) {
-	r := join(t, voicetest.Options{HeartbeatInterval: 100 * time.Millisecond})
+	r := join(t, voiceemu.Options{HeartbeatInterval: 100 * time.Millisecond})
 	r.srv.SetHeartbeatACK(false)
 	i := r.evs.await(t, 0, "resuming", isState(voice.StateResuming))
 	r.srv.SetHeartbeatACK(true)
@@ -234,7 +234,7 @@ func TestCloseCodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimSpace(c.wantText), func(t *testing.T) {
-			r := join(t, voicetest.Options{})
+			r := join(t, voiceemu.Options{})
 			r.srv.CloseSession(botID, c.code)
 			i := r.evs.await(t, 0, "final event", func(ev voice.Event) bool {
 				switch e := ev.(type) {
@@ -279,7 +279,7 @@ func TestCloseCodes(t *testing.T) {
 // TestSessionInvalidStartsNewSession: 4006 must not resume; the client
 // asks the main gateway again (op 4) and identifies a new session.
 func TestSessionInvalidStartsNewSession(t *testing.T) {
-	r := join(t, voicetest.Options{})
+	r := join(t, voiceemu.Options{})
 	r.srv.CloseSession(botID, 4006)
 	i := r.evs.await(t, 0, "reconnecting", isState(voice.StateReconnecting))
 	r.evs.await(t, i, "connected", isState(voice.StateConnected))
@@ -318,7 +318,7 @@ func sendAndHear(t *testing.T, r *rig) {
 }
 
 func TestDAVERequiredFailsJoin(t *testing.T) {
-	srv := startServer(t, voicetest.Options{RequireDAVE: true})
+	srv := startServer(t, voiceemu.Options{RequireDAVE: true})
 	sig := newSignaler(srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -336,7 +336,7 @@ func TestDAVERequiredFailsJoin(t *testing.T) {
 // TestServerMove: a new VOICE_SERVER_UPDATE moves the connection to the
 // new server as a new session; a null endpoint waits for the next.
 func TestServerMove(t *testing.T) {
-	r := join(t, voicetest.Options{})
+	r := join(t, voiceemu.Options{})
 	r.sig.move(true)
 	i := r.evs.await(t, 0, "waiting for server", isState(voice.StateWaitingForServer))
 	r.sig.move(false)
@@ -348,13 +348,13 @@ func TestServerMove(t *testing.T) {
 // TestVP8FromMember: VP8 frames from a member arrive byte-identical, key
 // frames flagged; the bot's own VP8 reaches the member the same way.
 func TestVP8BothWays(t *testing.T) {
-	r := join(t, voicetest.Options{})
+	r := join(t, voiceemu.Options{})
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
 	// Frames are sent once both ends hold the epoch's keys; before that the
 	// client drops video it cannot encrypt.
 	awaitE2EE(t, r.evs, r.conn, member)
-	frames, err := voicetest.LoadVP8Sample("testpattern")
+	frames, err := voiceemu.LoadVP8Sample("testpattern")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func (x *xorSeam) DecryptFrame(dst []byte, user string, kind voice.MediaKind, fr
 }
 
 func TestFrameSeam(t *testing.T) {
-	srv := startServer(t, voicetest.Options{})
+	srv := startServer(t, voiceemu.Options{})
 	member := addMember(t, srv)
 	heard := make(chan []byte, 1)
 	member.OnOpus(func(from string, f []byte) {
@@ -503,7 +503,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // TestRTCPCountedNotDelivered: the emulator's sender and receiver reports
 // authenticate and are counted, and never surface as media frames.
 func TestRTCPCountedNotDelivered(t *testing.T) {
-	r := join(t, voicetest.Options{RTCPInterval: 50 * time.Millisecond})
+	r := join(t, voiceemu.Options{RTCPInterval: 50 * time.Millisecond})
 	member := addMember(t, r.srv)
 	if err := member.SendOpus([]byte{0xfc, 1, 2}); err != nil {
 		t.Fatal(err)
@@ -524,7 +524,7 @@ func TestRTCPCountedNotDelivered(t *testing.T) {
 // to resume, then (backing off) a new session, and after MaxReconnects
 // stops with an error.
 func TestGivesUpWhenServerGone(t *testing.T) {
-	srv := startServer(t, voicetest.Options{})
+	srv := startServer(t, voiceemu.Options{})
 	sig := newSignaler(srv)
 	c := voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
 		Logger: testLogger(t), JoinTimeout: 2 * time.Second, MaxReconnects: 2})
@@ -555,7 +555,7 @@ func TestGivesUpWhenServerGone(t *testing.T) {
 // TestKickedByMainGateway: a VOICE_STATE_UPDATE with no channel (a
 // moderator disconnected the bot) ends the connection with Left.
 func TestKickedByMainGateway(t *testing.T) {
-	r := join(t, voicetest.Options{})
+	r := join(t, voiceemu.Options{})
 	r.sig.mu.Lock()
 	r.sig.pushLocked(voice.VoiceUpdate{SessionID: "sess-1"})
 	r.sig.mu.Unlock()

@@ -14,8 +14,8 @@ import (
 	"github.com/pion/opus"
 	"go.uber.org/goleak"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/voice"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,7 +30,7 @@ const (
 // fakeSignaler plays the main gateway: op 4 allocates a session on the
 // emulator and answers with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE.
 type fakeSignaler struct {
-	srv *voicetest.Server
+	srv *voiceemu.Server
 	// user is the joining user's id; "" means botID.
 	user string
 
@@ -41,7 +41,7 @@ type fakeSignaler struct {
 	session int
 }
 
-func newSignaler(srv *voicetest.Server) *fakeSignaler {
+func newSignaler(srv *voiceemu.Server) *fakeSignaler {
 	return &fakeSignaler{srv: srv, subs: map[chan voice.VoiceUpdate]bool{}}
 }
 
@@ -121,16 +121,16 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 type rig struct {
-	srv  *voicetest.Server
+	srv  *voiceemu.Server
 	sig  *fakeSignaler
 	conn *voice.Conn
 	evs  *eventLog
 }
 
-func startServer(t *testing.T, o voicetest.Options) *voicetest.Server {
+func startServer(t *testing.T, o voiceemu.Options) *voiceemu.Server {
 	t.Helper()
 	o.Logger = testLogger(t)
-	srv, err := voicetest.Start(o)
+	srv, err := voiceemu.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,13 +138,13 @@ func startServer(t *testing.T, o voicetest.Options) *voicetest.Server {
 	return srv
 }
 
-func newClient(t *testing.T, srv *voicetest.Server, sig voice.Signaler) *voice.Client {
+func newClient(t *testing.T, srv *voiceemu.Server, sig voice.Signaler) *voice.Client {
 	return voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
 		Logger: testLogger(t), JoinTimeout: 5 * time.Second})
 }
 
 // join starts the bot in the channel; the connection is closed at cleanup.
-func join(t *testing.T, o voicetest.Options) *rig {
+func join(t *testing.T, o voiceemu.Options) *rig {
 	t.Helper()
 	srv := startServer(t, o)
 	sig := newSignaler(srv)
@@ -245,7 +245,7 @@ func isState(s voice.State) func(voice.Event) bool {
 
 func loadOpus(t *testing.T, name string) [][]byte {
 	t.Helper()
-	f, err := voicetest.LoadOpusSample(name)
+	f, err := voiceemu.LoadOpusSample(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +340,8 @@ func TestToneBothWaysEveryMode(t *testing.T) {
 	for _, mode := range voice.Modes() {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, voicetest.Options{Modes: []string{string(mode)}})
-			member, err := srv.AddMember(voicetest.MemberOptions{UserID: memberID, GuildID: guildID, ChannelID: channelID})
+			srv := startServer(t, voiceemu.Options{Modes: []string{string(mode)}})
+			member, err := srv.AddMember(voiceemu.MemberOptions{UserID: memberID, GuildID: guildID, ChannelID: channelID})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -388,7 +388,7 @@ func (r toneResult) String() string {
 // arrive each way, byte-identical at the member (so any encryption in
 // between was undone exactly), decoding to the tone that was sent (±2%),
 // attributed to the right user and in sequence order at the bot.
-func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *voicetest.Member) toneResult {
+func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *voiceemu.Member) toneResult {
 	t.Helper()
 	tone1000 := loadOpus(t, "tone-1000")
 	tone440 := loadOpus(t, "tone-440")

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator"
 	"github.com/voicebridge/bridge/gateway"
-	"github.com/voicebridge/bridge/gateway/discordtest"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/web"
@@ -23,7 +23,7 @@ type app struct {
 	cfg *Config
 	log *slog.Logger
 
-	demo  *discordtest.Demo // the embedded default's emulated Discord
+	demo  *emulator.Demo // the embedded default's emulated Discord
 	gw    *gateway.Client
 	hub   *hub.Hub
 	media *media.Manager
@@ -41,7 +41,7 @@ const (
 // tuning adjusts the parts' timings and the emulator; the zero value is
 // production's. Tests shorten heartbeats and backoffs with it.
 type tuning struct {
-	demo    discordtest.DemoOptions
+	demo    emulator.DemoOptions
 	gateway func(*gateway.Options)
 	media   func(*media.Options)
 }
@@ -62,7 +62,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if cfg.Embedded {
 		demoOpts := tune.demo
 		demoOpts.Logger = log
-		a.demo, err = discordtest.StartDemo(demoOpts)
+		a.demo, err = emulator.StartDemo(demoOpts)
 		if err != nil {
 			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
 		}

@@ -28,12 +28,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator"
+
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 	"github.com/pion/opus"
 	"go.uber.org/goleak"
 
-	"github.com/voicebridge/bridge/gateway/discordtest"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/web"
@@ -355,8 +356,8 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 
 	p.join("Lobby")
 	joined := time.Now()
-	talker := "discord-" + discordtest.DemoTalkerID
-	echo := "discord-" + discordtest.DemoEchoID
+	talker := "discord-" + emulator.DemoTalkerID
+	echo := "discord-" + emulator.DemoEchoID
 
 	// (1) Within 10 s: Ada's audio arrives and is played (energy grows).
 	budget := func() time.Duration { return 10*time.Second - time.Since(joined) }
@@ -374,7 +375,7 @@ func TestBrowserCallWithDiscordMembers(t *testing.T) {
 
 	// The camera member's VP8 test pattern comes through Discord's path
 	// (voice emulator, our voice client, media) and is decoded.
-	camera := "discord-" + discordtest.DemoCameraID
+	camera := "discord-" + emulator.DemoCameraID
 	b, a = p.waitGrowth("camera member's video", camera, "video", "framesDecoded", 10*time.Second)
 	t.Logf("camera member framesDecoded %v -> %v", b, a)
 
@@ -739,7 +740,7 @@ func TestBrowserHubDropAndExpiry(t *testing.T) {
 	p := &page{t: t, ctx: startBrowser(t), name: "dana"}
 	p.signIn(front.URL, "dana")
 	p.join("Lobby")
-	talker := "discord-" + discordtest.DemoTalkerID
+	talker := "discord-" + emulator.DemoTalkerID
 	p.waitGrowth("talker packets", talker, "audio", "packetsReceived", 10*time.Second)
 
 	if n := ws.cut(0, ""); n != 1 {

@@ -14,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator"
+
 	"github.com/bwmarrin/discordgo"
 	"github.com/gorilla/websocket"
 
-	"github.com/voicebridge/bridge/gateway/discordtest"
+	"github.com/voicebridge/bridge/emulator/discordemu"
 )
 
 // TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults is the issue's
@@ -82,7 +84,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 		{"zombie", func() {
 			before := emu.Stats().Connections
 			emu.SetHeartbeatACK(false)
-			if err := emu.WaitFor(ctx, func(s discordtest.Stats) bool { return s.Connections > before }); err != nil {
+			if err := emu.WaitFor(ctx, func(s discordemu.Stats) bool { return s.Connections > before }); err != nil {
 				t.Fatal("the bridge did not leave a zombie connection:", err)
 			}
 			emu.SetHeartbeatACK(true)
@@ -109,7 +111,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 		if step%20 == 10 {
 			// Each fault hits a live connection: the previous one has
 			// been recovered from (while the steps since went on).
-			if err := emu.WaitFor(ctx, func(s discordtest.Stats) bool { return s.Connected && s.Connections > conns }); err != nil && step > 10 {
+			if err := emu.WaitFor(ctx, func(s discordemu.Stats) bool { return s.Connected && s.Connections > conns }); err != nil && step > 10 {
 				t.Fatalf("step %d: the bridge did not reconnect after the previous fault: %v", step, err)
 			}
 			conns = emu.Stats().Connections
@@ -118,7 +120,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 			f.do()
 		}
 	}
-	if err := emu.WaitFor(ctx, func(s discordtest.Stats) bool { return s.Connected && s.Connections > conns }); err != nil {
+	if err := emu.WaitFor(ctx, func(s discordemu.Stats) bool { return s.Connected && s.Connections > conns }); err != nil {
 		t.Fatal("the bridge did not reconnect after the last fault:", err)
 	}
 	statsBefore := emu.Stats()
@@ -163,7 +165,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 			where[u] = ""
 		}
 	}
-	if err := emu.WaitFor(ctx, func(s discordtest.Stats) bool { return s.Identifies > identifies }); err != nil {
+	if err := emu.WaitFor(ctx, func(s discordemu.Stats) bool { return s.Identifies > identifies }); err != nil {
 		t.Fatal("no re-identify after op 9 d:false:", err)
 	}
 	truth := func() map[string]string {
@@ -242,7 +244,7 @@ func viewFrom(t testing.TB, c *hubClient) map[string]string {
 
 func mapsEqual(a, b map[string]string) bool {
 	// Demo members were in voice before any client connected.
-	for _, id := range []string{discordtest.DemoTalkerID, discordtest.DemoCameraID, discordtest.DemoEchoID} {
+	for _, id := range []string{emulator.DemoTalkerID, emulator.DemoCameraID, emulator.DemoEchoID} {
 		delete(b, id)
 	}
 	if len(a) != len(b) {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator"
+
 	"github.com/gorilla/websocket"
 	"github.com/pion/interceptor"
 	"github.com/pion/opus"
@@ -25,10 +27,9 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
-	"github.com/voicebridge/bridge/gateway/discordtest"
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	bridgemedia "github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/media/mediatest"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
 // The end-to-end media tests: pion PeerConnections in the test process play
@@ -509,7 +510,7 @@ type vp8Publisher struct {
 }
 
 // publishVP8 adds a camera track that sends frames until the browser closes.
-func (b *e2eBrowser) publishVP8(frames []voicetest.VideoFrame) *vp8Publisher {
+func (b *e2eBrowser) publishVP8(frames []voiceemu.VideoFrame) *vp8Publisher {
 	b.t.Helper()
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "cam-"+b.name)
 	if err != nil {
@@ -704,10 +705,10 @@ func payloads(pkts []recvPacket) [][]byte {
 // addDiscordMember puts a simulated member into a voice channel of the
 // emulated guild: a guild member with a voice state, and a voice emulator
 // member that sends and hears.
-func addDiscordMember(t testing.TB, ta *testApp, userID, name, channelID string) *voicetest.Member {
+func addDiscordMember(t testing.TB, ta *testApp, userID, name, channelID string) *voiceemu.Member {
 	t.Helper()
 	ta.demo.Discord.AddMember(userID, name)
-	m, err := ta.demo.Voice.AddMember(voicetest.MemberOptions{UserID: userID, GuildID: ta.demo.Discord.Options().GuildID, ChannelID: channelID})
+	m, err := ta.demo.Voice.AddMember(voiceemu.MemberOptions{UserID: userID, GuildID: ta.demo.Discord.Options().GuildID, ChannelID: channelID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,7 +738,7 @@ func newVoiceRoom(t testing.TB, ctx context.Context, ta *testApp, name string) s
 }
 
 // playTone plays frames as a member, looping, until the test ends.
-func playTone(t testing.TB, m *voicetest.Member, frames [][]byte) {
+func playTone(t testing.TB, m *voiceemu.Member, frames [][]byte) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -750,7 +751,7 @@ func playTone(t testing.TB, m *voicetest.Member, frames [][]byte) {
 
 func loadOpus(t testing.TB, name string) [][]byte {
 	t.Helper()
-	frames, err := voicetest.LoadOpusSample(name)
+	frames, err := voiceemu.LoadOpusSample(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -959,7 +960,7 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 	ta, ctx := startMediaE2E(t, mediaTuning())
 	room := newVoiceRoom(t, ctx, ta, "video-room")
-	pattern, err := voicetest.LoadVP8Sample("testpattern")
+	pattern, err := voiceemu.LoadVP8Sample("testpattern")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1070,7 +1071,7 @@ func TestMediaE2ELifecycleAndErrors(t *testing.T) {
 	}
 	ben := newE2EBrowser(t, ta, "ben", browserOptions{})
 	ben.join(ctx, lobby)
-	talk := "discord-" + discordtest.DemoTalkerID
+	talk := "discord-" + emulator.DemoTalkerID
 	annTalk := ann.track(ctx, talk, webrtc.RTPCodecTypeAudio)
 	benTalk := ben.track(ctx, talk, webrtc.RTPCodecTypeAudio)
 	ben.waitPackets(ctx, benTalk, 5)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/voice/dave"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
 const emuGuild = "1000000000000000009"
@@ -18,7 +18,7 @@ const emuGuild = "1000000000000000009"
 // talker is a simulated member of the call that sends a numbered Opus
 // frame every 20 ms and records which of its frames went out.
 type talker struct {
-	m     *voicetest.Member
+	m     *voiceemu.Member
 	tag   byte
 	davey *daveyEngine // nil for our dave.Session
 
@@ -52,7 +52,7 @@ func (tk *talker) talk(ctx context.Context, wg *sync.WaitGroup) {
 		case <-tick.C:
 		}
 		err := tk.m.SendOpus(frame(tk.tag, i))
-		if errors.Is(err, voicetest.ErrClosed) {
+		if errors.Is(err, voiceemu.ErrClosed) {
 			return
 		}
 		if err == nil {
@@ -121,7 +121,7 @@ func TestEmulatorCallWithDavey(t *testing.T) {
 }
 
 func emulatorCall(t *testing.T, daveyAt [3]bool) {
-	srv, err := voicetest.Start(voicetest.Options{RequireDAVE: true})
+	srv, err := voiceemu.Start(voiceemu.Options{RequireDAVE: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func emulatorCall(t *testing.T, daveyAt [3]bool) {
 	join := func(k int) *talker {
 		t.Helper()
 		tk := &talker{tag: byte('A' + k), sent: map[int]bool{}}
-		o := voicetest.MemberOptions{UserID: ids[k], GuildID: emuGuild, ChannelID: channelID}
+		o := voiceemu.MemberOptions{UserID: ids[k], GuildID: emuGuild, ChannelID: channelID}
 		if daveyAt[k] {
 			tk.davey = newDaveyEngine(startPeer(t), ids[k], channelID)
 			o.DAVE = tk.davey

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/voice/dave"
-	"github.com/voicebridge/bridge/voice/voicetest"
 )
 
-// daveyEngine is a davey DAVESession behind voicetest.MemberDAVE, so that
+// daveyEngine is a davey DAVESession behind voiceemu.MemberDAVE, so that
 // a simulated member of the voice emulator runs davey instead of our
 // dave.Session. The MLS group and the frame crypto are davey's; what this
 // adapter adds is the voice-gateway layer @discordjs/voice wraps around
@@ -309,4 +309,4 @@ func (e *daveyEngine) DecryptFrame(dst []byte, userID string, kind dave.MediaKin
 	return append(dst, out...), nil
 }
 
-var _ voicetest.MemberDAVE = (*daveyEngine)(nil)
+var _ voiceemu.MemberDAVE = (*daveyEngine)(nil)

@@ -1,0 +1,229 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/voicebridge/bridge/emulator/discordemu"
+	"github.com/voicebridge/bridge/emulator/voiceemu"
+)
+
+// Demo is the whole emulated Discord of the embedded default: the gateway
+// and REST emulator, the voice emulator wired to it, a "Lobby" room and
+// simulated members in it who talk, show video and echo what they hear.
+type Demo struct {
+	Discord *discordemu.Server
+	Voice   *voiceemu.Server
+	Lobby   *discordgo.Channel
+
+	// Talker, Camera and Echo are the simulated members in the Lobby.
+	Talker, Camera, Echo *voiceemu.Member
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// DemoOptions configures StartDemo. Discord.Voice is set by StartDemo.
+type DemoOptions struct {
+	Discord discordemu.Options
+	Voice   voiceemu.Options
+	// EchoDelay is how long the echo member waits before playing back
+	// what it heard; default 1 s.
+	EchoDelay time.Duration
+	Logger    *slog.Logger
+}
+
+// Simulated members of the demo, by user id.
+const (
+	DemoTalkerID = "400000000000000001"
+	DemoCameraID = "400000000000000002"
+	DemoEchoID   = "400000000000000003"
+)
+
+// StartDemo starts both emulators and populates the Lobby. The members play
+// until Close.
+func StartDemo(opts DemoOptions) (d *Demo, err error) {
+	if opts.EchoDelay <= 0 {
+		opts.EchoDelay = time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Voice.Logger == nil {
+		opts.Voice.Logger = log.With("part", "voice-emulator")
+	}
+	if opts.Discord.Logger == nil {
+		opts.Discord.Logger = log.With("part", "discord-emulator")
+	}
+	speech, err := voiceemu.LoadOpusSample("speech")
+	if err != nil {
+		return nil, err
+	}
+	pattern, err := voiceemu.LoadVP8Sample("testpattern")
+	if err != nil {
+		return nil, err
+	}
+
+	d = &Demo{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.Voice, err = voiceemu.Start(opts.Voice); err != nil {
+		return nil, fmt.Errorf("voice emulator: %w", err)
+	}
+	opts.Discord.Voice = d.Voice
+	if d.Discord, err = discordemu.Start(opts.Discord); err != nil {
+		return nil, fmt.Errorf("discord emulator: %w", err)
+	}
+	o := d.Discord.Options()
+	if d.Lobby, err = d.Discord.CreateChannel("Lobby", int(discordgo.ChannelTypeGuildVoice), o.CategoryID); err != nil {
+		return nil, err
+	}
+	add := func(id, name string) (*voiceemu.Member, error) {
+		d.Discord.AddMember(id, name)
+		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID})
+		if err != nil {
+			return nil, err
+		}
+		return m, d.Discord.SetVoiceState(id, d.Lobby.ID)
+	}
+	if d.Talker, err = add(DemoTalkerID, "Ada (talks)"); err != nil {
+		return nil, err
+	}
+	if d.Camera, err = add(DemoCameraID, "Test Pattern"); err != nil {
+		return nil, err
+	}
+	if d.Echo, err = add(DemoEchoID, "Echo"); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.wg.Add(3)
+	go d.talk(ctx, speech)
+	go d.showVideo(ctx, pattern)
+	queue, dropped := d.listen()
+	go d.echo(ctx, queue, dropped, opts.EchoDelay, log)
+	return d, nil
+}
+
+// talk plays the speech clip, pauses a second, and starts again.
+func (d *Demo) talk(ctx context.Context, speech [][]byte) {
+	defer d.wg.Done()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		d.Talker.PlayOpus(ctx, speech, false)
+		for range 5 {
+			_ = d.Talker.SendOpus(silenceFrame)
+		}
+		pause.Reset(time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
+	}
+}
+
+// showVideo loops the test pattern at its 15 frames per second.
+func (d *Demo) showVideo(ctx context.Context, frames []voiceemu.VideoFrame) {
+	defer d.wg.Done()
+	const interval = time.Second / 15
+	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		f := frames[n%len(frames)]
+		_ = d.Camera.SendVP8(f.Data, f.Keyframe)
+		// Absolute deadlines: the pace does not drift with send time.
+		t.Reset(time.Until(start.Add(time.Duration(n+1) * interval)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// silenceFrame is Opus's 20 ms silence frame.
+var silenceFrame = []byte{0xF8, 0xFF, 0xFE}
+
+// heardFrame is a frame the echo member heard, and when.
+type heardFrame struct {
+	at    time.Time
+	frame []byte
+}
+
+// listen makes the echo member queue every frame it hears from a
+// participant that is not simulated. The queue is bounded (10 s of
+// frames): when playback falls that far behind, new frames are dropped.
+func (d *Demo) listen() (<-chan heardFrame, *atomic.Int64) {
+	queue := make(chan heardFrame, 500)
+	dropped := new(atomic.Int64)
+	simulated := map[string]bool{DemoTalkerID: true, DemoCameraID: true, DemoEchoID: true}
+	d.Echo.OnOpus(func(from string, frame []byte) {
+		if simulated[from] {
+			return
+		}
+		select {
+		case queue <- heardFrame{time.Now(), frame}:
+		default:
+			dropped.Add(1)
+		}
+	})
+	return queue, dropped
+}
+
+// echo plays back what the echo member heard, delay later.
+func (d *Demo) echo(ctx context.Context, queue <-chan heardFrame, dropped *atomic.Int64, delay time.Duration, log *slog.Logger) {
+	defer d.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if n := dropped.Load(); n > 0 {
+				log.Debug("echo dropped frames", "count", n)
+			}
+			return
+		case h := <-queue:
+			t.Reset(time.Until(h.at.Add(delay)))
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := d.Echo.SendOpus(h.frame); err != nil && !errors.Is(err, voiceemu.ErrClosed) {
+				log.Debug("echo send", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops the members and both emulators; it is idempotent and waits.
+func (d *Demo) Close() {
+	d.once.Do(func() {
+		if d.cancel != nil {
+			d.cancel()
+		}
+		d.wg.Wait()
+		if d.Discord != nil {
+			d.Discord.Close()
+		}
+		if d.Voice != nil {
+			d.Voice.Close()
+		}
+	})
+}

@@ -1,0 +1,685 @@
+package discordemu
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Gateway opcodes (developers/topics/opcodes-and-status-codes.mdx "Gateway
+// Opcodes").
+const (
+	opDispatch            = 0
+	opHeartbeat           = 1
+	opIdentify            = 2
+	opPresenceUpdate      = 3
+	opVoiceStateUpdate    = 4
+	opResume              = 6
+	opReconnect           = 7
+	opRequestGuildMembers = 8
+	opInvalidSession      = 9
+	opHello               = 10
+	opHeartbeatACK        = 11
+	opRequestSoundboard   = 31
+	opRequestChannelInfo  = 43
+)
+
+// Gateway close codes ("Gateway Close Event Codes").
+const (
+	closeUnknownError         = 4000
+	closeUnknownOpcode        = 4001
+	closeDecodeError          = 4002
+	closeNotAuthenticated     = 4003
+	closeAuthenticationFailed = 4004
+	closeAlreadyAuthenticated = 4005
+	closeInvalidSeq           = 4007
+	closeRateLimited          = 4008
+	closeSessionTimedOut      = 4009
+	closeInvalidShard         = 4010
+	closeInvalidAPIVersion    = 4012
+	closeInvalidIntents       = 4013
+	closeDisallowedIntents    = 4014
+)
+
+const (
+	// maxPayload is the largest payload a client may send ("Sending
+	// Events": more closes with 4002).
+	maxPayload = 4096
+	// commandLimit per commandWindow per connection ("Rate Limiting").
+	commandLimit  = 120
+	commandWindow = 60 * time.Second
+	writeTimeout  = 5 * time.Second
+)
+
+// outFrame is one message queued for a connection's writer.
+type outFrame struct {
+	data []byte
+	// zlibPayload sends data as one complete zlib stream in a binary frame.
+	zlibPayload bool
+	// closeCode, when non-zero, sends a close frame and ends the
+	// connection.
+	closeCode   int
+	closeReason string
+}
+
+// conn is one gateway WebSocket. The HTTP handler goroutine reads; a writer
+// goroutine owns all data writes; fields below mu are guarded by Server.mu.
+type conn struct {
+	s          *Server
+	id         int
+	ws         *websocket.Conn
+	path       string
+	zlibStream bool
+
+	qmu   sync.Mutex
+	queue []outFrame
+	wake  chan struct{}
+
+	done     chan struct{}
+	stopOnce sync.Once
+
+	// Guarded by Server.mu.
+	sess     *session
+	authed   bool
+	cmdTimes []time.Time
+}
+
+func (c *conn) enqueue(f outFrame) {
+	c.qmu.Lock()
+	c.queue = append(c.queue, f)
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown ends the connection abruptly: no close frame.
+func (c *conn) shutdown() {
+	c.stopOnce.Do(func() {
+		close(c.done)
+		_ = c.ws.Close()
+	})
+}
+
+// serveGateway upgrades a gateway connection ("Connecting",
+// developers/events/gateway.mdx).
+func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("gateway upgrade failed", "err", err)
+		return
+	}
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	c := &conn{s: s, ws: ws, path: path, wake: make(chan struct{}, 1), done: make(chan struct{})}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ws.Close()
+		return
+	}
+	s.stats.Connections++
+	c.id = s.stats.Connections
+	s.conns[c] = struct{}{}
+	s.current = c
+	s.connLog = append(s.connLog, ConnInfo{ID: c.id, Path: path, Query: r.URL.RawQuery, Opened: time.Now()})
+	s.wg.Add(1)
+	s.notifyLocked()
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	// Query parameters ("Gateway URL Query String Params"), read before
+	// the writer starts. A missing v is taken as 10.
+	refuseCode, refuseReason := 0, ""
+	if v := q.Get("v"); v != "" && v != "10" && v != "9" {
+		refuseCode, refuseReason = closeInvalidAPIVersion, "Invalid API version."
+	}
+	switch enc := q.Get("encoding"); enc {
+	case "", "json":
+	case "etf":
+		refuseCode, refuseReason = closeDecodeError, "ETF encoding is not supported by the emulator."
+	default:
+		refuseCode, refuseReason = closeDecodeError, "Invalid encoding."
+	}
+	switch cmp := q.Get("compress"); cmp {
+	case "":
+	case "zlib-stream":
+		c.zlibStream = true
+	case "zstd-stream":
+		refuseCode, refuseReason = closeDecodeError, "zstd-stream is not supported by the emulator."
+	default:
+		refuseCode, refuseReason = closeDecodeError, "Invalid transport compression."
+	}
+
+	var writerDone sync.WaitGroup
+	writerDone.Add(1)
+	go func() {
+		defer writerDone.Done()
+		c.writeLoop()
+	}()
+	defer func() {
+		c.shutdown()
+		writerDone.Wait()
+		s.connEnded(c)
+	}()
+	if refuseCode != 0 {
+		c.closeAndWait(refuseCode, refuseReason)
+		return
+	}
+
+	interval := s.opts.HeartbeatInterval
+	c.enqueue(outFrame{data: encodePayload(opHello, map[string]any{"heartbeat_interval": interval.Milliseconds()})})
+	c.ws.SetReadLimit(1 << 20)
+	c.readLoop(interval)
+}
+
+// readLoop reads and handles the client's payloads until the connection
+// ends. The read deadline is moved only by heartbeats, so it is also the
+// heartbeat timeout.
+func (c *conn) readLoop(interval time.Duration) {
+	s := c.s
+	timeout := interval * 3 / 2
+	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			var ne net.Error
+			switch {
+			case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+				// 1006 is gorilla's name for a TCP end without a close
+				// frame: no code was sent.
+				s.clientClosed(c, ce.Code)
+			case errors.As(err, &ne) && ne.Timeout():
+				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn", c.id)
+				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
+			}
+			return
+		}
+		code, reason := s.handlePayload(c, data, timeout)
+		if code != 0 {
+			c.closeAndWait(code, reason)
+			return
+		}
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+	}
+}
+
+// closeAndWait queues a close frame behind what is already queued and waits
+// until the writer has sent it (or the connection died).
+func (c *conn) closeAndWait(code int, reason string) {
+	c.enqueue(outFrame{closeCode: code, closeReason: reason})
+	<-c.done
+}
+
+// writeLoop sends queued frames in order; it owns all data writes.
+func (c *conn) writeLoop() {
+	var zbuf bytes.Buffer
+	var zw *zlib.Writer
+	if c.zlibStream {
+		zw = zlib.NewWriter(&zbuf)
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.wake:
+		}
+		c.qmu.Lock()
+		frames := c.queue
+		c.queue = nil
+		c.qmu.Unlock()
+		for _, f := range frames {
+			deadline := time.Now().Add(writeTimeout)
+			if f.closeCode != 0 {
+				c.s.serverClosing(c, f.closeCode)
+				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.closeCode, f.closeReason), deadline)
+				c.shutdown()
+				return
+			}
+			msgType, data := websocket.TextMessage, f.data
+			// Payload compression is off under transport compression.
+			if f.zlibPayload && zw == nil {
+				data = zlibOnce(data)
+				msgType = websocket.BinaryMessage
+			}
+			if zw != nil {
+				// Transport compression: one zlib context per connection,
+				// each message ending with Z_SYNC_FLUSH (00 00 ff ff).
+				zbuf.Reset()
+				_, _ = zw.Write(data)
+				_ = zw.Flush()
+				data = append([]byte(nil), zbuf.Bytes()...)
+				msgType = websocket.BinaryMessage
+			}
+			_ = c.ws.SetWriteDeadline(deadline)
+			if err := c.ws.WriteMessage(msgType, data); err != nil {
+				c.s.log.Debug("gateway write failed", "conn", c.id, "err", err)
+				c.shutdown()
+				return
+			}
+		}
+	}
+}
+
+func zlibOnce(data []byte) []byte {
+	var b bytes.Buffer
+	zw := zlib.NewWriter(&b)
+	_, _ = zw.Write(data)
+	_ = zw.Close()
+	return b.Bytes()
+}
+
+// serverClosing records the close code the server is about to send.
+func (s *Server) serverClosing(c *conn, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := &s.connLog[c.id-1]
+	info.CloseCode = code
+	info.ClosedByServer = true
+}
+
+// clientClosed handles a close frame from the client: 1000 and 1001
+// invalidate the session ("Initiating a Disconnect"), other codes keep it
+// resumable.
+func (s *Server) clientClosed(c *conn, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := &s.connLog[c.id-1]
+	if !info.ClosedByServer {
+		info.CloseCode = code
+	}
+	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && s.sess == c.sess {
+		s.invalidateSessionLocked()
+	}
+}
+
+// connEnded detaches a finished connection; its session stays resumable.
+func (s *Server) connEnded(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if s.current == c {
+		s.current = nil
+		for other := range s.conns {
+			if s.current == nil || other.id > s.current.id {
+				s.current = other
+			}
+		}
+	}
+	s.detachLocked(c)
+	s.connLog[c.id-1].Closed = time.Now()
+	s.notifyLocked()
+}
+
+// inbound is a client payload as decoded.
+type inbound struct {
+	Op *int            `json:"op"`
+	D  json.RawMessage `json:"d"`
+}
+
+// handlePayload handles one client message and returns a close code (0 to
+// carry on).
+func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int, string) {
+	now := time.Now()
+	var in inbound
+	decodeErr := json.Unmarshal(data, &in)
+
+	s.mu.Lock()
+	frame := GatewayFrame{Op: -1, Data: json.RawMessage(append([]byte(nil), data...)), At: now, Conn: c.id}
+	if decodeErr == nil && in.Op != nil {
+		frame.Op = *in.Op
+		frame.Data = append(json.RawMessage(nil), in.D...)
+	}
+	s.sent = append(s.sent, frame)
+	s.notifyLocked()
+
+	// 120 commands per 60 s per connection ("Rate Limiting").
+	cut := 0
+	for cut < len(c.cmdTimes) && now.Sub(c.cmdTimes[cut]) >= commandWindow {
+		cut++
+	}
+	c.cmdTimes = append(c.cmdTimes[cut:], now)
+	if len(c.cmdTimes) > commandLimit {
+		s.mu.Unlock()
+		return closeRateLimited, "You are being rate limited."
+	}
+	s.mu.Unlock()
+
+	switch {
+	case len(data) > maxPayload:
+		return closeDecodeError, "Payload too large."
+	case decodeErr != nil:
+		return closeDecodeError, "Error while decoding payload."
+	case in.Op == nil:
+		return closeUnknownOpcode, "Invalid opcode."
+	}
+
+	s.mu.Lock()
+	authed := c.authed
+	s.mu.Unlock()
+	op := *in.Op
+	if !authed && op != opHeartbeat && op != opIdentify && op != opResume {
+		switch op {
+		case opPresenceUpdate, opVoiceStateUpdate, opRequestGuildMembers, opRequestSoundboard, opRequestChannelInfo:
+			return closeNotAuthenticated, "Not authenticated."
+		}
+		return closeUnknownOpcode, "Unknown opcode."
+	}
+	switch op {
+	case opHeartbeat:
+		return s.handleHeartbeat(c, in.D, timeout)
+	case opIdentify:
+		return s.handleIdentify(c, in.D)
+	case opResume:
+		return s.handleResume(c, in.D)
+	case opPresenceUpdate:
+		var d struct {
+			Status *string `json:"status"`
+		}
+		if err := json.Unmarshal(in.D, &d); err != nil || d.Status == nil {
+			return closeUnknownOpcode, "Invalid payload for Presence Update."
+		}
+		return 0, ""
+	case opVoiceStateUpdate:
+		return s.handleVoiceStateUpdate(c, in.D)
+	case opRequestGuildMembers:
+		return s.handleRequestGuildMembers(in.D)
+	case opRequestSoundboard:
+		var d struct {
+			GuildIDs []string `json:"guild_ids"`
+		}
+		if err := json.Unmarshal(in.D, &d); err != nil {
+			return closeUnknownOpcode, "Invalid payload for Request Soundboard Sounds."
+		}
+		s.mu.Lock()
+		for _, id := range d.GuildIDs {
+			if id == s.guild.id {
+				s.dispatchLocked("SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
+			}
+		}
+		s.mu.Unlock()
+		return 0, ""
+	case opRequestChannelInfo:
+		// Accepted; the emulator keeps no ephemeral channel data to answer.
+		return 0, ""
+	}
+	return closeUnknownOpcode, "Unknown opcode."
+}
+
+// handleHeartbeat answers op 1 with op 11 ("Sending Heartbeats") and moves
+// the heartbeat deadline.
+func (s *Server) handleHeartbeat(c *conn, d json.RawMessage, timeout time.Duration) (int, string) {
+	var seq *int64
+	if len(d) > 0 {
+		if err := json.Unmarshal(d, &seq); err != nil {
+			return closeUnknownOpcode, "Invalid heartbeat: d must be the last sequence number or null."
+		}
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
+	s.mu.Lock()
+	s.stats.Heartbeats++
+	ack := s.ackEnabled
+	s.notifyLocked()
+	s.mu.Unlock()
+	if ack {
+		c.enqueue(outFrame{data: []byte(`{"op":11,"d":null,"s":null,"t":null}`)})
+	}
+	return 0, ""
+}
+
+type identifyData struct {
+	Token          *string          `json:"token"`
+	Intents        *int64           `json:"intents"`
+	Properties     map[string]any   `json:"properties"`
+	Compress       bool             `json:"compress"`
+	LargeThreshold *int             `json:"large_threshold"`
+	Shard          []int            `json:"shard"`
+	Presence       *json.RawMessage `json:"presence"`
+}
+
+func (s *Server) tokenOK(token string) bool {
+	return token == s.opts.Token || token == "Bot "+s.opts.Token
+}
+
+// handleIdentify starts a session ("Identifying"): READY then GUILD_CREATE.
+func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
+	var d identifyData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return closeDecodeError, "Error while decoding Identify."
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.authed {
+		return closeAlreadyAuthenticated, "Already authenticated."
+	}
+	if d.Token == nil || !s.tokenOK(*d.Token) {
+		return closeAuthenticationFailed, "Authentication failed."
+	}
+	if d.Intents == nil || *d.Intents < 0 || *d.Intents&^intentsKnown != 0 {
+		return closeInvalidIntents, "Invalid intent(s)."
+	}
+	intents := int(*d.Intents)
+	if intents&intentsPrivileged != 0 {
+		return closeDisallowedIntents, "Disallowed intent(s)."
+	}
+	if d.Shard != nil && (len(d.Shard) != 2 || d.Shard[1] < 1 || d.Shard[0] < 0 || d.Shard[0] >= d.Shard[1]) {
+		return closeInvalidShard, "Invalid shard."
+	}
+	now := time.Now()
+	if !s.lastIdentify.IsZero() && now.Sub(s.lastIdentify) < s.opts.IdentifyInterval {
+		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
+		s.stats.IdentifyViolations++
+		s.stats.InvalidSessions++
+		s.notifyLocked()
+		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
+		return 0, ""
+	}
+	s.lastIdentify = now
+	s.stats.Identifies++
+
+	if old := s.sess; old != nil && old.conn != nil && old.conn != c {
+		// One session at a time: the previous one ends with its connection.
+		old.conn.shutdown()
+	}
+	s.invalidateSessionLocked()
+	sess := &session{id: randomHex(16), intents: intents, compress: d.Compress, conn: c}
+	s.sess = sess
+	c.sess = sess
+	c.authed = true
+	s.connLog[c.id-1].Identified = true
+
+	bot := s.guild.members[s.opts.BotUserID]
+	user := userJSON(bot)
+	user["verified"] = true
+	user["mfa_enabled"] = false
+	user["email"] = nil
+	ready := map[string]any{
+		"v":                       10,
+		"user":                    user,
+		"guilds":                  []any{map[string]any{"id": s.guild.id, "unavailable": true}},
+		"session_id":              sess.id,
+		"resume_gateway_url":      s.ResumeGatewayURL(),
+		"application":             map[string]any{"id": s.opts.BotUserID, "flags": 0},
+		"private_channels":        []any{},
+		"relationships":           []any{},
+		"user_settings":           map[string]any{},
+		"presences":               []any{},
+		"guild_join_requests":     []any{},
+		"geo_ordered_rtc_regions": []string{"emulated"},
+	}
+	if d.Shard != nil {
+		ready["shard"] = d.Shard
+	}
+	s.dispatchLocked("READY", 0, ready)
+	s.dispatchLocked("GUILD_CREATE", 0, s.guild.guildCreateJSON(s.opts.BotUserID, intents&intentGuildPresences != 0))
+	s.log.Info("identified", "conn", c.id, "session", sess.id, "intents", intents)
+	return 0, ""
+}
+
+// handleResume continues a session ("Resuming"): replay, then RESUMED.
+func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
+	var d struct {
+		Token     *string `json:"token"`
+		SessionID *string `json:"session_id"`
+		Seq       *int64  `json:"seq"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return closeDecodeError, "Error while decoding Resume."
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.authed {
+		return closeAlreadyAuthenticated, "Already authenticated."
+	}
+	if d.Token == nil || !s.tokenOK(*d.Token) {
+		return closeAuthenticationFailed, "Authentication failed."
+	}
+	var seq int64
+	if d.Seq != nil {
+		seq = *d.Seq
+	}
+	sess := s.sess
+	if sess == nil || d.SessionID == nil || *d.SessionID != sess.id || seq < 0 {
+		s.stats.InvalidSessions++
+		s.notifyLocked()
+		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
+		return 0, ""
+	}
+	if seq > sess.seq {
+		return closeInvalidSeq, "Invalid seq."
+	}
+	if old := sess.conn; old != nil && old != c {
+		// The session moves to the new connection; the old one is dropped.
+		old.sess = nil
+		old.authed = false
+		old.shutdown()
+	}
+	if !s.replayLocked(sess, c, seq) {
+		s.stats.InvalidSessions++
+		s.invalidateSessionLocked()
+		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
+		return 0, ""
+	}
+	sess.conn = c
+	c.sess = sess
+	c.authed = true
+	s.stats.Resumes++
+	if c.path != resumePath {
+		s.stats.MisdirectedResumes++
+	}
+	s.connLog[c.id-1].Resumed = true
+	s.dispatchLocked("RESUMED", 0, map[string]any{})
+	s.log.Info("resumed", "conn", c.id, "session", sess.id, "from_seq", seq)
+	return 0, ""
+}
+
+// handleVoiceStateUpdate joins, moves or leaves voice for the bot
+// ("Update Voice State", gateway-events.mdx).
+func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, string) {
+	var d struct {
+		GuildID   *string `json:"guild_id"`
+		ChannelID *string `json:"channel_id"`
+		SelfMute  bool    `json:"self_mute"`
+		SelfDeaf  bool    `json:"self_deaf"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil || d.GuildID == nil {
+		return closeUnknownOpcode, "Invalid payload for Voice State Update."
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	channelID := ""
+	if d.ChannelID != nil {
+		channelID = *d.ChannelID
+	}
+	if *d.GuildID != s.guild.id {
+		s.stats.RejectedVoiceUpdates++
+		s.notifyLocked()
+		s.log.Warn("op 4 for an unknown guild ignored", "guild", *d.GuildID)
+		return 0, ""
+	}
+	if channelID != "" {
+		ch, ok := s.guild.channels[channelID]
+		if !ok || !isVoiceType(ch.typ) {
+			s.stats.RejectedVoiceUpdates++
+			s.notifyLocked()
+			s.log.Warn("op 4 for a channel that is not a voice channel ignored", "channel", channelID)
+			return 0, ""
+		}
+	}
+	s.setVoiceLocked(s.opts.BotUserID, channelID, d.SelfMute, d.SelfDeaf)
+	return 0, ""
+}
+
+// handleRequestGuildMembers answers op 8 with one GUILD_MEMBERS_CHUNK.
+func (s *Server) handleRequestGuildMembers(raw json.RawMessage) (int, string) {
+	var d struct {
+		GuildID *string         `json:"guild_id"`
+		Query   *string         `json:"query"`
+		Limit   int             `json:"limit"`
+		UserIDs json.RawMessage `json:"user_ids"`
+		Nonce   string          `json:"nonce"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil || d.GuildID == nil || (d.Query == nil && len(d.UserIDs) == 0) {
+		return closeUnknownOpcode, "Invalid payload for Request Guild Members."
+	}
+	var ids []string
+	if len(d.UserIDs) > 0 {
+		var one string
+		if json.Unmarshal(d.UserIDs, &one) == nil {
+			ids = []string{one}
+		} else if json.Unmarshal(d.UserIDs, &ids) != nil {
+			return closeUnknownOpcode, "Invalid user_ids."
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if *d.GuildID != s.guild.id {
+		return 0, ""
+	}
+	members := []any{}
+	notFound := []string{}
+	if ids != nil {
+		for _, id := range ids {
+			if m, ok := s.guild.members[id]; ok {
+				members = append(members, memberJSON(m))
+			} else {
+				notFound = append(notFound, id)
+			}
+		}
+	} else {
+		prefix := strings.ToLower(*d.Query)
+		for _, id := range s.guild.memberOrder {
+			m := s.guild.members[id]
+			if strings.HasPrefix(strings.ToLower(m.username), prefix) {
+				members = append(members, memberJSON(m))
+				if d.Limit > 0 && len(members) >= d.Limit {
+					break
+				}
+			}
+		}
+	}
+	chunk := map[string]any{"guild_id": s.guild.id, "members": members, "chunk_index": 0, "chunk_count": 1}
+	if ids != nil {
+		chunk["not_found"] = notFound
+	}
+	if d.Nonce != "" && len(d.Nonce) <= 32 {
+		chunk["nonce"] = d.Nonce
+	}
+	s.dispatchLocked("GUILD_MEMBERS_CHUNK", 0, chunk)
+	return 0, ""
+}

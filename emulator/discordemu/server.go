@@ -1,0 +1,460 @@
+package discordemu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Paths of the two gateway endpoints. GET /gateway answers gatewayPath;
+// READY's resume_gateway_url names resumePath, so the two are told apart.
+const (
+	gatewayPath = "/gateway"
+	resumePath  = "/resume-gateway"
+)
+
+// Options configures a Server. Zero fields take the documented defaults;
+// Server.Options reports the effective values.
+type Options struct {
+	// Addr is the listen address; default "127.0.0.1:0".
+	Addr string
+	// Token is the bot token the emulator accepts, default
+	// "emulator-bot-token". REST needs "Authorization: Bot <token>"; Identify
+	// and Resume accept the token with or without the "Bot " prefix.
+	Token string
+	// BotUserID and BotName describe the bot user; defaults
+	// "100000000000000001" and "bridge-bot".
+	BotUserID, BotName string
+	// GuildID and GuildName describe the one guild the bot is in; defaults
+	// "200000000000000001" and "Emulated Guild".
+	GuildID, GuildName string
+	// CategoryID is the id of the category channel (type 4) named "Rooms"
+	// that exists from the start; default "300000000000000001".
+	CategoryID string
+	// HeartbeatInterval is sent in Hello; default 41250ms. Tests use
+	// 100-300ms. A connection without a heartbeat for 1.5 intervals is
+	// closed with 4009.
+	HeartbeatInterval time.Duration
+	// IdentifyInterval is the minimum spacing of identifies (max_concurrency
+	// 1 per interval); 0 means the default 5s, so tests wanting no limit
+	// set 1ns. Faster identifies get op 9 d=false.
+	IdentifyInterval time.Duration
+	// ChannelRateLimit is the size of the per-second REST buckets of
+	// channel create and delete; default 5. Tests that create many
+	// channels in a burst raise it.
+	ChannelRateLimit int
+	// Voice, when set, allocates voice servers for the bot's op 4 and is
+	// told about every voice-state change.
+	Voice VoiceBackend
+	// Logger receives the emulator's logs; default discards.
+	Logger *slog.Logger
+}
+
+// VoiceBackend is the voice half of the emulator, which answers the bot's
+// voice joins with a voice server. Its methods are called on one goroutine
+// owned by the Server, in the order of the voice-state changes and never
+// while the Server holds a lock, so they may call the Server. They must
+// return promptly: Close waits for a call in progress.
+type VoiceBackend interface {
+	// Allocate is called when a user (the bot) joins or moves voice in a
+	// guild; returns endpoint "127.0.0.1:PORT" (no scheme, as Discord sends
+	// it) and a token.
+	Allocate(guildID, channelID, userID, sessionID string) (endpoint, token string, err error)
+	// Release is called when that user leaves voice in the guild.
+	Release(guildID, userID string)
+	// MemberVoiceState is told every voice-state change in the guild (any
+	// user; channelID "" = left), after the dispatch.
+	MemberVoiceState(guildID, userID, channelID string)
+}
+
+// GatewayFrame is one payload the bot sent on the gateway.
+type GatewayFrame struct {
+	// Op is the payload's opcode, or -1 when the frame could not be decoded
+	// (Data then holds the raw bytes, which may not be JSON).
+	Op int
+	// Data is the payload's "d".
+	Data json.RawMessage
+	// At is when the emulator read it.
+	At time.Time
+	// Conn is the number of the connection it came on (see Connections).
+	Conn int
+}
+
+// RESTCall is one REST request the emulator answered.
+type RESTCall struct {
+	// Method and Path are the request's, Path including the /api/vN prefix
+	// (and no query string).
+	Method, Path string
+	// Status is the HTTP status answered.
+	Status int
+	// Body is the request body.
+	Body []byte
+	// At is when the request arrived.
+	At time.Time
+	// Response is the answered body.
+	Response []byte
+}
+
+// Stats counts what happened on the gateway and the REST API.
+type Stats struct {
+	// Connections counts gateway WebSocket connections accepted.
+	Connections int
+	// Identifies counts successful identifies (new sessions).
+	Identifies int
+	// Resumes counts successful resumes.
+	Resumes int
+	// IdentifyViolations counts identifies refused for coming faster than
+	// Options.IdentifyInterval.
+	IdentifyViolations int
+	// LastSeq is the sequence number of the session's latest dispatch.
+	LastSeq int64
+	// Connected is true while a connection carries a live session.
+	Connected bool
+	// SessionID is the current session's id, "" when there is none.
+	SessionID string
+
+	// Heartbeats counts heartbeats (op 1) received.
+	Heartbeats int
+	// MisdirectedResumes counts resumes sent on a connection opened on the
+	// GET /gateway URL instead of READY's resume_gateway_url.
+	MisdirectedResumes int
+	// InvalidSessions counts Invalid Session (op 9) payloads sent.
+	InvalidSessions int
+	// RejectedVoiceUpdates counts op 4 payloads naming an unknown guild or a
+	// channel that is not a voice or stage channel; they change nothing.
+	RejectedVoiceUpdates int
+
+	// RESTRequests counts REST requests answered.
+	RESTRequests int
+	// InvalidRequests counts REST answers with status 401, 403 or 429, the
+	// ones Discord counts toward its IP ban (10,000 per 10 minutes,
+	// rate-limits.mdx "Invalid Request Limit").
+	InvalidRequests int
+}
+
+// ConnInfo describes one gateway connection.
+type ConnInfo struct {
+	// ID numbers connections from 1 in the order they were accepted.
+	ID int
+	// Path is the URL path the client connected to: "/gateway" (GET
+	// /gateway's url) or "/resume-gateway" (READY's resume_gateway_url).
+	Path string
+	// Query is the raw query string, such as "v=10&encoding=json".
+	Query string
+	// Opened and Closed bracket the connection; Closed is zero while open.
+	Opened, Closed time.Time
+	// Identified and Resumed tell how the connection got its session.
+	Identified, Resumed bool
+	// CloseCode is the close code sent by the server or received from the
+	// client; 0 when the TCP connection just ended.
+	CloseCode int
+	// ClosedByServer is true when the emulator ended the connection.
+	ClosedByServer bool
+}
+
+// Server is a running Discord emulator. Its methods are safe for concurrent
+// use.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	ln       net.Listener
+	httpSrv  *http.Server
+	upgrader websocket.Upgrader
+	baseURL  string
+	wg       sync.WaitGroup
+	stop     chan struct{}
+
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	closed  bool
+	changed chan struct{}
+	guild   guildState
+	ids     snowflakes
+
+	sess         *session
+	conns        map[*conn]struct{}
+	current      *conn
+	connLog      []ConnInfo
+	lastIdentify time.Time
+	ackEnabled   bool
+	stats        Stats
+	sent         []GatewayFrame
+	rest         []RESTCall
+	limiter      *rateLimiter
+
+	effects    []voiceEffect
+	effectWake chan struct{}
+}
+
+const discordEpochMillis = 1420070400000
+
+// snowflakes makes ids shaped like Discord's (developers/reference
+// "Snowflakes"): milliseconds since 2015 shifted left 22 bits, plus an
+// increment; strictly increasing.
+type snowflakes struct{ last uint64 }
+
+func (g *snowflakes) next(now time.Time) string {
+	id := uint64(now.UnixMilli()-discordEpochMillis) << 22
+	if id <= g.last {
+		id = g.last + 1
+	}
+	g.last = id
+	return strconv.FormatUint(id, 10)
+}
+
+func (o *Options) fill() error {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.Token == "" {
+		o.Token = "emulator-bot-token"
+	}
+	if o.BotUserID == "" {
+		o.BotUserID = "100000000000000001"
+	}
+	if o.BotName == "" {
+		o.BotName = "bridge-bot"
+	}
+	if o.GuildID == "" {
+		o.GuildID = "200000000000000001"
+	}
+	if o.GuildName == "" {
+		o.GuildName = "Emulated Guild"
+	}
+	if o.CategoryID == "" {
+		o.CategoryID = "300000000000000001"
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 41250 * time.Millisecond
+	}
+	if o.IdentifyInterval == 0 {
+		o.IdentifyInterval = 5 * time.Second
+	}
+	if o.ChannelRateLimit == 0 {
+		o.ChannelRateLimit = 5
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
+		if !isSnowflake(id) {
+			return fmt.Errorf("%w: %s %q is not a snowflake (a decimal uint64)", ErrInvalidOptions, name, id)
+		}
+	}
+	if o.GuildID == o.CategoryID {
+		return fmt.Errorf("%w: GuildID and CategoryID are both %s", ErrInvalidOptions, o.GuildID)
+	}
+	if o.HeartbeatInterval < time.Millisecond {
+		return fmt.Errorf("%w: HeartbeatInterval %v is below 1ms", ErrInvalidOptions, o.HeartbeatInterval)
+	}
+	if o.ChannelRateLimit < 0 {
+		return fmt.Errorf("%w: ChannelRateLimit %d is negative", ErrInvalidOptions, o.ChannelRateLimit)
+	}
+	if o.IdentifyInterval < 0 {
+		return fmt.Errorf("%w: IdentifyInterval %v is negative", ErrInvalidOptions, o.IdentifyInterval)
+	}
+	return nil
+}
+
+func isSnowflake(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
+// Start listens on opts.Addr and serves the emulator until Close.
+func Start(opts Options) (*Server, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("discordemu: listen on %s: %w", opts.Addr, err)
+	}
+	s := &Server{
+		opts:       opts,
+		log:        opts.Logger.With("component", "discordemu"),
+		ln:         ln,
+		baseURL:    "http://" + ln.Addr().String(),
+		stop:       make(chan struct{}),
+		changed:    make(chan struct{}),
+		conns:      make(map[*conn]struct{}),
+		ackEnabled: true,
+		limiter:    newRateLimiter(),
+		effectWake: make(chan struct{}, 1),
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 5 * time.Second,
+		// Browsers are not the emulator's clients; any origin may connect.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	s.guild = newGuildState(opts, time.Now())
+	s.ids.next(time.Now())
+
+	mux := http.NewServeMux()
+	mux.HandleFunc(gatewayPath, s.serveGateway)
+	mux.HandleFunc(gatewayPath+"/", s.serveGateway)
+	mux.HandleFunc(resumePath, s.serveGateway)
+	mux.HandleFunc(resumePath+"/", s.serveGateway)
+	mux.HandleFunc("/api/", s.serveAPI)
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http serve stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runEffects()
+	}()
+	s.log.Info("emulator started", "url", s.baseURL)
+	return s, nil
+}
+
+// URL is the emulator's base URL, "http://127.0.0.1:PORT"; REST is served at
+// URL()+"/api/v10" and URL()+"/api/v9".
+func (s *Server) URL() string { return s.baseURL }
+
+// GatewayURL is "ws://127.0.0.1:PORT/gateway", what GET /gateway returns.
+func (s *Server) GatewayURL() string { return "ws://" + s.ln.Addr().String() + gatewayPath }
+
+// ResumeGatewayURL is "ws://127.0.0.1:PORT/resume-gateway", what READY's
+// resume_gateway_url names.
+func (s *Server) ResumeGatewayURL() string { return "ws://" + s.ln.Addr().String() + resumePath }
+
+// Options returns the effective options, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// Close stops the emulator: it ends every gateway connection abruptly, stops
+// the HTTP server and waits for all of its goroutines. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.notifyLocked()
+		s.mu.Unlock()
+
+		close(s.stop)
+		for _, c := range conns {
+			c.shutdown()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			s.log.Warn("http shutdown incomplete; closing", "err", err)
+			_ = s.httpSrv.Close()
+		}
+		cancel()
+		s.wg.Wait()
+		s.log.Info("emulator closed")
+	})
+}
+
+// notifyLocked wakes every WaitFor; call it after any change to what Stats,
+// Sent or RESTCalls report.
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Stats returns the gateway counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statsLocked()
+}
+
+func (s *Server) statsLocked() Stats {
+	st := s.stats
+	st.Connected = false
+	st.SessionID = ""
+	st.LastSeq = 0
+	if s.sess != nil {
+		st.SessionID = s.sess.id
+		st.LastSeq = s.sess.seq
+		st.Connected = s.sess.conn != nil
+	}
+	return st
+}
+
+// WaitFor returns nil as soon as cond holds for the current Stats; cond is
+// checked now and after every change of state (gateway payloads, session
+// changes, REST calls). It returns ctx's error if ctx ends first, or
+// ErrClosed when the Server closes.
+func (s *Server) WaitFor(ctx context.Context, cond func(Stats) bool) error {
+	for {
+		s.mu.Lock()
+		st := s.statsLocked()
+		ch := s.changed
+		closed := s.closed
+		s.mu.Unlock()
+		if cond(st) {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Sent returns every payload the bot sent on the gateway, over all
+// connections, in the order read (heartbeats included).
+func (s *Server) Sent() []GatewayFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]GatewayFrame, len(s.sent))
+	copy(out, s.sent)
+	return out
+}
+
+// RESTCalls returns every REST request answered, in order.
+func (s *Server) RESTCalls() []RESTCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RESTCall, len(s.rest))
+	copy(out, s.rest)
+	return out
+}
+
+// Connections describes every gateway connection accepted, in order.
+func (s *Server) Connections() []ConnInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ConnInfo, len(s.connLog))
+	copy(out, s.connLog)
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	// crypto/rand.Read never fails on supported platforms (Go 1.24+).
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

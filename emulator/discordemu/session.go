@@ -1,0 +1,153 @@
+package discordemu
+
+import (
+	"encoding/json"
+)
+
+// Gateway intents (developers/events/gateway.mdx "List of Intents").
+const (
+	intentGuilds           = 1 << 0
+	intentGuildMembers     = 1 << 1
+	intentGuildVoiceStates = 1 << 7
+	intentGuildPresences   = 1 << 8
+	intentMessageContent   = 1 << 15
+
+	// intentsKnown is every documented intent bit; others close with 4013.
+	intentsKnown = 1<<0 | 1<<1 | 1<<2 | 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 |
+		1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<13 | 1<<14 | 1<<15 | 1<<16 | 1<<20 | 1<<21 | 1<<24 | 1<<25
+	// intentsPrivileged are refused with 4014: the emulated bot has none
+	// enabled ("Privileged Intents").
+	intentsPrivileged = intentGuildMembers | intentGuildPresences | intentMessageContent
+)
+
+// maxBuffered bounds a session's replay buffer; a resume from before the
+// oldest buffered dispatch is refused with op 9 d=false.
+const maxBuffered = 10000
+
+// session is a gateway session: what Identify creates and Resume continues.
+// Guarded by Server.mu.
+type session struct {
+	id       string
+	intents  int
+	compress bool
+	seq      int64
+	// buffer holds the latest dispatches, oldest first, for replay.
+	buffer []dispatch
+	// conn is the connection carrying the session, nil while none does.
+	conn *conn
+}
+
+// dispatch is one op 0 payload, encoded once.
+type dispatch struct {
+	seq   int64
+	event string
+	frame []byte
+}
+
+// gatewayPayload is the envelope of every gateway message
+// (developers/events/gateway-events.mdx "Payload Structure").
+type gatewayPayload struct {
+	Op int     `json:"op"`
+	D  any     `json:"d"`
+	S  *int64  `json:"s"`
+	T  *string `json:"t"`
+}
+
+func encodePayload(op int, d any) []byte {
+	b, err := json.Marshal(gatewayPayload{Op: op, D: d})
+	if err != nil {
+		// Payloads are built from maps of plain values; this cannot fail.
+		return []byte(`{"op":` + itoa(op) + `,"d":null,"s":null,"t":null}`)
+	}
+	return b
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// dispatchLocked numbers a dispatch, keeps it in the session buffer and
+// sends it if a connection carries the session. Without a session (none
+// identified yet, or invalidated) the event is lost, as on Discord. intent
+// 0 means the event needs no intent.
+func (s *Server) dispatchLocked(event string, intent int, d any) {
+	sess := s.sess
+	if sess == nil {
+		return
+	}
+	if intent != 0 && sess.intents&intent == 0 {
+		return
+	}
+	sess.seq++
+	seq := sess.seq
+	name := event
+	frame, err := json.Marshal(gatewayPayload{Op: opDispatch, D: d, S: &seq, T: &name})
+	if err != nil {
+		s.log.Error("dispatch not encodable", "event", event, "err", err)
+		sess.seq--
+		return
+	}
+	dp := dispatch{seq: seq, event: event, frame: frame}
+	sess.buffer = append(sess.buffer, dp)
+	if len(sess.buffer) > maxBuffered {
+		sess.buffer = append(sess.buffer[:0], sess.buffer[len(sess.buffer)-maxBuffered:]...)
+	}
+	if sess.conn != nil {
+		sess.conn.enqueue(s.frameFor(sess, dp))
+	}
+	s.notifyLocked()
+}
+
+// frameFor applies payload compression ("Payload Compression"): with
+// identify compress=true, GUILD_CREATE, the one large payload, goes as a
+// complete zlib stream in a binary frame.
+func (s *Server) frameFor(sess *session, dp dispatch) outFrame {
+	if sess.compress && dp.event == "GUILD_CREATE" {
+		return outFrame{data: dp.frame, zlibPayload: true}
+	}
+	return outFrame{data: dp.frame}
+}
+
+// replayLocked sends every buffered dispatch after seq to c. It reports
+// false when the buffer no longer reaches back to seq.
+func (s *Server) replayLocked(sess *session, c *conn, seq int64) bool {
+	if seq < sess.seq && len(sess.buffer) > 0 && sess.buffer[0].seq > seq+1 {
+		return false
+	}
+	if seq < sess.seq && len(sess.buffer) == 0 {
+		return false
+	}
+	for _, dp := range sess.buffer {
+		if dp.seq > seq {
+			c.enqueue(s.frameFor(sess, dp))
+		}
+	}
+	return true
+}
+
+// invalidateSessionLocked forgets the session: it cannot be resumed and
+// dispatches until the next identify are lost.
+func (s *Server) invalidateSessionLocked() {
+	if s.sess == nil {
+		return
+	}
+	if c := s.sess.conn; c != nil {
+		c.sess = nil
+		c.authed = false
+	}
+	s.log.Info("session invalidated", "session", s.sess.id)
+	s.sess = nil
+	s.notifyLocked()
+}
+
+// detachLocked takes the session off its connection; dispatches buffer
+// until a resume.
+func (s *Server) detachLocked(c *conn) {
+	if c.sess != nil && c.sess.conn == c {
+		c.sess.conn = nil
+	}
+	c.sess = nil
+	c.authed = false
+	s.notifyLocked()
+}

@@ -1,0 +1,728 @@
+package discordemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bwmarrin/discordgo"
+)
+
+// Channel types the emulator creates (developers/resources/channel.mdx
+// "Channel Types").
+const (
+	channelTypeText     = 0
+	channelTypeVoice    = 2
+	channelTypeCategory = 4
+	channelTypeStage    = 13
+)
+
+// Limits from Create Guild Channel (developers/resources/guild.mdx) and the
+// channel object (developers/resources/channel.mdx).
+const (
+	maxChannels         = 500
+	maxNameLen          = 100
+	maxTopicLen         = 1024
+	minBitrate          = 8000
+	maxBitrate          = 384000
+	defaultBitrate      = 64000
+	maxVoiceUserLimit   = 99
+	maxStageUserLimit   = 10000
+	maxRateLimitPerUser = 21600
+	// ownerID is the guild owner, a user who is not otherwise modelled.
+	ownerID = "100000000000000000"
+)
+
+type channel struct {
+	id               string
+	typ              int
+	name             string
+	parentID         string
+	position         int
+	bitrate          int
+	userLimit        int
+	topic            string
+	nsfw             bool
+	rateLimitPerUser int
+}
+
+type member struct {
+	id       string
+	username string
+	bot      bool
+	joinedAt time.Time
+}
+
+type voiceState struct {
+	userID    string
+	channelID string
+	sessionID string
+	selfMute  bool
+	selfDeaf  bool
+}
+
+// guildState is the one emulated guild; guarded by Server.mu.
+type guildState struct {
+	id, name       string
+	created        time.Time
+	channels       map[string]*channel
+	channelOrder   []string
+	members        map[string]*member
+	memberOrder    []string
+	voice          map[string]*voiceState
+	manageChannels bool
+}
+
+func newGuildState(o Options, now time.Time) guildState {
+	g := guildState{
+		id:             o.GuildID,
+		name:           o.GuildName,
+		created:        now,
+		channels:       make(map[string]*channel),
+		members:        make(map[string]*member),
+		voice:          make(map[string]*voiceState),
+		manageChannels: true,
+	}
+	g.addChannel(&channel{id: o.CategoryID, typ: channelTypeCategory, name: "Rooms"})
+	g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
+	return g
+}
+
+func (g *guildState) addChannel(c *channel) {
+	g.channels[c.id] = c
+	g.channelOrder = append(g.channelOrder, c.id)
+}
+
+func (g *guildState) addMember(m *member) {
+	if _, ok := g.members[m.id]; !ok {
+		g.memberOrder = append(g.memberOrder, m.id)
+	}
+	g.members[m.id] = m
+}
+
+func (g *guildState) removeChannel(id string) {
+	delete(g.channels, id)
+	for i, cid := range g.channelOrder {
+		if cid == id {
+			g.channelOrder = append(g.channelOrder[:i], g.channelOrder[i+1:]...)
+			break
+		}
+	}
+}
+
+func (g *guildState) orderedChannels() []*channel {
+	out := make([]*channel, 0, len(g.channelOrder))
+	for _, id := range g.channelOrder {
+		out = append(out, g.channels[id])
+	}
+	return out
+}
+
+// nextPosition puts a new channel after its siblings of the same kind.
+func (g *guildState) nextPosition(typ int) int {
+	pos := 0
+	for _, c := range g.channels {
+		if (c.typ == channelTypeCategory) == (typ == channelTypeCategory) && c.position >= pos {
+			pos = c.position + 1
+		}
+	}
+	return pos
+}
+
+func isVoiceType(typ int) bool { return typ == channelTypeVoice || typ == channelTypeStage }
+
+// channelSpec is a channel definition before validation; nil fields take
+// Discord's defaults.
+type channelSpec struct {
+	name             *string
+	typ              *int
+	bitrate          *int
+	userLimit        *int
+	parentID         *string
+	position         *int
+	topic            *string
+	nsfw             *bool
+	rateLimitPerUser *int
+}
+
+// fieldError is one entry of Discord's "errors" object for code 50035
+// (developers/reference "Error Messages").
+type fieldError struct {
+	field, code, message string
+}
+
+func (e fieldError) String() string { return e.field + ": " + e.message }
+
+// validateLocked applies Create Guild Channel's rules and returns the
+// channel to create, or the field errors.
+func (g *guildState) validateLocked(spec channelSpec) (*channel, []fieldError) {
+	var errs []fieldError
+	c := &channel{typ: channelTypeText}
+	if spec.typ != nil {
+		c.typ = *spec.typ
+	}
+	switch c.typ {
+	case channelTypeText, channelTypeVoice, channelTypeCategory, channelTypeStage:
+	default:
+		errs = append(errs, fieldError{"type", "BASE_TYPE_CHOICES", fmt.Sprintf("Value must be one of {%d, %d, %d, %d}.", channelTypeText, channelTypeVoice, channelTypeCategory, channelTypeStage)})
+	}
+	if spec.name == nil {
+		errs = append(errs, fieldError{"name", "BASE_TYPE_REQUIRED", "This field is required"})
+	} else {
+		c.name = strings.TrimSpace(*spec.name)
+		if n := utf8.RuneCountInString(c.name); n < 1 || n > maxNameLen {
+			errs = append(errs, fieldError{"name", "BASE_TYPE_BAD_LENGTH", fmt.Sprintf("Must be between 1 and %d in length.", maxNameLen)})
+		}
+	}
+	if isVoiceType(c.typ) {
+		c.bitrate = defaultBitrate
+		if spec.bitrate != nil {
+			c.bitrate = *spec.bitrate
+			if c.bitrate < minBitrate {
+				errs = append(errs, fieldError{"bitrate", "NUMBER_TYPE_MIN", fmt.Sprintf("int value should be greater than or equal to %d.", minBitrate)})
+			} else if c.bitrate > maxBitrate {
+				errs = append(errs, fieldError{"bitrate", "NUMBER_TYPE_MAX", fmt.Sprintf("int value should be less than or equal to %d.", maxBitrate)})
+			}
+		}
+		if spec.userLimit != nil {
+			c.userLimit = *spec.userLimit
+			limit := maxVoiceUserLimit
+			if c.typ == channelTypeStage {
+				limit = maxStageUserLimit
+			}
+			if c.userLimit < 0 {
+				errs = append(errs, fieldError{"user_limit", "NUMBER_TYPE_MIN", "int value should be greater than or equal to 0."})
+			} else if c.userLimit > limit {
+				errs = append(errs, fieldError{"user_limit", "NUMBER_TYPE_MAX", fmt.Sprintf("int value should be less than or equal to %d.", limit)})
+			}
+		}
+	}
+	if spec.parentID != nil && *spec.parentID != "" {
+		parent, ok := g.channels[*spec.parentID]
+		switch {
+		case c.typ == channelTypeCategory:
+			errs = append(errs, fieldError{"parent_id", "CHANNEL_PARENT_INVALID_TYPE", "Categories cannot have subcategories."})
+		case !ok:
+			errs = append(errs, fieldError{"parent_id", "CHANNEL_PARENT_INVALID", "Category does not exist."})
+		case parent.typ != channelTypeCategory:
+			errs = append(errs, fieldError{"parent_id", "CHANNEL_PARENT_INVALID_TYPE", "Not a category."})
+		default:
+			c.parentID = parent.id
+		}
+	}
+	if spec.topic != nil {
+		c.topic = *spec.topic
+		if utf8.RuneCountInString(c.topic) > maxTopicLen {
+			errs = append(errs, fieldError{"topic", "BASE_TYPE_MAX_LENGTH", fmt.Sprintf("Must be %d or fewer in length.", maxTopicLen)})
+		}
+	}
+	if spec.rateLimitPerUser != nil {
+		c.rateLimitPerUser = *spec.rateLimitPerUser
+		if c.rateLimitPerUser < 0 || c.rateLimitPerUser > maxRateLimitPerUser {
+			errs = append(errs, fieldError{"rate_limit_per_user", "NUMBER_TYPE_MAX", fmt.Sprintf("int value should be between 0 and %d.", maxRateLimitPerUser)})
+		}
+	}
+	if spec.nsfw != nil {
+		c.nsfw = *spec.nsfw
+	}
+	if spec.position != nil {
+		c.position = *spec.position
+	} else {
+		c.position = g.nextPosition(c.typ)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// --- wire forms (JSON as Discord sends it) ---
+
+func userJSON(m *member) map[string]any {
+	u := map[string]any{
+		"id":            m.id,
+		"username":      m.username,
+		"discriminator": "0",
+		"global_name":   nil,
+		"avatar":        nil,
+		"public_flags":  0,
+		"flags":         0,
+	}
+	if m.bot {
+		u["bot"] = true
+	}
+	return u
+}
+
+func memberJSON(m *member) map[string]any {
+	return map[string]any{
+		"user":          userJSON(m),
+		"nick":          nil,
+		"avatar":        nil,
+		"banner":        nil,
+		"roles":         []string{},
+		"joined_at":     m.joinedAt.UTC().Format(time.RFC3339Nano),
+		"premium_since": nil,
+		"deaf":          false,
+		"mute":          false,
+		"flags":         0,
+		"pending":       false,
+	}
+}
+
+func (g *guildState) channelJSON(c *channel) map[string]any {
+	out := map[string]any{
+		"id":                    c.id,
+		"type":                  c.typ,
+		"guild_id":              g.id,
+		"name":                  c.name,
+		"position":              c.position,
+		"permission_overwrites": []any{},
+		"flags":                 0,
+		"parent_id":             nil,
+	}
+	if c.parentID != "" {
+		out["parent_id"] = c.parentID
+	}
+	switch c.typ {
+	case channelTypeText:
+		out["topic"] = nil
+		if c.topic != "" {
+			out["topic"] = c.topic
+		}
+		out["nsfw"] = c.nsfw
+		out["last_message_id"] = nil
+		out["rate_limit_per_user"] = c.rateLimitPerUser
+	case channelTypeVoice, channelTypeStage:
+		out["bitrate"] = c.bitrate
+		out["user_limit"] = c.userLimit
+		out["rtc_region"] = nil
+		out["nsfw"] = c.nsfw
+		out["last_message_id"] = nil
+		out["rate_limit_per_user"] = c.rateLimitPerUser
+		if c.typ == channelTypeStage {
+			out["topic"] = nil
+		}
+	}
+	return out
+}
+
+// voiceStateJSON is a voice state object (developers/resources/voice.mdx).
+// GUILD_CREATE's voice_states lack guild_id; VOICE_STATE_UPDATE carries it
+// and the member.
+func (g *guildState) voiceStateJSON(vs *voiceState, full bool) map[string]any {
+	out := map[string]any{
+		"channel_id":                 nil,
+		"user_id":                    vs.userID,
+		"session_id":                 vs.sessionID,
+		"deaf":                       false,
+		"mute":                       false,
+		"self_deaf":                  vs.selfDeaf,
+		"self_mute":                  vs.selfMute,
+		"self_video":                 false,
+		"suppress":                   false,
+		"request_to_speak_timestamp": nil,
+	}
+	if vs.channelID != "" {
+		out["channel_id"] = vs.channelID
+	}
+	if full {
+		out["guild_id"] = g.id
+		if m, ok := g.members[vs.userID]; ok {
+			out["member"] = memberJSON(m)
+		}
+	}
+	return out
+}
+
+func everyoneRoleJSON(guildID string) map[string]any {
+	return map[string]any{
+		"id": guildID, "name": "@everyone", "color": 0, "colors": map[string]any{"primary_color": 0, "secondary_color": nil, "tertiary_color": nil},
+		"hoist": false, "icon": nil, "unicode_emoji": nil, "position": 0,
+		"permissions": "1071698660929", "managed": false, "mentionable": false, "flags": 0,
+	}
+}
+
+// guildJSON is the guild object of GET /guilds/{id}
+// (developers/resources/guild.mdx "Guild Object").
+func (g *guildState) guildJSON() map[string]any {
+	return map[string]any{
+		"id": g.id, "name": g.name, "icon": nil, "splash": nil, "discovery_splash": nil,
+		"owner_id": ownerID, "afk_channel_id": nil, "afk_timeout": 300,
+		"widget_enabled": false, "widget_channel_id": nil, "verification_level": 0,
+		"default_message_notifications": 0, "explicit_content_filter": 0,
+		"roles": []any{everyoneRoleJSON(g.id)}, "emojis": []any{}, "stickers": []any{}, "features": []string{},
+		"mfa_level": 0, "application_id": nil, "system_channel_id": nil, "system_channel_flags": 0,
+		"rules_channel_id": nil, "vanity_url_code": nil, "description": nil, "banner": nil,
+		"premium_tier": 0, "premium_subscription_count": 0, "preferred_locale": "en-US",
+		"public_updates_channel_id": nil, "max_video_channel_users": 25, "max_stage_video_channel_users": 50,
+		"nsfw_level": 0, "premium_progress_bar_enabled": false, "safety_alerts_channel_id": nil,
+		"max_members": 500000, "max_presences": nil,
+	}
+}
+
+// guildCreateJSON is GUILD_CREATE's payload
+// (developers/events/gateway-events.mdx "Guild Create"). Without the
+// GUILD_PRESENCES intent the member list holds only the bot and members in
+// voice.
+func (g *guildState) guildCreateJSON(botID string, presences bool) map[string]any {
+	out := g.guildJSON()
+	channels := make([]any, 0, len(g.channelOrder))
+	for _, c := range g.orderedChannels() {
+		channels = append(channels, g.channelJSON(c))
+	}
+	members := []any{}
+	for _, id := range g.memberOrder {
+		_, inVoice := g.voice[id]
+		if presences || inVoice || id == botID {
+			members = append(members, memberJSON(g.members[id]))
+		}
+	}
+	voiceStates := []any{}
+	for _, id := range g.memberOrder {
+		if vs, ok := g.voice[id]; ok {
+			voiceStates = append(voiceStates, g.voiceStateJSON(vs, false))
+		}
+	}
+	out["joined_at"] = g.created.UTC().Format(time.RFC3339Nano)
+	out["large"] = false
+	out["unavailable"] = false
+	out["member_count"] = len(g.members)
+	out["voice_states"] = voiceStates
+	out["members"] = members
+	out["channels"] = channels
+	out["threads"] = []any{}
+	out["presences"] = []any{}
+	out["stage_instances"] = []any{}
+	out["guild_scheduled_events"] = []any{}
+	out["soundboard_sounds"] = []any{}
+	return out
+}
+
+// toDiscordgo converts through the wire form, so what tests see is what a
+// client decoding the JSON sees.
+func (g *guildState) toDiscordgo(c *channel) *discordgo.Channel {
+	raw, err := json.Marshal(g.channelJSON(c))
+	if err != nil {
+		return &discordgo.Channel{ID: c.id, Name: c.name, Type: discordgo.ChannelType(c.typ)}
+	}
+	var out discordgo.Channel
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return &discordgo.Channel{ID: c.id, Name: c.name, Type: discordgo.ChannelType(c.typ)}
+	}
+	return &out
+}
+
+// --- public state API ---
+
+// AddMember makes a user a member of the guild (the bot is one from the
+// start). Adding an existing member renames it. Discord would dispatch
+// GUILD_MEMBER_ADD only with the privileged GUILD_MEMBERS intent, which the
+// emulated bot never has, so nothing is dispatched.
+func (s *Server) AddMember(userID, username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.guild.members[userID]; ok {
+		m.username = username
+		return
+	}
+	s.guild.addMember(&member{id: userID, username: username, bot: userID == s.opts.BotUserID, joinedAt: time.Now()})
+}
+
+// SetVoiceState joins, moves or (channelID "") disconnects a member's voice
+// and dispatches VOICE_STATE_UPDATE. Moving the bot also allocates a voice
+// server (VOICE_SERVER_UPDATE); disconnecting it releases one.
+func (s *Server) SetVoiceState(userID, channelID string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := s.guild.members[userID]; !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownMember, userID)
+	}
+	if channelID != "" {
+		c, ok := s.guild.channels[channelID]
+		if !ok {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %s", ErrUnknownChannel, channelID)
+		}
+		if !isVoiceType(c.typ) {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %s has type %d", ErrNotVoiceChannel, channelID, c.typ)
+		}
+	}
+	selfMute, selfDeaf := false, false
+	if vs, ok := s.guild.voice[userID]; ok {
+		selfMute, selfDeaf = vs.selfMute, vs.selfDeaf
+	}
+	s.setVoiceLocked(userID, channelID, selfMute, selfDeaf)
+	s.mu.Unlock()
+	return nil
+}
+
+// VoiceStates maps each member in voice to their channel.
+func (s *Server) VoiceStates() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.guild.voice))
+	for id, vs := range s.guild.voice {
+		out[id] = vs.channelID
+	}
+	return out
+}
+
+// CreateChannel creates a channel as a guild administrator would (no
+// permission check), validated like POST /guilds/{id}/channels, and
+// dispatches CHANNEL_CREATE. parentID "" means no category.
+func (s *Server) CreateChannel(name string, typ int, parentID string) (*discordgo.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	c, errs := s.createChannelLocked(channelSpec{name: &name, typ: &typ, parentID: &parentID})
+	if errs != nil {
+		return nil, errs
+	}
+	return s.guild.toDiscordgo(c), nil
+}
+
+// createChannelLocked validates, stores and dispatches a new channel.
+func (s *Server) createChannelLocked(spec channelSpec) (*channel, error) {
+	if len(s.guild.channels) >= maxChannels {
+		return nil, ErrMaxChannels
+	}
+	c, ferrs := s.guild.validateLocked(spec)
+	if ferrs != nil {
+		parts := make([]string, len(ferrs))
+		for i, fe := range ferrs {
+			parts[i] = fe.String()
+		}
+		return nil, &formError{fields: ferrs, err: fmt.Errorf("%w: %s", ErrInvalidChannel, strings.Join(parts, "; "))}
+	}
+	c.id = s.ids.next(time.Now())
+	s.guild.addChannel(c)
+	s.dispatchLocked("CHANNEL_CREATE", intentGuilds, s.guild.channelJSON(c))
+	return c, nil
+}
+
+// formError carries field errors for REST's 50035 answer.
+type formError struct {
+	fields []fieldError
+	err    error
+}
+
+func (e *formError) Error() string { return e.err.Error() }
+func (e *formError) Unwrap() error { return e.err }
+
+// DeleteChannel deletes a channel and dispatches CHANNEL_DELETE; members in
+// a deleted voice channel are disconnected (VOICE_STATE_UPDATE with a null
+// channel), and a deleted category's children lose their parent
+// (CHANNEL_UPDATE), as Discord does.
+func (s *Server) DeleteChannel(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	_, err := s.deleteChannelLocked(id)
+	return err
+}
+
+func (s *Server) deleteChannelLocked(id string) (*channel, error) {
+	c, ok := s.guild.channels[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownChannel, id)
+	}
+	payload := s.guild.channelJSON(c)
+	s.guild.removeChannel(id)
+	s.dispatchLocked("CHANNEL_DELETE", intentGuilds, payload)
+	if c.typ == channelTypeCategory {
+		for _, child := range s.guild.orderedChannels() {
+			if child.parentID == id {
+				child.parentID = ""
+				s.dispatchLocked("CHANNEL_UPDATE", intentGuilds, s.guild.channelJSON(child))
+			}
+		}
+	}
+	var inChannel []string
+	for uid, vs := range s.guild.voice {
+		if vs.channelID == id {
+			inChannel = append(inChannel, uid)
+		}
+	}
+	sort.Strings(inChannel)
+	for _, uid := range inChannel {
+		s.setVoiceLocked(uid, "", false, false)
+	}
+	return c, nil
+}
+
+// Channel returns the channel with that id.
+func (s *Server) Channel(id string) (*discordgo.Channel, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.guild.channels[id]
+	if !ok {
+		return nil, false
+	}
+	return s.guild.toDiscordgo(c), true
+}
+
+// Channels returns every channel of the guild in creation order.
+func (s *Server) Channels() []*discordgo.Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*discordgo.Channel, 0, len(s.guild.channelOrder))
+	for _, c := range s.guild.orderedChannels() {
+		out = append(out, s.guild.toDiscordgo(c))
+	}
+	return out
+}
+
+// SetManageChannels grants or revokes the bot's Manage Channels permission.
+// Without it, REST channel create and delete answer 403 with code 50013.
+func (s *Server) SetManageChannels(allowed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.guild.manageChannels = allowed
+}
+
+// --- voice ---
+
+// voiceEffect is a VoiceBackend call owed after a voice-state change.
+type voiceEffect struct {
+	userID, channelID, sessionID string
+	allocate, release            bool
+	// voiceServer, when set, is a scripted VOICE_SERVER_UPDATE to dispatch
+	// in order with the backend's effects.
+	voiceServer *voiceServerUpdate
+}
+
+type voiceServerUpdate struct {
+	guildID  string
+	endpoint *string
+	token    string
+}
+
+// setVoiceLocked changes a member's voice state, dispatches
+// VOICE_STATE_UPDATE and queues the backend calls. Caller has validated
+// member and channel.
+func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf bool) {
+	prev, had := s.guild.voice[userID]
+	if !had && channelID == "" {
+		return
+	}
+	isBot := userID == s.opts.BotUserID
+	var vs *voiceState
+	switch {
+	case channelID == "":
+		vs = &voiceState{userID: userID, sessionID: prev.sessionID, selfMute: selfMute, selfDeaf: selfDeaf}
+		delete(s.guild.voice, userID)
+	case had:
+		vs = prev
+		vs.selfMute, vs.selfDeaf = selfMute, selfDeaf
+		if isBot && prev.channelID != channelID {
+			// A voice session per join or move, so a client cannot get
+			// away with the gateway session id.
+			vs.sessionID = randomHex(16)
+		}
+	default:
+		vs = &voiceState{userID: userID, sessionID: randomHex(16), selfMute: selfMute, selfDeaf: selfDeaf}
+		s.guild.voice[userID] = vs
+	}
+	moved := !had || prev.channelID != channelID
+	vs.channelID = channelID
+	s.dispatchLocked("VOICE_STATE_UPDATE", intentGuildVoiceStates, s.guild.voiceStateJSON(vs, true))
+	eff := voiceEffect{userID: userID, channelID: channelID, sessionID: vs.sessionID}
+	if isBot {
+		eff.allocate = channelID != "" && moved
+		eff.release = channelID == ""
+	}
+	s.queueEffectLocked(eff)
+}
+
+func (s *Server) queueEffectLocked(e voiceEffect) {
+	s.effects = append(s.effects, e)
+	select {
+	case s.effectWake <- struct{}{}:
+	default:
+	}
+}
+
+// runEffects calls the VoiceBackend in order of the state changes; it owns
+// the backend calls so none happens under the Server's lock.
+func (s *Server) runEffects() {
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.effectWake:
+		}
+		s.mu.Lock()
+		batch := s.effects
+		s.effects = nil
+		s.mu.Unlock()
+		for _, e := range batch {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			s.runEffect(e)
+		}
+	}
+}
+
+func (s *Server) runEffect(e voiceEffect) {
+	guildID := s.opts.GuildID
+	if e.voiceServer != nil {
+		s.mu.Lock()
+		s.dispatchVoiceServerLocked(*e.voiceServer)
+		s.mu.Unlock()
+		return
+	}
+	backend := s.opts.Voice
+	if backend != nil {
+		backend.MemberVoiceState(guildID, e.userID, e.channelID)
+	}
+	switch {
+	case e.allocate:
+		endpoint, token := "127.0.0.1:1", randomHex(16)
+		if backend != nil {
+			var err error
+			endpoint, token, err = backend.Allocate(guildID, e.channelID, e.userID, e.sessionID)
+			if err != nil {
+				s.log.Error("voice backend allocation failed; no VOICE_SERVER_UPDATE sent", "channel", e.channelID, "err", err)
+				return
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// A later change superseded this join: its own effect answers it.
+		if vs, ok := s.guild.voice[e.userID]; !ok || vs.channelID != e.channelID || vs.sessionID != e.sessionID {
+			return
+		}
+		s.dispatchVoiceServerLocked(voiceServerUpdate{guildID: guildID, endpoint: &endpoint, token: token})
+	case e.release:
+		if backend != nil {
+			backend.Release(guildID, e.userID)
+		}
+	}
+}
+
+// dispatchVoiceServerLocked sends VOICE_SERVER_UPDATE
+// (developers/events/gateway-events.mdx "Voice Server Update"); a nil
+// endpoint means the voice server is being reallocated.
+func (s *Server) dispatchVoiceServerLocked(u voiceServerUpdate) {
+	d := map[string]any{"token": u.token, "guild_id": u.guildID, "endpoint": nil}
+	if u.endpoint != nil {
+		d["endpoint"] = *u.endpoint
+	}
+	s.dispatchLocked("VOICE_SERVER_UPDATE", 0, d)
+}
