@@ -4,26 +4,22 @@ import (
 	"testing"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
+	"github.com/voicebridge/bridge/internal/audiotest"
 )
 
-// The media tests play the emulator's samples (emulator/voiceemu/samples,
-// made by scripts/make-samples.sh), the one sample set of the module's
-// tests: 3 s tones of 440 Hz and 1 kHz as 20 ms Opus frames, and 3 s of a
-// VP8 test pattern at 15 fps with a keyframe every second.
+// The media tests play the module's one sample set: the test tones of
+// internal/audiotest (3 s of 440 Hz and 1 kHz as 20 ms Opus frames) and the
+// emulator's VP8 test pattern (3 s at 15 fps, a keyframe every second).
 const (
-	tone440  = "tone-440"
-	tone1000 = "tone-1000"
+	tone440  = 440
+	tone1000 = 1000
 	testIVF  = "testpattern"
 )
 
-// readOggOpus returns the Opus frames of a sample (tone440 or tone1000).
-func readOggOpus(t testing.TB, sample string) [][]byte {
+// readOggOpus returns the Opus frames of a test tone (tone440 or tone1000).
+func readOggOpus(t testing.TB, hz int) [][]byte {
 	t.Helper()
-	frames, err := voiceemu.LoadOpusSample(sample)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return frames
+	return audiotest.Tone(t, hz)
 }
 
 // readIVF returns the VP8 frames of a sample (testIVF); the first is a

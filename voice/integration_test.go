@@ -243,15 +243,6 @@ func isState(s voice.State) func(voice.Event) bool {
 	return func(ev voice.Event) bool { sc, ok := ev.(voice.StateChanged); return ok && sc.State == s }
 }
 
-func loadOpus(t *testing.T, name string) [][]byte {
-	t.Helper()
-	f, err := voiceemu.LoadOpusSample(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
 func withoutSilence(frames [][]byte) [][]byte {
 	var out [][]byte
 	for _, f := range frames {
@@ -338,8 +329,8 @@ func (r toneResult) String() string {
 // attributed to the right user and in sequence order at the bot.
 func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *voiceemu.Member) toneResult {
 	t.Helper()
-	tone1000 := loadOpus(t, "tone-1000")
-	tone440 := loadOpus(t, "tone-440")
+	tone1000 := audiotest.Tone(t, 1000)
+	tone440 := audiotest.Tone(t, 440)
 	gotAll := make(chan struct{})
 	var once sync.Once
 	var mu sync.Mutex

@@ -701,15 +701,6 @@ func playTone(t testing.TB, m *voiceemu.Member, frames [][]byte) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-func loadOpus(t testing.TB, name string) [][]byte {
-	t.Helper()
-	frames, err := voiceemu.LoadOpusSample(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return frames
-}
-
 // ---- the tests ----
 
 // TestMediaE2EDiscordToneReachesTwoBrowsers: a simulated Discord member in
@@ -724,7 +715,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 	ta, ctx := startMediaE2E(t, lat.observeDiscordAudio(mediaTuning()))
 	const uid = "450000000000000001"
 	member := addDiscordMember(t, ta, uid, "Tone", ta.demo.Lobby.ID)
-	playTone(t, member, loadOpus(t, "tone-440"))
+	playTone(t, member, audiotest.Tone(t, 440))
 
 	browsers := []*e2eBrowser{newE2EBrowser(t, ta, "ann", browserOptions{}), newE2EBrowser(t, ta, "ben", browserOptions{})}
 	for _, b := range browsers {
@@ -811,7 +802,7 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 	ta, ctx := startMediaE2E(t, mediaTuning())
 	room := newVoiceRoom(t, ctx, ta, "tone-room")
 	listener := addDiscordMember(t, ta, "460000000000000001", "Listener", room)
-	high, low := loadOpus(t, "tone-1000"), loadOpus(t, "tone-440")
+	high, low := audiotest.Tone(t, 1000), audiotest.Tone(t, 440)
 
 	// Which tone a frame the member hears belongs to, and where in it.
 	type origin struct {

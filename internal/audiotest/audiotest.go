@@ -1,16 +1,41 @@
-// Package audiotest holds the audio checks that tests across the module
-// share: Opus frames decoded to PCM, and the dominant frequency of a tone
-// found with the Goertzel algorithm, so that a test can assert that the
-// tone it sent is the tone that arrived. The bridge binary does not import
-// it.
+// Package audiotest holds the audio that tests across the module share:
+// test tones as Opus frames, Opus frames decoded to PCM, and the dominant
+// frequency of a tone found with the Goertzel algorithm, so that a test can
+// assert that the tone it sent is the tone that arrived. The bridge binary
+// does not import it.
 package audiotest
 
 import (
+	"embed"
+	"fmt"
 	"math"
 	"testing"
 
 	"github.com/pion/opus"
+
+	"github.com/voicebridge/bridge/internal/oggopus"
 )
+
+// tones are 3 s stereo sines at 48 kHz, encoded as 20 ms Opus frames by
+// scripts/make-samples.sh.
+//
+//go:embed tones/*.opus
+var tones embed.FS
+
+// Tone returns the 20 ms Opus frames of 3 s of a sine at hz Hz: 440
+// or 1000; any other fails the test.
+func Tone(t testing.TB, hz int) [][]byte {
+	t.Helper()
+	data, err := tones.ReadFile(fmt.Sprintf("tones/tone-%d.opus", hz))
+	if err != nil {
+		t.Fatalf("no %d Hz test tone (have 440 and 1000 Hz)", hz)
+	}
+	frames, err := oggopus.Frames(data)
+	if err != nil {
+		t.Fatalf("the %d Hz test tone: %v", hz, err)
+	}
+	return frames
+}
 
 // SampleRate is the rate, in Hz, of Discord's and WebRTC's Opus and of the
 // PCM that DecodeOpus returns.

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/internal/audiotest"
 )
 
@@ -67,25 +66,26 @@ func TestGoertzelPeaksAtTheTone(t *testing.T) {
 	}
 }
 
-func opusSample(t *testing.T, name string) [][]byte {
-	t.Helper()
-	frames, err := voiceemu.LoadOpusSample(name)
-	if err != nil {
-		t.Fatal(err)
+func TestTonesDecodeToTheirFrequency(t *testing.T) {
+	for _, hz := range []int{440, 1000} {
+		t.Run(fmt.Sprint(hz), func(t *testing.T) {
+			frames := audiotest.Tone(t, hz)
+			if len(frames) < 150 || len(frames) > 151 { // the encoder's pre-skip may add one
+				t.Fatalf("%d frames, want 150 (3 s of 20 ms)", len(frames))
+			}
+			pcm := audiotest.DecodeOpus(t, frames)
+			if len(pcm) != len(frames)*960 {
+				t.Fatalf("%d frames of 20 ms decode to %d samples, want %d", len(frames), len(pcm), len(frames)*960)
+			}
+			if got := audiotest.Frequency(t, frames); got != float64(hz) {
+				t.Fatalf("dominant frequency %v Hz, want %d", got, hz)
+			}
+			audiotest.RequireTone(t, "the tone", frames, float64(hz))
+		})
 	}
-	return frames
-}
-
-func TestDecodeOpusAndFrequency(t *testing.T) {
-	frames := opusSample(t, "tone-1000")
-	pcm := audiotest.DecodeOpus(t, frames)
-	if len(pcm) != len(frames)*960 {
-		t.Fatalf("%d frames of 20 ms decode to %d samples, want %d", len(frames), len(pcm), len(frames)*960)
+	if msg := failure(func(r testing.TB) { audiotest.Tone(r, 880) }); !strings.Contains(msg, "no 880 Hz test tone") {
+		t.Fatalf("an 880 Hz tone: %q", msg)
 	}
-	if got := audiotest.Frequency(t, frames); got != 1000 {
-		t.Fatalf("tone-1000 at %v Hz", got)
-	}
-	audiotest.RequireTone(t, "tone-440", opusSample(t, "tone-440"), 440)
 }
 
 // fatalRecorder stands in for a test to see what a check fails with; like
@@ -114,7 +114,7 @@ func failure(check func(t testing.TB)) string {
 }
 
 func TestRequireToneFails(t *testing.T) {
-	tone := opusSample(t, "tone-440")
+	tone := audiotest.Tone(t, 440)
 	for _, tc := range []struct {
 		name   string
 		check  func(t testing.TB)
