@@ -74,17 +74,20 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestPacketSamples(t *testing.T) {
+	// The TOC byte: configuration in the top five bits, frame count code
+	// in the bottom two (RFC 6716 §3.1).
+	toc := func(config, code byte) byte { return config<<3 | code }
 	for _, tc := range []struct {
 		name   string
 		packet []byte
 		want   int
 	}{
-		{"CELT 20 ms, one frame", []byte{31<<3 | 0}, 960},
-		{"CELT 10 ms, two frames", []byte{30<<3 | 1}, 960},
-		{"SILK 20 ms, one frame", []byte{1<<3 | 0}, 960},
-		{"SILK 60 ms", []byte{3<<3 | 0}, 2880},
-		{"hybrid 10 ms", []byte{12<<3 | 0}, 480},
-		{"CELT 2.5 ms, code 3 with 8 frames", []byte{16<<3 | 3, 8}, 960},
+		{"CELT 20 ms, one frame", []byte{toc(31, 0)}, 960},
+		{"CELT 10 ms, two frames", []byte{toc(30, 1)}, 960},
+		{"SILK 20 ms, one frame", []byte{toc(1, 0)}, 960},
+		{"SILK 60 ms", []byte{toc(3, 0)}, 2880},
+		{"hybrid 10 ms", []byte{toc(12, 0)}, 480},
+		{"CELT 2.5 ms, code 3 with 8 frames", []byte{toc(16, 3), 8}, 960},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, err := oggopus.PacketSamples(tc.packet); err != nil || got != tc.want {
@@ -92,7 +95,7 @@ func TestPacketSamples(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]byte{nil, {16<<3 | 3}} {
+	for _, bad := range [][]byte{nil, {toc(16, 3)}} {
 		if _, err := oggopus.PacketSamples(bad); err == nil {
 			t.Fatalf("%x: no error", bad)
 		}
