@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,11 +16,9 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/opus"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
 	"github.com/voicebridge/bridge/media/mediatest"
 )
@@ -564,105 +560,6 @@ func (b *browser) publishVideo(frames [][]byte) {
 }
 
 // ---- test media ----
-
-// readOggOpus splits an Ogg Opus file (RFC 7845) into Opus packets,
-// skipping the two header packets.
-func readOggOpus(t testing.TB, path string) [][]byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var packets [][]byte
-	var cur []byte
-	for len(data) > 0 {
-		if len(data) < 27 || string(data[:4]) != "OggS" {
-			t.Fatalf("%s: bad Ogg page", path)
-		}
-		nseg := int(data[26])
-		segs := data[27 : 27+nseg]
-		body := data[27+nseg:]
-		off := 0
-		for _, l := range segs {
-			cur = append(cur, body[off:off+int(l)]...)
-			off += int(l)
-			if l < 255 {
-				packets = append(packets, cur)
-				cur = nil
-			}
-		}
-		data = body[off:]
-	}
-	if len(packets) < 3 || string(packets[0][:8]) != "OpusHead" {
-		t.Fatalf("%s: not an Ogg Opus file", path)
-	}
-	return packets[2:]
-}
-
-// readIVF returns the VP8 frames of an IVF file.
-func readIVF(t testing.TB, path string) [][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, _, err := ivfreader.NewWith(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		frame, _, err := r.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, frame)
-	}
-	if len(frames) == 0 || frames[0][0]&1 != 0 {
-		t.Fatalf("%s: no frames or first is not a keyframe", path)
-	}
-	return frames
-}
-
-// decodeOpus decodes Opus packets to mono 48 kHz float samples.
-func decodeOpus(t testing.TB, packets [][]byte) []float32 {
-	t.Helper()
-	dec := opus.NewDecoder()
-	out := make([]float32, 5760)
-	var pcm []float32
-	for _, p := range packets {
-		n, err := dec.DecodeToFloat32(p, out)
-		if err != nil {
-			t.Fatalf("decode opus: %v", err)
-		}
-		pcm = append(pcm, out[:n]...)
-	}
-	return pcm
-}
-
-// dominantFrequency finds the strongest frequency between 50 Hz and 4 kHz
-// with the Goertzel algorithm, 1 Hz resolution.
-func dominantFrequency(pcm []float32, rate float64) float64 {
-	best, bestPow := 0.0, -1.0
-	for f := 50.0; f <= 4000; f++ {
-		w := 2 * math.Pi * f / rate
-		c := 2 * math.Cos(w)
-		var s1, s2 float64
-		for _, x := range pcm {
-			s0 := float64(x) + c*s1 - s2
-			s2, s1 = s1, s0
-		}
-		pow := s1*s1 + s2*s2 - c*s1*s2
-		if pow > bestPow {
-			best, bestPow = f, pow
-		}
-	}
-	return best
-}
 
 func frameSet(frames [][]byte) map[string]bool {
 	set := make(map[string]bool, len(frames))

@@ -3,7 +3,6 @@ package media
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"net"
 	"strings"
 	"testing"
@@ -13,17 +12,13 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 	"go.uber.org/goleak"
+
+	"github.com/voicebridge/bridge/internal/audiotest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
-
-const (
-	tone440 = "testdata/tone-440.opus"
-	tone880 = "testdata/tone-880.opus"
-	testIVF = "testdata/testsrc-vp8.ivf"
-)
 
 func waitLink(t *testing.T, j *fakeJoiner) *fakeLink {
 	t.Helper()
@@ -79,18 +74,6 @@ func readPayloads(t *testing.T, tr *webrtc.TrackRemote, n int) [][]byte {
 	return out
 }
 
-func assertTone(t *testing.T, what string, packets [][]byte, want float64) {
-	t.Helper()
-	pcm := decodeOpus(t, packets)
-	if len(pcm) < 48000/2 {
-		t.Fatalf("%s: only %d samples decoded", what, len(pcm))
-	}
-	got := dominantFrequency(pcm[len(pcm)/4:], 48000)
-	if math.Abs(got-want) > want*0.02 {
-		t.Fatalf("%s: dominant frequency %.0f Hz, want %.0f Hz ±2%%", what, got, want)
-	}
-}
-
 func TestDiscordAudioReachesBrowsers(t *testing.T) {
 	j := newFakeJoiner()
 	m, ev := newTestManager(t, j, nil)
@@ -128,7 +111,7 @@ func TestDiscordAudioReachesBrowsers(t *testing.T) {
 				t.Fatalf("browser %s: payload %d is not one of the Opus frames sent", br.peer.id, i)
 			}
 		}
-		assertTone(t, "discord user at browser "+br.peer.id, payloads, 440)
+		audiotest.RequireTone(t, "discord user at browser "+br.peer.id, payloads, 440)
 	}
 	if !ev.has(EventParticipantJoined, "discord-400") || !ev.has(EventSpeaking, "discord-400") {
 		t.Fatalf("events %v lack the discord user's join and speaking", ev.list)
@@ -156,8 +139,8 @@ func linkFrames(t *testing.T, l *fakeLink, n int, from map[string]bool) [][]byte
 func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 	j := newFakeJoiner()
 	m, ev := newTestManager(t, j, nil)
-	f440, f880 := readOggOpus(t, tone440), readOggOpus(t, tone880)
-	set440, set880 := frameSet(f440), frameSet(f880)
+	f440, f1000 := readOggOpus(t, tone440), readOggOpus(t, tone1000)
+	set440, set1000 := frameSet(f440), frameSet(f1000)
 
 	a := newBrowser(t, m, "a", "201", false)
 	b := newBrowser(t, m, "b", "202", false)
@@ -168,7 +151,7 @@ func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 	b.next(isType("joined"), "joined")
 
 	pa := a.publishAudio(f440, 20)
-	pb := b.publishAudio(f880, 127)
+	pb := b.publishAudio(f1000, 127)
 
 	// Only a speaks: the link carries a's tone and nothing of b.
 	got := linkFrames(t, link, 50, nil)
@@ -177,7 +160,7 @@ func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 			t.Fatalf("frame %d at the link is not a's (b is silent)", i)
 		}
 	}
-	assertTone(t, "a at the link", got, 440)
+	audiotest.RequireTone(t, "a at the link", got, 440)
 	if !ev.has(EventSpeaking, self) {
 		t.Fatalf("no speaking event for a: %v", ev.list)
 	}
@@ -185,14 +168,14 @@ func TestBrowserAudioReachesDiscordLoudestFirst(t *testing.T) {
 	// Turn: b speaks, a goes quiet. The link switches to b and stays.
 	pa.SetLevel(127)
 	pb.SetLevel(20)
-	linkFrames(t, link, 1, set880)
+	linkFrames(t, link, 1, set1000)
 	got = linkFrames(t, link, 50, nil)
 	for i, f := range got {
-		if !set880[string(f)] {
+		if !set1000[string(f)] {
 			t.Fatalf("frame %d after the switch is not b's", i)
 		}
 	}
-	assertTone(t, "b at the link", got, 880)
+	audiotest.RequireTone(t, "b at the link", got, 1000)
 	// And back to a.
 	pb.SetLevel(127)
 	pa.SetLevel(20)
@@ -432,7 +415,7 @@ func TestGlareResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.signal(map[string]any{"type": "answer", "sdp": answer.SDP})
-	g.publishAudio(readOggOpus(t, tone880), 30)
+	g.publishAudio(readOggOpus(t, tone1000), 30)
 	offer, err := g.pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)

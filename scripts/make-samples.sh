@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Makes the media samples that emulator/voiceemu embeds: two Opus tones, a
-# short Opus speech clip and a VP8 test pattern. Needs Debian's sox,
-# opus-tools (opusenc), espeak-ng and ffmpeg. The outputs are committed,
+# Makes the media samples: the short Opus speech clip and the VP8 test
+# pattern that emulator/voiceemu embeds for the demo's members, and the two
+# Opus test tones that internal/audiotest embeds for the tests. Needs
+# Debian's sox, opus-tools (opusenc), espeak-ng and ffmpeg. The outputs are committed,
 # so this only runs when a sample must change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=emulator/voiceemu/samples
-mkdir -p "$out"
+tones=internal/audiotest/tones
+mkdir -p "$out" "$tones"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -19,7 +21,7 @@ done
 for freq in 1000 440; do
   sox -n -r 48000 -c 2 -b 16 "$tmp/tone-$freq.wav" synth 3 sine "$freq" vol 0.5
   opusenc --quiet --framesize 20 --bitrate 32 --comp 10 \
-    --padding 0 --discard-comments "$tmp/tone-$freq.wav" "$out/tone-$freq.opus"
+    --padding 0 --discard-comments "$tmp/tone-$freq.wav" "$tones/tone-$freq.opus"
 done
 
 # A short spoken sentence, resampled to 48 kHz stereo.
@@ -32,4 +34,4 @@ opusenc --quiet --framesize 20 --bitrate 32 --comp 10 \
 ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240:rate=15 -t 3 \
   -c:v libvpx -b:v 300k -g 15 -auto-alt-ref 0 -f ivf "$out/testpattern.ivf"
 
-ls -l "$out"
+ls -l "$out" "$tones"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: vet, unit and integration tests (under the
-# race detector, which needs cgo and gcc for the tests only; the binary
-# stays pure Go), and a short run of every fuzz target. Network tests stay
+# Runs the whole test suite: vet, staticcheck, unit and integration tests
+# (under the race detector, which needs cgo and gcc for the tests only; the
+# binary stays pure Go), and a short run of every fuzz target. Network tests stay
 # on loopback: as root the suite runs inside a fresh network namespace that
 # holds only `lo`.
 set -euo pipefail
@@ -16,6 +16,10 @@ FUZZTIME="${FUZZTIME:-10000x}"
 go mod download
 go build ./...
 go vet ./...
+# staticcheck at a pinned version, fetched through the module proxy like
+# the module's own dependencies (so before the namespace).
+STATICCHECK_VERSION=v0.8.2
+go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 
 inner() {
   set -euo pipefail

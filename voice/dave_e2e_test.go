@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
+	"github.com/voicebridge/bridge/internal/audiotest"
 	"github.com/voicebridge/bridge/voice"
 	"github.com/voicebridge/bridge/voice/dave"
 )
@@ -111,8 +112,8 @@ func TestDAVEMembersJoinAndLeave(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tone440 := loadOpus(t, "tone-440")
-	tone1000 := loadOpus(t, "tone-1000")
+	tone440 := audiotest.Tone(t, 440)
+	tone1000 := audiotest.Tone(t, 1000)
 	playing := make(chan struct{})
 	go func() {
 		defer close(playing)
@@ -268,7 +269,7 @@ func sendAndHearFrom(t *testing.T, conn *voice.Conn, member *voiceemu.Member) {
 			}
 		}
 	})
-	frames := loadOpus(t, "tone-1000")
+	frames := audiotest.Tone(t, 1000)
 	for _, f := range frames[:10] {
 		if err := conn.SendOpus(f); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/internal/audiotest"
 	"github.com/voicebridge/bridge/voice"
 )
 
@@ -45,7 +46,7 @@ func TestLossReorderDuplicateCounts(t *testing.T) {
 	// Counts are about the network: media starts once both ends hold the
 	// epoch's keys, so no frame is lost to a transition.
 	awaitE2EE(t, r.evs, r.conn, member)
-	frames := loadOpus(t, "tone-1000")
+	frames := audiotest.Tone(t, 1000)
 
 	const faulted, clean = 1000, 10
 	// The collector counts the sequence positions covered (delivered plus
@@ -140,7 +141,7 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 	member := addMember(t, r.srv)
 	r.evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
 	code := awaitE2EE(t, r.evs, r.conn, member)
-	frames := loadOpus(t, "tone-440")
+	frames := audiotest.Tone(t, 440)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -151,7 +152,7 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 	sendDone := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		for _, f := range loadOpus(t, "tone-1000") {
+		for _, f := range audiotest.Tone(t, 1000) {
 			if err := r.conn.SendOpus(f); err != nil {
 				sendDone <- err
 				return
@@ -304,7 +305,7 @@ func sendAndHear(t *testing.T, r *rig) {
 		}
 	})
 	awaitE2EE(t, r.evs, r.conn, member)
-	frames := loadOpus(t, "tone-1000")
+	frames := audiotest.Tone(t, 1000)
 	for _, f := range frames[:10] {
 		if err := r.conn.SendOpus(f); err != nil {
 			t.Fatal(err)

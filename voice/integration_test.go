@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/opus"
 	"go.uber.org/goleak"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
+	"github.com/voicebridge/bridge/internal/audiotest"
 	"github.com/voicebridge/bridge/voice"
 )
 
@@ -243,67 +243,6 @@ func isState(s voice.State) func(voice.Event) bool {
 	return func(ev voice.Event) bool { sc, ok := ev.(voice.StateChanged); return ok && sc.State == s }
 }
 
-func loadOpus(t *testing.T, name string) [][]byte {
-	t.Helper()
-	f, err := voiceemu.LoadOpusSample(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-// decodePCM decodes Opus frames to 48 kHz mono.
-func decodePCM(t *testing.T, frames [][]byte) []float32 {
-	t.Helper()
-	dec, err := opus.NewDecoderWithOutput(48000, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, 5760)
-	var pcm []float32
-	for i, f := range frames {
-		n, err := dec.DecodeToFloat32(f, out)
-		if err != nil {
-			t.Fatalf("decode frame %d: %v", i, err)
-		}
-		pcm = append(pcm, out[:n]...)
-	}
-	return pcm
-}
-
-// goertzel is the power of pcm at freq (Hz, 48 kHz sampling).
-func goertzel(pcm []float32, freq float64) float64 {
-	w := 2 * math.Pi * freq / 48000
-	coeff := 2 * math.Cos(w)
-	var s1, s2 float64
-	for _, x := range pcm {
-		s := float64(x) + coeff*s1 - s2
-		s2, s1 = s1, s
-	}
-	return s1*s1 + s2*s2 - coeff*s1*s2
-}
-
-// dominantFrequency finds the spectral peak between 50 Hz and 4 kHz:
-// a 10 Hz scan, then a 1 Hz refinement around the best bin.
-func dominantFrequency(pcm []float32) float64 {
-	if len(pcm) > 48000 {
-		pcm = pcm[len(pcm)/2-24000 : len(pcm)/2+24000]
-	}
-	best, bestP := 0.0, -1.0
-	for f := 50.0; f <= 4000; f += 10 {
-		if p := goertzel(pcm, f); p > bestP {
-			best, bestP = f, p
-		}
-	}
-	center := best
-	for f := center - 10; f <= center+10; f++ {
-		if p := goertzel(pcm, f); p > bestP {
-			best, bestP = f, p
-		}
-	}
-	return best
-}
-
 func withoutSilence(frames [][]byte) [][]byte {
 	var out [][]byte
 	for _, f := range frames {
@@ -390,8 +329,8 @@ func (r toneResult) String() string {
 // attributed to the right user and in sequence order at the bot.
 func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *voiceemu.Member) toneResult {
 	t.Helper()
-	tone1000 := loadOpus(t, "tone-1000")
-	tone440 := loadOpus(t, "tone-440")
+	tone1000 := audiotest.Tone(t, 1000)
+	tone440 := audiotest.Tone(t, 440)
 	gotAll := make(chan struct{})
 	var once sync.Once
 	var mu sync.Mutex
@@ -444,7 +383,7 @@ func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *
 		}
 	}
 	res := toneResult{atMember: len(atMember), sent: len(tone1000), received: len(received), played: len(tone440)}
-	res.f1000 = dominantFrequency(decodePCM(t, atMember))
+	res.f1000 = audiotest.Frequency(t, atMember)
 	if math.Abs(res.f1000-1000) > 20 {
 		t.Fatalf("member hears %.0f Hz, want 1000 Hz ±2%%", res.f1000)
 	}
@@ -464,7 +403,7 @@ func tonesBothWays(t *testing.T, ctx context.Context, conn *voice.Conn, member *
 		res.missing += f.Missing
 		payloads = append(payloads, f.Payload)
 	}
-	res.f440 = dominantFrequency(decodePCM(t, payloads))
+	res.f440 = audiotest.Frequency(t, payloads)
 	if math.Abs(res.f440-440) > 8.8 {
 		t.Fatalf("bot hears %.0f Hz from the member, want 440 Hz ±2%%", res.f440)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pion/interceptor"
-	"github.com/pion/opus"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -28,6 +26,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
+	"github.com/voicebridge/bridge/internal/audiotest"
 	bridgemedia "github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/media/mediatest"
 )
@@ -628,53 +627,6 @@ func hasKeyframe(frames []vp8Frame) bool {
 	return false
 }
 
-// decodeMono decodes 48 kHz Opus frames to mono samples.
-func decodeMono(t testing.TB, frames [][]byte) []float32 {
-	t.Helper()
-	dec, err := opus.NewDecoderWithOutput(48000, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pcm []float32
-	buf := make([]float32, 5760)
-	for i, f := range frames {
-		n, err := dec.DecodeToFloat32(f, buf)
-		if err != nil {
-			t.Fatalf("decode Opus frame %d (%d bytes): %v", i, len(f), err)
-		}
-		pcm = append(pcm, buf[:n]...)
-	}
-	return pcm
-}
-
-// dominantFrequency finds the strongest tone from 100 Hz to 2 kHz in 1 Hz
-// steps (Goertzel), over mono samples at rate.
-func dominantFrequency(pcm []float32, rate float64) float64 {
-	best, bestPower := 0.0, 0.0
-	for f := 100.0; f <= 2000; f++ {
-		coeff := 2 * math.Cos(2*math.Pi*f/rate)
-		var s1, s2 float64
-		for _, x := range pcm {
-			s0 := float64(x) + coeff*s1 - s2
-			s2, s1 = s1, s0
-		}
-		if p := s1*s1 + s2*s2 - coeff*s1*s2; p > bestPower {
-			best, bestPower = f, p
-		}
-	}
-	return best
-}
-
-// checkTone fails unless the frames decode to want Hz within 2%.
-func checkTone(t testing.TB, who string, frames [][]byte, want float64) {
-	t.Helper()
-	f := dominantFrequency(decodeMono(t, frames), 48000)
-	if math.Abs(f-want) > want*0.02 {
-		t.Fatalf("%s hears %v Hz, want %v Hz within 2%%", who, f, want)
-	}
-	t.Logf("%s hears %v Hz over %d frames", who, f, len(frames))
-}
-
 // checkRTPContinuity fails unless sequence numbers advance by one and
 // timestamps by at least one frame from packet to packet (media/doc.go: the
 // timestamp advances 960 per frame plus 960 per frame reported missing).
@@ -749,15 +701,6 @@ func playTone(t testing.TB, m *voiceemu.Member, frames [][]byte) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-func loadOpus(t testing.TB, name string) [][]byte {
-	t.Helper()
-	frames, err := voiceemu.LoadOpusSample(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return frames
-}
-
 // ---- the tests ----
 
 // TestMediaE2EDiscordToneReachesTwoBrowsers: a simulated Discord member in
@@ -772,7 +715,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 	ta, ctx := startMediaE2E(t, lat.observeDiscordAudio(mediaTuning()))
 	const uid = "450000000000000001"
 	member := addDiscordMember(t, ta, uid, "Tone", ta.demo.Lobby.ID)
-	playTone(t, member, loadOpus(t, "tone-440"))
+	playTone(t, member, audiotest.Tone(t, 440))
 
 	browsers := []*e2eBrowser{newE2EBrowser(t, ta, "ann", browserOptions{}), newE2EBrowser(t, ta, "ben", browserOptions{})}
 	for _, b := range browsers {
@@ -801,7 +744,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 		b.waitPackets(ctx, tr, 50) // one second
 		pkts := b.packets(tr, 0)
 		checkRTPContinuity(t, "browser "+b.name, pkts)
-		checkTone(t, "browser "+b.name, payloads(pkts), 440)
+		audiotest.RequireTone(t, "browser "+b.name, payloads(pkts), 440)
 
 		// The call is end-to-end encrypted (DAVE): the browser shows the
 		// privacy code the Discord member's client shows.
@@ -859,7 +802,7 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 	ta, ctx := startMediaE2E(t, mediaTuning())
 	room := newVoiceRoom(t, ctx, ta, "tone-room")
 	listener := addDiscordMember(t, ta, "460000000000000001", "Listener", room)
-	high, low := loadOpus(t, "tone-1000"), loadOpus(t, "tone-440")
+	high, low := audiotest.Tone(t, 1000), audiotest.Tone(t, 440)
 
 	// Which tone a frame the member hears belongs to, and where in it.
 	type origin struct {
@@ -891,13 +834,13 @@ func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
 		return out
 	}
 	waitUntil(t, ctx, "the member hears one second of 1 kHz from the bot", func() bool { return len(heardTone(0, 0)) >= 50 })
-	checkTone(t, "the Discord member (ann speaking)", heardTone(0, 0), 1000)
+	audiotest.RequireTone(t, "the Discord member (ann speaking)", heardTone(0, 0), 1000)
 
 	swap := len(listener.ReceivedOpus(bot))
 	annMic.SetLevel(silentLevel)
 	benMic.SetLevel(loudLevel)
 	waitUntil(t, ctx, "the member hears one second of 440 Hz from the bot", func() bool { return len(heardTone(1, swap)) >= 50 })
-	checkTone(t, "the Discord member (ben speaking)", heardTone(1, swap), 440)
+	audiotest.RequireTone(t, "the Discord member (ben speaking)", heardTone(1, swap), 440)
 
 	// Every frame is one a browser sent, the speakers do not interleave,
 	// and each speaker's frames keep their order.

@@ -211,12 +211,12 @@ func TestRESTRouteBucketAnswers429(t *testing.T) {
 func TestScript429(t *testing.T) {
 	s := startServer(t, nil)
 	s.Script429("GET", "/users/@me", 2*time.Second, false)
-	resp, body := rest(t, s, "GET", "/api/v10/gateway", "-", nil)
+	resp, _ := rest(t, s, "GET", "/api/v10/gateway", "-", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("unmatched request answered %d", resp.StatusCode)
 	}
 	for i := 0; i < 2; i++ { // scripted, then still limited
-		resp, body = rest(t, s, "GET", "/api/v9/users/@me", "", nil)
+		resp, body := rest(t, s, "GET", "/api/v9/users/@me", "", nil)
 		if resp.StatusCode != 429 || !strings.Contains(string(body), `"retry_after":`) || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
 		}
@@ -224,7 +224,7 @@ func TestScript429(t *testing.T) {
 	}
 
 	s.Script429("", "/api/v10/gateway", 2*time.Second, true)
-	resp, body = rest(t, s, "GET", "/api/v10/gateway", "-", nil)
+	resp, body := rest(t, s, "GET", "/api/v10/gateway", "-", nil)
 	if resp.StatusCode != 429 || resp.Header.Get("X-RateLimit-Global") != "true" || resp.Header.Get("X-RateLimit-Scope") != "global" || !strings.Contains(string(body), `"global":true`) {
 		t.Fatalf("global: %d %v %s", resp.StatusCode, resp.Header, body)
 	}

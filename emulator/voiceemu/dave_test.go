@@ -919,7 +919,7 @@ func TestDAVEKeyPackageReplacedDuringCreation(t *testing.T) {
 	if out, err := xs.HandleBinary(op, p); err != nil || len(out) != 1 || out[0].Op != opCommitWelcome {
 		t.Fatalf("x on Add(y): %v %+v", err, out) // commit held back
 	}
-	if op, p = nextBinary(t, y, ys); op != opProposals {
+	if op, _ = nextBinary(t, y, ys); op != opProposals {
 		t.Fatalf("y got op %d", op)
 	}
 

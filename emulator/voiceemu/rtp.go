@@ -1,6 +1,7 @@
 package voiceemu
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -190,9 +191,8 @@ func readULEB128(b *[]byte) (uint64, bool) {
 	return 0, false
 }
 
-func isSilence(payload []byte) bool {
-	return len(payload) == 3 && payload[0] == 0xF8 && payload[1] == 0xFF && payload[2] == 0xFE
-}
+// isSilence reports whether an Opus payload is the silence frame.
+func isSilence(payload []byte) bool { return bytes.Equal(payload, opusSilence) }
 
 // IP discovery (Discord docs, Voice Connections, "IP Discovery").
 const (

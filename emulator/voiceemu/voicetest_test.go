@@ -20,6 +20,9 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/nacl/secretbox"
+
+	"github.com/voicebridge/bridge/internal/audiotest"
+	"github.com/voicebridge/bridge/internal/oggopus"
 )
 
 func TestMain(m *testing.M) {
@@ -751,11 +754,7 @@ func (c *rawClient) seen(op int) wsMsg {
 
 func TestRelayAllModes(t *testing.T) {
 	modes := []string{ModeAES256GCM, ModeXChaCha20Poly1305, ModeXSalsa20Poly1305, ModeXSalsa20Suffix, ModeXSalsa20Lite}
-	tone, err := LoadOpusSample("tone-440")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tone = tone[:40]
+	tone := audiotest.Tone(t, 440)[:40]
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			s := startServer(t, Options{Modes: []string{mode}, RTCPInterval: 20 * time.Millisecond})
@@ -1068,7 +1067,7 @@ func FuzzServerUDP(f *testing.F) {
 			var a vp8Assembler
 			a.push(p)
 		}
-		_, _ = opusPacketSamples(data)
+		_, _ = oggopus.PacketSamples(data)
 	})
 }
 

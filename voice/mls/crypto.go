@@ -99,12 +99,6 @@ func DeriveSecret(secret []byte, label string) []byte {
 	return expandWithLabel(secret, label, nil, hashSize)
 }
 
-// DeriveTreeSecret is RFC 9420 §9: ExpandWithLabel(secret, label,
-// uint32 generation, length).
-func DeriveTreeSecret(secret []byte, label string, generation uint32, length int) ([]byte, error) {
-	return ExpandWithLabel(secret, label, encode(func(w *Writer) { w.Uint32(generation) }), length)
-}
-
 // RefHash is RFC 9420 §5.2: Hash(RefHashInput{opaque label<V>; opaque value<V>}).
 func RefHash(label string, value []byte) []byte {
 	return hashBytes(encode(func(w *Writer) {

@@ -171,27 +171,3 @@ func TestVectorsPassiveClientWelcome(t *testing.T) {
 func TestVectorsPassiveClientHandlingCommit(t *testing.T) {
 	runPassiveFile(t, "passive-client-handling-commit.json")
 }
-
-// TestVectorsPassiveClientRandom follows long random histories. The
-// snapshot has suite 1 entries only, so it currently runs none for suite 2
-// and says so in its summary.
-func TestVectorsPassiveClientRandom(t *testing.T) {
-	var vs []passiveVector
-	loadVectors(t, "passive-client-random.json", &vs)
-	var c tally
-	for i := range vs {
-		if vs[i].CipherSuite != CipherSuiteP256 {
-			c.skip(otherSuite)
-			continue
-		}
-		if r := runPassive(t, i, &vs[i]); r != "" {
-			c.skip("needs an unimplemented feature (" + r + ")")
-			continue
-		}
-		c.ran++
-	}
-	t.Logf("passive-client-random.json: ran %d entries", c.ran)
-	for r, n := range c.skipped {
-		t.Logf("passive-client-random.json: left out %d entries: %s", n, r)
-	}
-}

@@ -68,15 +68,6 @@ func exportSecret(exporterSecret []byte, label string, context []byte, length in
 	return ExpandWithLabel(DeriveSecret(exporterSecret, label), "exported", hashBytes(context), length)
 }
 
-// externalPub derives the external_pub key of an epoch (RFC 9420 §8.3).
-func externalPub(externalSecret []byte) ([]byte, error) {
-	kp, err := deriveKeyPair(externalSecret)
-	if err != nil {
-		return nil, err
-	}
-	return kp.pub, nil
-}
-
 // confirmedTranscriptHash is RFC 9420 §8.2: Hash(interim_[n-1] ||
 // ConfirmedTranscriptHashInput{wire_format, content, signature}).
 func confirmedTranscriptHash(interim []byte, wf WireFormat, content *FramedContent, signature []byte) []byte {

@@ -1,7 +1,5 @@
 package mls
 
-import "fmt"
-
 // PSKType names where a pre-shared key comes from (RFC 9420 §8.4).
 type PSKType uint8
 
@@ -148,15 +146,6 @@ func (p *Proposal) unmarshalBody(r *Reader) {
 // MarshalBody returns the encoding of the proposal's body without its type
 // (the form RFC 9420 §12.1 names Add, Remove, ...).
 func (p *Proposal) MarshalBody() []byte { return encode(p.marshalBody) }
-
-// ParseProposalBody decodes a proposal body of the given type.
-func ParseProposalBody(t ProposalType, b []byte) (*Proposal, error) {
-	p := &Proposal{Type: t}
-	if err := decodeAll(b, fmt.Sprintf("proposal body (type %d)", t), p.unmarshalBody); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
 
 // ProposalOrRefType says whether a commit carries a proposal or its ref.
 type ProposalOrRefType uint8

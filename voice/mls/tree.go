@@ -75,8 +75,6 @@ func (t *ratchetTree) parentNode(n nodeIndex) *ParentNode {
 	return t.nodes[n].parent
 }
 
-func (t *ratchetTree) blank(n nodeIndex) bool { return t.nodes[n] == nil }
-
 func (t *ratchetTree) clone() *ratchetTree {
 	c := &ratchetTree{nodes: make([]*node, len(t.nodes))}
 	for i, n := range t.nodes {

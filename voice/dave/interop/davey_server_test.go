@@ -16,24 +16,24 @@ const (
 
 // daveyMember starts a davey peer as userID in the call and returns it with
 // its key package (op 26).
-func daveyMember(t *testing.T, userID string, x *dave.ExternalSender) (*peer, []byte) {
+func daveyMember(t *testing.T, userID string, x *dave.ExternalSender) (*Peer, []byte) {
 	t.Helper()
-	p := startPeer(t)
-	p.call("init", map[string]any{"protocolVersion": 1, "userId": userID, "channelId": channelID})
-	p.call("setExternalSender", map[string]any{"data": b64(x.Marshal())})
-	return p, bin(t, p.call("keyPackage", nil), "data")
+	p := StartPeer(t)
+	p.Call("init", map[string]any{"protocolVersion": 1, "userId": userID, "channelId": channelID})
+	p.Call("setExternalSender", map[string]any{"data": B64(x.Marshal())})
+	return p, Bytes(t, p.Call("keyPackage", nil), "data")
 }
 
 // proposeTo hands an op 27 payload to a davey member (davey takes the op
 // type separately) and returns its op 28 payload.
-func proposeTo(t *testing.T, p *peer, payload []byte, recognized ...string) []byte {
+func proposeTo(t *testing.T, p *Peer, payload []byte, recognized ...string) []byte {
 	t.Helper()
-	res := p.call("processProposals", map[string]any{"opType": int(payload[0]), "data": b64(payload[1:]), "recognized": recognized})
-	commit := bin(t, res, "commit")
+	res := p.Call("processProposals", map[string]any{"opType": int(payload[0]), "data": B64(payload[1:]), "recognized": recognized})
+	commit := Bytes(t, res, "commit")
 	if len(commit) == 0 {
 		t.Fatalf("davey produced no commit")
 	}
-	return append(commit, bin(t, res, "welcome")...)
+	return append(commit, Bytes(t, res, "welcome")...)
 }
 
 // Our voice-server half against davey members: two davey peers form a
@@ -70,12 +70,12 @@ func TestExternalSenderWithDavey(t *testing.T) {
 	if _, err := x.AcceptCommit(userB, commitB); err == nil {
 		t.Fatal("second commit for the same epoch accepted")
 	}
-	a.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-	b.call("processWelcome", map[string]any{"data": b64(acc.Welcomes[userB])})
+	a.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+	b.Call("processWelcome", map[string]any{"data": B64(acc.Welcomes[userB])})
 	if m := x.Members(); m[userA] != 0 || m[userB] != 1 || len(m) != 2 {
 		t.Fatalf("members %v", m)
 	}
-	checkMedia(t, map[string]*peer{userA: a, userB: b})
+	checkMedia(t, map[string]*Peer{userA: a, userB: b})
 
 	// A third member: proposal to both, A commits.
 	c, kpC := daveyMember(t, userC, x)
@@ -89,10 +89,10 @@ func TestExternalSenderWithDavey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("add C: %v", err)
 	}
-	a.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-	b.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-	c.call("processWelcome", map[string]any{"data": b64(acc.Welcomes[userC])})
-	checkMedia(t, map[string]*peer{userA: a, userB: b, userC: c})
+	a.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+	b.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+	c.Call("processWelcome", map[string]any{"data": B64(acc.Welcomes[userC])})
+	checkMedia(t, map[string]*Peer{userA: a, userB: b, userC: c})
 
 	// B leaves: C commits the Remove.
 	rmB, err := x.ProposeRemove(userB)
@@ -108,9 +108,9 @@ func TestExternalSenderWithDavey(t *testing.T) {
 	if len(acc.Removed) != 1 || len(acc.Welcomes) != 0 {
 		t.Fatalf("accepted %+v", acc)
 	}
-	a.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-	c.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-	checkMedia(t, map[string]*peer{userA: a, userC: c})
+	a.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+	c.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+	checkMedia(t, map[string]*Peer{userA: a, userC: c})
 	if m := x.Members(); len(m) != 2 || m[userC] != 2 {
 		t.Fatalf("members after remove %v", m)
 	}
@@ -119,16 +119,16 @@ func TestExternalSenderWithDavey(t *testing.T) {
 // checkMedia has every peer encrypt an Opus frame that every other peer
 // decrypts, checks the frames are DAVE frames, and that all peers show the
 // same privacy code derived from the same epoch authenticator.
-func checkMedia(t *testing.T, peers map[string]*peer) {
+func checkMedia(t *testing.T, peers map[string]*Peer) {
 	t.Helper()
 	code := ""
 	for id, p := range peers {
-		st := p.call("state", nil)
+		st := p.Call("state", nil)
 		if ready, _ := st["ready"].(bool); !ready {
 			t.Fatalf("%s not ready: %v", id, st)
 		}
 		pc, _ := st["privacyCode"].(string)
-		ours, err := dave.VoicePrivacyCode(bin(t, st, "epochAuthenticator"))
+		ours, err := dave.VoicePrivacyCode(Bytes(t, st, "epochAuthenticator"))
 		if err != nil || ours != pc {
 			t.Fatalf("%s: davey code %q, ours from its authenticator %q (%v)", id, pc, ours, err)
 		}
@@ -140,7 +140,7 @@ func checkMedia(t *testing.T, peers map[string]*peer) {
 	}
 	frame := bytes.Repeat([]byte{0x78, 0x11, 0x22}, 40)
 	for from, p := range peers {
-		enc := bin(t, p.call("encryptOpus", map[string]any{"data": b64(frame)}), "data")
+		enc := Bytes(t, p.Call("encryptOpus", map[string]any{"data": B64(frame)}), "data")
 		if !bytes.HasSuffix(enc, []byte{0xFA, 0xFA}) || len(enc) <= len(frame) {
 			t.Fatalf("%s sent a non-DAVE frame % x", from, enc)
 		}
@@ -148,7 +148,7 @@ func checkMedia(t *testing.T, peers map[string]*peer) {
 			if to == from {
 				continue
 			}
-			dec := bin(t, q.call("decrypt", map[string]any{"userId": from, "data": b64(enc)}), "data")
+			dec := Bytes(t, q.Call("decrypt", map[string]any{"userId": from, "data": B64(enc)}), "data")
 			if !bytes.Equal(dec, frame) {
 				t.Fatalf("%s decrypting %s: got % x", to, from, dec)
 			}

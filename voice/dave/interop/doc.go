@@ -3,7 +3,9 @@
 // library discord.js uses.
 //
 // peer.js drives a davey DAVESession over a line-based JSON protocol on
-// stdin/stdout. Three tests use it:
+// stdin/stdout, and Peer (StartPeer) is the one Go driver of it: the MLS
+// interop test in voice/mls uses it too. The bridge binary does not import
+// this package. Three tests here use it:
 //
 //   - TestExternalSenderWithDavey: our external sender (dave.ExternalSender)
 //     against davey members only.

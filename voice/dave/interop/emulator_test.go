@@ -108,7 +108,7 @@ func lostBetween(t *testing.T, r, s *talker) (got, lost int) {
 // member first (ours creates the group and adds the third; davey commits
 // the removal of ours), "davey commits" the other way round.
 func TestEmulatorCallWithDavey(t *testing.T) {
-	requireDavey(t)
+	RequireDavey(t)
 	for _, tc := range []struct {
 		name  string
 		davey [3]bool // which of the three members run davey
@@ -140,7 +140,7 @@ func emulatorCall(t *testing.T, daveyAt [3]bool) {
 		tk := &talker{tag: byte('A' + k), sent: map[int]bool{}}
 		o := voiceemu.MemberOptions{UserID: ids[k], GuildID: emuGuild, ChannelID: channelID}
 		if daveyAt[k] {
-			tk.davey = newDaveyEngine(startPeer(t), ids[k], channelID)
+			tk.davey = newDaveyEngine(StartPeer(t), ids[k], channelID)
 			o.DAVE = tk.davey
 		}
 		m, err := srv.AddMember(o)

@@ -31,7 +31,7 @@ type daveyEngine struct {
 	userID, channelID string
 
 	mu         sync.Mutex
-	p          *peer
+	p          *Peer
 	started    bool // Start was called: the member is in a call
 	protocol   int
 	pending    *dave.PrepareTransition
@@ -45,7 +45,7 @@ type daveyEngine struct {
 	failed error
 }
 
-func newDaveyEngine(p *peer, userID, channelID string) *daveyEngine {
+func newDaveyEngine(p *Peer, userID, channelID string) *daveyEngine {
 	return &daveyEngine{p: p, userID: userID, channelID: channelID, recognized: map[string]bool{}}
 }
 
@@ -58,8 +58,8 @@ func (e *daveyEngine) Err() error {
 
 // try calls davey; e.mu is held.
 func (e *daveyEngine) try(cmd string, args map[string]any) (map[string]any, error) {
-	res, err := e.p.try(cmd, args)
-	if err != nil && e.failed == nil && (errors.Is(err, errPeerGone) || errors.Is(err, errPeerTimeout)) {
+	res, err := e.p.Try(cmd, args)
+	if err != nil && e.failed == nil && (errors.Is(err, ErrPeerGone) || errors.Is(err, ErrPeerTimeout)) {
 		e.failed = err
 	}
 	return res, err
@@ -97,7 +97,7 @@ func (e *daveyEngine) reinit(protocol int) ([]dave.Outbound, error) {
 	if err != nil {
 		return nil, fmt.Errorf("davey key package: %w", err)
 	}
-	kp, err := b64field(res, "data")
+	kp, err := ResultBytes(res, "data")
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (e *daveyEngine) HandleBinary(op int, payload []byte) ([]dave.Outbound, err
 	defer e.mu.Unlock()
 	switch op {
 	case dave.OpMLSExternalSender:
-		if _, err := e.try("setExternalSender", map[string]any{"data": b64(payload)}); err != nil {
+		if _, err := e.try("setExternalSender", map[string]any{"data": B64(payload)}); err != nil {
 			return nil, fmt.Errorf("davey refused the external sender: %w", err)
 		}
 		return nil, nil
@@ -194,15 +194,15 @@ func (e *daveyEngine) HandleBinary(op int, payload []byte) ([]dave.Outbound, err
 			return nil, fmt.Errorf("op 27 without an operation type")
 		}
 		ids := slices.Sorted(maps.Keys(e.recognized))
-		res, err := e.try("processProposals", map[string]any{"opType": int(payload[0]), "data": b64(payload[1:]), "recognized": ids})
+		res, err := e.try("processProposals", map[string]any{"opType": int(payload[0]), "data": B64(payload[1:]), "recognized": ids})
 		if err != nil {
 			return nil, fmt.Errorf("davey refused the proposals: %w", err)
 		}
-		commit, err := b64field(res, "commit")
+		commit, err := ResultBytes(res, "commit")
 		if err != nil {
 			return nil, err
 		}
-		welcome, err := b64field(res, "welcome")
+		welcome, err := ResultBytes(res, "welcome")
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +219,7 @@ func (e *daveyEngine) HandleBinary(op int, payload []byte) ([]dave.Outbound, err
 		if op == dave.OpMLSWelcome {
 			cmd = "processWelcome"
 		}
-		if _, err := e.try(cmd, map[string]any{"data": b64(payload[2:])}); err != nil {
+		if _, err := e.try(cmd, map[string]any{"data": B64(payload[2:])}); err != nil {
 			// Unprocessable: tell the server (op 31) and start again.
 			out, rerr := e.reinit(e.protocol)
 			return append([]dave.Outbound{{Op: dave.OpMLSInvalidCommitWelcome, JSON: dave.TransitionReady{TransitionID: tid}}}, out...), rerr
@@ -268,11 +268,11 @@ func (e *daveyEngine) EncryptFrame(dst []byte, kind dave.MediaKind, frame []byte
 	if !e.ready {
 		return dst, fmt.Errorf("davey session not ready: %w", dave.ErrNoKey)
 	}
-	res, err := e.try("encryptOpus", map[string]any{"data": b64(frame)})
+	res, err := e.try("encryptOpus", map[string]any{"data": B64(frame)})
 	if err != nil {
 		return dst, fmt.Errorf("davey encrypt: %w", err)
 	}
-	out, err := b64field(res, "data")
+	out, err := ResultBytes(res, "data")
 	if err != nil {
 		return dst, err
 	}
@@ -298,11 +298,11 @@ func (e *daveyEngine) DecryptFrame(dst []byte, userID string, kind dave.MediaKin
 	if !e.ready {
 		return dst, fmt.Errorf("davey session not ready: %w", dave.ErrNoKey)
 	}
-	res, err := e.try("decrypt", map[string]any{"userId": userID, "data": b64(frame)})
+	res, err := e.try("decrypt", map[string]any{"userId": userID, "data": B64(frame)})
 	if err != nil {
 		return dst, fmt.Errorf("davey decrypt: %w", err)
 	}
-	out, err := b64field(res, "data")
+	out, err := ResultBytes(res, "data")
 	if err != nil {
 		return dst, err
 	}

@@ -49,23 +49,23 @@ func goMember(t *testing.T, userID string, x *dave.ExternalSender, others ...str
 
 // mediaBetween checks Opus frames both ways between our session and a
 // davey peer, and that both show the same privacy and verification codes.
-func mediaBetween(t *testing.T, s *dave.Session, goID string, p *peer, daveyID string) {
+func mediaBetween(t *testing.T, s *dave.Session, goID string, p *Peer, daveyID string) {
 	t.Helper()
 	frame := bytes.Repeat([]byte{0xfc, 0x01, 0x02, 0x03}, 30)
 	enc, err := s.EncryptFrame(nil, dave.Audio, frame)
 	if err != nil {
 		t.Fatalf("our encrypt: %v", err)
 	}
-	dec := bin(t, p.call("decrypt", map[string]any{"userId": goID, "data": b64(enc)}), "data")
+	dec := Bytes(t, p.Call("decrypt", map[string]any{"userId": goID, "data": B64(enc)}), "data")
 	if !bytes.Equal(dec, frame) {
 		t.Fatalf("davey decrypted our frame to % x", dec)
 	}
-	theirs := bin(t, p.call("encryptOpus", map[string]any{"data": b64(frame)}), "data")
+	theirs := Bytes(t, p.Call("encryptOpus", map[string]any{"data": B64(frame)}), "data")
 	got, err := s.DecryptFrame(nil, daveyID, dave.Audio, theirs)
 	if err != nil || !bytes.Equal(got, frame) {
 		t.Fatalf("we decrypted davey's frame: % x, %v", got, err)
 	}
-	st := p.call("state", nil)
+	st := p.Call("state", nil)
 	if pc, _ := st["privacyCode"].(string); pc == "" || pc != s.PrivacyCode() {
 		t.Fatalf("privacy codes differ: davey %q, ours %q", pc, s.PrivacyCode())
 	}
@@ -73,7 +73,7 @@ func mediaBetween(t *testing.T, s *dave.Session, goID string, p *peer, daveyID s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if theirVC, _ := p.call("verificationCode", map[string]any{"userId": goID})["code"].(string); theirVC != vc {
+	if theirVC, _ := p.Call("verificationCode", map[string]any{"userId": goID})["code"].(string); theirVC != vc {
 		t.Fatalf("verification codes differ: davey %q, ours %q", theirVC, vc)
 	}
 }
@@ -108,7 +108,7 @@ func TestSessionWithDavey(t *testing.T) {
 		if r := single(t, outs, err, dave.OpReadyForTransition); r.JSON != (dave.TransitionReady{TransitionID: 7}) {
 			t.Fatalf("op 23 %+v", r.JSON)
 		}
-		b.call("processWelcome", map[string]any{"data": b64(acc.Welcomes[userB])})
+		b.Call("processWelcome", map[string]any{"data": B64(acc.Welcomes[userB])})
 		jsonOp(t, s, dave.OpExecuteTransition, dave.ExecuteTransition{TransitionID: 7})
 		mediaBetween(t, s, userA, b, userB)
 
@@ -127,8 +127,8 @@ func TestSessionWithDavey(t *testing.T) {
 		}
 		outs, err = s.HandleBinary(dave.OpMLSAnnounceCommit, dave.AnnounceCommitPayload(8, acc.Commit))
 		single(t, outs, err, dave.OpReadyForTransition)
-		b.call("processCommit", map[string]any{"data": b64(acc.Commit)})
-		c.call("processWelcome", map[string]any{"data": b64(acc.Welcomes[userC])})
+		b.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
+		c.Call("processWelcome", map[string]any{"data": B64(acc.Welcomes[userC])})
 		jsonOp(t, s, dave.OpExecuteTransition, dave.ExecuteTransition{TransitionID: 8})
 		if s.Epoch() != 2 {
 			t.Fatalf("epoch %d, want 2", s.Epoch())
@@ -155,7 +155,7 @@ func TestSessionWithDavey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.call("processCommit", map[string]any{"data": b64(acc.Commit)})
+		b.Call("processCommit", map[string]any{"data": B64(acc.Commit)})
 		outs, err := s.HandleBinary(dave.OpMLSWelcome, dave.WelcomePayload(3, acc.Welcomes[userA]))
 		single(t, outs, err, dave.OpReadyForTransition)
 		jsonOp(t, s, dave.OpExecuteTransition, dave.ExecuteTransition{TransitionID: 3})
