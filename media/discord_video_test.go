@@ -165,7 +165,7 @@ func TestDiscordVideoReachesBrowsers(t *testing.T) {
 	close(stop)
 	<-done
 	stop = make(chan struct{}) // for the deferred close
-	if !link.send(DiscordFrame{UserID: "400", Kind: FrameUserLeft}) {
+	if !link.send(UserLeft{UserID: "400"}) {
 		t.Fatal("link closed")
 	}
 	tracks[c] = chc

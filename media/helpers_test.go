@@ -85,7 +85,7 @@ type serverMsg struct {
 
 type fakeLink struct {
 	channel string
-	frames  chan DiscordFrame
+	frames  chan LinkEvent // closing it ends the voice connection
 	opus    chan []byte
 	vp8     chan []byte
 	closed  chan struct{}
@@ -95,7 +95,7 @@ type fakeLink struct {
 }
 
 func newFakeLink(channel string) *fakeLink {
-	return &fakeLink{channel: channel, frames: make(chan DiscordFrame, 64),
+	return &fakeLink{channel: channel, frames: make(chan LinkEvent, 64),
 		opus: make(chan []byte, 8192), vp8: make(chan []byte, 1024), closed: make(chan struct{})}
 }
 
@@ -119,14 +119,27 @@ func (l *fakeLink) SendVP8(f []byte, key bool) error {
 	return nil
 }
 
-func (l *fakeLink) Frames() <-chan DiscordFrame { return l.frames }
+func (l *fakeLink) Receive(ctx context.Context) (LinkEvent, error) {
+	select {
+	case ev, ok := <-l.frames:
+		if !ok {
+			return nil, ErrLinkEnded
+		}
+		return ev, nil
+	case <-l.closed:
+		return nil, ErrLinkEnded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 func (l *fakeLink) Close(context.Context) error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-// send delivers a frame from Discord unless the link was closed.
-func (l *fakeLink) send(f DiscordFrame) bool {
+// send delivers a frame, a departure or a privacy code from Discord
+// unless the link was closed.
+func (l *fakeLink) send(f LinkEvent) bool {
 	select {
 	case l.frames <- f:
 		return true
