@@ -85,7 +85,9 @@ type serverMsg struct {
 
 type fakeLink struct {
 	channel string
-	frames  chan LinkEvent // closing it ends the voice connection
+	frames  chan LinkEvent
+	dead    chan struct{} // closed by die: the voice connection ended
+	dieOnce sync.Once
 	opus    chan []byte
 	vp8     chan []byte
 	closed  chan struct{}
@@ -95,7 +97,7 @@ type fakeLink struct {
 }
 
 func newFakeLink(channel string) *fakeLink {
-	return &fakeLink{channel: channel, frames: make(chan LinkEvent, 64),
+	return &fakeLink{channel: channel, frames: make(chan LinkEvent, 64), dead: make(chan struct{}),
 		opus: make(chan []byte, 8192), vp8: make(chan []byte, 1024), closed: make(chan struct{})}
 }
 
@@ -121,11 +123,10 @@ func (l *fakeLink) SendVP8(f []byte, key bool) error {
 
 func (l *fakeLink) Receive(ctx context.Context) (LinkEvent, error) {
 	select {
-	case ev, ok := <-l.frames:
-		if !ok {
-			return nil, ErrLinkEnded
-		}
+	case ev := <-l.frames:
 		return ev, nil
+	case <-l.dead:
+		return nil, ErrLinkEnded
 	case <-l.closed:
 		return nil, ErrLinkEnded
 	case <-ctx.Done():
@@ -136,6 +137,9 @@ func (l *fakeLink) Close(context.Context) error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
+
+// die ends the voice connection as a failure would.
+func (l *fakeLink) die() { l.dieOnce.Do(func() { close(l.dead) }) }
 
 // send delivers a frame, a departure or a privacy code from Discord
 // unless the link was closed.
@@ -179,13 +183,40 @@ func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLi
 type events struct {
 	mu   sync.Mutex
 	list []string
+	wake chan struct{} // closed and replaced on every event
 }
 
 func (e *events) publish(name string, payload any) {
 	pe, _ := payload.(ParticipantEvent)
 	e.mu.Lock()
 	e.list = append(e.list, name+":"+pe.Participant.ID)
+	if e.wake != nil {
+		close(e.wake)
+	}
+	e.wake = make(chan struct{})
 	e.mu.Unlock()
+}
+
+// wait waits until event name about participant id was published.
+func (e *events) wait(t testing.TB, name, id string) {
+	t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		e.mu.Lock()
+		if e.wake == nil {
+			e.wake = make(chan struct{})
+		}
+		wake := e.wake
+		e.mu.Unlock()
+		if e.has(name, id) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("no %s event for %s within %s", name, id, waitLong)
+		}
+	}
 }
 
 func (e *events) has(name, id string) bool {

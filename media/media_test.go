@@ -343,7 +343,7 @@ func TestLinkFailureRejoinsAndTellsBrowsers(t *testing.T) {
 	}
 	link := waitLink(t, j)
 	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
-	close(link.frames) // the voice connection dies
+	link.die() // the voice connection dies
 	waitClosed(t, link)
 	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusReconnecting }, "status reconnecting")
 	waitLink(t, j)
