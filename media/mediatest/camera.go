@@ -3,6 +3,7 @@ package mediatest
 import (
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ func isKeyframe(frame []byte) bool { return len(frame) > 0 && frame[0]&1 == 0 }
 func PublishVP8(pc *webrtc.PeerConnection, streamID string, clip [][]byte, o CameraOptions, stop <-chan struct{}, wg *sync.WaitGroup) (*Camera, error) {
 	if len(clip) == 0 || !isKeyframe(clip[0]) {
 		return nil, errors.New("mediatest: a VP8 clip must begin with a keyframe")
+	}
+	if o.KeyframesOnRequestOnly && !slices.ContainsFunc(clip, func(f []byte) bool { return !isKeyframe(f) }) {
+		return nil, errors.New("mediatest: KeyframesOnRequestOnly needs a clip with delta frames")
 	}
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", streamID)
 	if err != nil {
