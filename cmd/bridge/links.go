@@ -44,7 +44,7 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 		Signaler:  j.gw,
 		UserID:    j.gw.Status().BotUserID,
 		TLSConfig: j.tls,
-		Logger:    j.log.With("channel_id", channelID),
+		Logger:    j.log, // voice names its component, guild and channel itself
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {
