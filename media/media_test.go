@@ -574,6 +574,8 @@ func TestRejoinWithinGraceKeepsLink(t *testing.T) {
 	a.join("300")
 	a.next(isType("joined"), "joined")
 	link := waitLink(t, j)
+	// The room learns of the link after the joiner returned it.
+	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
 	a.signal(map[string]any{"type": "leave"})
 	b := newBrowser(t, m, "b", "202", false)
 	b.join("300")

@@ -43,6 +43,7 @@ type room struct {
 
 	// Owned by run.
 	members map[string]*member
+	dirty   []*member // members whose desired set changed since the last flush
 	ups     map[*upTrack]struct{}
 	discord map[string]*discordSource
 	status  statusMessage
@@ -65,7 +66,7 @@ type member struct {
 	muted   bool
 	camera  bool
 	desired map[string]*downTrack // what the browser should receive, by track id
-	dirty   bool                  // desired changed since the session last saw it
+	dirty   bool                  // listed in room.dirty
 }
 
 // levelReport is one audio packet's RFC 6464 level from a publisher.
@@ -171,10 +172,9 @@ func (r *room) isSpeaker(id string) bool { return r.route.Load().speaker == id }
 
 // flushDesired hands each browser whose set of tracks changed its new set.
 func (r *room) flushDesired() {
-	for _, mb := range r.members {
-		if !mb.dirty {
-			continue
-		}
+	dirty := r.dirty
+	r.dirty = nil
+	for _, mb := range dirty {
 		mb.dirty = false
 		set := make(map[string]*downTrack, len(mb.desired))
 		for k, v := range mb.desired {

@@ -206,7 +206,15 @@ func (r *room) subscribe(fan *fanout, c webrtc.RTPCodecCapability, id, streamID 
 	dt.sub = mb.s
 	fan.add(dt)
 	mb.desired[dt.key] = dt
-	mb.dirty = true
+	r.markDirty(mb)
+}
+
+// markDirty lists mb for the next flushDesired.
+func (r *room) markDirty(mb *member) {
+	if !mb.dirty {
+		mb.dirty = true
+		r.dirty = append(r.dirty, mb)
+	}
 }
 
 // unwant takes dt out of its subscriber's set, if the subscriber is here.
@@ -216,7 +224,7 @@ func (r *room) unwant(dt *downTrack) {
 		return
 	}
 	delete(mb.desired, dt.key)
-	mb.dirty = true
+	r.markDirty(mb)
 }
 
 // unsubscribeFrom removes every track of fan that goes to s; s has left,
