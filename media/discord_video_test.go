@@ -33,17 +33,7 @@ func isVP8Keyframe(f []byte) bool { return len(f) > 0 && f[0]&1 == 0 }
 // waitTrackID waits for a received track with the given track id.
 func (b *browser) waitTrackID(id string) recvTrack {
 	b.t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		select {
-		case tr := <-b.track:
-			if tr.remote.ID() == id {
-				return tr
-			}
-		case <-deadline:
-			b.t.Fatalf("browser %s: no track %s within %s", b.peer.id, id, waitLong)
-		}
-	}
+	return b.waitTrackWhere(func(r *webrtc.TrackRemote) bool { return r.ID() == id }, "track "+id)
 }
 
 // assertFramesInOrder reads n reassembled frames from ch and checks that
@@ -135,7 +125,7 @@ func TestDiscordVideoReachesBrowsers(t *testing.T) {
 			return m.Type == "participant" && m.Participant.UserID == "400" && m.Participant.Camera
 		}, "discord participant with camera")
 		assertDiscordTracks(t, "browser "+br.peer.id, p.Participant)
-		assertExtmapIDs(t, "server offer to browser "+br.peer.id, *br.lastSDP.Load())
+		assertExtmapIDs(t, "server offer to browser "+br.peer.id, br.LastSDP())
 	}
 	if !ev.has(EventCamera, "discord-400") {
 		t.Fatalf("events %v lack the discord user's camera", ev.list)
@@ -165,7 +155,7 @@ func TestDiscordVideoReachesBrowsers(t *testing.T) {
 	close(stop)
 	<-done
 	stop = make(chan struct{}) // for the deferred close
-	if !link.send(DiscordFrame{UserID: "400", Kind: FrameUserLeft}) {
+	if !link.send(UserLeft{UserID: "400"}) {
 		t.Fatal("link closed")
 	}
 	tracks[c] = chc

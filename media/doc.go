@@ -44,7 +44,7 @@
 //     until the sender's next keyframe begins (the writer holds it back;
 //     delta frames would not decode), and a browser that lost the picture
 //     recovers at that keyframe too. A user's tracks go away when the link
-//     reports them leaving ([FrameUserLeft]) or the link ends.
+//     reports them leaving ([UserLeft]) or the link ends.
 //   - Browsers to Discord: the bot has one audio stream. The loudest browser
 //     (from the audio-level extension, with hysteresis: a challenger must be
 //     louder for 300 ms and the current speaker is held for at least
@@ -55,10 +55,12 @@
 //
 // # Discord link lifecycle
 //
-// The voice connection reports its privacy code (DAVE's displayable code,
-// "" when the call is not end-to-end encrypted) with
-// [Manager.SetPrivacyCode]; browsers get it in "joined" and in a "privacy"
-// message on every change. The code is cleared when the link ends.
+// The seam to Discord is link.go: a [Joiner] makes a [DiscordLink], whose
+// Receive hands the room, through one path and in order, what the call
+// has for it: [DiscordFrame]s, [UserLeft] and the call's [PrivacyCode]
+// (DAVE's displayable code, "" when the call is not end-to-end
+// encrypted). Browsers get the code in "joined" and in a "privacy"
+// message on every change; it is cleared when the link ends.
 //
 // The first browser to join a room makes the bot join the voice channel
 // ([Joiner.Join]); when the last browser leaves, the link is closed after
@@ -77,11 +79,32 @@
 //
 // # Concurrency
 //
+// Each room has one goroutine that owns its state (room.go): the browsers
+// in it and what each receives, the published tracks, the Discord users
+// heard, the speaker choice, the Discord link's lifecycle and the grace
+// timer. Signaling, the sessions' goroutines, the link and the manager
+// post actions to its mailbox (an unbounded queue, so posting never
+// blocks) and wait for the outcome only when they need it; a new kind of
+// change is a new action type. Nothing in media calls a callback or does
+// I/O while holding a lock; the manager's lock guards only its registry
+// (which rooms and sessions exist, which room holds the guild's voice
+// link).
+//
+// The media path does not go through the room's goroutine. A publisher's
+// reader forwards each packet through the track's fanout, a copy-on-write
+// list of subscribers that only the room's goroutine changes, and reads
+// the forwarded speaker and the link's send queue from one atomically
+// replaced route; audio levels reach the speaker choice through a bounded
+// queue that drops when full. The link's reader forwards Discord frames
+// the same way and waits for the room only when a user or a user's video
+// first appears, so that the browsers are subscribed before the first
+// frame.
+//
 // Each browser session has one goroutine that owns its PeerConnection's
-// signaling (offers, answers, candidates, adding and removing tracks), one
-// writer goroutine draining its media queue, a reader per published track
-// and an RTCP reader per sender. A room's Discord link is owned by one
-// goroutine that joins, reads frames and rejoins. Every goroutine is
-// tracked by a WaitGroup of its owner; [Manager.Close] stops them all and
-// waits.
+// signaling (offers, answers, its own candidates, adding and removing the
+// tracks the room chose), one writer goroutine draining its media queue,
+// a reader per published track and an RTCP reader per sender. A room's
+// Discord link has one goroutine that joins, rejoins and reads it, and
+// one that writes to it. Every goroutine is tracked by a WaitGroup of its
+// owner; [Manager.Close] stops them all and waits.
 package media

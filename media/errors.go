@@ -42,6 +42,9 @@ var (
 	ErrBusy = errors.New("media: too many signaling messages in flight")
 	// ErrInternal reports a server-side WebRTC failure.
 	ErrInternal = errors.New("media: internal WebRTC error")
+	// ErrLinkEnded is what a DiscordLink's Receive returns (wrapped) once
+	// its voice connection ended; the room then rejoins.
+	ErrLinkEnded = errors.New("media: voice connection ended")
 )
 
 // errorCodes maps each sentinel to the stable code sent to browsers.

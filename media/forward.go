@@ -1,7 +1,6 @@
 package media
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -160,9 +159,9 @@ func (d *downTrack) StreamID() string { return d.local.StreamID() }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.local.Kind() }
 
 // fanout is the set of subscribers of one source. Senders read a
-// copy-on-write slice without locking; changes take mu.
+// copy-on-write slice without locking; only the room's goroutine changes
+// it.
 type fanout struct {
-	mu   sync.Mutex
 	subs atomic.Pointer[[]*downTrack]
 	// observe, when set, takes each packet's latency once written to a
 	// subscriber: Options.ObserveDiscordAudio for Discord audio.
@@ -171,12 +170,7 @@ type fanout struct {
 
 // add subscribes dt.
 func (f *fanout) add(dt *downTrack) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var cur []*downTrack
-	if p := f.subs.Load(); p != nil {
-		cur = *p
-	}
+	cur := f.list()
 	next := make([]*downTrack, 0, len(cur)+1)
 	next = append(next, cur...)
 	next = append(next, dt)
@@ -185,15 +179,10 @@ func (f *fanout) add(dt *downTrack) {
 
 // remove unsubscribes dt; it reports whether dt was subscribed.
 func (f *fanout) remove(dt *downTrack) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p := f.subs.Load()
-	if p == nil {
-		return false
-	}
-	next := make([]*downTrack, 0, len(*p))
+	cur := f.list()
+	next := make([]*downTrack, 0, len(cur))
 	found := false
-	for _, d := range *p {
+	for _, d := range cur {
 		if d == dt {
 			found = true
 			continue
@@ -250,17 +239,22 @@ func (r *opusRewriter) next(missing int) (seq uint16, ts uint32, marker bool) {
 }
 
 // discordSource is one Discord user's audio, forwarded to every browser of
-// the room. Only the room's link goroutine calls forward.
+// the room.
 type discordSource struct {
 	userID string
-	rw     opusRewriter
 	fan    fanout
-	// video is the user's VP8 stream, nil until its first keyframe.
-	// Created under the room's lock; forwarded by the link goroutine.
-	video    *discordVideo
-	lastSeen time.Time // link goroutine only
-	// speakingFlag is written by the link goroutine, read by participant lists.
-	speakingFlag atomic.Bool
+	// video is the user's VP8 stream, nil until its first keyframe. The
+	// room's goroutine sets it while the link's reader waits; the reader
+	// forwards it.
+	video *discordVideo
+
+	// The link's reader only.
+	rw       opusRewriter
+	lastSeen time.Time
+	heard    bool // the reader told the room the user speaks
+
+	// The room's goroutine only.
+	speaking bool
 }
 
 // newDiscordSource starts the user's stream at the given random-looking

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -14,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
@@ -37,6 +33,8 @@ func loopbackOnly(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) }
 type fakePeer struct {
 	id, user, name string
 	out            chan json.RawMessage
+	// deliver, when set, takes every message instead of out (a browser).
+	deliver func([]byte)
 }
 
 func newFakePeer(id, user string) *fakePeer {
@@ -50,6 +48,10 @@ func (p *fakePeer) Send(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
+	}
+	if p.deliver != nil {
+		p.deliver(b)
+		return nil
 	}
 	select {
 	case p.out <- b:
@@ -81,7 +83,9 @@ type serverMsg struct {
 
 type fakeLink struct {
 	channel string
-	frames  chan DiscordFrame
+	frames  chan LinkEvent
+	dead    chan struct{} // closed by die: the voice connection ended
+	dieOnce sync.Once
 	opus    chan []byte
 	vp8     chan []byte
 	closed  chan struct{}
@@ -91,7 +95,7 @@ type fakeLink struct {
 }
 
 func newFakeLink(channel string) *fakeLink {
-	return &fakeLink{channel: channel, frames: make(chan DiscordFrame, 64),
+	return &fakeLink{channel: channel, frames: make(chan LinkEvent, 64), dead: make(chan struct{}),
 		opus: make(chan []byte, 8192), vp8: make(chan []byte, 1024), closed: make(chan struct{})}
 }
 
@@ -115,14 +119,29 @@ func (l *fakeLink) SendVP8(f []byte, key bool) error {
 	return nil
 }
 
-func (l *fakeLink) Frames() <-chan DiscordFrame { return l.frames }
+func (l *fakeLink) Receive(ctx context.Context) (LinkEvent, error) {
+	select {
+	case ev := <-l.frames:
+		return ev, nil
+	case <-l.dead:
+		return nil, ErrLinkEnded
+	case <-l.closed:
+		return nil, ErrLinkEnded
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 func (l *fakeLink) Close(context.Context) error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-// send delivers a frame from Discord unless the link was closed.
-func (l *fakeLink) send(f DiscordFrame) bool {
+// die ends the voice connection as a failure would.
+func (l *fakeLink) die() { l.dieOnce.Do(func() { close(l.dead) }) }
+
+// send delivers a frame, a departure or a privacy code from Discord
+// unless the link was closed.
+func (l *fakeLink) send(f LinkEvent) bool {
 	select {
 	case l.frames <- f:
 		return true
@@ -162,13 +181,40 @@ func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLi
 type events struct {
 	mu   sync.Mutex
 	list []string
+	wake chan struct{} // closed and replaced on every event
 }
 
 func (e *events) publish(name string, payload any) {
 	pe, _ := payload.(ParticipantEvent)
 	e.mu.Lock()
 	e.list = append(e.list, name+":"+pe.Participant.ID)
+	if e.wake != nil {
+		close(e.wake)
+	}
+	e.wake = make(chan struct{})
 	e.mu.Unlock()
+}
+
+// wait waits until event name about participant id was published.
+func (e *events) wait(t testing.TB, name, id string) {
+	t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		e.mu.Lock()
+		if e.wake == nil {
+			e.wake = make(chan struct{})
+		}
+		wake := e.wake
+		e.mu.Unlock()
+		if e.has(name, id) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("no %s event for %s within %s", name, id, waitLong)
+		}
+	}
 }
 
 func (e *events) has(name, id string) bool {
@@ -227,32 +273,29 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ---- browser stand-in: a pion peer doing polite perfect negotiation ----
+// ---- browser stand-in: mediatest.Browser over in-process signaling ----
 
 type recvTrack struct {
 	remote *webrtc.TrackRemote
 	at     time.Time
 }
 
+// browser is a mediatest.Browser whose signaling goes straight to the
+// manager (HandleSignal) and back through its fakePeer.
 type browser struct {
-	t     testing.TB
-	m     *Manager
-	peer  *fakePeer
-	pc    *webrtc.PeerConnection
-	room  string
-	msgs  chan serverMsg // everything but negotiation
-	track chan recvTrack
-	neg   chan struct{}
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	plis  atomic.Int64
-	once  sync.Once
-	// manual disables the automatic negotiation (glare test).
-	manual       bool
-	serverOffers atomic.Int64           // offers received from the server
-	lastSDP      atomic.Pointer[string] // last server offer or answer
-	offers       chan serverMsg         // server offers and answers when manual
-	applied      chan struct{}          // manual: a remote description was set
+	*mediatest.Browser
+	t    testing.TB
+	m    *Manager
+	peer *fakePeer
+	pc   *webrtc.PeerConnection
+	room string
+	cam  *mediatest.Camera
+	// offers are the server's offers and answers of a manual browser
+	// (glare test), which the test applies itself.
+	offers <-chan mediatest.Message
+
+	msgFrom   int // next and drain consume messages from here
+	trackFrom int // waitTrack consumes tracks from here
 }
 
 // cutConn is a UDP socket the test can cut: afterwards nothing is sent or
@@ -283,29 +326,25 @@ func newBrowserAPI(t testing.TB) *webrtc.API {
 	return newBrowserAPIWith(t, nil)
 }
 
-// newBrowserAPIWith builds a browser's API; a non-nil conn carries all its
-// ICE traffic.
+// newBrowserAPIWith builds a browser's API with the bridge's own codecs
+// and header extensions; a non-nil conn carries all its ICE traffic.
 func newBrowserAPIWith(t testing.TB, conn net.PacketConn) *webrtc.API {
 	t.Helper()
 	me, err := newMediaEngine()
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIPFilter(loopbackOnly)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	o := mediatest.APIOptions{MediaEngine: me}
 	if conn != nil {
 		mux := webrtc.NewICEUDPMux(nil, conn)
 		t.Cleanup(func() { _ = mux.Close() })
-		se.SetICEUDPMux(mux)
+		o.Mux = mux
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	api, err := mediatest.NewAPI(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
 }
 
 func newBrowser(t testing.TB, m *Manager, id, user string, manual bool) *browser {
@@ -315,33 +354,19 @@ func newBrowser(t testing.TB, m *Manager, id, user string, manual bool) *browser
 
 func newBrowserOn(t testing.TB, m *Manager, id, user string, manual bool, conn net.PacketConn) *browser {
 	t.Helper()
-	pc, err := newBrowserAPIWith(t, conn).NewPeerConnection(webrtc.Configuration{})
+	b := &browser{t: t, m: m, peer: newFakePeer(id, user)}
+	mb, err := mediatest.NewBrowser(mediatest.Options{
+		API:    newBrowserAPIWith(t, conn),
+		Send:   func(v map[string]any) error { b.signal(v); return nil },
+		Errorf: func(format string, args ...any) { t.Errorf("browser "+id+": "+format, args...) },
+		Manual: manual,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &browser{t: t, m: m, peer: newFakePeer(id, user), pc: pc,
-		msgs: make(chan serverMsg, 1024), track: make(chan recvTrack, 64),
-		neg: make(chan struct{}, 1), stop: make(chan struct{}), manual: manual,
-		offers: make(chan serverMsg, 16), applied: make(chan struct{}, 1)}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		init := c.ToJSON()
-		b.signal(map[string]any{"type": "candidate", "candidate": init})
-	})
-	pc.OnTrack(func(r *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		select {
-		case b.track <- recvTrack{remote: r, at: time.Now()}:
-		default:
-		}
-	})
-	if !manual {
-		pc.OnNegotiationNeeded(func() { kick(b.neg) })
-	}
-	b.wg.Add(1)
-	go b.loop()
-	t.Cleanup(b.close)
+	b.Browser, b.pc, b.offers = mb, mb.PC(), mb.Offers()
+	b.peer.deliver = mb.Deliver
+	t.Cleanup(b.Close)
 	return b
 }
 
@@ -359,99 +384,28 @@ func (b *browser) join(room string) {
 	b.signal(map[string]any{"type": "join", "roomId": room})
 }
 
-func (b *browser) close() {
-	b.once.Do(func() {
-		close(b.stop)
-		_ = b.pc.Close()
-		b.wg.Wait()
-	})
-}
-
-// errorf fails the test unless the browser is being closed (then pion
-// errors are expected).
-func (b *browser) errorf(format string, args ...any) {
-	select {
-	case <-b.stop:
-	default:
-		b.t.Errorf(format, args...)
+// decode turns a recorded message into a serverMsg.
+func (b *browser) decode(m mediatest.Message) serverMsg {
+	var msg serverMsg
+	if err := json.Unmarshal(m.Raw, &msg); err != nil {
+		b.t.Errorf("bad server message %s: %v", m.Raw, err)
 	}
+	msg.raw = m.Raw
+	return msg
 }
 
-// loop is the browser's signaling goroutine, the polite peer of perfect
-// negotiation (mediatest.Negotiator). In manual mode the test handles the
-// server's offers and answers itself and kicks applied when it set a
-// remote description.
-func (b *browser) loop() {
-	defer b.wg.Done()
-	neg := mediatest.NewNegotiator(b.pc, func(typ, sdp string) {
-		b.signal(map[string]any{"type": typ, "sdp": sdp})
-	})
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-b.applied:
-			neg.Flush()
-		case <-b.neg:
-			if err := neg.Offer(); err != nil {
-				b.errorf("browser %s: %v", b.peer.id, err)
-			}
-		case raw := <-b.peer.out:
-			var msg serverMsg
-			if err := json.Unmarshal(raw, &msg); err != nil {
-				b.errorf("bad server message %s: %v", raw, err)
-				continue
-			}
-			msg.raw = raw
-			var err error
-			switch msg.Type {
-			case "offer", "answer":
-				sdp := msg.SDP
-				b.lastSDP.Store(&sdp)
-				if msg.Type == "offer" {
-					b.serverOffers.Add(1)
-				}
-				switch {
-				case b.manual:
-					b.offers <- msg
-				case msg.Type == "offer":
-					err = neg.OnOffer(msg.SDP)
-				default:
-					err = neg.OnAnswer(msg.SDP)
-				}
-			case "candidate":
-				err = neg.OnCandidate(*msg.Candidate)
-			default:
-				select {
-				case b.msgs <- msg:
-				default:
-					b.errorf("browser %s: message queue full", b.peer.id)
-				}
-			}
-			if err != nil {
-				b.errorf("browser %s: %s: %v", b.peer.id, msg.Type, err)
-			}
-			if neg.OfferDue() {
-				kick(b.neg)
-			}
-		}
-	}
-}
-
-// next waits for the next non-negotiation message matching pred.
+// next waits for the next non-negotiation message matching pred; the
+// messages before it are passed over.
 func (b *browser) next(pred func(serverMsg) bool, what string) serverMsg {
 	b.t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		select {
-		case msg := <-b.msgs:
-			if pred(msg) {
-				return msg
-			}
-		case <-deadline:
-			b.t.Fatalf("browser %s: no %s within %s", b.peer.id, what, waitLong)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	m, at, err := b.WaitMessage(ctx, b.msgFrom, func(m mediatest.Message) bool { return pred(b.decode(m)) })
+	if err != nil {
+		b.t.Fatalf("browser %s: no %s within %s", b.peer.id, what, waitLong)
 	}
+	b.msgFrom = at + 1
+	return b.decode(m)
 }
 
 func isType(typ string) func(serverMsg) bool {
@@ -462,33 +416,35 @@ func isError(code string) func(serverMsg) bool {
 	return func(m serverMsg) bool { return m.Type == "error" && m.Error != nil && m.Error.Code == code }
 }
 
-// drain returns the messages queued right now.
+// drain returns the messages received and not yet passed over.
 func (b *browser) drain() []serverMsg {
 	var out []serverMsg
-	for {
-		select {
-		case m := <-b.msgs:
-			out = append(out, m)
-		default:
-			return out
-		}
+	for _, m := range b.Messages(b.msgFrom) {
+		out = append(out, b.decode(m))
+		b.msgFrom++
 	}
+	return out
 }
 
-// waitTrack waits for a received track with the given stream id.
+// waitTrack waits for a received track with the given stream id; the
+// tracks before it are passed over.
 func (b *browser) waitTrack(streamID string) recvTrack {
 	b.t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		select {
-		case tr := <-b.track:
-			if tr.remote.StreamID() == streamID {
-				return tr
-			}
-		case <-deadline:
-			b.t.Fatalf("browser %s: no track of stream %s within %s", b.peer.id, streamID, waitLong)
-		}
+	return b.waitTrackWhere(func(r *webrtc.TrackRemote) bool { return r.StreamID() == streamID },
+		"track of stream "+streamID)
+}
+
+// waitTrackWhere waits for the next received track that matches.
+func (b *browser) waitTrackWhere(match func(*webrtc.TrackRemote) bool, what string) recvTrack {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	tr, at, err := b.WaitTrack(ctx, b.trackFrom, func(tr *mediatest.Track) bool { return match(tr.Remote) })
+	if err != nil {
+		b.t.Fatalf("browser %s: no %s within %s", b.peer.id, what, waitLong)
 	}
+	b.trackFrom = at + 1
+	return recvTrack{remote: tr.Remote, at: tr.At}
 }
 
 // ---- publishing helpers ----
@@ -497,7 +453,7 @@ func (b *browser) waitTrack(streamID string) recvTrack {
 // frames with the RFC 6464 audio level the test sets.
 func (b *browser) publishAudio(frames [][]byte, level uint8) *mediatest.Mic {
 	b.t.Helper()
-	mic, err := mediatest.PublishOpus(b.pc, "mic-"+b.peer.id, frames, level, b.stop, &b.wg)
+	mic, err := b.PublishOpus("mic-"+b.peer.id, frames, level)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -509,55 +465,20 @@ func (b *browser) publishAudio(frames [][]byte, level uint8) *mediatest.Mic {
 	return mic
 }
 
-// publishVideo sends the IVF's VP8 frames at 15 fps, looping; a PLI makes
-// the next frame the first (a keyframe) again.
+// publishVideo sends the IVF's VP8 frames at 15 fps, looping
+// (mediatest.PublishVP8); a keyframe request makes the camera jump to the
+// next keyframe.
 func (b *browser) publishVideo(frames [][]byte) {
 	b.t.Helper()
-	track, err := webrtc.NewTrackLocalStaticSample(vp8Capability, "cam", "cam-"+b.peer.id)
+	cam, err := b.PublishVP8("cam-"+b.peer.id, frames, mediatest.CameraOptions{})
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	sender, err := b.pc.AddTrack(track)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	restart := make(chan struct{}, 1)
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		for {
-			pkts, _, err := sender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if _, ok := p.(*rtcp.PictureLossIndication); ok {
-					b.plis.Add(1)
-					kick(restart)
-				}
-			}
-		}
-	}()
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(time.Second / 15)
-		defer tick.Stop()
-		i := 0
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-restart:
-				i = 0
-			case <-tick.C:
-				if err := track.WriteSample(mediaSample(frames[i%len(frames)])); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-					return
-				}
-				i++
-			}
-		}
-	}()
+	b.cam = cam
 }
+
+// plis counts the keyframe requests the camera got.
+func (b *browser) plis() int64 { return b.cam.Requests() }
 
 // ---- test media ----
 

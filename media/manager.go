@@ -14,76 +14,6 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Peer is the signal transport of one browser: what media needs from a hub
-// client.
-type Peer interface {
-	// ID identifies the connection (one WebSocket).
-	ID() string
-	// UserID is the authenticated Discord user id.
-	UserID() string
-	// Name is the user's display name.
-	Name() string
-	// Send delivers one JSON-encodable message to the browser. It must not
-	// block for long; media calls it from its own goroutines, never while
-	// holding a lock.
-	Send(v any) error
-}
-
-// FrameKind says whether a DiscordFrame carries audio or video.
-type FrameKind int
-
-// Frame kinds.
-const (
-	// FrameAudio is one 20 ms Opus frame.
-	FrameAudio FrameKind = iota
-	// FrameVideo is one VP8 frame.
-	FrameVideo
-	// FrameUserLeft says the user left the voice channel (voice gateway
-	// op 13, Client Disconnect); it carries no payload. Their tracks are
-	// removed from every browser.
-	FrameUserLeft
-)
-
-// DiscordFrame is one codec frame received from a Discord user.
-type DiscordFrame struct {
-	// UserID is the Discord user who sent the frame.
-	UserID string
-	// Kind is audio (Opus), video (VP8) or the user leaving.
-	Kind FrameKind
-	// Payload is the codec frame; the receiver of the frame owns it.
-	Payload []byte
-	// Missing is how many frames of this user were lost before this one.
-	Missing int
-	// Keyframe marks a VP8 keyframe.
-	Keyframe bool
-	// Received is when the frame reached the bridge (the voice client's
-	// UDP read); zero means when media takes it from Frames.
-	Received time.Time
-}
-
-// DiscordLink is the Discord leg of a room: what media needs from a voice
-// connection.
-type DiscordLink interface {
-	// SendOpus sends one 20 ms Opus frame toward Discord; the link keeps
-	// its own sequence numbers, timestamps and silence frames.
-	SendOpus(frame []byte) error
-	// SendVP8 sends one VP8 frame; it may fail (Discord refuses bot video),
-	// after which media stops offering video to this link.
-	SendVP8(frame []byte, keyframe bool) error
-	// Frames delivers what Discord users send; it is closed when the link
-	// ends.
-	Frames() <-chan DiscordFrame
-	// Close leaves the voice channel.
-	Close(ctx context.Context) error
-}
-
-// Joiner connects the bot to a Discord voice channel.
-type Joiner interface {
-	// Join makes the bot join channelID of guildID and returns the live
-	// link; ctx bounds the join and is cancelled when the room lets go.
-	Join(ctx context.Context, guildID, channelID string) (DiscordLink, error)
-}
-
 // Options configures a Manager. Joiner and GuildID are required; everything
 // else has a default.
 type Options struct {
@@ -123,7 +53,7 @@ type Options struct {
 	// doubles up to 30 s. Default 1 s.
 	RejoinBackoff time.Duration
 
-	// Logger receives the manager's logs; default slog.Default().
+	// Logger receives the manager's logs; default: discarded.
 	Logger *slog.Logger
 	// Publish receives room events (see the Event constants) with a
 	// ParticipantEvent payload. It must not block for long.
@@ -153,6 +83,10 @@ type Manager struct {
 	log  *slog.Logger
 	eng  *engine
 
+	// mu guards the registry: which rooms and sessions exist, and which
+	// room holds the guild's voice link. A room's own state is its
+	// goroutine's (room.go); nothing is called and nothing sent while mu
+	// is held.
 	mu          sync.Mutex
 	closed      bool
 	rooms       map[string]*room    // by channel id
@@ -162,7 +96,6 @@ type Manager struct {
 	guildHolder string              // room holding the guild's voice link
 	nextID      uint64
 
-	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -189,7 +122,7 @@ func NewManager(opts Options) (*Manager, error) {
 		opts.RejoinBackoff = defaultRejoinBackoff
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Publish == nil {
 		opts.Publish = func(string, any) {}
@@ -197,7 +130,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.MemberName == nil {
 		opts.MemberName = func(string) string { return "" }
 	}
-	log := opts.Logger.With("component", "media", "guild", opts.GuildID)
+	log := opts.Logger.With("component", "media", "guild_id", opts.GuildID)
 	eng, err := newEngine(&opts, log)
 	if err != nil {
 		return nil, err
@@ -210,7 +143,6 @@ func NewManager(opts Options) (*Manager, error) {
 		byPeer: make(map[string]*session),
 		byUser: make(map[string]*session),
 		ended:  make(map[string]bool),
-		stop:   make(chan struct{}),
 	}, nil
 }
 
@@ -254,9 +186,9 @@ func (m *Manager) HandleSignal(ctx context.Context, p Peer, msgType string, raw 
 	case msgLeave:
 		m.removeSession(s, nil)
 	case msgMute:
-		s.room.setMuted(s, *msg.Muted)
+		s.room.post(muteAction{s, *msg.Muted})
 	case msgCamera:
-		s.room.setCamera(s, *msg.On)
+		s.room.post(cameraAction{s, *msg.On})
 	default: // offer, answer, candidate, restart-ice
 		if !s.post(msg) {
 			sendTo(p, newErrorMessage(fmt.Errorf("%w: %s dropped, slow down", ErrBusy, msg.Type)))
@@ -284,30 +216,21 @@ func (m *Manager) RoomEnded(channelID string) {
 	}
 	m.ended[channelID] = true
 	r := m.rooms[channelID]
+	var sessions []*session
+	for _, s := range m.byPeer {
+		if s.room == r {
+			sessions = append(sessions, s)
+		}
+	}
 	m.mu.Unlock()
 	if r == nil {
 		return
 	}
-	for _, s := range r.sessionList() {
+	for _, s := range sessions {
 		m.removeSession(s, fmt.Errorf("%w: the Discord channel %s was deleted", ErrRoomEnded, channelID))
 	}
-	r.shutdown()
-	m.dropRoomIfIdle(r)
-}
-
-// SetPrivacyCode records the privacy code of the voice connection in
-// channelID (DAVE's displayable code, or "" when the call is not end-to-end
-// encrypted) and, when it changed, sends {"type":"privacy"} to every browser
-// of that room; browsers joining later get it in "joined". A channel with
-// no room (no browsers and no voice link) has nothing to record it for. The
-// room clears the code when its voice connection ends. Calls for one
-// channel must come in order, from one goroutine.
-func (m *Manager) SetPrivacyCode(channelID, code string) {
-	m.mu.Lock()
-	r := m.rooms[channelID]
-	m.mu.Unlock()
-	if r != nil {
-		r.setPrivacy(code)
+	if r.post(shutdownAction{}) {
+		<-r.done
 	}
 }
 
@@ -317,7 +240,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
 		m.closed = true
-		close(m.stop)
 		sessions := make([]*session, 0, len(m.byPeer))
 		for _, s := range m.byPeer {
 			sessions = append(sessions, s)
@@ -331,7 +253,7 @@ func (m *Manager) Close(ctx context.Context) error {
 			m.removeSession(s, ErrClosed)
 		}
 		for _, r := range rooms {
-			r.shutdown()
+			r.post(shutdownAction{})
 		}
 		done := make(chan struct{})
 		go func() {
@@ -364,13 +286,9 @@ func (m *Manager) join(ctx context.Context, p Peer, roomID string) error {
 		return fmt.Errorf("%w: no voice channel %s in this server", ErrUnknownRoom, roomID)
 	}
 	m.mu.Lock()
-	if m.closed {
+	if err := m.refuseLocked(roomID); err != nil {
 		m.mu.Unlock()
-		return ErrClosed
-	}
-	if m.ended[roomID] {
-		m.mu.Unlock()
-		return fmt.Errorf("%w: the Discord channel %s was deleted", ErrRoomEnded, roomID)
+		return err
 	}
 	oldPeer, oldUser := m.byPeer[p.ID()], m.byUser[p.UserID()]
 	m.mu.Unlock()
@@ -382,9 +300,9 @@ func (m *Manager) join(ctx context.Context, p Peer, roomID string) error {
 	}
 
 	m.mu.Lock()
-	if m.closed {
+	if err := m.refuseLocked(roomID); err != nil {
 		m.mu.Unlock()
-		return ErrClosed
+		return err
 	}
 	m.nextID++
 	id := "p" + strconv.FormatUint(m.nextID, 10)
@@ -392,33 +310,60 @@ func (m *Manager) join(ctx context.Context, p Peer, roomID string) error {
 	if r == nil {
 		r = newRoom(m, roomID)
 		m.rooms[roomID] = r
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			r.run()
+		}()
 	}
-	r.mu.Lock()
-	r.pending++
-	r.mu.Unlock()
+	r.joining++
 	m.mu.Unlock()
 
 	s, err := newSession(m, r, p, id)
+	m.mu.Lock()
+	r.joining--
+	if err == nil {
+		err = m.refuseLocked(roomID)
+		if err == nil {
+			m.byPeer[p.ID()] = s
+			m.byUser[p.UserID()] = s
+		}
+	}
+	m.mu.Unlock()
 	if err != nil {
-		r.mu.Lock()
-		r.pending--
-		r.mu.Unlock()
-		m.dropRoomIfIdle(r)
+		r.post(wakeAction{}) // the room may be idle now
+		if s != nil {
+			s.close()
+		}
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrRoomEnded) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", ErrInternal, err)
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		r.mu.Lock()
-		r.pending--
-		r.mu.Unlock()
-		s.close()
+	a := &joinAction{s: s, done: make(chan struct{})}
+	if !r.await(context.WithoutCancel(ctx), a, a.done) || !a.ok {
+		// The room shut down meanwhile: the manager closed, or the
+		// channel was deleted.
+		m.removeSession(s, nil)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if err := m.refuseLocked(roomID); err != nil {
+			return err
+		}
 		return ErrClosed
 	}
-	m.byPeer[p.ID()] = s
-	m.byUser[p.UserID()] = s
-	m.mu.Unlock()
-	r.addSession(s)
+	return nil
+}
+
+// refuseLocked says why no one may join roomID now, if so. Called with
+// m.mu held.
+func (m *Manager) refuseLocked(roomID string) error {
+	switch {
+	case m.closed:
+		return ErrClosed
+	case m.ended[roomID]:
+		return fmt.Errorf("%w: the Discord channel %s was deleted", ErrRoomEnded, roomID)
+	}
 	return nil
 }
 
@@ -433,36 +378,24 @@ func (m *Manager) removeSession(s *session, reason error) {
 		delete(m.byUser, s.userID)
 	}
 	m.mu.Unlock()
-	if !s.markRemoved() {
-		return
-	}
-	if reason != nil {
-		sendTo(s.sig, newErrorMessage(reason))
-	}
-	s.room.removeSession(s)
+	a := &leaveAction{s: s, reason: reason, done: make(chan struct{})}
+	s.room.await(context.Background(), a, a.done)
 	s.close()
 }
 
 // removeSessionAsync removes s from a goroutine the manager owns; used by
 // the session's own goroutines, which cannot wait for themselves.
 func (m *Manager) removeSessionAsync(s *session, reason error) {
-	m.goTracked(func() { m.removeSession(s, reason) })
-}
-
-// goTracked runs fn on a goroutine tracked by the manager's WaitGroup,
-// unless the manager is closed.
-func (m *Manager) goTracked(fn func()) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return false
+		return // Close removes it
 	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		fn()
+		m.removeSession(s, reason)
 	}()
-	return true
 }
 
 // claimGuild gives room id the guild's voice link if nobody holds it.
@@ -478,8 +411,8 @@ func (m *Manager) claimGuild(id string) bool {
 	return m.guildHolder == id
 }
 
-// releaseGuild lets go of the guild's voice link and offers it to another
-// room that has browsers.
+// releaseGuild lets go of the guild's voice link and offers it to the
+// other rooms; one that has browsers takes it.
 func (m *Manager) releaseGuild(id string) {
 	m.mu.Lock()
 	if m.guildHolder != id {
@@ -487,33 +420,43 @@ func (m *Manager) releaseGuild(id string) {
 		return
 	}
 	m.guildHolder = ""
-	var next *room
+	var others []*room
 	if !m.closed {
 		for _, r := range m.rooms {
-			if r.id != id && r.hasSessions() {
-				next = r
-				break
+			if r.id != id {
+				others = append(others, r)
 			}
 		}
 	}
 	m.mu.Unlock()
-	if next != nil {
-		next.ensureLink()
+	for _, r := range others {
+		r.post(tryLinkAction{})
 	}
 }
 
-// dropRoomIfIdle forgets r once it has no browsers and no link.
-func (m *Manager) dropRoomIfIdle(r *room) {
+// retireRoom forgets r, which has no browsers and no link, unless a join
+// is on its way to it; it reports whether r is forgotten (its goroutine
+// then ends). Called by r's goroutine.
+func (m *Manager) retireRoom(r *room) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.rooms[r.id] == r && r.idle() {
+	if r.joining > 0 || !r.box.closeIfEmpty() {
+		return false
+	}
+	if m.rooms[r.id] == r {
 		delete(m.rooms, r.id)
 	}
+	return true
 }
 
-// sendTo sends v to p; a failing socket is the hub's to report.
-func sendTo(p Peer, v any) {
-	_ = p.Send(v)
+// forgetRoom forgets r, which was shut down. Called by r's goroutine.
+func (m *Manager) forgetRoom(r *room) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r.box.close()
+	if m.rooms[r.id] == r {
+		delete(m.rooms, r.id)
+	}
 }
 
 // errIsClosed reports errors that only mean "this connection is closing".

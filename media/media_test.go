@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/voicebridge/bridge/internal/audiotest"
+	"github.com/voicebridge/bridge/media/mediatest"
 )
 
 func TestMain(m *testing.M) {
@@ -209,17 +210,7 @@ func assembleVP8(tr *webrtc.TrackRemote, ch chan<- []byte) {
 
 func waitVideoTrack(t *testing.T, br *browser) recvTrack {
 	t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		select {
-		case tr := <-br.track:
-			if tr.remote.Kind() == webrtc.RTPCodecTypeVideo {
-				return tr
-			}
-		case <-deadline:
-			t.Fatalf("browser %s got no video track", br.peer.id)
-		}
-	}
+	return br.waitTrackWhere(func(r *webrtc.TrackRemote) bool { return r.Kind() == webrtc.RTPCodecTypeVideo }, "video track")
 }
 
 func TestBrowserVideoForwardedWithFastKeyframe(t *testing.T) {
@@ -257,7 +248,7 @@ func TestBrowserVideoForwardedWithFastKeyframe(t *testing.T) {
 	}
 
 	// A newcomer gets a keyframe within 1 s of its first video packet.
-	plis := a.plis.Load()
+	plis := a.plis()
 	c := newBrowser(t, m, "c", "203", false)
 	c.join("300")
 	c.next(isType("joined"), "joined")
@@ -273,7 +264,7 @@ func TestBrowserVideoForwardedWithFastKeyframe(t *testing.T) {
 			t.Fatal("c got no keyframe within 1 s of its first video packet")
 		}
 	}
-	if a.plis.Load() == plis {
+	if a.plis() == plis {
 		t.Fatal("the publisher got no PLI for the newcomer")
 	}
 }
@@ -326,7 +317,7 @@ func TestLinkFailureRejoinsAndTellsBrowsers(t *testing.T) {
 	}
 	link := waitLink(t, j)
 	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
-	close(link.frames) // the voice connection dies
+	link.die() // the voice connection dies
 	waitClosed(t, link)
 	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusReconnecting }, "status reconnecting")
 	waitLink(t, j)
@@ -375,7 +366,7 @@ func TestGlareResolves(t *testing.T) {
 	g := newBrowser(t, m, "g", "205", true)
 	g.join("300")
 	gj := g.next(isType("joined"), "joined")
-	var serverOffer serverMsg
+	var serverOffer mediatest.Message
 	select {
 	case serverOffer = <-g.offers:
 	case <-time.After(waitLong):
@@ -406,7 +397,7 @@ func TestGlareResolves(t *testing.T) {
 	if err := g.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: serverOffer.SDP}); err != nil {
 		t.Fatal(err)
 	}
-	kick(g.applied)
+	g.Applied()
 	answer, err := g.pc.CreateAnswer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -424,19 +415,19 @@ func TestGlareResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.signal(map[string]any{"type": "offer", "sdp": offer.SDP})
-	var serverAnswer serverMsg
+	var serverAnswer mediatest.Message
 	select {
 	case serverAnswer = <-g.offers:
 	case <-time.After(waitLong):
 		t.Fatal("the server did not answer the second offer")
 	}
 	if serverAnswer.Type != "answer" {
-		t.Fatalf("got %s, want the server's answer", serverAnswer.raw)
+		t.Fatalf("got %s, want the server's answer", serverAnswer.Raw)
 	}
 	if err := g.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: serverAnswer.SDP}); err != nil {
 		t.Fatal(err)
 	}
-	kick(g.applied)
+	g.Applied()
 	// Both directions are negotiated: a learns g's track, g gets a's.
 	g.waitTrack("browser-" + aj.Self)
 	a.next(func(m serverMsg) bool {
@@ -565,6 +556,8 @@ func TestRejoinWithinGraceKeepsLink(t *testing.T) {
 	a.join("300")
 	a.next(isType("joined"), "joined")
 	link := waitLink(t, j)
+	// The room learns of the link after the joiner returned it.
+	a.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
 	a.signal(map[string]any{"type": "leave"})
 	b := newBrowser(t, m, "b", "202", false)
 	b.join("300")
@@ -599,7 +592,7 @@ func TestBrowserClosingConnectionIsRemoved(t *testing.T) {
 	bj := b.next(isType("joined"), "joined")
 	b.publishAudio(readOggOpus(t, tone440), 30)
 	a.waitTrack("browser-" + bj.Self)
-	b.close() // the browser vanishes: no leave, socket still "open"
+	b.Close() // the browser vanishes: no leave, socket still "open"
 	a.next(func(m serverMsg) bool {
 		return m.Type == "participant" && m.Event == "left" && m.Participant.ID == bj.Self
 	}, "b removed")
@@ -644,9 +637,9 @@ func TestRestartICE(t *testing.T) {
 	link := waitLink(t, j)
 	a.publishAudio(readOggOpus(t, tone440), 20)
 	linkFrames(t, link, 5, nil)
-	before := a.serverOffers.Load()
-	prev := a.lastSDP.Load()
-	if prev == nil || ufrag(*prev) == "" {
+	before := a.ServerOffers()
+	prev := a.LastSDP()
+	if ufrag(prev) == "" {
 		t.Fatal("no server description with ICE credentials yet")
 	}
 	a.signal(map[string]any{"type": "restart-ice"})
@@ -655,7 +648,7 @@ func TestRestartICE(t *testing.T) {
 	deadline := time.After(waitLong)
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
-	for a.serverOffers.Load() == before {
+	for a.ServerOffers() == before {
 		select {
 		case <-link.opus:
 		case <-poll.C:
@@ -663,7 +656,7 @@ func TestRestartICE(t *testing.T) {
 			t.Fatal("no ICE-restart offer from the server")
 		}
 	}
-	if ufrag(*a.lastSDP.Load()) == ufrag(*prev) {
+	if ufrag(a.LastSDP()) == ufrag(prev) {
 		t.Fatal("the restart offer kept the old ICE credentials")
 	}
 	// Media still flows after the restart.

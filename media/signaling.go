@@ -3,6 +3,8 @@ package media
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -41,7 +43,7 @@ import (
 // "privacyCode" in "joined" and "code" in "privacy" are the voice call's
 // privacy code (Discord's DAVE end-to-end encryption: the code people in
 // the call compare to verify it), as the voice connection reports it
-// through [Manager.SetPrivacyCode]. "" means the call is not end-to-end
+// through [DiscordLink.Receive] ([PrivacyCode]). "" means the call is not end-to-end
 // encrypted, or the bot is not in it. "privacy" is sent to every browser of
 // the room whenever the code changes, including to "" when the voice
 // connection ends.
@@ -69,6 +71,13 @@ const (
 	msgPrivacy     = "privacy"
 	msgError       = "error"
 )
+
+// clientTypes are the message types a browser may send.
+var clientTypes = []string{msgJoin, msgOffer, msgAnswer, msgCandidate, msgLeave, msgMute, msgCamera, msgRestartICE}
+
+// SignalTypes lists the message types a browser sends to media; the hub
+// routes each of them to [Manager.HandleSignal].
+func SignalTypes() []string { return slices.Clone(clientTypes) }
 
 // Discord link states in "status" messages.
 const (
@@ -103,10 +112,8 @@ func decodeClientMessage(msgType string, raw json.RawMessage) (clientMessage, er
 	if m.Type != "" && m.Type != msgType {
 		return m, fmt.Errorf("%w: type %q does not match %q", ErrBadMessage, m.Type, msgType)
 	}
-	switch msgType {
-	case msgJoin, msgOffer, msgAnswer, msgCandidate, msgLeave, msgMute, msgCamera, msgRestartICE:
-	default:
-		return m, fmt.Errorf("%w: %q (known: join, offer, answer, candidate, leave, mute, camera, restart-ice)", ErrUnknownType, msgType)
+	if !slices.Contains(clientTypes, msgType) {
+		return m, fmt.Errorf("%w: %q (known: %s)", ErrUnknownType, msgType, strings.Join(clientTypes, ", "))
 	}
 	m.Type = msgType
 	return m, nil

@@ -106,14 +106,13 @@ func TestPrivacyCode(t *testing.T) {
 	if aj.PrivacyCode == nil || *aj.PrivacyCode != "" {
 		t.Fatalf("first joined: %s, want \"privacyCode\":\"\"", aj.raw)
 	}
-	waitLink(t, j)
+	link := waitLink(t, j)
 	b.join("300")
 	b.next(isType("joined"), "joined")
 
 	const code = "12345 67890 13579 24680 11223 34455"
-	m.SetPrivacyCode("300", code)
-	m.SetPrivacyCode("300", code)    // unchanged: nothing is sent
-	m.SetPrivacyCode("301", "99999") // no such room: nothing happens
+	link.send(PrivacyCode{Code: code})
+	link.send(PrivacyCode{Code: code}) // unchanged: nothing is sent
 	for _, br := range []*browser{a, b} {
 		p := br.next(isType("privacy"), "privacy")
 		if p.RoomID != "300" || p.Code == nil || *p.Code != code {
@@ -128,7 +127,7 @@ func TestPrivacyCode(t *testing.T) {
 		t.Fatalf("later joined: %s, want privacyCode %q", cj.raw, code)
 	}
 
-	m.SetPrivacyCode("300", "")
+	link.send(PrivacyCode{Code: ""})
 	for _, br := range []*browser{a, b, c} {
 		p := br.next(isType("privacy"), "privacy")
 		if p.Code == nil || *p.Code != "" {

@@ -201,8 +201,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		voiceTLS = a.demo.Voice.TLSConfig()
 	}
 	o := media.Options{
-		Joiner: voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log.With("part", "voice"),
-			onPrivacy: func(channelID, code string) { a.media.SetPrivacyCode(channelID, code) }},
+		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {
 			for _, r := range a.gw.Rooms() {
@@ -214,7 +213,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		},
 		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
 		Grace:        cfg.RoomGrace,
-		Logger:       a.log.With("part", "media"),
+		Logger:       a.log,
 		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {

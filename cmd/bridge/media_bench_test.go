@@ -161,7 +161,7 @@ func (r *latencyRecorder) addBrowser() int {
 // hook is browser k's RTP hook; a nil track is the relay listener.
 func (r *latencyRecorder) hook(k int) func(*recvTrack, *rtp.Packet, time.Time) {
 	return func(rt *recvTrack, p *rtp.Packet, at time.Time) {
-		if rt != nil && rt.remote.StreamID() != r.stream {
+		if rt != nil && rt.Remote.StreamID() != r.stream {
 			return
 		}
 		id, err := benchFrameID(p.Payload)

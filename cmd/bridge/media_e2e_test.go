@@ -3,27 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/voicebridge/bridge/emulator"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
 	"github.com/voicebridge/bridge/internal/audiotest"
@@ -141,40 +133,23 @@ func derefParticipant(p *bridgemedia.Participant) bridgemedia.Participant {
 }
 
 // recvPacket is one RTP packet a browser received, and when.
-type recvPacket struct {
-	rtp.Header
-	payload []byte
-	at      time.Time
-}
+type recvPacket = mediatest.Packet
 
 // recvTrack is a track a browser receives; its packets are recorded unless
 // the browser has an RTP hook.
-type recvTrack struct {
-	remote *webrtc.TrackRemote
-	pkts   []recvPacket // guarded by the browser's mu
-}
+type recvTrack = mediatest.Track
 
-// e2eBrowser is a browser made of pion/webrtc, the polite peer of the
-// bridge's perfect negotiation. One goroutine owns its signaling; a reader
-// feeds it from the socket; each received track has a reader.
+// e2eBrowser is a mediatest.Browser signaling over the bridge's /api/ws:
+// a reader goroutine feeds it from the socket.
 type e2eBrowser struct {
+	*mediatest.Browser
 	t    testing.TB
 	name string
 	ws   *websocket.Conn
 	pc   *webrtc.PeerConnection
-	wmu  sync.Mutex // serializes socket writes
-
-	neg     chan struct{}      // a track was added: offer when stable
-	sig     chan serverMessage // offers, answers, candidates for the loop
-	onRTP   func(*recvTrack, *rtp.Packet, time.Time)
-	stop    chan struct{}
-	stopped sync.Once
-	wg      sync.WaitGroup
-
-	mu     sync.Mutex
-	msgs   []serverMessage // everything but negotiation, in order
-	tracks []*recvTrack
-	wake   chan struct{} // closed and replaced on every change
+	wmu  sync.Mutex    // serializes socket writes
+	read chan struct{} // closed when the reader ends
+	once sync.Once
 }
 
 // browserOptions adjust a pion browser.
@@ -203,40 +178,32 @@ func newE2EBrowser(t testing.TB, ta *testApp, name string, o browserOptions) *e2
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 
-	var se webrtc.SettingEngine
-	se.SetIPFilter(loopbackIP)
-	se.SetInterfaceFilter(loopbackInterface)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	// RFC 6464: the bridge picks the speaker it forwards to Discord by it.
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	api, err := mediatest.NewAPI(mediatest.APIOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &e2eBrowser{t: t, name: name, ws: ws, pc: pc, onRTP: o.onRTP,
-		neg: make(chan struct{}, 1), sig: make(chan serverMessage, 64),
-		stop: make(chan struct{}), wake: make(chan struct{})}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c != nil {
-			_ = b.send(map[string]any{"type": "candidate", "candidate": c.ToJSON()})
-		}
+	b := &e2eBrowser{t: t, name: name, ws: ws, read: make(chan struct{})}
+	mb, err := mediatest.NewBrowser(mediatest.Options{
+		API:        api,
+		Send:       func(v map[string]any) error { return b.send(v) },
+		Errorf:     func(format string, args ...any) { t.Errorf("browser "+name+": "+format, args...) },
+		ReadTracks: true,
+		OnRTP:      o.onRTP,
 	})
-	pc.OnTrack(b.onTrack)
-	b.wg.Add(2)
-	go b.read()
-	go b.loop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Browser, b.pc = mb, mb.PC()
+	go func() {
+		defer close(b.read)
+		for {
+			_, raw, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			mb.Deliver(raw)
+		}
+	}()
 	t.Cleanup(b.close)
 	return b
 }
@@ -257,143 +224,13 @@ func (b *e2eBrowser) mustSend(v any) {
 	}
 }
 
-// errorf reports a failure of the browser's own goroutines while the test
-// still runs.
-func (b *e2eBrowser) errorf(format string, args ...any) {
-	select {
-	case <-b.stop:
-	default:
-		b.t.Errorf("browser "+b.name+": "+format, args...)
-	}
-}
-
-// changedLocked wakes everyone waiting on the browser. Called with b.mu
-// held.
-func (b *e2eBrowser) changedLocked() {
-	close(b.wake)
-	b.wake = make(chan struct{})
-}
-
-// waitFor waits until cond (called with b.mu held) holds.
+// waitFor waits until cond holds, looking again at every message and
+// packet the browser receives.
 func (b *e2eBrowser) waitFor(ctx context.Context, what string, cond func() bool) {
 	b.t.Helper()
-	for {
-		b.mu.Lock()
-		ok, wake := cond(), b.wake
-		b.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			b.t.Fatalf("browser %s: timed out waiting for %s", b.name, what)
-		}
+	if err := b.WaitFor(ctx, cond); err != nil {
+		b.t.Fatalf("browser %s: timed out waiting for %s", b.name, what)
 	}
-}
-
-// read takes messages off the socket: negotiation goes to the loop, the
-// rest is recorded.
-func (b *e2eBrowser) read() {
-	defer b.wg.Done()
-	for {
-		_, raw, err := b.ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		var m serverMessage
-		if err := json.Unmarshal(raw, &m); err != nil {
-			b.errorf("bad message %s: %v", raw, err)
-			continue
-		}
-		m.at = time.Now()
-		switch m.Type {
-		case "offer", "answer", "candidate":
-			select {
-			case b.sig <- m:
-			case <-b.stop:
-				return
-			}
-		default:
-			b.mu.Lock()
-			b.msgs = append(b.msgs, m)
-			b.changedLocked()
-			b.mu.Unlock()
-		}
-	}
-}
-
-// loop owns the PeerConnection's signaling: the polite peer of perfect
-// negotiation (mediatest.Negotiator), the bridge being the impolite one.
-func (b *e2eBrowser) loop() {
-	defer b.wg.Done()
-	neg := mediatest.NewNegotiator(b.pc, func(typ, sdp string) {
-		_ = b.send(map[string]any{"type": typ, "sdp": sdp})
-	})
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-b.neg:
-			if err := neg.Offer(); err != nil {
-				b.errorf("%v", err)
-			}
-		case m := <-b.sig:
-			switch m.Type {
-			case "offer":
-				if err := neg.OnOffer(m.SDP); err != nil {
-					b.errorf("%v", err)
-				}
-			case "answer":
-				if err := neg.OnAnswer(m.SDP); err != nil {
-					b.errorf("%v", err)
-				}
-			case "candidate":
-				if m.Candidate != nil {
-					_ = neg.OnCandidate(*m.Candidate)
-				}
-			}
-			if neg.OfferDue() {
-				kick(b.neg)
-			}
-		}
-	}
-}
-
-// kick signals c without blocking.
-func kick(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// onTrack starts a reader for a received track.
-func (b *e2eBrowser) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	rt := &recvTrack{remote: remote}
-	b.mu.Lock()
-	b.tracks = append(b.tracks, rt)
-	b.changedLocked()
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		for {
-			pkt, _, err := remote.ReadRTP()
-			if err != nil {
-				return
-			}
-			now := time.Now()
-			if b.onRTP != nil {
-				b.onRTP(rt, pkt, now)
-				continue
-			}
-			b.mu.Lock()
-			rt.pkts = append(rt.pkts, recvPacket{Header: pkt.Header, payload: pkt.Payload, at: now})
-			b.changedLocked()
-			b.mu.Unlock()
-		}
-	}()
 }
 
 // hangUp closes the socket without "leave", as a vanished browser would.
@@ -402,42 +239,43 @@ func (b *e2eBrowser) hangUp() { _ = b.ws.Close() }
 // close hangs up, closes the PeerConnection and waits for every goroutine
 // of the browser.
 func (b *e2eBrowser) close() {
-	b.stopped.Do(func() {
-		close(b.stop)
+	b.once.Do(func() {
 		_ = b.ws.Close()
-		_ = b.pc.Close()
-		b.wg.Wait()
+		<-b.read
+		b.Close()
 	})
 }
 
-// mark is the index of the next message to be received.
-func (b *e2eBrowser) mark() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.msgs)
+// decode turns a recorded message into a serverMessage.
+func (b *e2eBrowser) decode(m mediatest.Message) serverMessage {
+	var sm serverMessage
+	if err := json.Unmarshal(m.Raw, &sm); err != nil {
+		b.t.Errorf("browser %s: bad message %s: %v", b.name, m.Raw, err)
+	}
+	sm.at = m.At
+	return sm
 }
+
+// mark is the index of the next message to be received.
+func (b *e2eBrowser) mark() int { return b.Mark() }
 
 // waitMessage returns the first message from index from on that matches.
 func (b *e2eBrowser) waitMessage(ctx context.Context, from int, what string, match func(serverMessage) bool) serverMessage {
 	b.t.Helper()
-	var found serverMessage
-	b.waitFor(ctx, what, func() bool {
-		for _, m := range b.msgs[min(from, len(b.msgs)):] {
-			if match(m) {
-				found = m
-				return true
-			}
-		}
-		return false
-	})
-	return found
+	m, _, err := b.WaitMessage(ctx, from, func(m mediatest.Message) bool { return match(b.decode(m)) })
+	if err != nil {
+		b.t.Fatalf("browser %s: timed out waiting for %s", b.name, what)
+	}
+	return b.decode(m)
 }
 
 // messages returns the messages from index from on.
 func (b *e2eBrowser) messages(from int) []serverMessage {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]serverMessage(nil), b.msgs[min(from, len(b.msgs)):]...)
+	var out []serverMessage
+	for _, m := range b.Messages(from) {
+		out = append(out, b.decode(m))
+	}
+	return out
 }
 
 // join joins a room and returns the browser's participant id ("self").
@@ -455,41 +293,34 @@ func (b *e2eBrowser) join(ctx context.Context, roomID string) string {
 // track waits for the track of a stream and kind.
 func (b *e2eBrowser) track(ctx context.Context, streamID string, kind webrtc.RTPCodecType) *recvTrack {
 	b.t.Helper()
-	var found *recvTrack
-	b.waitFor(ctx, kind.String()+" track of "+streamID, func() bool {
-		for _, rt := range b.tracks {
-			if rt.remote.StreamID() == streamID && rt.remote.Kind() == kind {
-				found = rt
-				return true
-			}
-		}
-		return false
+	rt, _, err := b.WaitTrack(ctx, 0, func(rt *recvTrack) bool {
+		return rt.Remote.StreamID() == streamID && rt.Remote.Kind() == kind
 	})
-	return found
+	if err != nil {
+		b.t.Fatalf("browser %s: timed out waiting for %s track of %s", b.name, kind, streamID)
+	}
+	return rt
 }
 
 // packets returns the packets recorded on rt from index from on.
-func (b *e2eBrowser) packets(rt *recvTrack, from int) []recvPacket {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]recvPacket(nil), rt.pkts[min(from, len(rt.pkts)):]...)
-}
+func (b *e2eBrowser) packets(rt *recvTrack, from int) []recvPacket { return b.Packets(rt, from) }
 
 // waitPackets waits until rt has recorded at least n packets.
 func (b *e2eBrowser) waitPackets(ctx context.Context, rt *recvTrack, n int) {
 	b.t.Helper()
-	b.waitFor(ctx, fmt.Sprintf("%d packets of %s", n, rt.remote.ID()), func() bool { return len(rt.pkts) >= n })
+	if err := b.WaitPackets(ctx, rt, n); err != nil {
+		b.t.Fatalf("browser %s: %v", b.name, err)
+	}
 }
 
 // publishOpus adds a microphone (mediatest.PublishOpus) that loops frames
 // with the RFC 6464 audio level the test sets, and negotiates it.
 func (b *e2eBrowser) publishOpus(frames [][]byte, level uint8) *mediatest.Mic {
 	b.t.Helper()
-	mic, err := mediatest.PublishOpus(b.pc, "mic-"+b.name, frames, level, b.stop, &b.wg)
+	mic, err := b.PublishOpus("mic-"+b.name, frames, level)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	kick(b.neg)
 	b.t.Cleanup(func() {
 		if err := mic.Err(); err != nil {
 			b.t.Error(err)
@@ -498,80 +329,22 @@ func (b *e2eBrowser) publishOpus(frames [][]byte, level uint8) *mediatest.Mic {
 	return mic
 }
 
-// vp8Publisher is a browser's camera. It sends the sample's frames at
-// 15 fps and jumps to the next keyframe when asked by a picture loss
-// indication; after one pass it leaves out the sample's own keyframes, as
-// an encoder with a long keyframe interval would. A keyframe after the
-// first pass is therefore always the answer to a PLI.
-type vp8Publisher struct {
-	plis      atomic.Int64
-	firstPass chan struct{} // closed when the sample was sent once
-}
-
-// publishVP8 adds a camera track that sends frames until the browser closes.
-func (b *e2eBrowser) publishVP8(frames []voiceemu.VideoFrame) *vp8Publisher {
+// publishVP8 adds a camera (mediatest.PublishVP8) that sends the sample at
+// 15 fps until the browser closes and jumps to the next keyframe when
+// asked; after one pass it leaves out the sample's own keyframes, so a
+// keyframe after the first pass is always the answer to a keyframe
+// request.
+func (b *e2eBrowser) publishVP8(frames []voiceemu.VideoFrame) *mediatest.Camera {
 	b.t.Helper()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "cam-"+b.name)
+	clip := make([][]byte, len(frames))
+	for i, f := range frames {
+		clip[i] = f.Data
+	}
+	cam, err := b.PublishVP8("cam-"+b.name, clip, mediatest.CameraOptions{KeyframesOnRequestOnly: true})
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	sender, err := b.pc.AddTrack(track)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	kick(b.neg)
-	p := &vp8Publisher{firstPass: make(chan struct{})}
-	pli := make(chan struct{}, 1)
-	b.wg.Add(2)
-	go func() {
-		defer b.wg.Done()
-		for {
-			pkts, _, err := sender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, pk := range pkts {
-				switch pk.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					p.plis.Add(1)
-					kick(pli)
-				}
-			}
-		}
-	}()
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(time.Second / 15)
-		defer tick.Stop()
-		i, passed := 0, false
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-			}
-			if !passed && i >= len(frames) {
-				passed = true
-				close(p.firstPass)
-			}
-			select {
-			case <-pli: // a keyframe now: jump to the next one
-				for !frames[i%len(frames)].Keyframe {
-					i++
-				}
-			default:
-				for passed && frames[i%len(frames)].Keyframe {
-					i++
-				}
-			}
-			f := frames[i%len(frames)]
-			i++
-			if err := track.WriteSample(media.Sample{Data: f.Data, Duration: time.Second / 15}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-		}
-	}()
-	return p
+	return cam
 }
 
 // ---- media checks ----
@@ -598,7 +371,7 @@ func assembleVP8(pkts []recvPacket) []vp8Frame {
 		}
 		last = p.SequenceNumber
 		var d codecs.VP8Packet
-		payload, err := d.Unmarshal(p.payload)
+		payload, err := d.Unmarshal(p.Payload)
 		if err != nil {
 			building = false
 			continue
@@ -610,7 +383,7 @@ func assembleVP8(pkts []recvPacket) []vp8Frame {
 		}
 		if p.Marker && building && len(cur) > 0 {
 			// RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame.
-			out = append(out, vp8Frame{data: cur, keyframe: cur[0]&1 == 0, at: p.at, ts: p.Timestamp})
+			out = append(out, vp8Frame{data: cur, keyframe: cur[0]&1 == 0, at: p.At, ts: p.Timestamp})
 			building = false
 		}
 	}
@@ -647,7 +420,7 @@ func checkRTPContinuity(t testing.TB, who string, pkts []recvPacket) {
 func payloads(pkts []recvPacket) [][]byte {
 	out := make([][]byte, len(pkts))
 	for i, p := range pkts {
-		out[i] = p.payload
+		out[i] = p.Payload
 	}
 	return out
 }
@@ -738,8 +511,8 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 			t.Fatalf("browser %s: the member is announced as %+v, want kind discord, name Tone, id discord-%s", b.name, p, uid)
 		}
 		tr := b.track(ctx, "discord-"+uid, webrtc.RTPCodecTypeAudio)
-		if tr.remote.ID() != "discord-audio-"+uid {
-			t.Fatalf("browser %s: track %q, want discord-audio-%s", b.name, tr.remote.ID(), uid)
+		if tr.Remote.ID() != "discord-audio-"+uid {
+			t.Fatalf("browser %s: track %q, want discord-audio-%s", b.name, tr.Remote.ID(), uid)
 		}
 		b.waitPackets(ctx, tr, 50) // one second
 		pkts := b.packets(tr, 0)
@@ -750,7 +523,7 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 		// privacy code the Discord member's client shows.
 		b.waitFor(ctx, "the member's privacy code", func() bool {
 			code := ""
-			for _, m := range b.msgs {
+			for _, m := range b.messages(0) {
 				switch m.Type {
 				case "joined":
 					code = m.PrivacyCode
@@ -928,7 +701,7 @@ func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 
 	benTrack := ben.track(ctx, "browser-"+annID, webrtc.RTPCodecTypeVideo)
 	ben.waitFor(ctx, "30 whole frames and a keyframe", func() bool {
-		f := assembleVP8(benTrack.pkts)
+		f := assembleVP8(ben.packets(benTrack, 0))
 		return len(f) >= 30 && hasKeyframe(f)
 	})
 	frames := assembleVP8(ben.packets(benTrack, 0))
@@ -938,11 +711,11 @@ func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 	}
 
 	select {
-	case <-cam.firstPass:
+	case <-cam.FirstPass():
 	case <-ctx.Done():
 		t.Fatal("the camera did not send the sample once")
 	}
-	plis := cam.plis.Load()
+	plis := cam.Requests()
 	cat := newE2EBrowser(t, ta, "cat", browserOptions{})
 	joinedAt := time.Now()
 	cat.join(ctx, room)
@@ -952,10 +725,10 @@ func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 	benNow := assembleVP8(ben.packets(benTrack, 0))
 	joinTS := benNow[len(benNow)-1].ts
 	catTrack := cat.track(ctx, "browser-"+annID, webrtc.RTPCodecTypeVideo)
-	cat.waitFor(ctx, "a keyframe", func() bool { return hasKeyframe(assembleVP8(catTrack.pkts)) })
+	cat.waitFor(ctx, "a keyframe", func() bool { return hasKeyframe(assembleVP8(cat.packets(catTrack, 0))) })
 	catFrames := assembleVP8(cat.packets(catTrack, 0))
 	checkFrames("cat", catFrames)
-	if cam.plis.Load() == plis {
+	if cam.Requests() == plis {
 		t.Fatal("cat got a keyframe but the publisher saw no picture loss indication")
 	}
 	for i, f := range catFrames {
@@ -974,7 +747,7 @@ func TestMediaE2EVideoBetweenBrowsers(t *testing.T) {
 	}
 	// ben keeps receiving whole frames after cat's keyframe request.
 	n := len(ben.packets(benTrack, 0))
-	ben.waitFor(ctx, "more frames", func() bool { return len(assembleVP8(benTrack.pkts[n:])) >= 5 })
+	ben.waitFor(ctx, "more frames", func() bool { return len(assembleVP8(ben.packets(benTrack, n))) >= 5 })
 	checkFrames("ben", assembleVP8(ben.packets(benTrack, 0)))
 }
 

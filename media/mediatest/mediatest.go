@@ -1,6 +1,9 @@
-// Package mediatest holds pieces of a test browser built on pion, shared
-// by the tests of package media (in-process signaling) and cmd/bridge's
-// end-to-end tests (signaling over /api/ws).
+// Package mediatest is a test browser built on pion ([Browser]: the polite
+// peer of the bridge's perfect negotiation, with a microphone and a
+// camera), shared by the tests of package media (in-process signaling)
+// and cmd/bridge's end-to-end tests (signaling over /api/ws). The
+// transport is the test's: [Options.Send] carries messages to the bridge,
+// [Browser.Deliver] hands the browser the bridge's.
 package mediatest
 
 import (
