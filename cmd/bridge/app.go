@@ -29,6 +29,7 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
+	front *front // HTTPS, redirect and trusted proxies (tls.go)
 	done  chan error
 }
 
@@ -141,8 +142,11 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	}
 	wireSignaling(a.hub, a.media)
 
+	if a.front, err = newFront(cfg, log); err != nil {
+		return nil, err
+	}
 	a.srv = &http.Server{
-		Handler:           routes(a.hub.Handler(), web.Handler()),
+		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -150,6 +154,8 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if err != nil {
 		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
+	warnInsecure(cfg, a.ln.Addr(), log)
+	a.ln = a.front.listener(a.ln)
 	if err := a.gw.Open(ctx); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -172,7 +178,14 @@ func (a *app) URL() string {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http://"
+	if a.front.tls != nil {
+		scheme = "https://"
+		if len(a.cfg.TLSDomains) > 0 {
+			host = a.cfg.TLSDomains[0]
+		}
+	}
+	return scheme + net.JoinHostPort(host, port) + "/"
 }
 
 // Done reports the HTTP server stopping on its own.
@@ -247,6 +260,9 @@ func (a *app) closeParts(ctx context.Context) error {
 	}
 	if a.demo != nil {
 		a.demo.Close()
+	}
+	if a.front != nil {
+		errs = append(errs, a.front.close(ctx))
 	}
 	return errors.Join(errs...)
 }
