@@ -12,7 +12,7 @@ import (
 func TestTrustProxies(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []struct {
-		name, remote, xff, proto, host string
+		name, remote, xff, proto, host   string
 		wantRemote, wantScheme, wantHost string
 	}{
 		{"direct client, headers dropped", "203.0.113.9:5555", "198.51.100.1", "https", "evil.example", "203.0.113.9:5555", "http", "bridge.example.com"},
