@@ -155,7 +155,9 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
 	warnInsecure(cfg, a.ln.Addr(), log)
-	a.ln = a.front.listener(a.ln)
+	if a.ln, err = a.front.listener(a.ln); err != nil {
+		return nil, err
+	}
 	if err := a.gw.Open(ctx); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -111,14 +111,17 @@ func leafSubject(c *tls.Certificate) string {
 // (nil without TLS), the plain-HTTP redirect server and the handler that
 // applies TRUSTED_PROXIES.
 type front struct {
-	tls      *tls.Config
-	acme     *autocert.Manager // nil unless TLS_DOMAIN
-	redirect *http.Server
-	redirLn  net.Listener
-	done     chan struct{}
+	tls  *tls.Config
+	acme *autocert.Manager // nil unless TLS_DOMAIN
+	log  *slog.Logger
+
+	redirectAddr string // HTTP_REDIRECT_ADDR, empty when off
+	redirect     *http.Server
+	redirLn      net.Listener
+	done         chan struct{}
 }
 
-// newFront builds the TLS configuration and starts the redirect server.
+// newFront builds the TLS configuration; listener starts the redirect.
 func newFront(cfg *Config, log *slog.Logger) (*front, error) {
 	f := &front{}
 	switch {
@@ -159,35 +162,38 @@ func newFront(cfg *Config, log *slog.Logger) (*front, error) {
 		log.Info("HTTPS certificates from ACME", "domains", strings.Join(cfg.TLSDomains, ","),
 			"directory", cfg.ACMEDirectoryURL, "cache", cfg.ACMECacheDir)
 	}
-	if f.tls == nil || cfg.RedirectAddr == "" {
-		return f, nil
-	}
-	_, httpsPort, _ := net.SplitHostPort(cfg.ListenAddr)
-	var h http.Handler = redirectToHTTPS(httpsPort)
-	if f.acme != nil {
-		h = f.acme.HTTPHandler(h)
-	}
-	ln, err := net.Listen("tcp", cfg.RedirectAddr)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP_REDIRECT_ADDR %s: %w (set HTTP_REDIRECT_ADDR=off if another server owns it)", cfg.RedirectAddr, err)
-	}
-	f.redirLn, f.done = ln, make(chan struct{})
-	f.redirect = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		defer close(f.done)
-		_ = f.redirect.Serve(ln)
-	}()
-	log.Info("plain HTTP redirects to HTTPS", "addr", ln.Addr().String())
+	f.redirectAddr, f.log = cfg.RedirectAddr, log
 	return f, nil
 }
 
-// listener wraps the app's listener in TLS when it is on.
-func (f *front) listener(ln net.Listener) net.Listener {
+// listener wraps the app's listener in TLS when it is on, and starts the
+// plain-HTTP server that redirects to ln's port and answers HTTP-01
+// challenges. On error ln is closed.
+func (f *front) listener(ln net.Listener) (net.Listener, error) {
 	if f.tls == nil {
-		return ln
+		return ln, nil
 	}
-	return tls.NewListener(ln, f.tls)
+	if f.redirectAddr != "" {
+		_, httpsPort, _ := net.SplitHostPort(ln.Addr().String())
+		var h http.Handler = redirectToHTTPS(httpsPort)
+		if f.acme != nil {
+			h = f.acme.HTTPHandler(h)
+		}
+		rln, err := net.Listen("tcp", f.redirectAddr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("HTTP_REDIRECT_ADDR %s: %w (set HTTP_REDIRECT_ADDR=off if another server owns it)", f.redirectAddr, err)
+		}
+		f.redirLn, f.done = rln, make(chan struct{})
+		f.redirect = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(f.log.Handler(), slog.LevelWarn)}
+		go func() {
+			defer close(f.done)
+			_ = f.redirect.Serve(rln)
+		}()
+		f.log.Info("plain HTTP redirects to HTTPS", "addr", rln.Addr().String())
+	}
+	return tls.NewListener(ln, f.tls), nil
 }
 
 // close stops the redirect server.
