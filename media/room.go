@@ -190,7 +190,7 @@ func (r *room) addSession(s *session) {
 
 	s.log.Info("browser joined")
 	sendTo(s.sig, joinedMessage{Type: msgJoined, RoomID: r.id, Self: s.id,
-		ICEServers: r.m.opts.ICEServers, Participants: participants, PrivacyCode: code})
+		ICEServers: r.m.iceServers(s.userID), Participants: participants, PrivacyCode: code})
 	// Only now may the session offer, and SetPrivacyCode reach it; a code
 	// that changed since the snapshot above is sent after "joined".
 	r.mu.Lock()

@@ -246,6 +246,9 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
 	}
 	o.ICEServers = cfg.ICEServers
+	if cfg.ICETCPPort >= 0 {
+		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
+	}
 	if tune.media != nil {
 		tune.media(&o)
 	}

@@ -213,3 +213,24 @@ func TestBrowserHTTPSFromFiles(t *testing.T) {
 		}
 	}
 }
+
+// noUDP is Chromium's policy that forbids WebRTC UDP not through a proxy:
+// what a network that blocks UDP leaves a browser.
+var noUDP = chromedp.Flag("webrtc-ip-handling-policy", "disable_non_proxied_udp")
+
+// TestBrowserICETCPWhenUDPBlocked: a browser that may not use UDP joins
+// the Lobby over ICE-TCP, hears the talking member, and the page says the
+// call goes over direct TCP.
+func TestBrowserICETCPWhenUDPBlocked(t *testing.T) {
+	checkLeaks(t)
+	st := startTestApp(t, tuning{media: func(o *media.Options) {
+		loopbackMedia(o)
+		o.ICETCPListen = "127.0.0.1:0"
+	}}, nil)
+	p := browserAt(t, nil, noUDP)
+	p.hearTalker(st.base)
+	p.waitJS("the page names the path", 5*time.Second,
+		`!document.querySelector('[data-testid=call-path]').hidden && document.querySelector('[data-testid=call-path]').textContent === 'Media: direct TCP'`)
+	p.screenshot("call-over-tcp")
+	p.checkErrors()
+}
