@@ -29,7 +29,8 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
-	front *front // HTTPS, redirect and trusted proxies (tls.go)
+	front *front            // HTTPS, redirect and trusted proxies (tls.go)
+	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
 	done  chan error
 }
 
@@ -45,6 +46,7 @@ type tuning struct {
 	demo    emulator.DemoOptions
 	gateway func(*gateway.Options)
 	media   func(*media.Options)
+	turn    func(*media.TURNOptions)
 }
 
 func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
@@ -137,14 +139,17 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 
+	if a.front, err = newFront(cfg, log); err != nil {
+		return nil, err
+	}
+	if a.turn, err = startTURN(cfg, a.front.tls, log, tune.turn); err != nil {
+		return nil, err
+	}
 	if a.media, err = media.NewManager(a.mediaOptions(guildID, tune)); err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
 	wireSignaling(a.hub, a.media)
 
-	if a.front, err = newFront(cfg, log); err != nil {
-		return nil, err
-	}
 	a.srv = &http.Server{
 		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -246,6 +251,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
 	}
 	o.ICEServers = cfg.ICEServers
+	o.ICEServersFor = a.turnICEServers
 	if cfg.ICETCPPort >= 0 {
 		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
 	}
@@ -259,6 +265,9 @@ func (a *app) closeParts(ctx context.Context) error {
 	var errs []error
 	if a.media != nil {
 		errs = append(errs, a.media.Close(ctx))
+	}
+	if a.turn != nil {
+		errs = append(errs, a.turn.Close())
 	}
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close(ctx))

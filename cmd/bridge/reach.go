@@ -1,13 +1,20 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/voicebridge/bridge/media"
 )
 
 // loadReach reads and checks the settings of HTTPS, reverse proxies,
@@ -113,4 +120,74 @@ func loadReach(c *Config, get func(string) string, bad func(v, problem, fix stri
 	} else {
 		c.TURNUserKbps = k
 	}
+}
+
+// startTURN starts the embedded TURN server when TURN_PORT is set: UDP and
+// TCP on that port, TLS on TURN_TLS_PORT with the HTTPS certificate.
+func startTURN(cfg *Config, tlsConf *tls.Config, log *slog.Logger, tune func(*media.TURNOptions)) (*media.TURNServer, error) {
+	if cfg.TURNPort == 0 {
+		return nil, nil
+	}
+	secret := []byte(cfg.TURNSecret)
+	if len(secret) == 0 {
+		// Credentials come from this process only, so a fresh secret per
+		// start is enough; a restart invalidates the old ones.
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, fmt.Errorf("TURN secret: %w", err)
+		}
+	}
+	port := strconv.Itoa(cfg.TURNPort)
+	o := media.TURNOptions{
+		UDPListen:     net.JoinHostPort("", port),
+		TCPListen:     net.JoinHostPort("", port),
+		RelayIP:       net.ParseIP(cfg.TURNRelayIP),
+		Secret:        secret,
+		CredentialTTL: cfg.TURNCredentialTTL,
+		UserBitrate:   cfg.TURNUserKbps * 1000,
+		PeerAllowed:   ownAddresses(cfg),
+		Logger:        log,
+	}
+	if len(cfg.TLSDomains) > 0 {
+		o.Host = cfg.TLSDomains[0]
+	}
+	if cfg.TURNTLSPort > 0 {
+		o.TLSListen = net.JoinHostPort("", strconv.Itoa(cfg.TURNTLSPort))
+		o.TLSConfig = &tls.Config{GetCertificate: tlsConf.GetCertificate}
+	}
+	if tune != nil {
+		tune(&o)
+	}
+	t, err := media.StartTURN(o)
+	if err != nil {
+		return nil, fmt.Errorf("TURN_PORT: %w", err)
+	}
+	return t, nil
+}
+
+// ownAddresses allows a TURN relay to send only to this machine's own
+// addresses (and ICE_PUBLIC_IP): the bridge's media, not the internet.
+func ownAddresses(cfg *Config) func(net.IP) bool {
+	own := map[string]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				own[n.IP.String()] = true
+			}
+		}
+	}
+	for _, ip := range []string{cfg.ICEPublicIP, cfg.TURNRelayIP} {
+		if p := net.ParseIP(ip); p != nil {
+			own[p.String()] = true
+		}
+	}
+	return func(ip net.IP) bool { return own[ip.String()] }
+}
+
+// turnICEServers is the TURN entry, with a fresh credential, of a browser.
+func (a *app) turnICEServers(userID string) []webrtc.ICEServer {
+	if a.turn == nil {
+		return nil
+	}
+	return []webrtc.ICEServer{a.turn.ICEServer(userID)}
 }

@@ -234,3 +234,23 @@ func TestBrowserICETCPWhenUDPBlocked(t *testing.T) {
 	p.screenshot("call-over-tcp")
 	p.checkErrors()
 }
+
+// TestBrowserTURNWhenUDPBlocked: with ICE-TCP off and the embedded TURN
+// server on, a browser that may not use UDP reaches the bridge through a
+// TURN relay over TCP, with the credential it got in "joined", and hears
+// the talking member.
+func TestBrowserTURNWhenUDPBlocked(t *testing.T) {
+	checkLeaks(t)
+	st := startTestApp(t, tuning{
+		media: loopbackMedia,
+		turn: func(o *media.TURNOptions) {
+			o.UDPListen, o.TCPListen, o.RelayBind = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1"
+		},
+	}, map[string]string{"TURN_PORT": "3478", "TURN_RELAY_IP": "127.0.0.1"})
+	p := browserAt(t, nil, noUDP)
+	p.hearTalker(st.base)
+	p.waitJS("the page names the path", 5*time.Second,
+		`document.querySelector('[data-testid=call-path]').textContent === 'Media: relayed through TURN (tcp)'`)
+	p.screenshot("call-over-turn")
+	p.checkErrors()
+}
