@@ -1,6 +1,12 @@
 package media
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -216,4 +222,53 @@ func TestTURNUserBandwidth(t *testing.T) {
 	if n := srv.users["alice"].allocs; n != 1 {
 		t.Errorf("alice holds %d relays after closing one of two (twice), want 1", n)
 	}
+}
+
+// TestTURNOverTLS: turns: on the TLS listener, with the certificate the
+// server was given, relays for a valid credential.
+func TestTURNOverTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"turn.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	srv, _ := startTestTURN(t, func(o *TURNOptions) {
+		o.UDPListen, o.TLSListen, o.Host = "", "127.0.0.1:0", "turn.test"
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	})
+	url := srv.URLs()[0]
+	if !strings.HasPrefix(url, "turns:turn.test:") || !strings.HasSuffix(url, "?transport=tcp") {
+		t.Fatalf("URL %q, want turns:turn.test:PORT?transport=tcp", url)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(url, "turns:"), "?transport=tcp"))
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{ServerName: "turn.test", RootCAs: roots})
+	if err != nil {
+		t.Fatalf("TLS to the TURN server: %v", err)
+	}
+	cred := srv.ICEServer("alice")
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: conn.RemoteAddr().String(), TURNServerAddr: conn.RemoteAddr().String(),
+		Conn: turn.NewSTUNConn(conn), Username: cred.Username, Password: cred.Credential.(string), Realm: turnRealm,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close(); conn.Close() }()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate over TLS: %v", err)
+	}
+	_ = relay.Close()
 }

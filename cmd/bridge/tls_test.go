@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -52,6 +56,35 @@ func TestRedirectToHTTPS(t *testing.T) {
 		redirectToHTTPS(tc.port).ServeHTTP(rec, r)
 		if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != tc.want {
 			t.Errorf("%s%s: %d %q, want 301 %q", tc.host, tc.path, rec.Code, rec.Header().Get("Location"), tc.want)
+		}
+	}
+}
+
+// TestWarnInsecure: plain HTTP on an address other machines reach gets a
+// warning that names the fix; loopback, TLS or a proxy get none.
+func TestWarnInsecure(t *testing.T) {
+	public := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 8080}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		addr net.Addr
+		want bool
+	}{
+		{"plain on a public address", Config{}, public, true},
+		{"plain on every address", Config{}, &net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, true},
+		{"plain on loopback", Config{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, false},
+		{"certificate files", Config{TLSCertFile: "c.pem"}, public, false},
+		{"ACME", Config{TLSDomains: []string{"b.example.com"}}, public, false},
+		{"behind a proxy", Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, public, false},
+	} {
+		var buf bytes.Buffer
+		warnInsecure(&tc.cfg, tc.addr, slog.New(slog.NewTextHandler(&buf, nil)))
+		got := buf.String()
+		if tc.want != (got != "") {
+			t.Errorf("%s: logged %q, want a warning: %v", tc.name, got, tc.want)
+		}
+		if tc.want && !(strings.Contains(got, "no microphone") && strings.Contains(got, "TLS_DOMAIN") && strings.Contains(got, "TRUSTED_PROXIES")) {
+			t.Errorf("%s: warning %q does not say what fails and how to fix it", tc.name, got)
 		}
 	}
 }
