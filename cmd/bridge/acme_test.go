@@ -24,8 +24,9 @@ import (
 
 // TestACMEFromPebble: the bridge gets a certificate for bridge.test from
 // Pebble, Let's Encrypt's test CA, run here on loopback. Pebble really
-// validates (TLS-ALPN-01 against the bridge's HTTPS port, HTTP-01 against
-// its redirect port), resolving bridge.test through the test's DNS server.
+// validates, once with TLS-ALPN-01 against the bridge's HTTPS port and once
+// with HTTP-01 against its redirect port, resolving bridge.test through the
+// test's DNS server.
 // A second start with the same cache serves the cached certificate while
 // the CA is gone.
 func TestACMEFromPebble(t *testing.T) {
@@ -45,53 +46,64 @@ func TestACMEFromPebble(t *testing.T) {
 	if err := os.WriteFile(rootsFile, ca.pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pebbleAddr := freeTCPAddr(t)
-	cacheDir := filepath.Join(dir, "acme-cache")
-	env := map[string]string{
-		"TLS_DOMAIN":         testHost,
-		"ACME_DIRECTORY_URL": "https://" + pebbleAddr + "/dir",
-		"ACME_CA_ROOTS":      rootsFile,
-		"ACME_CACHE_DIR":     cacheDir,
-		"HTTP_REDIRECT_ADDR": "127.0.0.1:0",
-	}
-	first := startTestApp(t, tuning{}, env)
-	_, httpsPort, _ := net.SplitHostPort(first.Addr())
-	_, httpPort, _ := net.SplitHostPort(first.front.redirLn.Addr().String())
+	for _, challenge := range []string{"tls-alpn-01", "http-01"} {
+		t.Run(challenge, func(t *testing.T) {
+			pebbleAddr := freeTCPAddr(t)
+			cacheDir := filepath.Join(t.TempDir(), "acme-cache")
+			env := map[string]string{
+				"TLS_DOMAIN":         testHost,
+				"ACME_DIRECTORY_URL": "https://" + pebbleAddr + "/dir",
+				"ACME_CA_ROOTS":      rootsFile,
+				"ACME_CACHE_DIR":     cacheDir,
+				"HTTP_REDIRECT_ADDR": "127.0.0.1:0",
+			}
+			first := startTestApp(t, tuning{}, env)
+			_, httpsPort, _ := net.SplitHostPort(first.Addr())
+			_, httpPort, _ := net.SplitHostPort(first.front.redirLn.Addr().String())
 
-	pebble := startPebble(t, pebbleBin, pebbleDir, pebbleCert, pebbleKey, pebbleAddr, httpPort, httpsPort, dns)
-	leaf, err := acmeLeaf(first.Addr(), 2*time.Minute)
-	if err != nil {
-		t.Fatalf("the bridge served no certificate from Pebble: %v\npebble log:\n%s", err, pebble.log())
-	}
-	if !strings.Contains(leaf.Issuer.CommonName, "Pebble") || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != testHost {
-		t.Fatalf("served certificate for %v issued by %q, want Pebble's for %s", leaf.DNSNames, leaf.Issuer.CommonName, testHost)
-	}
-	t.Logf("certificate for %v from %q, serial %v", leaf.DNSNames, leaf.Issuer.CommonName, leaf.SerialNumber)
+			// Pebble validates on one port only: the other challenge's port is
+			// closed, so the certificate proves the one under test works.
+			_, closed, _ := net.SplitHostPort(freeTCPAddr(t))
+			vaHTTP, vaTLS := closed, httpsPort
+			if challenge == "http-01" {
+				vaHTTP, vaTLS = httpPort, closed
+			}
+			pebble := startPebble(t, pebbleBin, pebbleDir, pebbleCert, pebbleKey, pebbleAddr, vaHTTP, vaTLS, dns)
+			leaf, err := acmeLeaf(first.Addr(), 2*time.Minute)
+			if err != nil {
+				t.Fatalf("the bridge served no certificate from Pebble: %v\npebble log:\n%s", err, pebble.log())
+			}
+			if !strings.Contains(leaf.Issuer.CommonName, "Pebble") || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != testHost {
+				t.Fatalf("served certificate for %v issued by %q, want Pebble's for %s", leaf.DNSNames, leaf.Issuer.CommonName, testHost)
+			}
+			t.Logf("%s: certificate for %v from %q, serial %v", challenge, leaf.DNSNames, leaf.Issuer.CommonName, leaf.SerialNumber)
 
-	// The plain-HTTP port redirects to HTTPS.
-	conn, err := net.DialTimeout("tcp", first.front.redirLn.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "GET /rooms?x=1 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", testHost)
-	var resp bytes.Buffer
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _ = resp.ReadFrom(conn)
-	conn.Close()
-	if want := "Location: https://" + testHost + ":" + httpsPort + "/rooms?x=1"; !strings.Contains(resp.String(), "301") || !strings.Contains(resp.String(), want) {
-		t.Errorf("plain HTTP answered %q, want a 301 with %q", resp.String(), want)
-	}
+			// The plain-HTTP port redirects to HTTPS.
+			conn, err := net.DialTimeout("tcp", first.front.redirLn.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "GET /rooms?x=1 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", testHost)
+			var resp bytes.Buffer
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = resp.ReadFrom(conn)
+			conn.Close()
+			if want := "Location: https://" + testHost + ":" + httpsPort + "/rooms?x=1"; !strings.Contains(resp.String(), "301") || !strings.Contains(resp.String(), want) {
+				t.Errorf("plain HTTP answered %q, want a 301 with %q", resp.String(), want)
+			}
 
-	// Second start: the CA is gone; the cached certificate is served.
-	pebble.stop(t)
-	shutdown(t, first)
-	second := startTestApp(t, tuning{}, env)
-	again, err := acmeLeaf(second.Addr(), 30*time.Second)
-	if err != nil {
-		t.Fatalf("second start with the CA gone: %v", err)
-	}
-	if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
-		t.Fatalf("second start serves serial %v, want the cached %v", again.SerialNumber, leaf.SerialNumber)
+			// Second start: the CA is gone; the cached certificate is served.
+			pebble.stop(t)
+			shutdown(t, first)
+			second := startTestApp(t, tuning{}, env)
+			again, err := acmeLeaf(second.Addr(), 30*time.Second)
+			if err != nil {
+				t.Fatalf("second start with the CA gone: %v", err)
+			}
+			if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+				t.Fatalf("second start serves serial %v, want the cached %v", again.SerialNumber, leaf.SerialNumber)
+			}
+		})
 	}
 }
 

@@ -177,7 +177,7 @@ func (f *front) listener(ln net.Listener) (net.Listener, error) {
 		_, httpsPort, _ := net.SplitHostPort(ln.Addr().String())
 		var h http.Handler = redirectToHTTPS(httpsPort)
 		if f.acme != nil {
-			h = f.acme.HTTPHandler(h)
+			h = hostWithoutPort(f.acme.HTTPHandler(h))
 		}
 		rln, err := net.Listen("tcp", f.redirectAddr)
 		if err != nil {
@@ -222,6 +222,19 @@ func redirectToHTTPS(httpsPort string) http.Handler {
 			host = net.JoinHostPort(host, httpsPort)
 		}
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	})
+}
+
+// hostWithoutPort strips the port from the Host header: autocert checks
+// the Host of an HTTP-01 request against TLS_DOMAIN as it is. Public CAs
+// come to port 80 with a bare host, but a CA validating on another port (a
+// private CA, Pebble) sends host:port.
+func hostWithoutPort(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			r.Host = h
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
