@@ -212,6 +212,10 @@ func TestBrowserHTTPSFromFiles(t *testing.T) {
 			t.Fatalf("after replacing the files the bridge still serves %v (err %v), want serial %v", got.SerialNumber, err, second.SerialNumber)
 		}
 	}
+	// A browser that takes only the new certificate's key opens the page.
+	fresh := browserAt(t, []*x509.Certificate{second})
+	fresh.do("open the page with the new certificate", 15*time.Second,
+		chromedp.Navigate(base+"/"), chromedp.WaitVisible(testid("signin-name")))
 }
 
 // noUDP is Chromium's policy that forbids WebRTC UDP not through a proxy:
