@@ -12,6 +12,6 @@ FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/bridge /bridge
 USER 65532:65532
-# HTTP (web UI, REST, /api/ws) and the one UDP port of WebRTC (ICE_UDP_PORT).
-EXPOSE 8080/tcp 8443/udp
+# HTTP (web UI, REST, /api/ws) and the WebRTC media ports (ICE_UDP_PORT, ICE_TCP_PORT).
+EXPOSE 8080/tcp 8443/udp 8443/tcp
 ENTRYPOINT ["/bridge"]

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -94,8 +95,9 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 
 // engine is the one webrtc.API the manager builds and what it must close.
 type engine struct {
-	api *webrtc.API
-	mux ice.UDPMux // nil unless Options.ICEUDPListen is set
+	api    *webrtc.API
+	mux    ice.UDPMux // nil unless Options.ICEUDPListen is set
+	tcpMux ice.TCPMux // nil unless Options.ICETCPListen is set
 }
 
 // newEngine builds the API: media engine, default interceptors (NACK
@@ -119,6 +121,9 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	networks := opts.NetworkTypes
 	if len(networks) == 0 {
 		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+		if opts.ICETCPListen != "" {
+			networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+		}
 	}
 	se.SetNetworkTypes(networks)
 	if opts.IPFilter != nil {
@@ -153,15 +158,27 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
 	}
 
+	tcpMux, err := listenICETCP(&se, opts.ICETCPListen, log)
+	if err != nil {
+		if mux != nil {
+			_ = mux.Close()
+		}
+		return nil, err
+	}
+
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se))
-	return &engine{api: api, mux: mux}, nil
+	return &engine{api: api, mux: mux, tcpMux: tcpMux}, nil
 }
 
-// close releases the shared UDP socket.
+// close releases the shared UDP socket and TCP listener.
 func (e *engine) close() error {
-	if e.mux == nil {
-		return nil
+	var errs []error
+	if e.mux != nil {
+		errs = append(errs, e.mux.Close())
 	}
-	return e.mux.Close()
+	if e.tcpMux != nil {
+		errs = append(errs, e.tcpMux.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -31,6 +31,13 @@ type Options struct {
 	// browser over one UDP socket (ICE_UDP_PORT). Empty: an ephemeral port
 	// per browser.
 	ICEUDPListen string
+	// ICETCPListen, when set, also accepts media over TCP on that address
+	// (ICE-TCP, RFC 6544 passive candidates) for browsers whose network
+	// blocks UDP.
+	ICETCPListen string
+	// ICEServersFor, when set, gives the ICE servers for one browser
+	// (per-user TURN credentials); they follow ICEServers.
+	ICEServersFor func(userID string) []webrtc.ICEServer
 	// PublicIPs replace the host candidates' addresses (ICE_PUBLIC_IP),
 	// for a server behind 1:1 NAT.
 	PublicIPs []string
@@ -38,7 +45,8 @@ type Options struct {
 	// on loopback).
 	IPFilter        func(net.IP) bool
 	InterfaceFilter func(string) bool
-	// NetworkTypes limits candidate networks; default udp4 and udp6.
+	// NetworkTypes limits candidate networks; default udp4 and udp6, and
+	// tcp4 and tcp6 with ICETCPListen.
 	NetworkTypes []webrtc.NetworkType
 	// IncludeLoopback gathers loopback candidates (tests).
 	IncludeLoopback bool

@@ -42,7 +42,7 @@ func (a *joinAction) apply(r *room) {
 
 	s.log.Info("browser joined")
 	sendTo(s.sig, joinedMessage{Type: msgJoined, RoomID: r.id, Self: s.id,
-		ICEServers: r.m.opts.ICEServers, Participants: r.participants(s.id), PrivacyCode: r.privacy})
+		ICEServers: r.m.iceServers(s.userID), Participants: r.participants(s.id), PrivacyCode: r.privacy})
 	// Only now may the session offer.
 	s.welcome()
 	kick(s.kickNeg)

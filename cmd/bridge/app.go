@@ -29,6 +29,8 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
+	front *front            // HTTPS, redirect and trusted proxies (tls.go)
+	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
 	done  chan error
 }
 
@@ -44,6 +46,7 @@ type tuning struct {
 	demo    emulator.DemoOptions
 	gateway func(*gateway.Options)
 	media   func(*media.Options)
+	turn    func(*media.TURNOptions)
 }
 
 func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
@@ -136,19 +139,29 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 
+	if a.front, err = newFront(cfg, log); err != nil {
+		return nil, err
+	}
+	if a.turn, err = startTURN(cfg, a.front.tls, log, tune.turn); err != nil {
+		return nil, err
+	}
 	if a.media, err = media.NewManager(a.mediaOptions(guildID, tune)); err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
 	wireSignaling(a.hub, a.media)
 
 	a.srv = &http.Server{
-		Handler:           routes(a.hub.Handler(), web.Handler()),
+		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	a.ln, err = net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	}
+	warnInsecure(cfg, a.ln.Addr(), log)
+	if a.ln, err = a.front.listener(a.ln); err != nil {
+		return nil, err
 	}
 	if err := a.gw.Open(ctx); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -172,7 +185,14 @@ func (a *app) URL() string {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http://"
+	if a.front.tls != nil {
+		scheme = "https://"
+		if len(a.cfg.TLSDomains) > 0 {
+			host = a.cfg.TLSDomains[0]
+		}
+	}
+	return scheme + net.JoinHostPort(host, port) + "/"
 }
 
 // Done reports the HTTP server stopping on its own.
@@ -230,6 +250,10 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
 	}
 	o.ICEServers = cfg.ICEServers
+	o.ICEServersFor = a.turnICEServers
+	if cfg.ICETCPPort >= 0 {
+		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
+	}
 	if tune.media != nil {
 		tune.media(&o)
 	}
@@ -241,11 +265,17 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.media != nil {
 		errs = append(errs, a.media.Close(ctx))
 	}
+	if a.turn != nil {
+		errs = append(errs, a.turn.Close())
+	}
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close(ctx))
 	}
 	if a.demo != nil {
 		a.demo.Close()
+	}
+	if a.front != nil {
+		errs = append(errs, a.front.close(ctx))
 	}
 	return errors.Join(errs...)
 }

@@ -67,7 +67,7 @@ func startBrowserApp(t *testing.T) *testApp {
 
 // startBrowser launches headless Chromium with a fake camera and
 // microphone; the returned context drives its first tab.
-func startBrowser(t *testing.T) context.Context {
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("these tests need Debian's Chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
@@ -85,6 +85,7 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 800),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	// The first Run starts the browser; it must not carry a timeout.

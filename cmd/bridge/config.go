@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,6 +41,27 @@ type Config struct {
 	ICEServers  []webrtc.ICEServer
 	RoomGrace   time.Duration
 
+	// ICETCPPort is the TCP port of ICE-TCP; -1 is off.
+	ICETCPPort int
+
+	// HTTPS: certificate files, or ACME for TLSDomains; RedirectAddr
+	// serves plain HTTP (redirects, HTTP-01 challenges) when TLS is on.
+	TLSCertFile, TLSKeyFile string
+	TLSDomains              []string
+	ACMEDirectoryURL        string
+	ACMEEmail               string
+	ACMECacheDir            string
+	ACMECARoots             string
+	RedirectAddr            string
+	TrustedProxies          []netip.Prefix
+
+	// Embedded TURN server; TURNPort 0 is off.
+	TURNPort, TURNTLSPort int
+	TURNRelayIP           string
+	TURNSecret            string
+	TURNCredentialTTL     time.Duration
+	TURNUserKbps          int
+
 	// Embedded is true when no bot token is set: the binary runs the
 	// Discord emulator in process and connects to it.
 	Embedded bool
@@ -70,6 +92,22 @@ var settings = []setting{
 	{"ICE_PUBLIC_IP", "", "public IP to advertise when the bridge sits behind a 1:1 NAT (docker run -p)"},
 	{"ICE_SERVERS", "", "comma-separated STUN/TURN URLs handed to browsers, e.g. turn:user:pass@turn.example.com:3478"},
 	{"ROOM_GRACE_PERIOD", "30s", "how long the bot stays in a voice channel after the last browser left"},
+	{"ICE_TCP_PORT", "8443", "TCP port for WebRTC media from networks that block UDP (ICE-TCP), offered alongside ICE_UDP_PORT; 0 picks a free port, off disables"},
+	{"TLS_CERT_FILE", "", "PEM certificate (with chain) for HTTPS on LISTEN_ADDR; reloaded when the file changes"},
+	{"TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE"},
+	{"TLS_DOMAIN", "", "comma-separated public hostnames to get HTTPS certificates for from an ACME CA (Let's Encrypt by default); needs HTTP_REDIRECT_ADDR or LISTEN_ADDR reachable on port 80 or 443"},
+	{"ACME_DIRECTORY_URL", "https://acme-v02.api.letsencrypt.org/directory", "ACME directory of the CA that issues TLS_DOMAIN certificates"},
+	{"ACME_EMAIL", "", "contact address given to the ACME CA (expiry notices)"},
+	{"ACME_CACHE_DIR", "acme-cache", "directory where ACME account keys and certificates are kept across restarts"},
+	{"ACME_CA_ROOTS", "", "PEM file of CA roots to trust for ACME_DIRECTORY_URL (a private CA); empty uses the system roots"},
+	{"HTTP_REDIRECT_ADDR", ":80", "with TLS on: plain-HTTP address that answers ACME HTTP-01 challenges and redirects the rest to HTTPS; off disables"},
+	{"TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For, -Proto and -Host are believed"},
+	{"TURN_PORT", "", "port (UDP and TCP) of the embedded TURN server for networks that allow neither media port; empty keeps it off"},
+	{"TURN_TLS_PORT", "", "port of TURN over TLS (turns:) with the HTTPS certificate, e.g. 5349; needs TLS_CERT_FILE or TLS_DOMAIN"},
+	{"TURN_RELAY_IP", "", "address the embedded TURN server relays from and browsers reach it at; default ICE_PUBLIC_IP"},
+	{"TURN_SECRET", "", "shared secret of the TURN REST credentials (at least 32 bytes); empty makes a random one at each start"},
+	{"TURN_CREDENTIAL_TTL", "6h", "how long the TURN credentials handed to a browser stay valid"},
+	{"TURN_USER_KBPS", "5000", "relay bandwidth of each user through the embedded TURN server, in kbit/s each way"},
 }
 
 // ConfigError names the variable at fault, what is wrong and how to fix it.
@@ -209,6 +247,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	} else {
 		c.RoomGrace = d
 	}
+	loadReach(c, get, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

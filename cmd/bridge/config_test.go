@@ -59,6 +59,13 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		m[k] = v
 		return m
 	}
+	withAll := func(extra map[string]string) map[string]string {
+		m := with("LOG_LEVEL", "info")
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
 	cases := []struct {
 		env  map[string]string
 		want []string // each must appear in the error
@@ -83,6 +90,18 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("ICE_SERVERS", "turn:turn.example.com:3478"), []string{"ICE_SERVERS", "needs user:password@"}},
 		{with("ICE_SERVERS", "stun:u:p@stun.example.com"), []string{"ICE_SERVERS", "only TURN servers take credentials"}},
 		{with("ICE_SERVERS", "http://stun.example.com"), []string{"ICE_SERVERS", "not stun, stuns, turn or turns"}},
+		{with("ICE_TCP_PORT", "-1"), []string{"ICE_TCP_PORT", "not a port", "or off"}},
+		{with("TLS_CERT_FILE", "cert.pem"), []string{"TLS_CERT_FILE", "needs TLS_KEY_FILE"}},
+		{with("TLS_DOMAIN", "10.0.0.1"), []string{"TLS_DOMAIN", "not a DNS name"}},
+		{withAll(map[string]string{"TLS_DOMAIN": "a.example.com", "TLS_CERT_FILE": "c", "TLS_KEY_FILE": "k"}), []string{"TLS_DOMAIN", "choose one"}},
+		{with("ACME_DIRECTORY_URL", "http://ca.example.com/dir"), []string{"ACME_DIRECTORY_URL", "not an https URL"}},
+		{with("HTTP_REDIRECT_ADDR", "80"), []string{"HTTP_REDIRECT_ADDR", "not host:port"}},
+		{with("TRUSTED_PROXIES", "proxy.local"), []string{"TRUSTED_PROXIES", "not an IP address or CIDR"}},
+		{with("TURN_PORT", "3478"), []string{"TURN_RELAY_IP", "required with TURN_PORT"}},
+		{withAll(map[string]string{"TURN_PORT": "3478", "TURN_RELAY_IP": "192.0.2.1", "TURN_TLS_PORT": "5349"}), []string{"TURN_TLS_PORT", "needs a certificate"}},
+		{with("TURN_SECRET", "short"), []string{"TURN_SECRET", "shorter than 32"}},
+		{with("TURN_CREDENTIAL_TTL", "1ms"), []string{"TURN_CREDENTIAL_TTL", "a second or more"}},
+		{with("TURN_USER_KBPS", "10"), []string{"TURN_USER_KBPS", "64 kbit/s"}},
 	}
 	for _, tc := range cases {
 		_, err := loadConfig(nil, envFrom(tc.env))

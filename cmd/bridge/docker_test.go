@@ -68,7 +68,7 @@ func TestDockerImageBinaryRunsInEmptyRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	run := exec.CommandContext(ctx, "chroot", "--userspec="+string(user[1])+":"+string(user[2]), root, "/bridge")
-	run.Env = []string{"LISTEN_ADDR=127.0.0.1:0", "ICE_UDP_PORT=0", "LOG_FORMAT=json"}
+	run.Env = []string{"LISTEN_ADDR=127.0.0.1:0", "ICE_UDP_PORT=0", "ICE_TCP_PORT=off", "LOG_FORMAT=json"}
 	stderr, err := run.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

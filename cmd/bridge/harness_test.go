@@ -29,7 +29,8 @@ type testApp struct {
 // to a loopback-only configuration.
 func startTestApp(t testing.TB, tune tuning, env map[string]string) *testApp {
 	t.Helper()
-	vars := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ICE_UDP_PORT": "0", "LOG_LEVEL": "warn"}
+	vars := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ICE_UDP_PORT": "0", "ICE_TCP_PORT": "off",
+		"HTTP_REDIRECT_ADDR": "off", "LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v
 	}

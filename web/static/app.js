@@ -657,6 +657,11 @@ function startCall(room, stream, camId, muted) {
     // Shown the way Discord shows it: six groups of five digits.
     $('privacy-code').textContent = (e.detail.code.match(/.{1,5}/g) || []).join(' ');
   });
+  call.addEventListener('path', (e) => {
+    const p = $('call-path');
+    p.hidden = !e.detail.path;
+    p.textContent = `Media: ${e.detail.path}`;
+  });
   call.addEventListener('notice', (e) => showCallNotice(e.detail.message, { retry: false }));
   call.addEventListener('ended', (e) => onCallEnded(e.detail));
   go('call');

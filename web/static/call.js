@@ -510,6 +510,10 @@ export class Call extends EventTarget {
       try {
         const report = await pc.getStats();
         this.lastStats = summarize(report, this);
+        if (this.lastStats.path !== this.path) {
+          this.path = this.lastStats.path;
+          this.emit('path', { path: this.path });
+        }
         for (const s of this.lastStats.inbound) {
           if (s.kind === 'audio' && s.streamId) mark(s.streamId, s.audioLevel || 0);
         }
@@ -579,10 +583,21 @@ function summarize(report, call) {
         framesEncoded: s.framesEncoded || 0,
       });
     } else if (s.type === 'transport') {
-      out.transport = { dtlsState: s.dtlsState || '', iceState: s.iceState || '' };
+      out.transport = { dtlsState: s.dtlsState || '', iceState: s.iceState || '', pair: s.selectedCandidatePairId || '' };
     }
   });
+  out.path = mediaPath(report, out.transport && out.transport.pair);
   return out;
+}
+
+// mediaPath names the way the call's media takes, from the selected
+// candidate pair's local candidate: '' before one is selected.
+function mediaPath(report, pairId) {
+  const pair = pairId && report.get(pairId);
+  const local = pair && report.get(pair.localCandidateId);
+  if (!local) return '';
+  if (local.candidateType === 'relay') return `relayed through TURN (${local.relayProtocol || local.protocol || 'udp'})`;
+  return local.protocol === 'tcp' ? 'direct TCP' : 'direct UDP';
 }
 
 /** errorText says what a media error code means for the person in the call. */
@@ -595,7 +610,8 @@ export function errorText(code, detail = '') {
     case 'session_replaced':
       return 'You joined this room from another tab or device, so this one was disconnected.';
     case 'ice_failed':
-      return 'The media connection to the bridge failed. Check your network, then try again.';
+      return 'The media connection to the bridge failed: neither UDP nor TCP got through. If your network blocks them, '
+        + 'the bridge\'s operator must open its media ports (ICE_UDP_PORT over UDP, ICE_TCP_PORT over TCP) or turn on TURN (TURN_PORT or ICE_SERVERS).';
     case 'closed':
       return 'The bridge is restarting or shutting down.';
     case 'busy':
