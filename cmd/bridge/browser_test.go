@@ -97,6 +97,7 @@ func startBrowser(t *testing.T) context.Context {
 		cancel()
 		cancelAlloc()
 	})
+	watchTab(t, ctx)
 	return ctx
 }
 
@@ -108,6 +109,7 @@ func newTab(t *testing.T, browser context.Context) context.Context {
 		t.Fatalf("new tab: %v", err)
 	}
 	t.Cleanup(cancel)
+	watchTab(t, ctx)
 	return ctx
 }
 
