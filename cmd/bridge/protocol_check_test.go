@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/web/webtest"
 )
 
@@ -215,4 +217,25 @@ func watchTab(t *testing.T, ctx context.Context) {
 		mu.Unlock()
 		bodies.Wait()
 	})
+}
+
+// TestOpenAPIServed: the bridge serves the document the checks use, at
+// /api/openapi.json, to anyone.
+func TestOpenAPIServed(t *testing.T) {
+	ta := startTestApp(t, tuning{}, nil)
+	resp, err := http.Get(ta.base + "/api/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || !bytes.Equal(body, hub.OpenAPI()) {
+		t.Fatalf("GET /api/openapi.json: %d %q, %d bytes; want 200 application/json with hub/openapi.json", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+	if got := openAPI.Doc().Info.Version; got == "" {
+		t.Error("the document has no version")
+	}
 }
