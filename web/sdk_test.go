@@ -40,7 +40,7 @@ func TestSDKPackage(t *testing.T) {
 
 	var pkg struct {
 		Name, Version, Type, Types string
-		Voicebridge            struct{ ProtocolVersion int }
+		Voicebridge                struct{ ProtocolVersion int }
 	}
 	raw, _ := sdkFiles.ReadFile("sdk/package.json")
 	if err := json.Unmarshal(raw, &pkg); err != nil {
