@@ -7,6 +7,7 @@
 //	DELETE /api/end-room/{channelId}   → 204                               (bearer JWT)
 //	GET    /api/rooms                  → {"rooms":[Room with members]}    (bearer JWT)
 //	GET    /api/ws                     WebSocket event hub (auth as first message)
+//	GET    /api/openapi.json           this list as OpenAPI 3.1 (openapi.json)
 //	POST   /api/internal/events        HMAC-signed events to broadcast (when HMACSecret is set)
 //	GET    /.well-known/jwks.json      dev auth public key (DevAuth only)
 //	POST   /api/dev/token              {"name"} → {"token",...}            (DevAuth only)

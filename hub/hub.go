@@ -211,6 +211,7 @@ func (h *Hub) routes() {
 	m.HandleFunc("/api/end-room/{channelId}", only(http.MethodDelete, h.requireAuth(h.serveEndRoom)))
 	m.HandleFunc("/api/rooms", only(http.MethodGet, h.requireAuth(h.serveListRooms)))
 	m.HandleFunc("/api/ws", only(http.MethodGet, h.serveWS))
+	m.HandleFunc("/api/openapi.json", only(http.MethodGet, serveOpenAPI))
 	if len(h.opts.HMACSecret) > 0 {
 		m.HandleFunc("/api/internal/events", only(http.MethodPost, h.serveInternalEvent))
 	}

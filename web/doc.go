@@ -6,21 +6,17 @@
 //
 // # The page
 //
-// static/index.html holds every view; the modules behind it are:
+// static/index.html holds every view; app.js behind it holds the views (sign
+// in, unreachable, rooms, device check, call) and what moves between them.
+// Everything that talks to the bridge is the browser SDK, sdk/bridge.js
+// (served at /sdk/bridge.js, an npm package of its own with its TypeScript
+// declarations): api.js, hub.js, call.js and media.js are the SDK's REST
+// calls, socket, call and device helpers under the names the page uses, and
+// ui.js holds small DOM helpers and the words shown for states and errors.
+// The bridge's own browser tests therefore exercise the SDK.
 //
-//   - app.js: the views (sign in, unreachable, rooms, device check, call)
-//     and what moves between them.
-//   - api.js: the REST calls (dev token, rooms, create, end) and their
-//     errors in words.
-//   - hub.js: the /api/ws socket: auth first, events, signaling messages,
-//     reconnection with capped exponential backoff.
-//   - call.js: one call: local media, the RTCPeerConnection as the polite
-//     peer of perfect negotiation (WebRTC 1.0 §10.7), remote streams,
-//     levels and statistics.
-//   - media.js: the microphone and camera: permission, pickers, level meter.
-//   - ui.js: small DOM helpers and the words shown for states and errors.
-//
-// The signaling messages are those of package media (media/signaling.go).
+// The protocol is docs/protocol.md, with every /api/ws message in
+// sdk/protocol.schema.json (ProtocolSchema).
 // Tests find controls by their data-testid attributes and read the call's
 // state from window.__bridge, which holds nothing secret.
 //

@@ -29,6 +29,8 @@ var contentTypes = map[string]string{
 	".json":        "application/json",
 	".webmanifest": "application/manifest+json",
 	".txt":         "text/plain; charset=utf-8",
+	".ts":          "text/plain; charset=utf-8", // TypeScript declarations, for reading
+	".md":          "text/markdown; charset=utf-8",
 }
 
 // file is one embedded file, read once.
@@ -56,9 +58,18 @@ func Handler() http.Handler {
 	return h
 }
 
-// load reads every embedded file into h.files.
+// load reads every embedded file into h.files: the page's at their own
+// paths, the SDK's under /sdk/.
 func (h *handler) load() error {
-	root, err := fs.Sub(static, "static")
+	if err := h.loadDir(static, "static", "/"); err != nil {
+		return err
+	}
+	return h.loadDir(sdkFiles, "sdk", "/sdk/")
+}
+
+// loadDir reads the files under dir of fsys into h.files at prefix.
+func (h *handler) loadDir(fsys fs.FS, dir, prefix string) error {
+	root, err := fs.Sub(fsys, dir)
 	if err != nil {
 		return fmt.Errorf("web: embedded files: %w", err)
 	}
@@ -76,8 +87,8 @@ func (h *handler) load() error {
 		}
 		sum := sha256.Sum256(body)
 		f := file{body: body, contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
-		h.files["/"+name] = f
-		if name == "index.html" {
+		h.files[prefix+name] = f
+		if prefix == "/" && name == "index.html" {
 			h.files["/"] = f
 		}
 		return nil
@@ -103,6 +114,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr := w.Header()
+	if strings.HasPrefix(r.URL.Path, "/sdk/") {
+		// Apps on other origins import the SDK as a module script, which
+		// browsers fetch in CORS mode. It holds no secret.
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	}
 	hdr.Set("Content-Type", f.contentType)
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("ETag", f.etag)

@@ -98,6 +98,7 @@ func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.C
 		cancel()
 		cancelAlloc()
 	})
+	watchTab(t, ctx)
 	return ctx
 }
 
@@ -109,6 +110,7 @@ func newTab(t *testing.T, browser context.Context) context.Context {
 		t.Fatalf("new tab: %v", err)
 	}
 	t.Cleanup(cancel)
+	watchTab(t, ctx)
 	return ctx
 }
 

@@ -805,6 +805,9 @@ func TestMediaE2ELifecycleAndErrors(t *testing.T) {
 		{map[string]any{"type": "join", "roomId": "999999999999999999"}, "unknown_room", "999999999999999999"},
 		{map[string]any{"type": "join", "roomId": "lobby"}, "bad_message", "roomId"},
 	} {
+		if c.code == "bad_message" {
+			sendInvalidOnPurpose(c.msg)
+		}
 		from := ann.mark()
 		ann.mustSend(c.msg)
 		m := ann.waitMessage(ctx, from, "an error for "+c.code, func(m serverMessage) bool { return m.Type == "error" })

@@ -31,7 +31,6 @@ const S = {
   callRoom: null,
   prejoin: null, // {room, stream, meter, timer}
   audioCtx: null,
-  volumes: new Map(), // participant id -> 0..100
   offline: null, // {attempt, retryAt, timer, tick, retry}
   renewTimer: 0,
   hubTick: 0,
@@ -829,7 +828,7 @@ function renderTiles() {
       slider.id = sliderId;
       li.querySelector('.tile-volume label').htmlFor = sliderId;
       slider.addEventListener('input', () => {
-        S.volumes.set(m.id, Number(slider.value));
+        if (S.call) S.call.setVolume(m.id, Number(slider.value) / 100);
         li.querySelector('audio').volume = Number(slider.value) / 100;
         slider.setAttribute('aria-valuetext', `${slider.value}%`);
       });
@@ -884,7 +883,7 @@ function updateTile(li, m) {
   if (hasAudio) {
     if (audio.srcObject !== m.stream) {
       audio.srcObject = m.stream;
-      audio.volume = (S.volumes.get(m.id) ?? 100) / 100;
+      audio.volume = S.call ? S.call.volume(m.id) : 1;
       audio.play().catch(() => { /* autoplay blocked until a click; the join click normally allows it */ });
     }
   } else if (audio.srcObject) {
