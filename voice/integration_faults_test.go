@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
-	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/voice"
 )
 
@@ -480,9 +479,6 @@ func TestFrameSeam(t *testing.T) {
 		t.Fatalf("decryptor saw users %v", seam.users)
 	}
 }
-
-// The main gateway client is the Signaler the voice client uses.
-var _ voice.Signaler = (*gateway.Client)(nil)
 
 // eventually polls cond (counters without a notification hook) until the
 // deadline.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtp/codecs"
 	"github.com/voicebridge/bridge/voice/dave"
 )
 
@@ -52,7 +53,7 @@ type sender struct {
 	vseq   uint16
 	vts0   uint32
 	vstart time.Time
-	vp8    VP8Packetizer
+	vp8    codecs.VP8Payloader // EnablePictureID set by newSender
 	venc   []byte
 }
 
@@ -66,6 +67,7 @@ func newSender(c *Conn) *sender {
 		vseq:   uint16(rand.Uint32()),
 		vts0:   rand.Uint32(),
 		vstart: time.Now(),
+		vp8:    codecs.VP8Payloader{EnablePictureID: true},
 		abuf:   make([]byte, 0, maxOpusFrame+dave.MaxEncryptedOverhead),
 	}
 	for range cap(s.free) {
@@ -322,15 +324,15 @@ func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
 	ts := s.vts0 + uint32(time.Since(s.vstart)*videoClock/time.Second)
 	h := Header{PayloadType: PayloadTypeVP8, Timestamp: ts, SSRC: t.videoSSRC}
 	sent := 0
-	err = s.vp8.Packetize(frame, func(payload []byte, marker bool) error {
-		h.Sequence, h.Marker = s.vseq, marker
+	payloads := s.vp8.Payload(DefaultVP8MaxPayload, frame)
+	for i, payload := range payloads {
+		h.Sequence, h.Marker = s.vseq, i == len(payloads)-1
 		s.vseq++
-		if err := t.send(&h, payload); err != nil {
-			return err
+		if err = t.send(&h, payload); err != nil {
+			break
 		}
 		sent++
-		return nil
-	})
+	}
 	c.stats.add(func(st *connStats) { st.videoSent += uint64(sent) })
 	return err
 }

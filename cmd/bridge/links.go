@@ -46,10 +46,10 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 		return nil, err
 	}
 	vc := voice.NewClient(voice.Options{
-		Signaler:  j.gw,
+		Signaler:  voiceSignaler{j.gw},
 		UserID:    j.gw.Status().BotUserID,
 		TLSConfig: j.tls,
-		Logger:    j.log.With("guild", guildID, "channel", channelID),
+		Logger:    j.log,
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {
