@@ -37,7 +37,7 @@ type RoomsOptions struct {
 	APIBase string
 	// HTTPClient carries the requests; default: a client with a 20 s timeout.
 	HTTPClient *http.Client
-	// Logger; default: discard.
+	// Logger; default: discard. Rooms adds component=gateway and guild_id.
 	Logger *slog.Logger
 	// Members lists a channel's voice members (Client.Members); nil means
 	// rooms are listed without members.
@@ -96,7 +96,7 @@ func NewRooms(opts RoomsOptions) (*Rooms, error) {
 	s.ShouldRetryOnRateLimit = false // a 429 comes back as *RateLimitError; do retries once
 	s.StateEnabled = false
 	s.UserAgent = userAgent
-	return &Rooms{s: s, opts: opts, log: opts.Logger.With("guild", opts.GuildID)}, nil
+	return &Rooms{s: s, opts: opts, log: opts.Logger.With("component", "gateway", "guild_id", opts.GuildID)}, nil
 }
 
 // rewriteTransport sends discordgo's https://discord.com/api/v9/... requests
@@ -148,7 +148,7 @@ func (r *Rooms) CreateRoom(ctx context.Context, name string, userLimit int) (Roo
 	if err != nil {
 		return Room{}, err
 	}
-	r.log.Info("room created", "channel", ch.ID, "name", ch.Name)
+	r.log.Info("room created", "channel_id", ch.ID, "name", ch.Name)
 	return Room{ChannelID: ch.ID, Name: ch.Name, GuildID: r.opts.GuildID, UserLimit: ch.UserLimit, Members: []Member{}}, nil
 }
 
@@ -177,7 +177,7 @@ func (r *Rooms) EndRoom(ctx context.Context, channelID string) error {
 	if err != nil {
 		return err
 	}
-	r.log.Info("room ended", "channel", channelID)
+	r.log.Info("room ended", "channel_id", channelID)
 	return nil
 }
 
