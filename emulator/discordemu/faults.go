@@ -24,7 +24,7 @@ func (s *Server) currentConnLocked() *conn {
 // frame. The session stays resumable and buffers dispatches meanwhile.
 func (s *Server) DropConnection() {
 	if c := s.currentConn(); c != nil {
-		s.log.Info("fault: dropping connection", "conn", c.id)
+		s.log.Info("fault: dropping connection", "conn_id", c.id)
 		s.mu.Lock()
 		s.connLog[c.id-1].ClosedByServer = true
 		s.mu.Unlock()

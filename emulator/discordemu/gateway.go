@@ -201,7 +201,7 @@ func (c *conn) readLoop(interval time.Duration) {
 				// frame: no code was sent.
 				s.clientClosed(c, ce.Code)
 			case errors.As(err, &ne) && ne.Timeout():
-				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn", c.id)
+				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
 			}
 			return
@@ -268,7 +268,7 @@ func (c *conn) writeLoop() {
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
 			if err := c.ws.WriteMessage(msgType, data); err != nil {
-				c.s.log.Debug("gateway write failed", "conn", c.id, "err", err)
+				c.s.log.Debug("gateway write failed", "conn_id", c.id, "err", err)
 				c.shutdown()
 				return
 			}
@@ -527,7 +527,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	}
 	s.dispatchLocked("READY", 0, ready)
 	s.dispatchLocked("GUILD_CREATE", 0, s.guild.guildCreateJSON(s.opts.BotUserID, intents&intentGuildPresences != 0))
-	s.log.Info("identified", "conn", c.id, "session", sess.id, "intents", intents)
+	s.log.Info("identified", "conn_id", c.id, "session_id", sess.id, "intents", intents)
 	return 0, ""
 }
 
@@ -584,7 +584,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	s.connLog[c.id-1].Resumed = true
 	s.dispatchLocked("RESUMED", 0, map[string]any{})
-	s.log.Info("resumed", "conn", c.id, "session", sess.id, "from_seq", seq)
+	s.log.Info("resumed", "conn_id", c.id, "session_id", sess.id, "from_seq", seq)
 	return 0, ""
 }
 
@@ -609,7 +609,7 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 	if *d.GuildID != s.guild.id {
 		s.stats.RejectedVoiceUpdates++
 		s.notifyLocked()
-		s.log.Warn("op 4 for an unknown guild ignored", "guild", *d.GuildID)
+		s.log.Warn("op 4 for an unknown guild ignored", "guild_id", *d.GuildID)
 		return 0, ""
 	}
 	if channelID != "" {
@@ -617,7 +617,7 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 		if !ok || !isVoiceType(ch.typ) {
 			s.stats.RejectedVoiceUpdates++
 			s.notifyLocked()
-			s.log.Warn("op 4 for a channel that is not a voice channel ignored", "channel", channelID)
+			s.log.Warn("op 4 for a channel that is not a voice channel ignored", "channel_id", channelID)
 			return 0, ""
 		}
 	}

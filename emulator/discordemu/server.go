@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -247,7 +246,7 @@ func (o *Options) fill() error {
 		o.ChannelRateLimit = 5
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
 		if !isSnowflake(id) {

@@ -136,7 +136,7 @@ func (s *Server) invalidateSessionLocked() {
 		c.sess = nil
 		c.authed = false
 	}
-	s.log.Info("session invalidated", "session", s.sess.id)
+	s.log.Info("session invalidated", "session_id", s.sess.id)
 	s.sess = nil
 	s.notifyLocked()
 }

@@ -698,7 +698,7 @@ func (s *Server) runEffect(e voiceEffect) {
 			var err error
 			endpoint, token, err = backend.Allocate(guildID, e.channelID, e.userID, e.sessionID)
 			if err != nil {
-				s.log.Error("voice backend allocation failed; no VOICE_SERVER_UPDATE sent", "channel", e.channelID, "err", err)
+				s.log.Error("voice backend allocation failed; no VOICE_SERVER_UPDATE sent", "channel_id", e.channelID, "err", err)
 				return
 			}
 		}

@@ -342,7 +342,7 @@ func (s *Server) identify(c *wsConn, d json.RawMessage) {
 	}
 	if code != 0 {
 		s.mu.Unlock()
-		s.log.Info("identify refused", "user", id.UserID, "guild", id.ServerID, "code", code)
+		s.log.Info("identify refused", "user_id", id.UserID, "guild_id", id.ServerID, "code", code)
 		c.closeWith(code)
 		return
 	}
@@ -375,12 +375,12 @@ func (s *Server) identify(c *wsConn, d json.RawMessage) {
 		ssrc: audio, videoSSRC: video, rtxSSRC: rtx, maxDAVE: id.MaxDAVE,
 		conn: c, lastBeat: time.Now(), sources: map[uint32]*sourceCount{},
 	}
-	ss.log = s.log.With("user", ss.userID, "guild", ss.guildID, "ssrc", ss.ssrc)
+	ss.log = s.log.With("user_id", ss.userID, "guild_id", ss.guildID, "ssrc", ss.ssrc)
 	s.sessions[ss.token] = ss
 	s.bySSRC[audio], s.bySSRC[video], s.bySSRC[rtx] = ss, ss, ss
 	s.mu.Unlock()
 	c.setSession(ss)
-	ss.log.Info("voice session identified", "channel", ss.channelID, "max_dave", id.MaxDAVE)
+	ss.log.Info("voice session identified", "channel_id", ss.channelID, "max_dave", id.MaxDAVE)
 
 	ss.sendJSON(opReady, map[string]any{
 		"ssrc":               ss.ssrc,

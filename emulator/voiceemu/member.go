@@ -125,7 +125,7 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	}
 	ds := o.DAVE
 	if ds == nil {
-		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
+		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log})
 		if err != nil {
 			return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
 		}
@@ -179,11 +179,11 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	case <-m.ready:
 	case <-m.stop: // left meanwhile
 	case <-wait.C:
-		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user", m.userID, "channel", m.channelID)
+		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user_id", m.userID, "channel_id", m.channelID)
 	case <-s.stop:
 		return nil, ErrClosed
 	}
-	s.log.Info("simulated member added", "user", m.userID, "guild", m.guildID, "channel", m.channelID, "ssrc", m.ssrc,
+	s.log.Info("simulated member added", "user_id", m.userID, "guild_id", m.guildID, "channel_id", m.channelID, "ssrc", m.ssrc,
 		"dave_protocol", m.dave.ProtocolVersion(), "privacy_code", m.dave.PrivacyCode())
 	return m, nil
 }

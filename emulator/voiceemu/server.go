@@ -530,7 +530,7 @@ func (s *Server) endSession(ss *session, code int) {
 	if c := ss.detach(nil); c != nil {
 		c.closeWith(code)
 	}
-	s.log.Info("voice session ended", "user", ss.userID, "guild", ss.guildID, "code", code)
+	s.log.Info("voice session ended", "user_id", ss.userID, "guild_id", ss.guildID, "code", code)
 	s.announceLeave(ss.guildID, ss.channelID, ss.userID)
 	s.leaveCall(ss.guildID, ss.channelID, ss.userID, ss, nil)
 }

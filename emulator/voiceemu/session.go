@@ -186,7 +186,7 @@ func (ss *session) handleDAVE(op int, payload []byte) {
 	ss.srv.withCall(ss.guildID, ss.channelID, false, func(c *call) {
 		p := c.parts[ss.userID]
 		if p == nil || p.ss != ss {
-			c.note(slog.LevelDebug, "DAVE message before Select Protocol ignored", "user", ss.userID, "op", op, "bytes", len(payload))
+			c.note(slog.LevelDebug, "DAVE message before Select Protocol ignored", "user_id", ss.userID, "op", op, "bytes", len(payload))
 			return
 		}
 		c.handle(p, op, payload)
