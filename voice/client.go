@@ -44,6 +44,12 @@ type Options struct {
 	// DialUDP opens the media socket to the voice server; nil uses
 	// net.DialUDP.
 	DialUDP func(raddr *net.UDPAddr) (*net.UDPConn, error)
+	// ServerUpdateWait is how long a connection closed with 4014 waits for
+	// a voice update before it starts a new session: Discord closes with
+	// 4014 when the bot was removed (a voice state with a null channel
+	// follows) and also when it moved the bot or its voice server (a
+	// server update follows). Default 2 s.
+	ServerUpdateWait time.Duration
 	// MaxReconnects bounds consecutive recovery attempts after a lost
 	// connection (the first half resume, the rest start new sessions)
 	// before the connection stops with an error. Default 5.
@@ -63,6 +69,9 @@ func NewClient(opts Options) *Client {
 	}
 	if opts.JoinTimeout <= 0 {
 		opts.JoinTimeout = 10 * time.Second
+	}
+	if opts.ServerUpdateWait <= 0 {
+		opts.ServerUpdateWait = 2 * time.Second
 	}
 	if opts.MaxReconnects <= 0 {
 		opts.MaxReconnects = 5

@@ -216,7 +216,15 @@ func actionForHandshake(err error) closeAction {
 
 // recover acts on a lost connection until connected again (true) or
 // finished (false, final event sent).
+//
+// A new voice session asks the main gateway again (op 4 for the channel
+// the bot is in) and reconnects on whichever update answers: Discord
+// answers a repeated join with only one of VOICE_STATE_UPDATE and
+// VOICE_SERVER_UPDATE, often only the voice state, so the newest of each
+// is kept in c.creds and combined. Leaving and joining the channel again,
+// which brings both, is the last resort.
 func (c *Conn) recover(ctx context.Context, err error, action closeAction) bool {
+	newSessions := 0
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return false
@@ -237,6 +245,33 @@ func (c *Conn) recover(ctx context.Context, err error, action closeAction) bool 
 		if attempt >= c.opts.MaxReconnects {
 			c.finish(Error{Err: fmt.Errorf("voice: gave up after %d reconnect attempts: %w", attempt, err), Fatal: true})
 			return false
+		}
+		if action == closeAwaitServer {
+			// 4014: removed (a voice state with a null channel follows), or
+			// moved to another voice server (a server update follows).
+			c.teardown()
+			c.notePrivacyCode()
+			c.emit(StateChanged{StateWaitingForServer})
+			got, werr := c.awaitUpdate(ctx, c.opts.ServerUpdateWait, true)
+			switch {
+			case errors.Is(werr, errLeftChannel):
+				c.finish(Left{Reason: "the bot is no longer in the voice channel"})
+				return false
+			case werr != nil:
+				return false // ctx ended
+			case got:
+				c.log.Info("voice server changed", "endpoint", c.creds.endpoint)
+				c.emit(StateChanged{StateReconnecting})
+				if err = c.connectNew(ctx); err == nil {
+					c.emit(StateChanged{StateConnected})
+					return true
+				}
+				c.log.Warn("connecting to the new voice server failed", "attempt", attempt+1, "err", err)
+				action = actionForHandshake(err)
+				continue
+			}
+			c.log.Info("no voice update after close 4014; starting a new voice session", "waited", c.opts.ServerUpdateWait)
+			action = closeNewSession
 		}
 		if attempt > 0 {
 			c.emit(Error{Err: err})
@@ -261,11 +296,20 @@ func (c *Conn) recover(ctx context.Context, err error, action closeAction) bool 
 			}
 			continue
 		}
-		// A new session: ask the main gateway again (op 4), then identify.
 		c.emit(StateChanged{StateReconnecting})
 		c.teardown()
 		c.notePrivacyCode()
-		if err = c.rejoin(ctx); err == nil {
+		if newSessions < lastResortAfter {
+			err = c.rejoin(ctx)
+		} else {
+			err = c.leaveAndJoin(ctx)
+		}
+		newSessions++
+		if errors.Is(err, errLeftChannel) {
+			c.finish(Left{Reason: "the bot is no longer in the voice channel"})
+			return false
+		}
+		if err == nil {
 			if err = c.connectNew(ctx); err == nil {
 				c.emit(StateChanged{StateConnected})
 				return true
@@ -276,10 +320,57 @@ func (c *Conn) recover(ctx context.Context, err error, action closeAction) bool 
 	}
 }
 
-// rejoin sends op 4 again and waits for fresh credentials.
+// lastResortAfter is how many new sessions through a repeated op 4 are
+// tried before leaving the channel and joining it again.
+const lastResortAfter = 2
+
+// errLeftChannel: a VOICE_STATE_UPDATE with a null channel arrived.
+var errLeftChannel = errors.New("voice: the bot is no longer in the voice channel")
+
+// rejoin sends op 4 again for the channel and waits for whichever voice
+// update answers it; without an answer it tries the credentials it has.
 func (c *Conn) rejoin(ctx context.Context) error {
 	if err := c.opts.Signaler.UpdateVoiceState(ctx, c.guildID, c.creds.channelID, c.opts.SelfMute, c.opts.SelfDeaf); err != nil {
 		return fmt.Errorf("voice: op 4 rejoin: %w", err)
+	}
+	got, err := c.awaitUpdate(ctx, c.opts.JoinTimeout, false)
+	if err != nil {
+		return err
+	}
+	if !got {
+		c.log.Warn("no voice update answered op 4; identifying with the last ones", "waited", c.opts.JoinTimeout)
+	}
+	if c.creds.endpoint == "" {
+		return fmt.Errorf("voice: no voice server to connect to after op 4: %w", ErrJoinTimeout)
+	}
+	return nil
+}
+
+// leaveAndJoin leaves the channel (op 4 with a null channel) and joins it
+// again, which Discord answers with both voice updates, as a first join.
+func (c *Conn) leaveAndJoin(ctx context.Context) error {
+	c.log.Info("leaving and joining the voice channel again")
+	if err := c.opts.Signaler.UpdateVoiceState(ctx, c.guildID, "", c.opts.SelfMute, c.opts.SelfDeaf); err != nil {
+		return fmt.Errorf("voice: op 4 leave: %w", err)
+	}
+	// Our own leave comes back as a voice state with a null channel.
+	t := time.NewTimer(c.opts.JoinTimeout)
+	defer t.Stop()
+	for left := false; !left; {
+		select {
+		case u, ok := <-c.updates:
+			if !ok {
+				return fmt.Errorf("voice: voice update subscription closed: %w", ErrClosed)
+			}
+			left = !u.Server && u.ChannelID == ""
+		case <-t.C:
+			left = true
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	if err := c.opts.Signaler.UpdateVoiceState(ctx, c.guildID, c.creds.channelID, c.opts.SelfMute, c.opts.SelfDeaf); err != nil {
+		return fmt.Errorf("voice: op 4 join: %w", err)
 	}
 	creds, err := awaitCredentials(ctx, c.updates, c.opts.JoinTimeout, c.creds)
 	if err != nil {
@@ -287,6 +378,45 @@ func (c *Conn) rejoin(ctx context.Context) error {
 	}
 	c.creds = creds
 	return nil
+}
+
+// awaitUpdate applies voice updates to c.creds until one lets the client
+// connect (true): with needServer a server update with an endpoint,
+// otherwise any update once an endpoint is known. It returns false when
+// timeout passes first and errLeftChannel when the bot is out of the
+// channel.
+func (c *Conn) awaitUpdate(ctx context.Context, timeout time.Duration, needServer bool) (bool, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case u, ok := <-c.updates:
+			if !ok {
+				return false, fmt.Errorf("voice: voice update subscription closed: %w", ErrClosed)
+			}
+			if !u.Server {
+				if u.ChannelID == "" {
+					return false, errLeftChannel
+				}
+				c.creds.sessionID, c.creds.channelID = u.SessionID, u.ChannelID
+				if !needServer && c.creds.endpoint != "" {
+					return true, nil
+				}
+				continue
+			}
+			if u.EndpointNull || u.Endpoint == "" {
+				c.creds.endpoint = ""
+				c.emit(StateChanged{StateWaitingForServer})
+				continue
+			}
+			c.creds.token, c.creds.endpoint = u.Token, u.Endpoint
+			return true, nil
+		case <-t.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		}
+	}
 }
 
 func backoff(attempt int) time.Duration {

@@ -264,7 +264,7 @@ func TestDAVEWireTransition(t *testing.T) {
 	g := startDAVEGateway(t)
 	endpoint := strings.TrimPrefix(g.http.URL, "https://")
 	tlsConf := g.http.Client().Transport.(*http.Transport).TLSClientConfig
-	client := voice.NewClient(voice.Options{Signaler: &staticSignaler{endpoint: endpoint}, UserID: botID,
+	client := voice.NewClient(voice.Options{Signaler: newMainGateway(t, &fixedServer{endpoint: endpoint}, botID), UserID: botID,
 		TLSConfig: tlsConf, Logger: testLogger(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

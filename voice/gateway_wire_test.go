@@ -170,28 +170,34 @@ func (w *wireServer) serveWS(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// staticSignaler answers op 4 with fixed credentials.
-type staticSignaler struct {
-	endpoint string
-	mu       sync.Mutex
-	ch       chan voice.VoiceUpdate
+// fixedServer is a voice backend for the emulated main gateway that
+// sends every join to one endpoint with the token "tok".
+type fixedServer struct {
+	endpoint  string
+	mu        sync.Mutex
+	sessionID string
 }
 
-func (s *staticSignaler) UpdateVoiceState(_ context.Context, _, ch string, _, _ bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ch != "" && s.ch != nil {
-		s.ch <- voice.VoiceUpdate{SessionID: "sess", ChannelID: ch}
-		s.ch <- voice.VoiceUpdate{Server: true, Token: "tok", Endpoint: s.endpoint}
-	}
-	return nil
+func (f *fixedServer) Allocate(_, _, _, sessionID string) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionID = sessionID
+	return f.endpoint, "tok", nil
 }
 
-func (s *staticSignaler) SubscribeVoice(string) (<-chan voice.VoiceUpdate, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ch = make(chan voice.VoiceUpdate, 4)
-	return s.ch, func() {}
+func (f *fixedServer) Renew(_, _, sessionID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionID = sessionID
+}
+
+func (f *fixedServer) Release(string, string)                  {}
+func (f *fixedServer) MemberVoiceState(string, string, string) {}
+
+func (f *fixedServer) session() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessionID
 }
 
 // TestWireFormat checks the handshake and media on the wire with DAVE
@@ -199,7 +205,8 @@ func (s *staticSignaler) SubscribeVoice(string) (<-chan voice.VoiceUpdate, func(
 // binary ones, are ignored without error events.
 func TestWireFormat(t *testing.T) {
 	w := startWireServer(t)
-	c := voice.NewClient(voice.Options{Signaler: &staticSignaler{endpoint: w.endpoint()}, UserID: botID,
+	backend := &fixedServer{endpoint: w.endpoint()}
+	c := voice.NewClient(voice.Options{Signaler: newMainGateway(t, backend, botID), UserID: botID,
 		TLSConfig: w.tlsConfig(), Logger: testLogger(t), DisableDAVE: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -249,7 +256,7 @@ func TestWireFormat(t *testing.T) {
 	if w.query != "v=8" {
 		t.Errorf("query %q, want v=8", w.query)
 	}
-	want := map[string]any{"server_id": guildID, "user_id": botID, "session_id": "sess", "token": "tok",
+	want := map[string]any{"server_id": guildID, "user_id": botID, "session_id": backend.session(), "token": "tok",
 		"max_dave_protocol_version": 0.0, "video": true}
 	d := w.identify["d"].(map[string]any)
 	for k, v := range want {
@@ -306,7 +313,7 @@ func TestWireFormat(t *testing.T) {
 // at least the pause (in 960-sample steps) with the marker set.
 func TestPacerTimeline(t *testing.T) {
 	w := startWireServer(t)
-	c := voice.NewClient(voice.Options{Signaler: &staticSignaler{endpoint: w.endpoint()}, UserID: botID,
+	c := voice.NewClient(voice.Options{Signaler: newMainGateway(t, &fixedServer{endpoint: w.endpoint()}, botID), UserID: botID,
 		TLSConfig: w.tlsConfig(), Logger: testLogger(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -216,10 +216,16 @@ const (
 	closeStop
 	// closeLeft ends the connection cleanly: we are no longer in the call.
 	closeLeft
+	// closeAwaitServer waits briefly for a voice update: Discord closes
+	// with 4014 both when the bot was removed (a VOICE_STATE_UPDATE with a
+	// null channel follows) and when it was moved or its voice server
+	// changed (a VOICE_SERVER_UPDATE follows). Without either it starts a
+	// new session.
+	closeAwaitServer
 )
 
 func (a closeAction) String() string {
-	return [...]string{"resume", "new session", "stop", "left"}[a]
+	return [...]string{"resume", "new session", "stop", "left", "await server"}[a]
 }
 
 // closeCode is one row of the voice close code table.
@@ -243,7 +249,7 @@ var closeCodes = map[int]closeCode{
 	4009: {"session timeout", closeNewSession, nil},
 	4011: {"server not found", closeNewSession, nil},
 	4012: {"unknown protocol", closeStop, ErrClosedByServer},
-	4014: {"disconnected (kicked, moved, channel deleted or main session dropped)", closeLeft, nil},
+	4014: {"disconnected (kicked, moved, channel deleted, voice server changed or main session dropped)", closeAwaitServer, nil},
 	4015: {"voice server crashed", closeResume, nil},
 	4016: {"unknown encryption mode: no common encryption mode", closeStop, ErrNoCommonMode},
 	4017: {"E2EE/DAVE protocol required", closeStop, ErrDAVERequired},

@@ -668,6 +668,25 @@ func TestVoiceJoinMoveLeave(t *testing.T) {
 	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
 	fv.expect(t, "allocate "+guild+" "+v2.ID+" "+bot+" "+moved["session_id"].(string))
 
+	// A repeated join of the same channel: as on Discord, only a voice
+	// state answers, with a new voice session id the backend is told of.
+	c.send(opVoiceStateUpdate, map[string]any{"guild_id": guild, "channel_id": v2.ID, "self_mute": false, "self_deaf": false})
+	again := decodeMap(t, c.expectDispatch("VOICE_STATE_UPDATE").D)
+	if again["channel_id"] != v2.ID || again["session_id"] == moved["session_id"] {
+		t.Fatalf("repeated join VOICE_STATE_UPDATE = %v", again)
+	}
+	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
+	fv.expect(t, "renew "+guild+" "+bot+" "+again["session_id"].(string))
+
+	// A voice server move: a new allocation, then VOICE_SERVER_UPDATE
+	// (the first dispatch after the repeated join's voice state).
+	if err := s.MoveVoiceServer(); err != nil {
+		t.Fatal(err)
+	}
+	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
+	fv.expect(t, "allocate "+guild+" "+v2.ID+" "+bot+" "+again["session_id"].(string))
+	c.expectDispatch("VOICE_SERVER_UPDATE")
+
 	// A text channel or another guild changes nothing.
 	c.send(opVoiceStateUpdate, map[string]any{"guild_id": guild, "channel_id": text.ID, "self_mute": false, "self_deaf": false})
 	c.send(opVoiceStateUpdate, map[string]any{"guild_id": "999", "channel_id": v1.ID, "self_mute": false, "self_deaf": false})

@@ -101,6 +101,21 @@ func (s *Server) SendVoiceServerUpdate(guildID string, endpoint *string, token s
 	s.queueEffectLocked(voiceEffect{voiceServer: &u})
 }
 
+// MoveVoiceServer moves the bot to another voice server, as Discord does
+// when it rebalances or a voice server goes away: the voice backend
+// allocates anew (closing the bot's voice connection with 4014) and a
+// VOICE_SERVER_UPDATE with the new token follows; no voice state changes.
+func (s *Server) MoveVoiceServer() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs, ok := s.guild.voice[s.opts.BotUserID]
+	if !ok {
+		return ErrNotInVoice
+	}
+	s.queueEffectLocked(voiceEffect{userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
+	return nil
+}
+
 // Script429 makes the next REST request whose method matches (method ""
 // matches any) and whose path starts with pathPrefix answer 429 with
 // retry_after = retryAfter. pathPrefix may include the /api/vN prefix or

@@ -54,6 +54,10 @@ type Options struct {
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
 	ChannelRateLimit int
+	// VoiceChannels are the ids of voice channels (type 2, 64 kbps, no user
+	// limit) under the category that exist from the start, named "Voice 1",
+	// "Voice 2" and so on, for callers that need ids known in advance.
+	VoiceChannels []string
 	// Voice, when set, allocates voice servers for the bot's op 4 and is
 	// told about every voice-state change.
 	Voice VoiceBackend
@@ -76,6 +80,11 @@ type VoiceBackend interface {
 	// MemberVoiceState is told every voice-state change in the guild (any
 	// user; channelID "" = left), after the dispatch.
 	MemberVoiceState(guildID, userID, channelID string)
+	// Renew is called when that user repeats a join (op 4) for the
+	// channel it is in: the allocation now answers to a new voice session
+	// id. As on Discord, only VOICE_STATE_UPDATE (with the new id) answers
+	// such a join; no VOICE_SERVER_UPDATE follows.
+	Renew(guildID, userID, sessionID string)
 }
 
 // GatewayFrame is one payload the bot sent on the gateway.
@@ -251,6 +260,11 @@ func (o *Options) fill() error {
 	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
 		if !isSnowflake(id) {
 			return fmt.Errorf("%w: %s %q is not a snowflake (a decimal uint64)", ErrInvalidOptions, name, id)
+		}
+	}
+	for i, id := range o.VoiceChannels {
+		if !isSnowflake(id) || id == o.GuildID || id == o.CategoryID {
+			return fmt.Errorf("%w: VoiceChannels[%d] %q is not a snowflake distinct from the guild and the category", ErrInvalidOptions, i, id)
 		}
 	}
 	if o.GuildID == o.CategoryID {

@@ -87,6 +87,9 @@ func newGuildState(o Options, now time.Time) guildState {
 		manageChannels: true,
 	}
 	g.addChannel(&channel{id: o.CategoryID, typ: channelTypeCategory, name: "Rooms"})
+	for i, id := range o.VoiceChannels {
+		g.addChannel(&channel{id: id, typ: channelTypeVoice, name: fmt.Sprintf("Voice %d", i+1), parentID: o.CategoryID, position: i, bitrate: 64000})
+	}
 	g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
 	return g
 }
@@ -598,7 +601,7 @@ func (s *Server) SetManageChannels(allowed bool) {
 // voiceEffect is a VoiceBackend call owed after a voice-state change.
 type voiceEffect struct {
 	userID, channelID, sessionID string
-	allocate, release            bool
+	allocate, release, renew     bool
 	// voiceServer, when set, is a scripted VOICE_SERVER_UPDATE to dispatch
 	// in order with the backend's effects.
 	voiceServer *voiceServerUpdate
@@ -627,9 +630,9 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	case had:
 		vs = prev
 		vs.selfMute, vs.selfDeaf = selfMute, selfDeaf
-		if isBot && prev.channelID != channelID {
-			// A voice session per join or move, so a client cannot get
-			// away with the gateway session id.
+		if isBot {
+			// A voice session per join, move or repeated join, so a
+			// client must take the id from the newest voice state.
 			vs.sessionID = randomHex(16)
 		}
 	default:
@@ -643,6 +646,7 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	if isBot {
 		eff.allocate = channelID != "" && moved
 		eff.release = channelID == ""
+		eff.renew = channelID != "" && !moved
 	}
 	s.queueEffectLocked(eff)
 }
@@ -692,6 +696,10 @@ func (s *Server) runEffect(e voiceEffect) {
 		backend.MemberVoiceState(guildID, e.userID, e.channelID)
 	}
 	switch {
+	case e.renew:
+		if backend != nil {
+			backend.Renew(guildID, e.userID, e.sessionID)
+		}
 	case e.allocate:
 		endpoint, token := "127.0.0.1:1", randomHex(16)
 		if backend != nil {

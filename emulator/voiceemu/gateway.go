@@ -335,7 +335,7 @@ func (s *Server) identify(c *wsConn, d json.RawMessage) {
 		code = 4006
 	case a == nil, a.guildID != id.ServerID, a.userID != id.UserID:
 		code = 4004
-	case a.sessionID != id.SessionID:
+	case a.sessionID != id.SessionID, a.stale:
 		code = 4006
 	case s.opts.RequireDAVE && id.MaxDAVE < 1:
 		code = 4017
@@ -449,8 +449,9 @@ func (s *Server) resume(c *wsConn, d json.RawMessage) {
 	}
 	s.mu.Lock()
 	ss := s.sessions[r.Token]
+	valid := ss != nil && ss.guildID == r.ServerID && ss.sessionID == r.SessionID
 	s.mu.Unlock()
-	if ss == nil || ss.guildID != r.ServerID || ss.sessionID != r.SessionID {
+	if !valid {
 		c.closeWith(4006)
 		return
 	}
@@ -463,7 +464,7 @@ func (s *Server) resume(c *wsConn, d json.RawMessage) {
 	if !ok {
 		ss.mu.Unlock()
 		ss.log.Info("resume refused: missed messages no longer buffered", "seq_ack", seqAck)
-		s.endSession(ss, 4006)
+		s.invalidate(ss, 4006)
 		c.closeWith(4006)
 		return
 	}

@@ -17,9 +17,10 @@ type session struct {
 	srv *Server
 	log *slog.Logger
 
-	guildID, channelID, userID, sessionID, token string
-	ssrc, videoSSRC, rtxSSRC                     uint32
-	maxDAVE                                      int
+	guildID, channelID, userID, token string
+	sessionID                         string // guarded by srv.mu (Renew changes it)
+	ssrc, videoSSRC, rtxSSRC          uint32
+	maxDAVE                           int
 
 	mu       sync.Mutex
 	conn     *wsConn
