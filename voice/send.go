@@ -179,6 +179,7 @@ func (s *sender) run(ctx context.Context) {
 			silence--
 			if silence == 0 {
 				talking = false
+				s.endSpeaking()
 			}
 		}
 		lastSlot = slot
@@ -252,24 +253,47 @@ func (s *sender) skip() {
 	s.gap = true
 }
 
-// announce sends Speaking once per transport. The flag stays set for the
-// session rather than toggling per talk spurt, which Discord rate limits
-// (close 4008).
+// announce makes sure op 5 with speaking 1 (the microphone bit) went out
+// on the current gateway connection before audio does: after every
+// connect and resume, and after the end of a talk spurt, as Discord's
+// clients and discord.js do (Discord voice docs, "Speaking"). Without a
+// gateway connection (resuming) audio goes on only inside a talk spurt
+// already announced.
 func (s *sender) announce(t *transport) bool {
-	if t.speakingSent.Load() {
-		return true
-	}
 	g := s.c.gwPtr.Load()
 	if g == nil {
-		return false
+		return t.speaking.Load()
+	}
+	if g.speaking {
+		return true
 	}
 	delay := 0
 	if err := g.send(OpSpeaking, speakingData{Speaking: 1, Delay: &delay, SSRC: t.ssrc}); err != nil {
 		s.c.log.Debug("speaking announce failed", "err", err)
 		return false
 	}
-	t.speakingSent.Store(true)
+	g.speaking = true
+	t.speaking.Store(true)
 	return true
+}
+
+// endSpeaking sends op 5 with speaking 0 once a talk spurt ended (after
+// its five silence frames), so Discord users do not see the bot speaking
+// forever.
+func (s *sender) endSpeaking() {
+	g, t := s.c.gwPtr.Load(), s.c.trPtr.Load()
+	if t != nil {
+		t.speaking.Store(false)
+	}
+	if g == nil || t == nil || !g.speaking {
+		return
+	}
+	delay := 0
+	if err := g.send(OpSpeaking, speakingData{Speaking: 0, Delay: &delay, SSRC: t.ssrc}); err != nil {
+		s.c.log.Debug("speaking end failed", "err", err)
+		return
+	}
+	g.speaking = false
 }
 
 // SendVP8 sends one VP8 frame at once (video is not paced): through the

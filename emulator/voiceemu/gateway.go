@@ -470,6 +470,7 @@ func (s *Server) resume(c *wsConn, d json.RawMessage) {
 	}
 	prev := ss.conn
 	ss.conn = c
+	ss.announced = false // Speaking goes again after a resume
 	ss.lastBeat = time.Now()
 	seq := wireSeq(ss.seq)
 	c.enqueue(wsFrame{data: marshalEnvelope(opResumed, nil, &seq)})
@@ -568,6 +569,8 @@ func (s *Server) speaking(c *wsConn, ss *session, d json.RawMessage) {
 	}
 	ss.mu.Lock()
 	ss.speaking = &sp.Speaking
+	ss.announced, ss.unannounced = true, time.Time{}
+	ss.flags = append(ss.flags, sp.Speaking)
 	ss.mu.Unlock()
 	peers, _ := s.channelPeers(ss.guildID, ss.channelID, ss.userID)
 	for _, p := range peers {

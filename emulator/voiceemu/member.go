@@ -94,8 +94,10 @@ type Member struct {
 	vStart    time.Time
 	pictureID uint16
 
-	mu      sync.Mutex
-	left    bool
+	mu   sync.Mutex
+	left bool
+	// quiet: the member's last op 5 said speaking 0 (PlayOpus ended).
+	quiet   bool
 	onOpus  func(fromUserID string, frame []byte)
 	opus    map[string][][]byte
 	opusRTP map[string][]RTPHeader
@@ -250,7 +252,31 @@ func (m *Member) encrypt(kind dave.MediaKind, frame []byte) ([]byte, error) {
 func (m *Member) UserID() string { return m.userID }
 
 func (m *Member) speakingPayload() map[string]any {
-	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": 1}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	flag := 1
+	if m.quiet {
+		flag = 0
+	}
+	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": flag}
+}
+
+// setSpeaking tells the channel's clients the member's speaking flag
+// (op 5) when it changes, as Discord's clients do when they start and
+// stop talking.
+func (m *Member) setSpeaking(on bool) {
+	m.mu.Lock()
+	changed := m.quiet == on
+	m.quiet = !on
+	m.mu.Unlock()
+	if !changed || !m.active() {
+		return
+	}
+	peers, _ := m.srv.channelPeers(m.guildID, m.channelID, m.userID)
+	p := m.speakingPayload()
+	for _, ss := range peers {
+		ss.sendJSON(opSpeaking, p)
+	}
 }
 
 func (m *Member) videoPayload() map[string]any {
@@ -347,12 +373,15 @@ func (m *Member) sendOpus(frame []byte, paced bool) error {
 
 // PlayOpus sends frames every 20 ms on an absolute-deadline clock (a late
 // frame does not delay the rest), looping if asked, until the frames run
-// out, ctx is done, the member leaves or the server closes. Frames the
+// out, ctx is done, the member leaves or the server closes; then the
+// member's op 5 says speaking 0 (and the next PlayOpus says 1 again). Frames the
 // member holds no DAVE key for are skipped (and counted in Stats).
 func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 	if len(frames) == 0 {
 		return
 	}
+	m.setSpeaking(true)
+	defer m.setSpeaking(false)
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -493,6 +493,14 @@ type SessionStats struct {
 	// validation: unparsable, a bad signature, or a credential that is not
 	// the session's user id.
 	KeyPackagesRefused int
+	// MediaBeforeSpeaking counts Opus packets that came from the client
+	// while its current connection had sent no Speaking (op 5). Discord
+	// disconnects such a client "with an invalid SSRC error"; the emulator
+	// lets such audio pass for speakingGrace (op 5 on the websocket and the
+	// first packets on UDP race), then closes with 4002.
+	MediaBeforeSpeaking int
+	// Speaking lists the flags of every op 5 the client sent, in order.
+	Speaking []int
 }
 
 // Stats is a snapshot of the server's counters.

@@ -30,13 +30,18 @@ type session struct {
 	mode     string
 	cipher   *transportCipher
 	addr     netip.AddrPort
-	speaking *int            // last Speaking flags, nil before the first op 5
-	video    json.RawMessage // the client's last op 12, rewritten for peers
-	held     []byte          // packet held back by the reorder fault
-	heldAt   time.Time
-	sources  map[uint32]*sourceCount // media relayed to this client, by SSRC
-	highSeq  uint32                  // extended highest sequence received, for RR
-	seqInit  bool
+	speaking *int // last Speaking flags, nil before the first op 5
+	// announced: an op 5 came on the current connection (a resume starts
+	// without); unannounced is when audio first came without one.
+	announced   bool
+	unannounced time.Time
+	flags       []int           // every op 5 flags value the client sent
+	video       json.RawMessage // the client's last op 12, rewritten for peers
+	held        []byte          // packet held back by the reorder fault
+	heldAt      time.Time
+	sources     map[uint32]*sourceCount // media relayed to this client, by SSRC
+	highSeq     uint32                  // extended highest sequence received, for RR
+	seqInit     bool
 
 	counters counters
 	// e2ee says whether the client's Opus must be DAVE frames.
@@ -60,7 +65,7 @@ type sourceCount struct {
 type counters struct {
 	packetsIn, packetsOut, mediaIn, rtcpIn, rtcpOut, keepalivesIn, discoveries atomic.Int64
 	decryptFailures, badPackets, relayed, dropped, reordered, duplicated       atomic.Int64
-	plaintextOpus, kpRefused                                                   atomic.Int64
+	plaintextOpus, kpRefused, beforeSpeaking                                   atomic.Int64
 }
 
 func (ss *session) snapshot(ended bool) SessionStats {
@@ -74,6 +79,7 @@ func (ss *session) snapshot(ended bool) SessionStats {
 		Relayed: int(c.relayed.Load()), Dropped: int(c.dropped.Load()),
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
 		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
+		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: ss.speakingFlags(),
 	}
 }
 
@@ -192,4 +198,10 @@ func (ss *session) handleDAVE(op int, payload []byte) {
 		}
 		c.handle(p, op, payload)
 	})
+}
+
+func (ss *session) speakingFlags() []int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return append([]int(nil), ss.flags...)
 }

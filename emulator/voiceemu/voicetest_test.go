@@ -253,6 +253,14 @@ func (c *rawClient) readUDP() []byte {
 
 func (c *rawClient) selectProtocol(mode string) {
 	c.t.Helper()
+	c.selectProtocolQuiet(mode)
+	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
+}
+
+// selectProtocolQuiet is selectProtocol without the Speaking (op 5) that
+// must precede media.
+func (c *rawClient) selectProtocolQuiet(mode string) {
+	c.t.Helper()
 	addr, port := c.discover()
 	c.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}})
 	m := c.expect(opSessionDescription)
@@ -276,7 +284,6 @@ func (c *rawClient) selectProtocol(mode string) {
 	for i, v := range sd.SecretKey {
 		c.key[i] = byte(v)
 	}
-	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
 }
 
 // connect runs the whole handshake of the docs for a client without
@@ -1108,5 +1115,50 @@ func TestCloseSaysGoingAwayAndIsIdempotent(t *testing.T) {
 	}
 	if _, _, err := s.Allocate("100", "200", "1010", "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Allocate after Close: %v", err)
+	}
+}
+
+// TestMediaBeforeSpeakingRefused: Discord disconnects a client whose audio
+// comes from an SSRC that announced no Speaking (op 5); the emulator lets
+// it pass for speakingGrace (the websocket and UDP race), then closes with
+// 4002 and counts the packets. A client that sent op 5 is relayed.
+func TestMediaBeforeSpeakingRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	quiet := dialClient(t, s, "100", "200", "1011")
+	quiet.identify(0)
+	quiet.selectProtocolQuiet(ModeAES256GCM)
+	tick := time.NewTicker(20 * time.Millisecond) // a paced talker
+	defer tick.Stop()
+	deadline := time.After(waitFor)
+	sent := 0
+	for closed := false; !closed; {
+		select {
+		case _, ok := <-quiet.in:
+			closed = !ok
+		case <-tick.C:
+			quiet.sendRTP(payloadTypeOpus, false, quiet.ready.SSRC, []byte{0xfc, 0x01})
+			sent++
+		case <-deadline:
+			t.Fatalf("audio without op 5 not refused after %d packets", sent)
+		}
+	}
+	if quiet.closeCode != 4002 {
+		t.Fatalf("closed with %d, want 4002", quiet.closeCode)
+	}
+	st, ok := s.Stats().Session("1011")
+	if !ok || !st.Ended || st.MediaBeforeSpeaking < int(speakingGrace/(20*time.Millisecond)) || len(st.Speaking) != 0 {
+		t.Fatalf("quiet client's session %+v, want ended after a second of audio without op 5", st)
+	}
+
+	talker := connect(t, s, "100", "200", "1012", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return len(st.Speaking) == 1 })
+	for range 60 {
+		talker.sendRTP(payloadTypeOpus, false, talker.ready.SSRC, []byte{0xfc, 0x02})
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return st.MediaIn == 60 || st.Ended })
+	talker.send(opSpeaking, map[string]any{"speaking": 0, "delay": 0, "ssrc": talker.ready.SSRC})
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return slices.Equal(st.Speaking, []int{1, 0}) })
+	if st, _ := s.Stats().Session("1012"); st.Ended || st.MediaIn != 60 || st.MediaBeforeSpeaking != 0 {
+		t.Fatalf("client that sent op 5 first: %+v", st)
 	}
 }
