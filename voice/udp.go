@@ -49,7 +49,7 @@ type transport struct {
 	// speaking: op 5 speaking 1 went out for this transport and no
 	// speaking 0 since. While the gateway resumes, audio keeps flowing
 	// on it; the new connection announces again before the next frame.
-	speaking atomic.Bool
+	speaking       atomic.Bool
 	videoAnnounced atomic.Bool
 
 	// dave is the DAVE session our media is encrypted with for this
