@@ -241,10 +241,11 @@ func (c *Client) Open(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the client: the socket is closed with a code that keeps the
-// session resumable on Discord (not 1000/1001, Gateway, Initiating a
-// Disconnect), queued events are delivered, and every goroutine has ended
-// when Close returns nil. It is idempotent; ctx bounds the wait.
+// Close stops the client: the socket is closed with 1000, which ends the
+// session so Discord shows the bot offline at once rather than after the
+// session times out (Gateway, Initiating a Disconnect); leave voice
+// channels before. Queued events are delivered, and every goroutine has
+// ended when Close returns nil. It is idempotent; ctx bounds the wait.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	first := !c.closed

@@ -196,7 +196,7 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 	var hb *heartbeat
 	select {
 	case <-ctx.Done():
-		l.closeAndWait(closeResumable, "bridge shutting down")
+		l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
 		return fail(result{next: nextStop})
 	case err := <-l.errs:
 		return fail(c.afterReadError(err, false))
@@ -261,7 +261,7 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 	for {
 		select {
 		case <-ctx.Done():
-			l.closeAndWait(closeResumable, "bridge shutting down")
+			l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
 			return result{next: nextStop, ready: ready}
 		case err := <-l.errs:
 			return c.afterReadError(err, ready)
