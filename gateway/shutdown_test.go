@@ -23,6 +23,9 @@ func TestCloseSendsNormalClosure(t *testing.T) {
 	if err := f.client.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.client.Close(ctx); err != nil {
+		t.Fatal("second Close:", err)
+	}
 	waitStats(t, f.emu, "the session ended", func(st discordemu.Stats) bool { return !st.Connected && st.SessionID == "" })
 	conns := f.emu.Connections()
 	if last := conns[len(conns)-1]; last.CloseCode != websocket.CloseNormalClosure || last.ClosedByServer {
