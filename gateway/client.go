@@ -95,6 +95,9 @@ type Status struct {
 	Seq int64 `json:"seq"`
 	// Reconnects counts connections opened after the first.
 	Reconnects int `json:"reconnects"`
+	// Permissions reports what the bot lacks in the room category, from
+	// the guild's GUILD_CREATE; nil before it.
+	Permissions *PermissionReport `json:"permissions,omitempty"`
 }
 
 // MarshalJSON adds the heartbeat latency in milliseconds.
@@ -123,11 +126,15 @@ type Client struct {
 	status   Status
 	changed  chan struct{} // closed and replaced on every status change
 	fatalErr error
-	subs     map[*voiceSub]struct{}
-	opened   bool
-	closed   bool
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when every goroutine has ended
+	// perms are the bot's permissions in the room category, known from
+	// the guild's GUILD_CREATE (see CheckJoin).
+	perms      int64
+	permsKnown bool
+	subs       map[*voiceSub]struct{}
+	opened     bool
+	closed     bool
+	cancel     context.CancelFunc
+	done       chan struct{} // closed when every goroutine has ended
 }
 
 // command is an outgoing payload handed to the run goroutine.

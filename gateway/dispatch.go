@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"encoding/json"
+	"strings"
 
+	"github.com/bwmarrin/discordgo"
 	"github.com/voicebridge/bridge/gateway/session"
 )
 
@@ -55,6 +57,7 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 			break
 		}
 		changes = c.state.Reconcile(session.Snapshot{Channels: g.Channels, VoiceStates: g.VoiceStates, Members: g.Members})
+		c.checkPermissions(g, sess.botUserID)
 		st = stepGuild
 	case "CHANNEL_CREATE", "CHANNEL_UPDATE", "CHANNEL_DELETE":
 		ch, derr := decodeChannel(f.T, f.D)
@@ -128,4 +131,31 @@ func (m memberName) name() string {
 		return m.User.GlobalName
 	}
 	return m.User.Username
+}
+
+// checkPermissions computes the bot's permissions in the room category
+// from a GUILD_CREATE, reports them in Status and logs what is missing
+// with the fix.
+func (c *Client) checkPermissions(g guildCreateData, botID string) {
+	var botRoles []string
+	for _, m := range g.Members {
+		if m != nil && m.User != nil && m.User.ID == botID {
+			botRoles = m.Roles
+		}
+	}
+	var category *discordgo.Channel
+	for _, ch := range g.Channels {
+		if ch != nil && ch.ID == c.opts.CategoryID {
+			category = ch
+		}
+	}
+	perms := categoryPermissions(g.ID, botID, g.Roles, botRoles, category)
+	rep := permissionReport(perms, botID, c.opts.CategoryID)
+	c.mu.Lock()
+	c.perms, c.permsKnown = perms, true
+	c.mu.Unlock()
+	c.setStatus(func(s *Status) { s.Permissions = &rep })
+	if len(rep.Missing) > 0 {
+		c.log.Warn("the bot lacks permissions in the room category", "missing", strings.Join(rep.Missing, "; "), "fix", rep.Fix)
+	}
 }

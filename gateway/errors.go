@@ -41,6 +41,9 @@ var (
 	// waited the advertised retry_after, or asked for a wait longer than a
 	// request may take (10 s): the request was not (re)sent; try later.
 	ErrRateLimited = errors.New("gateway: rate limited by Discord")
+	// ErrRoomFull means a room's user limit is reached and the bot lacks
+	// Move Members, so Discord would ignore its join.
+	ErrRoomFull = errors.New("gateway: the room is full")
 	// ErrBadRequest means Discord answered another 4xx; the wrapped text
 	// carries Discord's message.
 	ErrBadRequest = errors.New("gateway: Discord rejected the request")

@@ -45,6 +45,10 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 	if err := j.gw.WaitReady(ctx); err != nil {
 		return nil, err
 	}
+	// A full room refuses a bot without Move Members silently: say so.
+	if err := j.gw.CheckJoin(channelID); err != nil {
+		return nil, err
+	}
 	vc := voice.NewClient(voice.Options{
 		Signaler:  voiceSignaler{j.gw},
 		UserID:    j.gw.Status().BotUserID,

@@ -621,8 +621,32 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 			return 0, ""
 		}
 	}
+	if channelID != "" && s.channelFullLocked(channelID) && s.guild.botPermissionsLocked(s.opts.BotUserID)&PermMoveMembers == 0 {
+		// Discord refuses the join of a full channel without Move
+		// Members silently: neither voice update arrives.
+		s.stats.RefusedFullJoins++
+		s.notifyLocked()
+		s.log.Warn("op 4 for a full voice channel without Move Members ignored", "channel_id", channelID)
+		return 0, ""
+	}
 	s.setVoiceLocked(s.opts.BotUserID, channelID, d.SelfMute, d.SelfDeaf)
 	return 0, ""
+}
+
+// channelFullLocked reports whether a voice channel's user limit is
+// reached by users other than the bot.
+func (s *Server) channelFullLocked(channelID string) bool {
+	ch := s.guild.channels[channelID]
+	if ch == nil || ch.userLimit == 0 {
+		return false
+	}
+	n := 0
+	for uid, vs := range s.guild.voice {
+		if uid != s.opts.BotUserID && vs.channelID == channelID {
+			n++
+		}
+	}
+	return n >= ch.userLimit
 }
 
 // handleRequestGuildMembers answers op 8 with one GUILD_MEMBERS_CHUNK.

@@ -54,6 +54,13 @@ type Options struct {
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
 	ChannelRateLimit int
+	// BotPermissions are the permissions of the bot's role (a bit set,
+	// Discord docs "Permissions"); 0 means BotRolePermissions. The
+	// @everyone role adds Discord's defaults (View Channel, Connect,
+	// Speak and others, not Manage Channels or Move Members).
+	BotPermissions int64
+	// CategoryOverwrites are the room category's permission overwrites.
+	CategoryOverwrites []PermissionOverwrite
 	// VoiceChannels are the ids of voice channels (type 2, 64 kbps, no user
 	// limit) under the category that exist from the start, named "Voice 1",
 	// "Voice 2" and so on, for callers that need ids known in advance.
@@ -143,6 +150,10 @@ type Stats struct {
 	// RejectedVoiceUpdates counts op 4 payloads naming an unknown guild or a
 	// channel that is not a voice or stage channel; they change nothing.
 	RejectedVoiceUpdates int
+	// RefusedFullJoins counts op 4 joins of a voice channel whose user
+	// limit was reached, from a bot without Move Members: ignored, as
+	// Discord does.
+	RefusedFullJoins int
 
 	// RESTRequests counts REST requests answered.
 	RESTRequests int
