@@ -32,6 +32,20 @@ func (s *Server) DropConnection() {
 	}
 }
 
+// Blackhole makes the current connection a real zombie: from now on
+// nothing the emulator sends arrives, nothing the client sends gets
+// through (heartbeats go unacknowledged, and its close frame is lost), and
+// the TCP connection stays open until the client drops it. The session
+// stays resumable and buffers dispatches meanwhile, so a client that
+// notices by its heartbeat and resumes gets them by replay.
+func (s *Server) Blackhole() {
+	if c := s.currentConn(); c != nil {
+		s.log.Info("fault: blackholing connection", "conn_id", c.id)
+		c.blackholed.Store(true)
+		_ = c.ws.SetReadDeadline(time.Time{}) // no heartbeat timeout either
+	}
+}
+
 // SetHeartbeatACK turns Heartbeat ACKs (op 11) on or off for all
 // connections; off makes the connection a zombie the client must detect.
 func (s *Server) SetHeartbeatACK(enabled bool) {

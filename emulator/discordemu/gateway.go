@@ -5,10 +5,12 @@ import (
 	"compress/zlib"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -85,6 +87,8 @@ type conn struct {
 
 	done     chan struct{}
 	stopOnce sync.Once
+	// blackholed: nothing is sent or received any more (see Blackhole).
+	blackholed atomic.Bool
 
 	// Guarded by Server.mu.
 	sess     *session
@@ -93,6 +97,9 @@ type conn struct {
 }
 
 func (c *conn) enqueue(f outFrame) {
+	if c.blackholed.Load() {
+		return // lost; dispatches stay in the session buffer for a resume
+	}
 	c.qmu.Lock()
 	c.queue = append(c.queue, f)
 	c.qmu.Unlock()
@@ -121,6 +128,13 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	c := &conn{s: s, ws: ws, path: path, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if c.blackholed.Load() {
+			return nil // the close frame is lost, and so is our answer
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeTimeout))
+		return nil
+	})
 
 	s.mu.Lock()
 	if s.closed {
@@ -192,6 +206,15 @@ func (c *conn) readLoop(interval time.Duration) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
 	for {
 		_, data, err := c.ws.ReadMessage()
+		if c.blackholed.Load() {
+			if err != nil {
+				// Whatever the client sent last is lost; the TCP
+				// connection lives until the client drops it.
+				_, _ = io.Copy(io.Discard, c.ws.UnderlyingConn())
+				return
+			}
+			continue
+		}
 		if err != nil {
 			var ce *websocket.CloseError
 			var ne net.Error

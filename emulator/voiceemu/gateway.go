@@ -2,9 +2,11 @@ package voiceemu
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -93,6 +95,8 @@ type wsConn struct {
 	mu   sync.Mutex
 	sess *session
 	beat time.Time
+	// blackholed: nothing is sent or received any more (see Blackhole).
+	blackholed atomic.Bool
 }
 
 func (c *wsConn) session() *session {
@@ -116,6 +120,9 @@ func (c *wsConn) lastBeat() time.Time {
 // enqueue queues a frame without blocking; a client too slow to take 256
 // messages loses its socket (and can resume).
 func (c *wsConn) enqueue(f wsFrame) {
+	if c.blackholed.Load() {
+		return // lost; the session keeps its messages for a resume
+	}
 	select {
 	case <-c.done:
 	case c.out <- f:
@@ -176,6 +183,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(readLimit)
 	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, out: make(chan wsFrame, outQueueSize), done: make(chan struct{}), beat: time.Now()}
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if c.blackholed.Load() {
+			return nil // the close frame is lost, and so is our answer
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeTimeout))
+		return nil
+	})
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -207,6 +221,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.enqueue(wsFrame{data: marshalEnvelope(opHello, map[string]any{"heartbeat_interval": s.opts.HeartbeatInterval.Milliseconds()}, nil)})
 	for {
 		kind, data, err := ws.ReadMessage()
+		if c.blackholed.Load() {
+			if err != nil {
+				// The TCP connection lives until the client drops it.
+				_, _ = io.Copy(io.Discard, ws.NetConn())
+				return
+			}
+			continue
+		}
 		if err != nil {
 			return
 		}

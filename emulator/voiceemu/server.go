@@ -384,6 +384,31 @@ func (s *Server) DropSockets() {
 	}
 }
 
+// Blackhole makes the voice websocket of every session of a user a real
+// zombie: nothing the server sends arrives, nothing the client sends gets
+// through (heartbeats go unacknowledged, its close frame is lost), and the
+// TCP connection stays open until the client drops it. The session stays
+// and buffers its messages, so a client that notices by its heartbeat
+// resumes and gets them by replay.
+func (s *Server) Blackhole(userID string) {
+	s.mu.Lock()
+	var conns []*wsConn
+	for _, ss := range s.sessions {
+		if ss.userID != userID {
+			continue
+		}
+		ss.mu.Lock()
+		if ss.conn != nil {
+			conns = append(conns, ss.conn)
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.blackholed.Store(true)
+	}
+}
+
 // SetHeartbeatACK turns Heartbeat ACK (op 6) on or off, to make a client
 // see a zombie connection.
 func (s *Server) SetHeartbeatACK(enabled bool) {
@@ -643,7 +668,7 @@ func (s *Server) expire(now time.Time) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		if now.Sub(c.lastBeat()) > s.opts.HeartbeatTimeout {
+		if !c.blackholed.Load() && now.Sub(c.lastBeat()) > s.opts.HeartbeatTimeout {
 			s.log.Info("heartbeat timeout", "remote", c.remote)
 			if ss := c.session(); ss != nil {
 				s.invalidate(ss, 4009)
