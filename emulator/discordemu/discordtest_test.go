@@ -244,11 +244,12 @@ func TestHeartbeatTimeoutCloses4009(t *testing.T) {
 	c := dialGateway(t, s)
 	c.identify(s)
 	sid := s.Stats().SessionID
-	// No heartbeats: closed with 4009 after 1.5 intervals; still resumable.
+	// No heartbeats: closed with 4009 after 1.5 intervals, which ends the
+	// session as documented ("Reconnect and start a new one").
 	c.expectClose(closeSessionTimedOut)
 	waitFor(t, s, "disconnect", func(st Stats) bool { return !st.Connected })
-	if st := s.Stats(); st.SessionID != sid {
-		t.Fatalf("session after timeout = %q, want %q kept for a resume", st.SessionID, sid)
+	if st := s.Stats(); st.SessionID != "" || sid == "" {
+		t.Fatalf("session after timeout = %q (was %q), want none: 4009 is not resumable", st.SessionID, sid)
 	}
 }
 

@@ -224,7 +224,14 @@ func (c *conn) readLoop(interval time.Duration) {
 				// frame: no code was sent.
 				s.clientClosed(c, ce.Code)
 			case errors.As(err, &ne) && ne.Timeout():
+				// 4009: "Your session timed out. Reconnect and start a
+				// new one." (opcodes-and-status-codes.mdx): not resumable.
 				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
+				s.mu.Lock()
+				if c.sess != nil && c.sess == s.sess {
+					s.invalidateSessionLocked()
+				}
+				s.mu.Unlock()
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
 			}
 			return
@@ -585,6 +592,13 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	if seq > sess.seq {
 		return closeInvalidSeq, "Invalid seq."
+	}
+	if lt := s.opts.SessionLifetime; lt > 0 && sess.conn == nil && time.Since(sess.detached) > lt {
+		s.log.Info("resume after the session's lifetime refused", "session_id", sess.id)
+		s.stats.InvalidSessions++
+		s.invalidateSessionLocked()
+		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
+		return 0, ""
 	}
 	if old := sess.conn; old != nil && old != c {
 		// The session moves to the new connection; the old one is dropped.

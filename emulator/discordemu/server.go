@@ -54,6 +54,10 @@ type Options struct {
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
 	ChannelRateLimit int
+	// SessionLifetime is how long a session that lost its connection may
+	// still be resumed; a later Resume gets Invalid Session (op 9) d:false.
+	// 0 keeps sessions resumable for as long as their buffer reaches back.
+	SessionLifetime time.Duration
 	// BotPermissions are the permissions of the bot's role (a bit set,
 	// Discord docs "Permissions"); 0 means BotRolePermissions. The
 	// @everyone role adds Discord's defaults (View Channel, Connect,
