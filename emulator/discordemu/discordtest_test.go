@@ -114,7 +114,7 @@ func TestIdentifyReadyGuildCreate(t *testing.T) {
 	if err != nil || ru.Host != gu.Host || ru.Path == gu.Path || ru.Scheme != "ws" {
 		t.Errorf("resume_gateway_url %q must be another path on %s", resumeURL, gu.Host)
 	}
-	if app := ready["application"].(map[string]any); app["id"] == nil || app["flags"] == nil {
+	if app := ready["application"].(map[string]any); app["id"] == nil || app["flags"] == nil || app["flags_new"] != "0" {
 		t.Errorf("READY application = %v", app)
 	}
 
@@ -125,6 +125,11 @@ func TestIdentifyReadyGuildCreate(t *testing.T) {
 	guild := decodeMap(t, g.D)
 	if guild["id"] != s.Options().GuildID || guild["name"] != "Emulated Guild" || guild["unavailable"] != false {
 		t.Errorf("guild header = %v %v %v", guild["id"], guild["name"], guild["unavailable"])
+	}
+	for _, field := range []string{"hub_type", "incidents_data"} {
+		if v, ok := guild[field]; !ok || v != nil {
+			t.Errorf("GUILD_CREATE %s = %v (present %v), want null as Discord sends it", field, v, ok)
+		}
 	}
 	chans := map[string]map[string]any{}
 	for _, ch := range guild["channels"].([]any) {

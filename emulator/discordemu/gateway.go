@@ -544,7 +544,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		"guilds":                  []any{map[string]any{"id": s.guild.id, "unavailable": true}},
 		"session_id":              sess.id,
 		"resume_gateway_url":      s.ResumeGatewayURL(),
-		"application":             map[string]any{"id": s.opts.BotUserID, "flags": 0},
+		"application":             map[string]any{"id": s.opts.BotUserID, "flags": 0, "flags_new": "0"},
 		"private_channels":        []any{},
 		"relationships":           []any{},
 		"user_settings":           map[string]any{},

@@ -442,7 +442,7 @@ func (g *guildState) guildJSON() map[string]any {
 		"premium_tier": 0, "premium_subscription_count": 0, "preferred_locale": "en-US",
 		"public_updates_channel_id": nil, "max_video_channel_users": 25, "max_stage_video_channel_users": 50,
 		"nsfw_level": 0, "premium_progress_bar_enabled": false, "safety_alerts_channel_id": nil,
-		"max_members": 500000, "max_presences": nil,
+		"max_members": 500000, "max_presences": nil, "hub_type": nil, "incidents_data": nil,
 	}
 }
 

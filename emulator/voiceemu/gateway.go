@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,7 +219,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
-	c.enqueue(wsFrame{data: marshalEnvelope(opHello, map[string]any{"heartbeat_interval": s.opts.HeartbeatInterval.Milliseconds()}, nil)})
+	// Discord's voice Hello carries the interval as a float and the
+	// gateway version (voice-connections.mdx, "Heartbeating").
+	interval := json.Number(strconv.FormatFloat(float64(s.opts.HeartbeatInterval)/float64(time.Millisecond), 'f', 2, 64))
+	c.enqueue(wsFrame{data: marshalEnvelope(opHello, map[string]any{"v": 8, "heartbeat_interval": interval}, nil)})
 	for {
 		kind, data, err := ws.ReadMessage()
 		if c.blackholed.Load() {

@@ -446,10 +446,13 @@ func testOpen(mode string, key, pkt []byte) (recvPacket, error) {
 func TestHandshakeShapes(t *testing.T) {
 	s := startServer(t, Options{HeartbeatInterval: 5 * time.Second})
 	c := dialClient(t, s, "101", "202", "1014")
+	// A float interval and the version, as Discord sends them: a client
+	// that decodes the interval as an integer fails here as on Discord.
 	var hello struct {
-		Interval int64 `json:"heartbeat_interval"`
+		Interval float64 `json:"heartbeat_interval"`
+		V        int     `json:"v"`
 	}
-	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 {
+	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 || hello.V != 8 || !strings.Contains(string(c.hello.d), "5000.00") {
 		t.Fatalf("Hello %s: %v", c.hello.d, err)
 	}
 	c.identify(1)
