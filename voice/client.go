@@ -37,6 +37,13 @@ type Options struct {
 	// with DAVE off, frames pass through unchanged.
 	Encryptor FrameEncryptor
 	Decryptor FrameDecryptor
+	// Video sends the undocumented video fields (Identify video and
+	// streams, Select Protocol codecs), op 12 and VP8: only for a voice
+	// server known to accept them, such as the embedded emulator. Discord
+	// discards bot video, and an undocumented field could one day earn a
+	// close, so by default the client sends audio only and SendVP8 fails
+	// with ErrVideoOff.
+	Video bool
 	// SelfMute and SelfDeaf go into op 4.
 	SelfMute, SelfDeaf bool
 	// NetDial dials the websocket's TCP connection; nil uses net.Dialer.

@@ -34,15 +34,19 @@ func (c *Conn) connectNew(ctx context.Context) error {
 
 // handshake runs Identify through Session Description on g.
 func (c *Conn) handshake(ctx context.Context, g *gatewayConn) (*transport, error) {
-	err := g.send(OpIdentify, identifyData{
+	id := identifyData{
 		ServerID:               c.guildID,
 		UserID:                 c.opts.UserID,
 		SessionID:              c.creds.sessionID,
 		Token:                  c.creds.token,
 		MaxDAVEProtocolVersion: c.maxDAVEVersion(),
-		Video:                  true,
-		Streams:                []streamSpec{{Type: "video", RID: "100", Quality: 100}},
-	})
+	}
+	if c.opts.Video {
+		// Undocumented (docs/discord-protocol.md, "Video over the voice
+		// connection"): only for servers known to accept it.
+		id.Video, id.Streams = true, []streamSpec{{Type: "video", RID: "100", Quality: 100}}
+	}
+	err := g.send(OpIdentify, id)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,7 @@ func (c *Conn) handshake(ctx context.Context, g *gatewayConn) (*transport, error
 	err = g.send(OpSelectProtocol, selectProtocolData{
 		Protocol: "udp",
 		Data:     selectProtocolAddr{Address: ext.Addr().String(), Port: int(ext.Port()), Mode: string(mode)},
-		Codecs:   ourCodecs(),
+		Codecs:   c.codecs(),
 	})
 	if err != nil {
 		tr.close()
@@ -138,4 +142,13 @@ func (c *Conn) resume(ctx context.Context) error {
 	c.gw = g
 	c.gwPtr.Store(g)
 	return nil
+}
+
+// codecs is Select Protocol's undocumented codecs list: sent only with
+// Options.Video, as Discord documents none.
+func (c *Conn) codecs() []codecSpec {
+	if !c.opts.Video {
+		return nil
+	}
+	return ourCodecs()
 }

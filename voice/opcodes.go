@@ -101,8 +101,8 @@ type identifyData struct {
 	SessionID              string       `json:"session_id"`
 	Token                  string       `json:"token"`
 	MaxDAVEProtocolVersion int          `json:"max_dave_protocol_version"`
-	Video                  bool         `json:"video"`
-	Streams                []streamSpec `json:"streams"`
+	Video                  bool         `json:"video,omitempty"`
+	Streams                []streamSpec `json:"streams,omitempty"`
 }
 
 type readyData struct {
@@ -124,7 +124,7 @@ type codecSpec struct {
 type selectProtocolData struct {
 	Protocol string             `json:"protocol"`
 	Data     selectProtocolAddr `json:"data"`
-	Codecs   []codecSpec        `json:"codecs"`
+	Codecs   []codecSpec        `json:"codecs,omitempty"`
 }
 
 type selectProtocolAddr struct {

@@ -303,6 +303,9 @@ func (s *sender) endSpeaking() {
 // frame's P bit. The first video frame of a session announces the stream
 // (op 12). Real Discord does not let bots send camera video (see doc.go).
 func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
+	if !c.opts.Video {
+		return ErrVideoOff
+	}
 	if len(frame) == 0 {
 		return fmt.Errorf("voice: empty VP8 frame: %w", ErrBadVP8)
 	}

@@ -201,7 +201,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		voiceTLS = a.demo.Voice.TLSConfig()
 	}
 	o := media.Options{
-		Joiner: voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log,
+		Joiner: voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log, video: a.demo != nil,
 			onPrivacy: func(channelID, code string) { a.media.SetPrivacyCode(channelID, code) }},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {

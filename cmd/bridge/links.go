@@ -36,6 +36,9 @@ type voiceJoiner struct {
 	gw  *gateway.Client
 	tls *tls.Config // nil: system roots (Discord); the emulator's otherwise
 	log *slog.Logger
+	// video: the voice server accepts bot video (the embedded emulator;
+	// Discord discards it), so the voice client sends its video fields.
+	video bool
 	// onPrivacy receives the call's voice privacy code whenever DAVE
 	// changes it ("" when the call is not end-to-end encrypted).
 	onPrivacy func(channelID, code string)
@@ -54,6 +57,7 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 		UserID:    j.gw.Status().BotUserID,
 		TLSConfig: j.tls,
 		Logger:    j.log,
+		Video:     j.video,
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {

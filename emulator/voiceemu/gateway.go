@@ -2,6 +2,7 @@ package voiceemu
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -518,6 +519,47 @@ type selectProtocolData struct {
 		Port    uint16 `json:"port"`
 		Mode    string `json:"mode"`
 	} `json:"data"`
+	Codecs []codecData `json:"codecs"`
+}
+
+// codecData is one entry of Select Protocol's undocumented codecs list.
+type codecData struct {
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	PayloadType    int    `json:"payload_type"`
+	RTXPayloadType *int   `json:"rtx_payload_type"`
+}
+
+// knownCodecs are the payload types Discord's clients declare
+// (docs/discord-protocol.md, "Video over the voice connection"): name,
+// type, payload type and RTX payload type.
+var knownCodecs = map[string]struct {
+	kind    string
+	pt, rtx int
+}{
+	"opus": {"audio", 120, 0},
+	"H264": {"video", 101, 102},
+	"VP8":  {"video", 105, 106},
+	"VP9":  {"video", 107, 108},
+	"AV1":  {"video", 109, 110},
+}
+
+// declaredPayloadTypes checks Select Protocol's codecs against
+// knownCodecs and returns the payload types the client may send: Opus
+// always, video only when declared.
+func declaredPayloadTypes(codecs []codecData) (map[uint8]bool, error) {
+	out := map[uint8]bool{payloadTypeOpus: true}
+	for _, c := range codecs {
+		k, ok := knownCodecs[c.Name]
+		if !ok || k.kind != c.Type || k.pt != c.PayloadType || (c.RTXPayloadType != nil && *c.RTXPayloadType != k.rtx) {
+			return nil, fmt.Errorf("codec %+v does not match %s/%d", c, k.kind, k.pt)
+		}
+		out[uint8(k.pt)] = true
+		if c.RTXPayloadType != nil {
+			out[uint8(k.rtx)] = true
+		}
+	}
+	return out, nil
 }
 
 // selectProtocol takes op 1, picks a fresh secret key, joins the client to
@@ -542,6 +584,12 @@ func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 		c.closeWith(4016)
 		return
 	}
+	declared, err := declaredPayloadTypes(sp.Codecs)
+	if err != nil {
+		ss.log.Info("select protocol refused: bad codecs", "err", err)
+		c.closeWith(4002)
+		return
+	}
 	key := make([]byte, secretKeySize)
 	if _, err := randRead(key); err != nil {
 		c.closeWith(4015)
@@ -553,7 +601,7 @@ func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 		return
 	}
 	ss.mu.Lock()
-	ss.mode, ss.cipher = sp.Data.Mode, tc
+	ss.mode, ss.cipher, ss.declared = sp.Data.Mode, tc, declared
 	if ip, err := netip.ParseAddr(sp.Data.Address); err == nil && sp.Data.Port != 0 {
 		ss.addr = netip.AddrPortFrom(ip.Unmap(), sp.Data.Port)
 	}

@@ -526,6 +526,10 @@ type SessionStats struct {
 	MediaBeforeSpeaking int
 	// Speaking lists the flags of every op 5 the client sent, in order.
 	Speaking []int
+	// UndeclaredPayloadType counts RTP packets refused because Select
+	// Protocol did not declare their payload type (video is declared in
+	// its codecs; Opus always may be sent).
+	UndeclaredPayloadType int
 }
 
 // Stats is a snapshot of the server's counters.

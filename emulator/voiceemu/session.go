@@ -35,13 +35,15 @@ type session struct {
 	// without); unannounced is when audio first came without one.
 	announced   bool
 	unannounced time.Time
-	flags       []int           // every op 5 flags value the client sent
-	video       json.RawMessage // the client's last op 12, rewritten for peers
-	held        []byte          // packet held back by the reorder fault
-	heldAt      time.Time
-	sources     map[uint32]*sourceCount // media relayed to this client, by SSRC
-	highSeq     uint32                  // extended highest sequence received, for RR
-	seqInit     bool
+	flags       []int // every op 5 flags value the client sent
+	// declared are the RTP payload types Select Protocol allowed.
+	declared map[uint8]bool
+	video    json.RawMessage // the client's last op 12, rewritten for peers
+	held     []byte          // packet held back by the reorder fault
+	heldAt   time.Time
+	sources  map[uint32]*sourceCount // media relayed to this client, by SSRC
+	highSeq  uint32                  // extended highest sequence received, for RR
+	seqInit  bool
 
 	counters counters
 	// e2ee says whether the client's Opus must be DAVE frames.
@@ -65,7 +67,7 @@ type sourceCount struct {
 type counters struct {
 	packetsIn, packetsOut, mediaIn, rtcpIn, rtcpOut, keepalivesIn, discoveries atomic.Int64
 	decryptFailures, badPackets, relayed, dropped, reordered, duplicated       atomic.Int64
-	plaintextOpus, kpRefused, beforeSpeaking                                   atomic.Int64
+	plaintextOpus, kpRefused, beforeSpeaking, undeclared                       atomic.Int64
 }
 
 func (ss *session) snapshot(ended bool) SessionStats {
@@ -80,6 +82,7 @@ func (ss *session) snapshot(ended bool) SessionStats {
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
 		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
 		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: ss.speakingFlags(),
+		UndeclaredPayloadType: int(c.undeclared.Load()),
 	}
 }
 

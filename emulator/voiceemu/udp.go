@@ -99,6 +99,13 @@ func (s *Server) handleDatagram(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	ss.counters.mediaIn.Add(1)
+	ss.mu.Lock()
+	allowed := ss.declared[p.payloadType]
+	ss.mu.Unlock()
+	if !allowed {
+		ss.counters.undeclared.Add(1)
+		return
+	}
 	if p.payloadType == payloadTypeOpus && !s.spoke(ss) {
 		return
 	}

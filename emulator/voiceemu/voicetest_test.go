@@ -261,8 +261,22 @@ func (c *rawClient) selectProtocol(mode string) {
 // must precede media.
 func (c *rawClient) selectProtocolQuiet(mode string) {
 	c.t.Helper()
+	c.selectProtocolCodecs(mode, []map[string]any{
+		{"name": "opus", "type": "audio", "priority": 1000, "payload_type": 120},
+		{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 105, "rtx_payload_type": 106},
+	})
+}
+
+// selectProtocolCodecs is Select Protocol declaring codecs (nil: none, as
+// a client without video sends it).
+func (c *rawClient) selectProtocolCodecs(mode string, codecs []map[string]any) {
+	c.t.Helper()
 	addr, port := c.discover()
-	c.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}})
+	sp := map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}}
+	if codecs != nil {
+		sp["codecs"] = codecs
+	}
+	c.send(opSelectProtocol, sp)
 	m := c.expect(opSessionDescription)
 	var sd struct {
 		Mode        string `json:"mode"`
@@ -1164,4 +1178,38 @@ func TestMediaBeforeSpeakingRefused(t *testing.T) {
 	if st, _ := s.Stats().Session("1012"); st.Ended || st.MediaIn != 60 || st.MediaBeforeSpeaking != 0 {
 		t.Fatalf("client that sent op 5 first: %+v", st)
 	}
+}
+
+// TestUndeclaredPayloadTypesRefused: a client that declared no video
+// codecs in Select Protocol has its VP8 refused (counted, not relayed),
+// its Opus relayed; a codec entry that does not match Discord's table
+// closes the connection with 4002.
+func TestUndeclaredPayloadTypesRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	a := dialClient(t, s, "100", "200", "1021")
+	a.identify(0)
+	a.selectProtocolCodecs(ModeAES256GCM, nil)
+	a.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": a.ready.SSRC})
+	b := connect(t, s, "100", "200", "1022", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return len(st.Speaking) == 1 })
+	a.sendRTP(payloadTypeVP8, true, a.ready.Streams[0].SSRC, []byte{0x90, 0x80, 0x80, 0x01, 0x00})
+	a.sendRTP(payloadTypeOpus, false, a.ready.SSRC, []byte{0xfc, 0x03})
+	for {
+		p := b.recv()
+		if p.rtcp {
+			continue
+		}
+		if p.pt != payloadTypeOpus {
+			t.Fatalf("b got payload type %d from a client that declared no video", p.pt)
+		}
+		break
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return st.UndeclaredPayloadType == 1 })
+
+	bad := dialClient(t, s, "100", "200", "1023")
+	bad.identify(0)
+	addr, port := bad.discover()
+	bad.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": ModeAES256GCM},
+		"codecs": []map[string]any{{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 96}}})
+	bad.expectClose(4002)
 }
