@@ -172,7 +172,7 @@ func (s *Server) relay(guildID, channelID, fromUser string, p rtpPacket) {
 		return
 	}
 	out := p
-	out.extProfile, out.extension = extensionProfileOneByte, relayExtension()
+	out.extProfile, out.extension = relayExtension(p.sequence)
 	plain := out.marshal()
 	for _, r := range sessions {
 		s.sendMedia(r, plain, p)
