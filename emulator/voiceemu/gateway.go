@@ -454,8 +454,10 @@ func (s *Server) announceJoin(ss *session) {
 		}
 	}
 	for _, m := range members {
-		ss.sendJSON(opSpeaking, m.speakingPayload())
-		ss.sendJSON(opVideo, m.videoPayload())
+		if m.announced() {
+			ss.sendJSON(opSpeaking, m.speakingPayload())
+			ss.sendJSON(opVideo, m.videoPayload())
+		}
 	}
 }
 

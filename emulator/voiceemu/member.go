@@ -35,6 +35,11 @@ type MemberOptions struct {
 	// with davey). The member calls it from the call's event handling, its
 	// sender and its receiver, so it must be safe for concurrent use.
 	DAVE MemberDAVE
+	// SpeakLate withholds the member's Speaking (op 5) and video (op 12),
+	// which map its SSRC to its user id, until its first PlayOpus: what
+	// SendOpus sends before arrives from an SSRC the clients cannot
+	// attribute yet, as can happen on Discord.
+	SpeakLate bool
 }
 
 // MemberDAVE is what a simulated member needs of a DAVE client session:
@@ -97,7 +102,9 @@ type Member struct {
 	mu   sync.Mutex
 	left bool
 	// quiet: the member's last op 5 said speaking 0 (PlayOpus ended).
-	quiet   bool
+	quiet bool
+	// late: op 5 and op 12 are withheld (MemberOptions.SpeakLate).
+	late    bool
 	onOpus  func(fromUserID string, frame []byte)
 	opus    map[string][][]byte
 	opusRTP map[string][]RTPHeader
@@ -134,7 +141,8 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 		ds = own
 	}
 	m := &Member{
-		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
+		late: o.SpeakLate,
+		srv:  s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
 		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}), ready: make(chan struct{}),
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
@@ -168,8 +176,10 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	peers, _ := s.channelPeers(m.guildID, m.channelID, m.userID)
 	for _, p := range peers {
 		p.sendJSON(opClientsConnect, map[string]any{"user_ids": []string{m.userID}})
-		p.sendJSON(opSpeaking, m.speakingPayload())
-		p.sendJSON(opVideo, m.videoPayload())
+		if !o.SpeakLate {
+			p.sendJSON(opSpeaking, m.speakingPayload())
+			p.sendJSON(opVideo, m.videoPayload())
+		}
 	}
 	p := &participant{userID: m.userID, dave: true, m: m, e2ee: &m.e2ee}
 	if err := s.joinCall(m.guildID, m.channelID, p, nil); err != nil {
@@ -266,8 +276,12 @@ func (m *Member) speakingPayload() map[string]any {
 // stop talking.
 func (m *Member) setSpeaking(on bool) {
 	m.mu.Lock()
-	changed := m.quiet == on
+	late := on && m.late
+	changed := m.quiet == on || late
 	m.quiet = !on
+	if on {
+		m.late = false
+	}
 	m.mu.Unlock()
 	if !changed || !m.active() {
 		return
@@ -276,7 +290,17 @@ func (m *Member) setSpeaking(on bool) {
 	p := m.speakingPayload()
 	for _, ss := range peers {
 		ss.sendJSON(opSpeaking, p)
+		if late {
+			ss.sendJSON(opVideo, m.videoPayload())
+		}
 	}
+}
+
+// announced reports whether the member's op 5 and op 12 may go out.
+func (m *Member) announced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.late
 }
 
 func (m *Member) videoPayload() map[string]any {
