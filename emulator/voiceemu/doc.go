@@ -31,7 +31,10 @@
 // # Media
 //
 // Each RTP packet a client sends is decrypted with its session key,
-// given the header extension Discord's SFU adds, re-encrypted with each
+// refused when Select Protocol did not declare its payload type (its
+// codecs are checked against Discord's table) or, for Opus, when the
+// connection sent no Speaking (op 5) within a second (close 4002), given
+// a header extension that varies as Discord's SFU's does, re-encrypted with each
 // receiver's key and mode and sent to every other member of the channel.
 // Simulated members (AddMember) packetize Opus and VP8 (RFC 7741) into the
 // same path and receive what clients send. Loss, reordering and
