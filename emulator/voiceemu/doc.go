@@ -23,6 +23,12 @@
 //	server -> Session Description (op 4: mode, secret_key)
 //	both   -> Speaking (op 5), Heartbeat (op 3) / ACK (op 6)
 //
+// A close with 4006 or 4009 invalidates the voice session id: Identify
+// with it gets 4006 until the main gateway renews it (Renew, on a
+// repeated op 4); a new allocation closes a live session with 4014 (a
+// voice server move). Blackhole makes a websocket a zombie that loses
+// everything both ways until the client gives up on it.
+//
 // Every message the server sends after Identify carries a top-level seq
 // and is kept in a per-session buffer, so a client that lost its socket
 // can Resume with seq_ack and have the missed messages replayed after
