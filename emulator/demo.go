@@ -58,12 +58,14 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Each emulator adds its own component key.
 	if opts.Voice.Logger == nil {
-		opts.Voice.Logger = log.With("part", "voice-emulator")
+		opts.Voice.Logger = log
 	}
 	if opts.Discord.Logger == nil {
-		opts.Discord.Logger = log.With("part", "discord-emulator")
+		opts.Discord.Logger = log
 	}
+	log = log.With("component", "emulator")
 	speech, err := voiceemu.LoadOpusSample("speech")
 	if err != nil {
 		return nil, err

@@ -241,7 +241,7 @@ func (rx *receiver) deliver(s *stream, f Frame) {
 		out, err := rx.c.decryptFrame(f.UserID, f.Kind, f.Payload)
 		if err != nil {
 			s.stats.FrameDecryptFailures++
-			rx.c.log.Debug("frame decrypt failed", "user", f.UserID, "ssrc", s.ssrc, "err", err)
+			rx.c.log.Debug("frame decrypt failed", "user_id", f.UserID, "ssrc", s.ssrc, "err", err)
 			return
 		}
 		f.Payload = out

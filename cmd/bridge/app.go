@@ -80,7 +80,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
-		Logger:     log.With("part", "gateway"),
+		Logger:     log,
 		OnEvent: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
@@ -100,7 +100,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
-		Logger:     log.With("part", "rooms"),
+		Logger:     log,
 		Members:    a.gw.Members,
 	})
 	if err != nil {
@@ -221,7 +221,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		voiceTLS = a.demo.Voice.TLSConfig()
 	}
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log},
+		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log, video: a.demo != nil},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {
 			for _, r := range a.gw.Rooms() {

@@ -244,6 +244,10 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	if d, err := time.ParseDuration(get("ROOM_GRACE_PERIOD")); err != nil || d < 0 {
 		bad("ROOM_GRACE_PERIOD", fmt.Sprintf("%q is not a duration", get("ROOM_GRACE_PERIOD")), "use a Go duration such as 30s or 2m")
+	} else if d == 0 {
+		// media reads a zero grace as its default (30 s): refuse it rather
+		// than keep the bot in the channel longer than asked.
+		bad("ROOM_GRACE_PERIOD", "0 is not supported (the bot would stay the default 30s)", "use a positive duration such as 1s to leave almost at once, or 30s")
 	} else {
 		c.RoomGrace = d
 	}

@@ -86,6 +86,8 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("ICE_PUBLIC_IP", "example.com"), []string{"ICE_PUBLIC_IP", "not an IP"}},
 		{with("ALLOWED_ORIGINS", "example.com"), []string{"ALLOWED_ORIGINS", "not an origin"}},
 		{with("ROOM_GRACE_PERIOD", "soon"), []string{"ROOM_GRACE_PERIOD", "not a duration"}},
+		{with("ROOM_GRACE_PERIOD", "0"), []string{"ROOM_GRACE_PERIOD", "0 is not supported", "1s"}},
+		{with("ROOM_GRACE_PERIOD", "0s"), []string{"ROOM_GRACE_PERIOD", "0 is not supported"}},
 		{with("DEV_AUTH", "yes"), []string{"DEV_AUTH", "not 1 or 0"}},
 		{with("ICE_SERVERS", "turn:turn.example.com:3478"), []string{"ICE_SERVERS", "needs user:password@"}},
 		{with("ICE_SERVERS", "stun:u:p@stun.example.com"), []string{"ICE_SERVERS", "only TURN servers take credentials"}},

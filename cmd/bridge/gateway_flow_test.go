@@ -352,8 +352,8 @@ func TestRoomLifecycleOverRESTReachesHubClients(t *testing.T) {
 }
 
 // TestGracefulShutdown: hub clients get a close frame, an in-flight REST
-// call finishes, and the gateway closes with a code that keeps the session
-// resumable.
+// call finishes, and the gateway closes with 1000 so Discord shows the bot
+// offline at once.
 func TestGracefulShutdown(t *testing.T) {
 	cfg, err := loadConfig(nil, envFrom(map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ICE_UDP_PORT": "0"}))
 	if err != nil {
@@ -416,7 +416,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	conns := emu.Connections()
 	last := conns[len(conns)-1]
-	if last.CloseCode == 1000 || last.CloseCode == 1001 || last.CloseCode == 0 {
-		t.Fatalf("gateway closed with %d; Discord invalidates the session on 1000/1001", last.CloseCode)
+	if last.CloseCode != websocket.CloseNormalClosure || last.ClosedByServer {
+		t.Fatalf("gateway closed with %d (by the server: %v), want the bot's 1000 so Discord shows it offline at once", last.CloseCode, last.ClosedByServer)
 	}
 }

@@ -34,17 +34,25 @@ type voiceJoiner struct {
 	gw  *gateway.Client
 	tls *tls.Config // nil: system roots (Discord); the emulator's otherwise
 	log *slog.Logger
+	// video: the voice server accepts bot video (the embedded emulator;
+	// Discord discards it), so the voice client sends its video fields.
+	video bool
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
 	if err := j.gw.WaitReady(ctx); err != nil {
 		return nil, err
 	}
+	// A full room refuses a bot without Move Members silently: say so.
+	if err := j.gw.CheckJoin(channelID); err != nil {
+		return nil, err
+	}
 	vc := voice.NewClient(voice.Options{
-		Signaler:  j.gw,
+		Signaler:  voiceSignaler{j.gw},
 		UserID:    j.gw.Status().BotUserID,
 		TLSConfig: j.tls,
 		Logger:    j.log, // voice names its component, guild and channel itself
+		Video:     j.video,
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {

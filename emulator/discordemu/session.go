@@ -2,6 +2,7 @@ package discordemu
 
 import (
 	"encoding/json"
+	"time"
 )
 
 // Gateway intents (developers/events/gateway.mdx "List of Intents").
@@ -35,6 +36,8 @@ type session struct {
 	buffer []dispatch
 	// conn is the connection carrying the session, nil while none does.
 	conn *conn
+	// detached is when the session last lost its connection.
+	detached time.Time
 }
 
 // dispatch is one op 0 payload, encoded once.
@@ -136,7 +139,7 @@ func (s *Server) invalidateSessionLocked() {
 		c.sess = nil
 		c.authed = false
 	}
-	s.log.Info("session invalidated", "session", s.sess.id)
+	s.log.Info("session invalidated", "session_id", s.sess.id)
 	s.sess = nil
 	s.notifyLocked()
 }
@@ -146,6 +149,7 @@ func (s *Server) invalidateSessionLocked() {
 func (s *Server) detachLocked(c *conn) {
 	if c.sess != nil && c.sess.conn == c {
 		c.sess.conn = nil
+		c.sess.detached = time.Now()
 	}
 	c.sess = nil
 	c.authed = false

@@ -35,6 +35,11 @@ type MemberOptions struct {
 	// with davey). The member calls it from the call's event handling, its
 	// sender and its receiver, so it must be safe for concurrent use.
 	DAVE MemberDAVE
+	// SpeakLate withholds the member's Speaking (op 5) and video (op 12),
+	// which map its SSRC to its user id, until its first PlayOpus: what
+	// SendOpus sends before arrives from an SSRC the clients cannot
+	// attribute yet, as can happen on Discord.
+	SpeakLate bool
 }
 
 // MemberDAVE is what a simulated member needs of a DAVE client session:
@@ -94,8 +99,12 @@ type Member struct {
 	vStart    time.Time
 	pictureID uint16
 
-	mu      sync.Mutex
-	left    bool
+	mu   sync.Mutex
+	left bool
+	// quiet: the member's last op 5 said speaking 0 (PlayOpus ended).
+	quiet bool
+	// late: op 5 and op 12 are withheld (MemberOptions.SpeakLate).
+	late    bool
 	onOpus  func(fromUserID string, frame []byte)
 	opus    map[string][][]byte
 	opusRTP map[string][]RTPHeader
@@ -125,14 +134,15 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	}
 	ds := o.DAVE
 	if ds == nil {
-		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
+		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log})
 		if err != nil {
 			return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
 		}
 		ds = own
 	}
 	m := &Member{
-		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
+		late: o.SpeakLate,
+		srv:  s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
 		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}), ready: make(chan struct{}),
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
@@ -166,8 +176,10 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	peers, _ := s.channelPeers(m.guildID, m.channelID, m.userID)
 	for _, p := range peers {
 		p.sendJSON(opClientsConnect, map[string]any{"user_ids": []string{m.userID}})
-		p.sendJSON(opSpeaking, m.speakingPayload())
-		p.sendJSON(opVideo, m.videoPayload())
+		if !o.SpeakLate {
+			p.sendJSON(opSpeaking, m.speakingPayload())
+			p.sendJSON(opVideo, m.videoPayload())
+		}
 	}
 	p := &participant{userID: m.userID, dave: true, m: m, e2ee: &m.e2ee}
 	if err := s.joinCall(m.guildID, m.channelID, p, nil); err != nil {
@@ -179,11 +191,11 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	case <-m.ready:
 	case <-m.stop: // left meanwhile
 	case <-wait.C:
-		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user", m.userID, "channel", m.channelID)
+		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user_id", m.userID, "channel_id", m.channelID)
 	case <-s.stop:
 		return nil, ErrClosed
 	}
-	s.log.Info("simulated member added", "user", m.userID, "guild", m.guildID, "channel", m.channelID, "ssrc", m.ssrc,
+	s.log.Info("simulated member added", "user_id", m.userID, "guild_id", m.guildID, "channel_id", m.channelID, "ssrc", m.ssrc,
 		"dave_protocol", m.dave.ProtocolVersion(), "privacy_code", m.dave.PrivacyCode())
 	return m, nil
 }
@@ -250,7 +262,45 @@ func (m *Member) encrypt(kind dave.MediaKind, frame []byte) ([]byte, error) {
 func (m *Member) UserID() string { return m.userID }
 
 func (m *Member) speakingPayload() map[string]any {
-	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": 1}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	flag := 1
+	if m.quiet {
+		flag = 0
+	}
+	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": flag}
+}
+
+// setSpeaking tells the channel's clients the member's speaking flag
+// (op 5) when it changes, as Discord's clients do when they start and
+// stop talking.
+func (m *Member) setSpeaking(on bool) {
+	m.mu.Lock()
+	late := on && m.late
+	changed := m.quiet == on || late
+	m.quiet = !on
+	if on {
+		m.late = false
+	}
+	m.mu.Unlock()
+	if !changed || !m.active() {
+		return
+	}
+	peers, _ := m.srv.channelPeers(m.guildID, m.channelID, m.userID)
+	p := m.speakingPayload()
+	for _, ss := range peers {
+		ss.sendJSON(opSpeaking, p)
+		if late {
+			ss.sendJSON(opVideo, m.videoPayload())
+		}
+	}
+}
+
+// announced reports whether the member's op 5 and op 12 may go out.
+func (m *Member) announced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.late
 }
 
 func (m *Member) videoPayload() map[string]any {
@@ -347,12 +397,15 @@ func (m *Member) sendOpus(frame []byte, paced bool) error {
 
 // PlayOpus sends frames every 20 ms on an absolute-deadline clock (a late
 // frame does not delay the rest), looping if asked, until the frames run
-// out, ctx is done, the member leaves or the server closes. Frames the
+// out, ctx is done, the member leaves or the server closes; then the
+// member's op 5 says speaking 0 (and the next PlayOpus says 1 again). Frames the
 // member holds no DAVE key for are skipped (and counted in Stats).
 func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 	if len(frames) == 0 {
 		return
 	}
+	m.setSpeaking(true)
+	defer m.setSpeaking(false)
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()

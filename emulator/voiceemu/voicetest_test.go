@@ -256,8 +256,30 @@ func (c *rawClient) readUDP() []byte {
 
 func (c *rawClient) selectProtocol(mode string) {
 	c.t.Helper()
+	c.selectProtocolQuiet(mode)
+	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
+}
+
+// selectProtocolQuiet is selectProtocol without the Speaking (op 5) that
+// must precede media.
+func (c *rawClient) selectProtocolQuiet(mode string) {
+	c.t.Helper()
+	c.selectProtocolCodecs(mode, []map[string]any{
+		{"name": "opus", "type": "audio", "priority": 1000, "payload_type": 120},
+		{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 105, "rtx_payload_type": 106},
+	})
+}
+
+// selectProtocolCodecs is Select Protocol declaring codecs (nil: none, as
+// a client without video sends it).
+func (c *rawClient) selectProtocolCodecs(mode string, codecs []map[string]any) {
+	c.t.Helper()
 	addr, port := c.discover()
-	c.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}})
+	sp := map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}}
+	if codecs != nil {
+		sp["codecs"] = codecs
+	}
+	c.send(opSelectProtocol, sp)
 	m := c.expect(opSessionDescription)
 	var sd struct {
 		Mode        string `json:"mode"`
@@ -279,7 +301,6 @@ func (c *rawClient) selectProtocol(mode string) {
 	for i, v := range sd.SecretKey {
 		c.key[i] = byte(v)
 	}
-	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
 }
 
 // connect runs the whole handshake of the docs for a client without
@@ -442,10 +463,13 @@ func testOpen(mode string, key, pkt []byte) (recvPacket, error) {
 func TestHandshakeShapes(t *testing.T) {
 	s := startServer(t, Options{HeartbeatInterval: 5 * time.Second})
 	c := dialClient(t, s, "101", "202", "1014")
+	// A float interval and the version, as Discord sends them: a client
+	// that decodes the interval as an integer fails here as on Discord.
 	var hello struct {
-		Interval int64 `json:"heartbeat_interval"`
+		Interval float64 `json:"heartbeat_interval"`
+		V        int     `json:"v"`
 	}
-	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 {
+	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 || hello.V != 8 || !strings.Contains(string(c.hello.d), "5000.00") {
 		t.Fatalf("Hello %s: %v", c.hello.d, err)
 	}
 	c.identify(1)
@@ -1108,4 +1132,83 @@ func TestCloseSaysGoingAwayAndIsIdempotent(t *testing.T) {
 	if _, _, err := s.Allocate("100", "200", "1010", "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Allocate after Close: %v", err)
 	}
+}
+
+// TestMediaBeforeSpeakingRefused: Discord disconnects a client whose audio
+// comes from an SSRC that announced no Speaking (op 5); the emulator lets
+// it pass for speakingGrace (the websocket and UDP race), then closes with
+// 4002 and counts the packets. A client that sent op 5 is relayed.
+func TestMediaBeforeSpeakingRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	quiet := dialClient(t, s, "100", "200", "1011")
+	quiet.identify(0)
+	quiet.selectProtocolQuiet(ModeAES256GCM)
+	tick := time.NewTicker(20 * time.Millisecond) // a paced talker
+	defer tick.Stop()
+	deadline := time.After(waitFor)
+	sent := 0
+	for closed := false; !closed; {
+		select {
+		case _, ok := <-quiet.in:
+			closed = !ok
+		case <-tick.C:
+			quiet.sendRTP(payloadTypeOpus, false, quiet.ready.SSRC, []byte{0xfc, 0x01})
+			sent++
+		case <-deadline:
+			t.Fatalf("audio without op 5 not refused after %d packets", sent)
+		}
+	}
+	if quiet.closeCode != 4002 {
+		t.Fatalf("closed with %d, want 4002", quiet.closeCode)
+	}
+	st, ok := s.Stats().Session("1011")
+	if !ok || !st.Ended || st.MediaBeforeSpeaking < int(speakingGrace/(20*time.Millisecond)) || len(st.Speaking) != 0 {
+		t.Fatalf("quiet client's session %+v, want ended after a second of audio without op 5", st)
+	}
+
+	talker := connect(t, s, "100", "200", "1012", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return len(st.Speaking) == 1 })
+	for range 60 {
+		talker.sendRTP(payloadTypeOpus, false, talker.ready.SSRC, []byte{0xfc, 0x02})
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return st.MediaIn == 60 || st.Ended })
+	talker.send(opSpeaking, map[string]any{"speaking": 0, "delay": 0, "ssrc": talker.ready.SSRC})
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return slices.Equal(st.Speaking, []int{1, 0}) })
+	if st, _ := s.Stats().Session("1012"); st.Ended || st.MediaIn != 60 || st.MediaBeforeSpeaking != 0 {
+		t.Fatalf("client that sent op 5 first: %+v", st)
+	}
+}
+
+// TestUndeclaredPayloadTypesRefused: a client that declared no video
+// codecs in Select Protocol has its VP8 refused (counted, not relayed),
+// its Opus relayed; a codec entry that does not match Discord's table
+// closes the connection with 4002.
+func TestUndeclaredPayloadTypesRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	a := dialClient(t, s, "100", "200", "1021")
+	a.identify(0)
+	a.selectProtocolCodecs(ModeAES256GCM, nil)
+	a.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": a.ready.SSRC})
+	b := connect(t, s, "100", "200", "1022", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return len(st.Speaking) == 1 })
+	a.sendRTP(payloadTypeVP8, true, a.ready.Streams[0].SSRC, []byte{0x90, 0x80, 0x80, 0x01, 0x00})
+	a.sendRTP(payloadTypeOpus, false, a.ready.SSRC, []byte{0xfc, 0x03})
+	for {
+		p := b.recv()
+		if p.rtcp {
+			continue
+		}
+		if p.pt != payloadTypeOpus {
+			t.Fatalf("b got payload type %d from a client that declared no video", p.pt)
+		}
+		break
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return st.UndeclaredPayloadType == 1 })
+
+	bad := dialClient(t, s, "100", "200", "1023")
+	bad.identify(0)
+	addr, port := bad.discover()
+	bad.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": ModeAES256GCM},
+		"codecs": []map[string]any{{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 96}}})
+	bad.expectClose(4002)
 }
