@@ -16,6 +16,9 @@ const (
 	// 1275 bytes per 20 ms packet.
 	MinBitrate = 6000
 	MaxBitrate = 510000
+	// Delay is how many samples the decoded audio lags the input: the
+	// transform's overlap, 2.5 ms (an Ogg Opus pre-skip, RFC 7845 §4.2).
+	Delay = overlap
 )
 
 // lm is log2 of the frame's length in 2.5 ms blocks: CELT's LM for 20 ms.
