@@ -121,4 +121,38 @@ func TestEncodeRejectsSizes(t *testing.T) {
 	}
 }
 
-var _ = math.Pi
+// speechInt16 is the speech clip as 16-bit frames, repeated to ten
+// seconds (500 frames).
+func speechInt16(t testing.TB) [][]int16 {
+	t.Helper()
+	src := speech(t)
+	frames := make([][]int16, 500)
+	for f := range frames {
+		frames[f] = make([]int16, opusenc.FrameSize)
+		for i := range frames[f] {
+			v := src[(f*opusenc.FrameSize+i)%len(src)]
+			frames[f][i] = int16(max(-32768, min(32767, math.Round(float64(v)*32768))))
+		}
+	}
+	return frames
+}
+
+// TestEncodeDoesNotAllocate: in steady state a frame costs no allocation.
+func TestEncodeDoesNotAllocate(t *testing.T) {
+	frames := speechInt16(t)
+	enc, err := opusenc.New(opusenc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, enc.PacketSize())
+	i := 0
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := enc.Encode(frames[i%len(frames)], out); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per frame, want 0", allocs)
+	}
+}

@@ -47,9 +47,16 @@ func newMDCT() *mdct {
 		m.post[i] = complex64(cmplx.Exp(complex(0, -math.Pi*(float64(i)+0.25)/n)))
 		m.twiddle[i] = complex64(cmplx.Exp(complex(0, -2*math.Pi*float64(i)/fftSize)))
 	}
-	for rest, p := fftSize, 2; rest > 1; {
+	// Radix 4 where possible, then 2, 3 and 5: 480 = 4·4·2·3·5.
+	for rest, p := fftSize, 4; rest > 1; {
+		if p == 4 && rest%4 != 0 {
+			p = 2
+		}
 		if rest%p != 0 {
 			p++
+			if p == 4 {
+				p = 5
+			}
 			continue
 		}
 		m.factors = append(m.factors, p)
@@ -113,19 +120,30 @@ func (m *mdct) fft(x, tmp []complex64, stride int, factors []int) {
 	for r := range p {
 		m.fft(tmp[r*sub:(r+1)*sub], x[r*sub:(r+1)*sub], stride*p, factors[1:])
 	}
-	// Butterflies: X[k + q·sub] = Σ_r W_n^{r(k+q·sub)} T_r[k].
-	var buf [8]complex64
+	// Butterflies: X[k + q·sub] = Σ_r W_n^{rk} T_r[k] · W_p^{rq}, the
+	// twiddled inputs first, then a p-point DFT.
 	for k := range sub {
-		for r := range p {
-			buf[r] = tmp[r*sub+k]
+		var t [5]complex64
+		t[0] = tmp[k]
+		for r := 1; r < p; r++ {
+			t[r] = tmp[r*sub+k] * m.twiddle[r*k*stride]
 		}
-		for q := range p {
-			idx := k + q*sub
-			var acc complex64
-			for r := range p {
-				acc += buf[r] * m.twiddle[(r*idx*stride)%fftSize]
+		switch p {
+		case 2:
+			x[k], x[k+sub] = t[0]+t[1], t[0]-t[1]
+		case 4:
+			a0, a1, a2 := t[0]+t[2], t[0]-t[2], t[1]+t[3]
+			d := t[1] - t[3]
+			a3 := complex(imag(d), -real(d)) // -i·d
+			x[k], x[k+sub], x[k+2*sub], x[k+3*sub] = a0+a2, a1+a3, a0-a2, a1-a3
+		default:
+			for q := range p {
+				acc := t[0]
+				for r := 1; r < p; r++ {
+					acc += t[r] * m.twiddle[(r*q%p)*(fftSize/p)]
+				}
+				x[k+q*sub] = acc
 			}
-			x[idx] = acc
 		}
 	}
 }

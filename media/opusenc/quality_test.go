@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/voicebridge/bridge/internal/audiotest"
@@ -168,7 +169,7 @@ func libopusRoundTrip(t *testing.T, pcm []float32, kbps int) []float32 {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--quiet", "--raw", "--raw-rate", "48000", "--raw-chan", "1", "--raw-bits", "16",
-		"--bitrate", itoa(kbps), "--hard-cbr", "--music", "--framesize", "20", raw, ogg)
+		"--bitrate", strconv.Itoa(kbps), "--hard-cbr", "--music", "--framesize", "20", raw, ogg)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("opusenc: %v: %s", err, msg)
 	}
@@ -194,14 +195,6 @@ func libopusRoundTrip(t *testing.T, pcm []float32, kbps int) []float32 {
 	}
 	t.Logf("libopus at %d kbit/s coded %d frames as %v", kbps, len(frames), modes)
 	return out
-}
-
-func itoa(v int) string {
-	b := []byte{}
-	for ; v > 0 || len(b) == 0; v /= 10 {
-		b = append([]byte{byte('0' + v%10)}, b...)
-	}
-	return string(b)
 }
 
 // TestTonesDecodeAtTheirFrequencyAndLevel: a sine through our encoder and
