@@ -16,8 +16,8 @@
 // costs: no transient detection, so every frame is one long block and a
 // sharp attack spreads pre-echo over up to 20 ms; no pitch pre-filter,
 // so strongly periodic voices get no post-filter help; fixed spreading
-// (normal), no time-frequency changes, no dynamic band boosts and the
-// default allocation trim, where libopus analyses each frame to choose
-// them; CBR only, no VBR; mono only. For mixed voice at 64 kbit/s these
+// (normal), no time-frequency changes, no dynamic band boosts, where
+// libopus analyses each frame to choose them (the allocation trim is
+// chosen from the spectral tilt, as libopus does); CBR only, no VBR; mono only. For mixed voice at 64 kbit/s these
 // cost a little sharpness, measured against libopus in the tests.
 package opusenc

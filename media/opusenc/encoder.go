@@ -162,12 +162,14 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	}
 	totalFrac := budget << bitRes
 	encodeNoBoosts(&re, totalFrac)
+	trim := defaultTrim
 	if re.tellFrac()+6<<bitRes <= totalFrac {
-		re.icdf(defaultTrim, icdfTrim, 7)
+		trim = allocTrim(&logE, len(frame))
+		re.icdf(trim, icdfTrim, 7)
 	}
 
 	var a allocation
-	computeAllocation(&re, totalFrac-re.tellFrac()-1, defaultTrim, &a)
+	computeAllocation(&re, totalFrac-re.tellFrac()-1, trim, &a)
 	e.quantFineEnergy(&re, &a.fine, &errs)
 	quantAllBands(&re, e.coeffs[:], &a, totalFrac, spreadNormal, &e.scratch)
 	e.quantEnergyFinalise(&re, &a.fine, &a.priority, &errs, budget-re.tell())
@@ -183,6 +185,29 @@ func (e *Encoder) encode(out []byte) (int, error) {
 		}
 	}
 	return e.packetSize, nil
+}
+
+// allocTrim chooses the allocation trim (RFC 6716 §4.3.3), which tilts
+// the allocation toward low (above 5) or high (below 5) bands, as the
+// reference encoder does for a long block: from the bitrate, then against
+// the spectrum's tilt, so a voice whose energy falls with frequency keeps
+// more bits where its energy is.
+func allocTrim(logE *[numBands]float32, frameBytes int) int {
+	rate := frameBytes * 8 * 50 // the reference's equivalent rate at 20 ms
+	trim := float32(5)
+	switch {
+	case rate < 64000:
+		trim = 4
+	case rate < 80000:
+		trim = 4 + float32((rate-64000)>>10)/16
+	}
+	var tilt float32
+	for b, e := range logE {
+		tilt += e * float32(2+2*b-numBands)
+	}
+	tilt /= numBands - 1
+	trim -= max(-2, min(2, (tilt+1)/6))
+	return max(0, min(10, int(math.Floor(float64(0.5+trim)))))
 }
 
 // encodeTF codes "no time-frequency change" for every band (RFC 6716
