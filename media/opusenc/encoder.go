@@ -55,6 +55,9 @@ type Encoder struct {
 	started bool              // a frame has been coded: inter-frame prediction is possible
 	pcm     [frameSize]float32
 	rng     uint32 // the range coder's final state, see FinalRange
+
+	lsbDepth int           // the resolution of the last frame's input, in bits
+	boosts   [numBands]int // this frame's band boosts
 }
 
 // New returns an Encoder for opts.
@@ -87,6 +90,7 @@ func (e *Encoder) Encode(pcm []int16, out []byte) (int, error) {
 	for i, v := range pcm {
 		e.pcm[i] = float32(v) / 32768
 	}
+	e.lsbDepth = 16
 	return e.encode(out)
 }
 
@@ -102,6 +106,7 @@ func (e *Encoder) EncodeFloat32(pcm []float32, out []byte) (int, error) {
 		}
 		e.pcm[i] = max(-1, min(1, v))
 	}
+	e.lsbDepth = 24
 	return e.encode(out)
 }
 
@@ -161,15 +166,16 @@ func (e *Encoder) encode(out []byte) (int, error) {
 		re.icdf(spreadNormal, icdfSpread, 5)
 	}
 	totalFrac := budget << bitRes
-	encodeNoBoosts(&re, totalFrac)
+	dynallocAnalysis(&logE, len(frame), e.lsbDepth, &e.boosts)
+	boostTotal := encodeBoosts(&re, totalFrac, &e.boosts)
 	trim := defaultTrim
-	if re.tellFrac()+6<<bitRes <= totalFrac {
+	if re.tellFrac()+6<<bitRes <= totalFrac-boostTotal {
 		trim = allocTrim(&logE, len(frame))
 		re.icdf(trim, icdfTrim, 7)
 	}
 
 	var a allocation
-	computeAllocation(&re, totalFrac-re.tellFrac()-1, trim, &a)
+	computeAllocation(&re, totalFrac-re.tellFrac()-1, trim, &e.boosts, &a)
 	e.quantFineEnergy(&re, &a.fine, &errs)
 	quantAllBands(&re, e.coeffs[:], &a, totalFrac, spreadNormal, &e.scratch)
 	e.quantEnergyFinalise(&re, &a.fine, &a.priority, &errs, budget-re.tell())
@@ -227,13 +233,32 @@ func encodeTF(re *rangeEncoder, budget int) {
 	}
 }
 
-// encodeNoBoosts codes a zero dynamic allocation boost for every band
-// (RFC 6716 §4.3.3).
-func encodeNoBoosts(re *rangeEncoder, totalFrac int) {
-	const logp = 6
+// encodeBoosts codes each band's boost (RFC 6716 §4.3.3), as many of
+// the band's quanta as boosts asks for while the frame and the band's cap
+// allow, and replaces boosts with what was coded, in 1/8 bit; it returns
+// their total.
+func encodeBoosts(re *rangeEncoder, totalFrac int, boosts *[numBands]int) int {
+	logp := uint(6)
+	total := 0
 	for b := range numBands {
-		if re.tellFrac()+logp<<bitRes < totalFrac && 0 < bandCap(b) {
-			re.bitLogP(false, logp)
+		width := bandWidth(b) << lm
+		quanta := min(width<<bitRes, max(6<<bitRes, width))
+		loopLogp := logp
+		boost, j := 0, 0
+		for ; re.tellFrac()+int(loopLogp)<<bitRes < totalFrac-total && boost < bandCap(b); j++ {
+			more := j < boosts[b]
+			re.bitLogP(more, loopLogp)
+			if !more {
+				break
+			}
+			boost += quanta
+			total += quanta
+			loopLogp = 1
 		}
+		if j > 0 {
+			logp = max(2, logp-1) // boosts get likelier once one band has one
+		}
+		boosts[b] = boost
 	}
+	return total
 }
