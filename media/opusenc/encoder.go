@@ -72,6 +72,20 @@ func New(opts Options) (*Encoder, error) {
 	return &Encoder{packetSize: rate / 400, mdct: newMDCT()}, nil
 }
 
+// Reset starts the stream afresh, for a decoder that has just decoded
+// silence: after a gap filled with Discord's Opus silence frames (0xF8
+// 0xFF 0xFE, which set the decoder's band energies to their floor), or
+// for a new decoder. The next packet predicts nothing from the audio
+// before it (intra-frame energy, an empty overlap).
+func (e *Encoder) Reset() {
+	clear(e.in[:])
+	e.emphMem = 0
+	e.started = false
+	for b := range e.oldE {
+		e.oldE[b] = -28
+	}
+}
+
 // FinalRange is the range coder's state after the last packet (the
 // reference's OPUS_GET_FINAL_RANGE): a decoder that read the packet exactly
 // as it was written ends in the same state, which makes it a check of the
