@@ -15,10 +15,10 @@
 // What a full CELT encoder does and this one leaves out, and what that
 // costs: no transient detection, so every frame is one long block and a
 // sharp attack spreads pre-echo over up to 20 ms; no pitch pre-filter,
-// so strongly periodic voices get no post-filter help; fixed spreading
-// (normal) and no time-frequency changes, where libopus analyses each
-// frame to choose them; CBR only, no VBR; mono only. Band boosts and the
-// allocation trim are chosen as libopus chooses them for a long block. On
+// so strongly periodic voices get no post-filter help; no time-frequency
+// changes, where libopus analyses each frame to choose them; CBR only, no
+// VBR; mono only. Band boosts, the allocation trim and the spreading are
+// chosen as libopus chooses them for a long block. On
 // the tests' speech clip the result is within 0.2 dB of libopus's own
 // encoder (segmental SNR and log-spectral distance, 32 to 128 kbit/s).
 package opusenc

@@ -4,17 +4,33 @@ package opusenc
 // (RFC 6716 §4.3.3's band boosts), the way the reference encoder does for
 // a long block in CBR: bands that stand above a smoothed follower of the
 // spectrum (tonal peaks, a voice's formants) get extra bits, within two
-// thirds of the frame. lsbDepth is the input's resolution in bits.
-func dynallocAnalysis(logE *[numBands]float32, frameBytes, lsbDepth int, boosts *[numBands]int) {
+// thirds of the frame. lsbDepth is the input's resolution in bits. It
+// also weighs each band for the spreading decision by how far it stands
+// above a simple masking curve (a masked band's shape does not matter).
+func dynallocAnalysis(logE *[numBands]float32, frameBytes, lsbDepth int, boosts, spreadWeight *[numBands]int) {
 	*boosts = [numBands]int{}
-	if frameBytes <= 50 {
-		return
-	}
-	var noiseFloor, follower [numBands]float32
+	var noiseFloor, follower, mask [numBands]float32
+	maxDepth := float32(-31.9)
 	for b := range numBands {
 		// The depth, width and mean of the band, and the pre-emphasis
 		// (about the square of the band's index).
 		noiseFloor[b] = 0.0625*float32(logN400[b]) + 0.5 + float32(9-lsbDepth) - energyMeans[b] + 0.0062*float32((b+5)*(b+5))
+		maxDepth = max(maxDepth, logE[b]-noiseFloor[b])
+		mask[b] = logE[b] - noiseFloor[b]
+	}
+	for b := 1; b < numBands; b++ {
+		mask[b] = max(mask[b], mask[b-1]-2)
+	}
+	for b := numBands - 2; b >= 0; b-- {
+		mask[b] = max(mask[b], mask[b+1]-3)
+	}
+	for b := range numBands {
+		// The mask is never more than 72 dB below the peak.
+		smr := logE[b] - noiseFloor[b] - max(0, maxDepth-12, mask[b])
+		spreadWeight[b] = 32 >> min(5, max(0, -int(smr)))
+	}
+	if frameBytes <= 50 {
+		return
 	}
 	last := 0
 	follower[0] = logE[0]
@@ -84,4 +100,55 @@ func median(v []float32) float32 {
 		}
 	}
 	return s[n/2]
+}
+
+// Spreading decisions beyond none and normal (RFC 6716 §4.3.4.3).
+const (
+	spreadLight      = 1
+	spreadAggressive = 3
+)
+
+// spreadDecision chooses the spreading rotation for the frame from its
+// normalised spectrum x, as the reference encoder does: the more of a
+// band's energy sits in few bins (tonal), the less spreading. average
+// carries the smoothed measure between frames, last the previous decision.
+func spreadDecision(x []float32, weight *[numBands]int, average *int, last int) int {
+	sum, total := 0, 0
+	for b := range numBands {
+		band := x[bandEdges[b]<<lm : bandEdges[b+1]<<lm]
+		n := len(band)
+		if n <= 8 {
+			continue
+		}
+		var count [3]int
+		for _, v := range band {
+			x2n := v * v * float32(n)
+			if x2n < 0.25 {
+				count[0]++
+			}
+			if x2n < 0.0625 {
+				count[1]++
+			}
+			if x2n < 0.015625 {
+				count[2]++
+			}
+		}
+		tmp := boolInt(2*count[2] >= n) + boolInt(2*count[1] >= n) + boolInt(2*count[0] >= n)
+		sum += tmp * weight[b]
+		total += weight[b]
+	}
+	sum = (sum << 8) / total
+	sum = (sum + *average) >> 1
+	*average = sum
+	// Hysteresis toward the last decision.
+	sum = (3*sum + ((3-last)<<7 + 64) + 2) >> 2
+	switch {
+	case sum < 80:
+		return spreadAggressive
+	case sum < 256:
+		return spreadNormal
+	case sum < 384:
+		return spreadLight
+	}
+	return spreadNone
 }

@@ -58,6 +58,9 @@ type Encoder struct {
 
 	lsbDepth int           // the resolution of the last frame's input, in bits
 	boosts   [numBands]int // this frame's band boosts
+
+	spread        int // the last spreading decision
+	spreadAverage int // its smoothed measure
 }
 
 // New returns an Encoder for opts.
@@ -69,7 +72,9 @@ func New(opts Options) (*Encoder, error) {
 	if rate < MinBitrate || rate > MaxBitrate {
 		return nil, fmt.Errorf("%w: %d bit/s, want %d to %d", ErrBitrate, rate, MinBitrate, MaxBitrate)
 	}
-	return &Encoder{packetSize: rate / 400, mdct: newMDCT()}, nil
+	e := &Encoder{packetSize: rate / 400, mdct: newMDCT()}
+	e.Reset()
+	return e, nil
 }
 
 // Reset starts the stream afresh, for a decoder that has just decoded
@@ -84,6 +89,7 @@ func (e *Encoder) Reset() {
 	for b := range e.oldE {
 		e.oldE[b] = -28
 	}
+	e.spread, e.spreadAverage = spreadNormal, 256
 }
 
 // FinalRange is the range coder's state after the last packet (the
@@ -175,12 +181,16 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	e.quantCoarseEnergy(&re, &logE, !e.started, budget, &errs)
 	e.started = true
 
+	var spreadWeight [numBands]int
+	dynallocAnalysis(&logE, len(frame), e.lsbDepth, &e.boosts, &spreadWeight)
 	encodeTF(&re, budget)
 	if re.tell()+4 <= budget {
-		re.icdf(spreadNormal, icdfSpread, 5)
+		e.spread = spreadDecision(e.coeffs[:], &spreadWeight, &e.spreadAverage, e.spread)
+		re.icdf(e.spread, icdfSpread, 5)
+	} else {
+		e.spread = spreadNormal // what the decoder assumes
 	}
 	totalFrac := budget << bitRes
-	dynallocAnalysis(&logE, len(frame), e.lsbDepth, &e.boosts)
 	boostTotal := encodeBoosts(&re, totalFrac, &e.boosts)
 	trim := defaultTrim
 	if re.tellFrac()+6<<bitRes <= totalFrac-boostTotal {
@@ -191,7 +201,7 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	var a allocation
 	computeAllocation(&re, totalFrac-re.tellFrac()-1, trim, &e.boosts, &a)
 	e.quantFineEnergy(&re, &a.fine, &errs)
-	quantAllBands(&re, e.coeffs[:], &a, totalFrac, spreadNormal, &e.scratch)
+	quantAllBands(&re, e.coeffs[:], &a, totalFrac, e.spread, &e.scratch)
 	e.quantEnergyFinalise(&re, &a.fine, &a.priority, &errs, budget-re.tell())
 	re.done()
 	if re.overflowed {

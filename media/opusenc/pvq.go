@@ -10,7 +10,8 @@ import (
 // angle when the codeword would be too long (§4.3.4.4), after the spreading
 // rotation the decoder will undo (§4.3.4.3).
 
-// Spreading decisions (RFC 6716 §4.3.4.3); this encoder always uses normal.
+// Spreading decisions (RFC 6716 §4.3.4.3), with spreadLight and
+// spreadAggressive.
 const (
 	spreadNone   = 0
 	spreadNormal = 2
