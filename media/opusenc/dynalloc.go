@@ -7,7 +7,7 @@ package opusenc
 // thirds of the frame. lsbDepth is the input's resolution in bits. It
 // also weighs each band for the spreading decision by how far it stands
 // above a simple masking curve (a masked band's shape does not matter).
-func dynallocAnalysis(logE *[numBands]float32, frameBytes, lsbDepth int, boosts, spreadWeight *[numBands]int) {
+func dynallocAnalysis(logE *[numBands]float32, frameBytes, lsbDepth int, transient bool, boosts, spreadWeight *[numBands]int) {
 	*boosts = [numBands]int{}
 	var noiseFloor, follower, mask [numBands]float32
 	maxDepth := float32(-31.9)
@@ -59,7 +59,9 @@ func dynallocAnalysis(logE *[numBands]float32, frameBytes, lsbDepth int, boosts,
 	for b := range numBands {
 		f := max(follower[b], noiseFloor[b])
 		f = max(0, logE[b]-f)
-		f /= 2 // a long block in CBR: half the boost
+		if !transient {
+			f /= 2 // a long block in CBR: half the boost
+		}
 		switch {
 		case b < 8:
 			f *= 2

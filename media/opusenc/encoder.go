@@ -21,6 +21,10 @@ const (
 	Delay = overlap
 )
 
+// minTransientBytes is the smallest frame, in bytes after the TOC, that
+// may use short blocks: the coarse energy costs at most 15 bits a band.
+const minTransientBytes = 60
+
 // lm is log2 of the frame's length in 2.5 ms blocks: CELT's LM for 20 ms.
 const lm = 3
 
@@ -46,6 +50,7 @@ type Options struct {
 type Encoder struct {
 	packetSize int
 	mdct       *mdct
+	shortMDCT  *mdct
 	scratch    pvqScratch
 
 	emphMem float32                      // the previous input sample, for pre-emphasis
@@ -61,6 +66,9 @@ type Encoder struct {
 
 	spread        int // the last spreading decision
 	spreadAverage int // its smoothed measure
+
+	consecTransients int // how many frames in a row were transient
+	scratchIn        [frameSize + overlap]float32
 }
 
 // New returns an Encoder for opts.
@@ -72,7 +80,7 @@ func New(opts Options) (*Encoder, error) {
 	if rate < MinBitrate || rate > MaxBitrate {
 		return nil, fmt.Errorf("%w: %d bit/s, want %d to %d", ErrBitrate, rate, MinBitrate, MaxBitrate)
 	}
-	e := &Encoder{packetSize: rate / 400, mdct: newMDCT()}
+	e := &Encoder{packetSize: rate / 400, mdct: newMDCT(frameSize), shortMDCT: newMDCT(shortBlock)}
 	e.Reset()
 	return e, nil
 }
@@ -90,6 +98,7 @@ func (e *Encoder) Reset() {
 		e.oldE[b] = -28
 	}
 	e.spread, e.spreadAverage = spreadNormal, 256
+	e.consecTransients = 0
 }
 
 // FinalRange is the range coder's state after the last packet (the
@@ -171,21 +180,38 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	if re.tell()+16 <= budget {
 		re.bitLogP(false, 1) // no pitch post-filter
 	}
+	// A frame with an attack is coded as 8 short blocks, so that the
+	// attack's quantisation noise stays in the 2.5 ms around it; only in
+	// frames of at least minTransientBytes, where the coarse energy can
+	// never crowd out the time-frequency flags that keep the blocks short.
+	transient := false
 	if re.tell()+3 <= budget {
-		re.bitLogP(false, 3) // long blocks: no transient
+		transient = len(frame) >= minTransientBytes && isTransient(e.in[:], e.scratchIn[:])
+		re.bitLogP(transient, 3)
 	}
-
-	e.mdct.forward(e.in[:], e.coeffs[:])
+	blocks := 1
+	if transient {
+		blocks = 1 << lm
+		for b := range blocks {
+			e.shortMDCT.forward(e.in[b*shortBlock:b*shortBlock+shortBlock+overlap], e.coeffs[b:], blocks)
+		}
+	} else {
+		e.mdct.forward(e.in[:], e.coeffs[:], 1)
+	}
 	var logE, errs [numBands]float32
 	bandLogEnergy(e.coeffs[:], &logE)
 	e.quantCoarseEnergy(&re, &logE, !e.started, budget, &errs)
 	e.started = true
 
 	var spreadWeight [numBands]int
-	dynallocAnalysis(&logE, len(frame), e.lsbDepth, &e.boosts, &spreadWeight)
-	encodeTF(&re, budget)
+	dynallocAnalysis(&logE, len(frame), e.lsbDepth, transient, &e.boosts, &spreadWeight)
+	encodeTF(&re, budget, transient)
 	if re.tell()+4 <= budget {
-		e.spread = spreadDecision(e.coeffs[:], &spreadWeight, &e.spreadAverage, e.spread)
+		if transient {
+			e.spread = spreadNormal
+		} else {
+			e.spread = spreadDecision(e.coeffs[:], &spreadWeight, &e.spreadAverage, e.spread)
+		}
 		re.icdf(e.spread, icdfSpread, 5)
 	} else {
 		e.spread = spreadNormal // what the decoder assumes
@@ -199,9 +225,25 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	}
 
 	var a allocation
-	computeAllocation(&re, totalFrac-re.tellFrac()-1, trim, &e.boosts, &a)
+	bits := totalFrac - re.tellFrac() - 1
+	// A transient frame keeps a bit for anti-collapse (RFC 6716 §4.3.5).
+	antiCollapse := 0
+	if transient && bits >= (lm+2)<<bitRes {
+		antiCollapse = 1 << bitRes
+	}
+	computeAllocation(&re, bits-antiCollapse, trim, &e.boosts, &a)
 	e.quantFineEnergy(&re, &a.fine, &errs)
-	quantAllBands(&re, e.coeffs[:], &a, totalFrac, e.spread, &e.scratch)
+	quantAllBands(&re, e.coeffs[:], &a, totalFrac-antiCollapse, e.spread, blocks, &e.scratch)
+	if antiCollapse > 0 {
+		// Let the decoder fill short blocks left without pulses, unless
+		// attacks have followed each other for a while.
+		re.rawBits(uint32(boolInt(e.consecTransients < 2)), 1)
+	}
+	if transient {
+		e.consecTransients++
+	} else {
+		e.consecTransients = 0
+	}
 	e.quantEnergyFinalise(&re, &a.fine, &a.priority, &errs, budget-re.tell())
 	re.done()
 	if re.overflowed {
@@ -240,20 +282,37 @@ func allocTrim(logE *[numBands]float32, frameBytes int) int {
 	return max(0, min(10, int(math.Floor(float64(0.5+trim)))))
 }
 
-// encodeTF codes "no time-frequency change" for every band (RFC 6716
-// §4.3.1): with long blocks only, a change would trade frequency for time
-// resolution the encoder has not analysed.
-func encodeTF(re *rangeEncoder, budget int) {
+// encodeTF codes the time-frequency resolution of every band (RFC 6716
+// §4.3.1): unchanged, for a long block; for short blocks, the short
+// blocks' own time resolution (tf_change 0, which a transient frame codes
+// as a 1 and tf_select 0). With long blocks only, trading frequency for
+// time resolution would need an analysis this encoder does not make.
+func encodeTF(re *rangeEncoder, budget int, transient bool) {
 	logp := uint(4)
-	tell := re.tell()
-	if tell+int(logp)+1 <= budget {
-		budget-- // room for tf_select, which is not coded: both choices agree for all-zero changes
+	if transient {
+		logp = 2
 	}
+	reserve := re.tell()+int(logp)+1 <= budget
+	if reserve {
+		budget--
+	}
+	want, curr, changed := boolInt(transient), 0, 0
 	for range numBands {
 		if re.tell()+int(logp) <= budget {
-			re.bitLogP(false, logp)
+			re.bitLogP(want != curr, logp)
+			curr = want
+			changed |= curr
 		}
 		logp = 5
+		if transient {
+			logp = 4
+		}
+	}
+	// tf_select (RFC 6716 Table 62, LM 3), coded only when it matters.
+	selectTable := [8]int{0, -2, 0, -3, 3, 0, 1, -1}
+	t := 4 * boolInt(transient)
+	if reserve && selectTable[t+changed] != selectTable[t+2+changed] {
+		re.bitLogP(false, 1)
 	}
 }
 

@@ -78,6 +78,7 @@ func TestFinalRangeMatchesLibopus(t *testing.T) {
 		{"white noise", noise(0.5, 1)},
 		{"full scale noise", noise(1, 0.5)},
 		{"speech", speech(t)},
+		{"claps (short blocks)", claps(1)},
 		{"silence then tone", append(make([]float32, 4800), sine(1000, 0.5, 0.5)...)},
 	}
 	for _, rate := range []int{opusenc.MinBitrate, 16000, 64000, 192000, opusenc.MaxBitrate} {
