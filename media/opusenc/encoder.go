@@ -3,6 +3,7 @@ package opusenc
 import (
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 const (
@@ -67,6 +68,9 @@ type Encoder struct {
 	spread        int // the last spreading decision
 	spreadAverage int // its smoothed measure
 
+	pre [maxPeriod + frameSize]float32 // pre-emphasised input before the pitch filter: history | frame
+	pf  pitchFilter
+
 	consecTransients int // how many frames in a row were transient
 	scratchIn        [frameSize + overlap]float32
 }
@@ -92,6 +96,8 @@ func New(opts Options) (*Encoder, error) {
 // before it (intra-frame energy, an empty overlap).
 func (e *Encoder) Reset() {
 	clear(e.in[:])
+	clear(e.pre[:])
+	e.pf.period, e.pf.gain = minPeriod, 0
 	e.emphMem = 0
 	e.started = false
 	for b := range e.oldE {
@@ -147,12 +153,14 @@ func (e *Encoder) encode(out []byte) (int, error) {
 	out[0] = toc
 	frame := out[1:]
 
-	// Pre-emphasis at CELT's internal scale (the decoder divides by 32768).
+	// Pre-emphasis at CELT's internal scale (the decoder divides by 32768),
+	// after the history the pitch pre-filter reaches into.
 	copy(e.in[:overlap], e.in[frameSize:])
+	copy(e.pre[:maxPeriod], e.pre[frameSize:])
 	silent := true
 	for i, v := range e.pcm {
 		x := v * 32768
-		e.in[overlap+i] = x - preemphasis*e.emphMem
+		e.pre[maxPeriod+i] = x - preemphasis*e.emphMem
 		e.emphMem = x
 		if x != 0 {
 			silent = false
@@ -173,13 +181,38 @@ func (e *Encoder) encode(out []byte) (int, error) {
 		for b := range e.oldE {
 			e.oldE[b] = -28
 		}
+		clear(e.in[overlap:])
+		e.pf.gain = 0
 		re.done()
 		e.rng = re.rng
 		return e.packetSize, nil
 	}
-	if re.tell()+16 <= budget {
-		re.bitLogP(false, 1) // no pitch post-filter
+
+	// The pitch pre-filter, when the frame is periodic enough and large
+	// enough to carry its parameters.
+	period, gainIndex, gain := minPeriod, 0, float32(0)
+	if len(frame) > 12 {
+		t, corr := e.pf.pitchSearch(e.pre[:])
+		period, gainIndex, gain = e.pf.decide(t, corr, len(frame))
 	}
+	if re.tell()+16 <= budget {
+		re.bitLogP(gain > 0, 1)
+		if gain > 0 {
+			coded := period + 1
+			octave := bits.Len(uint(coded)) - 5
+			re.uniform(uint32(octave), 6)
+			re.rawBits(uint32(coded-16<<octave), uint(4+octave))
+			re.rawBits(uint32(gainIndex), 3)
+			if re.tell()+2 <= budget {
+				re.icdf(0, icdfTapset, 2)
+			}
+		}
+	} else {
+		gain = 0
+	}
+	combFilter(e.in[overlap:], e.pre[:], maxPeriod, e.pf.period, period, e.pf.gain, gain, 0, 0, &e.mdct.window)
+	e.pf.period, e.pf.gain = period, gain
+
 	// A frame with an attack is coded as 8 short blocks, so that the
 	// attack's quantisation noise stays in the 2.5 ms around it; only in
 	// frames of at least minTransientBytes, where the coarse energy can
