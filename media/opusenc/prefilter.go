@@ -54,10 +54,7 @@ func (p *pitchFilter) pitchSearch(x []float32) (int, float32) {
 	best, bestScore := 0, 0.0
 	scores := p.scores[:]
 	for lag := lo; lag <= (maxPeriod-2)/4; lag++ {
-		var c float64
-		for i := start; i < end; i++ {
-			c += float64(d[i]) * float64(d[i-lag])
-		}
+		c := float64(dot(d[start:end], d[start-lag:end-lag]))
 		scores[lag] = 0
 		if c > 0 && ey > 0 {
 			scores[lag] = c * c / ey
@@ -98,12 +95,8 @@ func (p *pitchFilter) pitchSearch(x []float32) (int, float32) {
 	period, gain := minPeriod, float32(0)
 	bestScore = 0
 	for t := max(minPeriod, 4*best-4); t <= min(maxPeriod-2, 4*best+4); t++ {
-		var c, e float64
-		for i, v := range cur {
-			y := x[maxPeriod+i-t]
-			c += float64(v) * float64(y)
-			e += float64(y) * float64(y)
-		}
+		lagged := x[maxPeriod-t : maxPeriod-t+len(cur)]
+		c, e := float64(dot(cur, lagged)), float64(dot(lagged, lagged))
 		if c > 0 && e > 0 {
 			if score := c * c / e; score > bestScore {
 				bestScore = score
@@ -177,4 +170,21 @@ func combFilter(y, x []float32, base, t0, t1 int, g0, g1 float32, tap0, tap1 int
 		j := base + i
 		y[i] = x[j] + b0*x[j-t1] + b1*(x[j-t1+1]+x[j-t1-1]) + b2*(x[j-t1+2]+x[j-t1-2])
 	}
+}
+
+// dot is the inner product of a and b[:len(a)], four products at a time.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return s0 + s1 + s2 + s3
 }
