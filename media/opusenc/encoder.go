@@ -47,7 +47,7 @@ type Options struct {
 // Encoder turns 20 ms mono frames at 48 kHz into CELT-only Opus packets
 // of a constant size. It keeps the state of the stream (the transform's
 // overlap, the energies the decoder has), so one Encoder serves one stream;
-// it is not safe for concurrent use.
+// it is not safe for concurrent use. Encoding a frame allocates nothing.
 type Encoder struct {
 	packetSize int
 	mdct       *mdct
@@ -55,7 +55,7 @@ type Encoder struct {
 	scratch    pvqScratch
 
 	emphMem float32                      // the previous input sample, for pre-emphasis
-	in      [frameSize + overlap]float32 // [overlap kept from the last frame | this frame]
+	in      [frameSize + overlap]float32 // the transform's input, pitch-filtered: [overlap kept from the last frame | this frame]
 	coeffs  [frameSize]float32
 	oldE    [numBands]float32 // the decoder's energies after the last frame
 	started bool              // a frame has been coded: inter-frame prediction is possible
