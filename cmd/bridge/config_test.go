@@ -83,6 +83,13 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("ICE_SERVERS", "turn:turn.example.com:3478"), []string{"ICE_SERVERS", "needs user:password@"}},
 		{with("ICE_SERVERS", "stun:u:p@stun.example.com"), []string{"ICE_SERVERS", "only TURN servers take credentials"}},
 		{with("ICE_SERVERS", "http://stun.example.com"), []string{"ICE_SERVERS", "not stun, stuns, turn or turns"}},
+		{with("OPERATOR_TOKEN", "short"), []string{"OPERATOR_TOKEN", "shorter than 32", "openssl rand"}},
+		{with("ROOMS_PER_USER", "0"), []string{"ROOMS_PER_USER", "not a positive number"}},
+		{with("SOCKETS_PER_USER", "many"), []string{"SOCKETS_PER_USER", "not a positive number"}},
+		{with("MAX_CONNS_PER_IP", "-1"), []string{"MAX_CONNS_PER_IP", "not a positive number"}},
+		{with("MAX_CONNS", "x"), []string{"MAX_CONNS", "not a positive number"}},
+		{with("JWKS_TIMEOUT", "0s"), []string{"JWKS_TIMEOUT", "not a positive duration"}},
+		{with("ADMIN_CLAIM", " "), []string{"ADMIN_CLAIM", "is empty"}},
 	}
 	for _, tc := range cases {
 		_, err := loadConfig(nil, envFrom(tc.env))
