@@ -101,7 +101,11 @@ func (h *Hub) serveInternalEvent(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", tooBig.Limit)})
 			return
 		}
-		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Message: "cannot read body (sent too slowly or cut off)"})
+		if isTimeout(err) {
+			writeBodyTimeout(w)
+			return
+		}
+		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Message: "cannot read body"})
 		return
 	}
 	w.Header().Del("Connection")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -99,8 +100,26 @@ func (h *Hub) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", tooBig.Limit)})
 		return false
 	}
+	if isTimeout(err) {
+		writeBodyTimeout(w)
+		return false
+	}
 	writeError(w, http.StatusBadRequest, bodyError(err))
 	return false
+}
+
+// isTimeout: the read deadline the server sets on a request's body
+// passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeBodyTimeout answers a body that did not arrive in time; the
+// connection closes.
+func writeBodyTimeout(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, apiError{Code: "body_timeout", Message: "the request body did not arrive in time"})
 }
 
 // bodyError turns a JSON decoding error into an answer naming the field.

@@ -19,7 +19,9 @@ type serverLimits struct {
 	// headers; a body trickled slower is cut off and the connection
 	// closed. Default 10 s.
 	BodyTimeout time.Duration
-	// WriteTimeout bounds writing an answer. Default 30 s.
+	// WriteTimeout bounds writing an answer, counted like BodyTimeout
+	// from the end of the headers, so it must be the longer: a body that
+	// timed out still gets its 408. Default 30 s.
 	WriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that sends no next
 	// request. Default 60 s.

@@ -19,7 +19,7 @@ import (
 )
 
 // shortLimits are server limits a test can wait out.
-var shortLimits = serverLimits{HeaderTimeout: time.Second, BodyTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second}
+var shortLimits = serverLimits{HeaderTimeout: time.Second, BodyTimeout: 2 * time.Second, WriteTimeout: 4 * time.Second, IdleTimeout: 2 * time.Second}
 
 // needFDs fails the test when the process may not hold n descriptors
 // (both ends of each loopback connection are in this process).
@@ -150,10 +150,15 @@ func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
 						}
 					}
 				}()
-				at, err := closedBy(conn, conn, start.Add(shortLimits.BodyTimeout+20*time.Second))
+				var answer strings.Builder
+				at, err := closedBy(conn, io.TeeReader(conn, &answer), start.Add(shortLimits.BodyTimeout+20*time.Second))
 				close(stop)
 				if err != nil {
 					errs <- fmt.Errorf("trickling connection %d still open: %v", i, err)
+					return
+				}
+				if a := answer.String(); !strings.HasPrefix(a, "HTTP/1.1 408 ") || !strings.Contains(a, `"body_timeout"`) {
+					errs <- fmt.Errorf("trickling connection %d was answered %q, want 408 body_timeout", i, a)
 					return
 				}
 				closed.Add(1)
