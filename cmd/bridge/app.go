@@ -264,7 +264,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		},
 		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
 		Grace:        cfg.RoomGrace,
-		Logger:       a.log.With("component", "media"),
+		Logger:       a.log, // media adds component=media itself
 		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {
