@@ -189,7 +189,7 @@ func report(out io.Writer, samples []sample, warmup time.Duration) error {
 		}
 	}
 	fmt.Fprintf(out, "soak: slopes over the last %d samples (%s after a %s warm-up), per minute:\n",
-		len(window), window[len(window)-1].at-window[0].at, window[0].at.Round(time.Second))
+		len(window), (window[len(window)-1].at - window[0].at).Round(time.Second), window[0].at.Round(time.Second))
 	for _, m := range metricOrder {
 		xs := make([]float64, len(window))
 		ys := make([]float64, len(window))
