@@ -94,7 +94,9 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	}
 	add := func(id, name string) (*voiceemu.Member, error) {
 		d.Discord.AddMember(id, name)
-		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID})
+		// Nobody reads the demo members' recordings: they keep none, so a
+		// demo left running for days stays at flat memory.
+		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID, Record: -1})
 		if err != nil {
 			return nil, err
 		}

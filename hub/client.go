@@ -62,6 +62,7 @@ type Client struct {
 	closeCode   int
 	closeReason string
 	finished    bool
+	counted     bool // holds one of its user's SocketsPerUser
 	onClose     []func()
 }
 
@@ -288,6 +289,10 @@ func (c *Client) run() {
 // finish runs the OnClose callbacks, after the hub has forgotten c.
 func (c *Client) finish() {
 	c.mu.Lock()
+	if c.counted {
+		c.counted = false
+		c.hub.access.removeSocket(c.userID)
+	}
 	c.finished = true
 	fns := c.onClose
 	c.onClose = nil
@@ -390,7 +395,8 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	claims, err := c.hub.opts.Auth.Verify(ctx, am.Token)
 	cancel()
 	if err != nil {
-		return c.authFailed(msg.ID, again, err.Error())
+		c.log.Debug("token refused", "err", err) // the detail may quote the token: logs only
+		return c.authFailed(msg.ID, again, PublicReason(err))
 	}
 	c.mu.Lock()
 	if again && claims.Subject != c.userID {
@@ -408,10 +414,24 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	ack := ackMessage{
 		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: c.hub.opts.GuildID,
 		UserID: claims.Subject, Name: claims.Name, ClientID: c.id, ExpiresAt: claims.Expiry.Unix(),
+		Admin: c.hub.IsAdmin(claims),
 	}
 	if again {
 		_ = c.Send(ack)
 	} else {
+		if !c.hub.access.addSocket(claims.Subject, c.hub.opts.SocketsPerUser) {
+			c.log.Info("refusing a socket over the per-user limit", "user_id", claims.Subject, "limit", c.hub.opts.SocketsPerUser)
+			c.close(CloseTooManySockets, fmt.Sprintf("this user already holds %d connections, the most allowed", c.hub.opts.SocketsPerUser))
+			return false
+		}
+		c.mu.Lock()
+		c.counted = true
+		c.mu.Unlock()
+		// Out of the listener's unauthenticated count (cmd/bridge caps
+		// those); the per-user limit bounds it from now on.
+		if a, ok := c.conn.UnderlyingConn().(interface{ Authenticated() }); ok {
+			a.Authenticated()
+		}
 		if !c.hub.authenticated(c, ack) {
 			c.close(websocket.CloseGoingAway, "server shutting down")
 			return false

@@ -31,7 +31,12 @@ type app struct {
 	ln    net.Listener
 	front *front            // HTTPS, redirect and trusted proxies (tls.go)
 	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
-	done  chan error
+	conns *connLimiter
+	// serving is set once Serve owns the listener.
+	serving bool
+	// verifier checks tokens against JWKS_URL (nil with dev auth).
+	verifier *hub.Verifier
+	done     chan error
 }
 
 // devIssuer and devAudience are the claims of dev-auth tokens.
@@ -47,19 +52,43 @@ type tuning struct {
 	gateway func(*gateway.Options)
 	media   func(*media.Options)
 	turn    func(*media.TURNOptions)
+	server  serverLimits
 }
 
 func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	return newTunedApp(ctx, cfg, log, tuning{})
 }
 
-func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, done: make(chan error, 1)}
-	defer func() {
-		if err != nil {
-			a.closeParts(context.Background())
+func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (*app, error) {
+	a := &app{cfg: cfg, log: log, done: make(chan error, 1)}
+	if err := a.start(ctx, tune); err != nil {
+		// Whatever started is stopped again: a failed start leaves no
+		// listener and no goroutine behind.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if cerr := a.closeParts(closeCtx); cerr != nil {
+			log.Warn("cleanup after a failed start", "err", cerr)
 		}
-	}()
+		return nil, err
+	}
+	return a, nil
+}
+
+// start wires and starts every part; an error is a *StartError and a
+// failed start leaves a for closeParts to undo.
+func (a *app) start(ctx context.Context, tune tuning) error {
+	cfg, log := a.cfg, a.log
+	limits := tune.server.withDefaults()
+
+	// The port first: a busy LISTEN_ADDR is the commonest failure and
+	// needs nothing else started to be found.
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return &StartError{What: "LISTEN_ADDR " + cfg.ListenAddr, Err: err,
+			Fix: "stop whatever listens there, or set LISTEN_ADDR to a free address such as :8081"}
+	}
+	a.conns = newConnLimiter(ln, cfg.MaxConnsPerIP, cfg.MaxConns, cfg.TrustedProxies, log.With("component", "bridge"))
+	a.ln = a.conns
 
 	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
@@ -67,12 +96,12 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		demoOpts.Logger = log
 		a.demo, err = emulator.StartDemo(demoOpts)
 		if err != nil {
-			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
+			return &StartError{What: "embedded Discord emulator", Err: err, Fix: "report this as a bug, or set DISCORD_BOT_TOKEN to run against Discord"}
 		}
 		o := a.demo.Discord.Options()
 		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
 		apiBase = a.demo.Discord.URL() + "/api/v10"
-		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
+		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
 
 	gwOpts := gateway.Options{
@@ -84,6 +113,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		OnEvent: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
+				a.hub.RoomEnded(p.ChannelID)
 				a.media.RoomEnded(p.ChannelID)
 			}
 		},
@@ -91,9 +121,8 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if tune.gateway != nil {
 		tune.gateway(&gwOpts)
 	}
-	a.gw, err = gateway.New(gwOpts)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	if a.gw, err = gateway.New(gwOpts); err != nil {
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
 	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
 		Token:      token,
@@ -104,7 +133,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		Members:    a.gw.Members,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rooms: %w", err)
+		return &StartError{What: "Discord rooms", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
 
 	hubOpts := hub.Options{
@@ -112,60 +141,72 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		Rooms:          roomsAdapter{rooms},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
+		OperatorToken:  []byte(cfg.OperatorToken),
+		AdminClaim:     cfg.AdminClaim,
+		AdminRole:      cfg.AdminRole,
+		RoomsPerHour:   cfg.RoomsPerUser,
+		SocketsPerUser: cfg.SocketsPerUser,
 		Status:         func() any { return a.gw.Status() },
-		Ready:          func() bool { return a.gw.Status().State == gateway.StateReady },
-		Logger:         log.With("part", "hub"),
+		Ready:          func() error { return gatewayReadiness(a.gw.Status()) },
+		Logger:         log.With("component", "hub"),
 	}
 	if cfg.DevAuth {
 		dev, err := hub.NewDevAuth(devIssuer, devAudience)
 		if err != nil {
-			return nil, fmt.Errorf("dev auth: %w", err)
+			return &StartError{What: "dev auth", Err: err, Fix: "report this as a bug"}
 		}
 		hubOpts.DevAuth = dev
 		hubOpts.Auth = dev.Verifier()
 		log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
 	} else {
-		hubOpts.Auth, err = hub.NewVerifier(ctx, hub.VerifierOptions{
-			JWKSURL:  cfg.JWKSURL,
-			Issuer:   cfg.JWTIssuer,
-			Audience: cfg.JWTAudience,
+		a.verifier, err = hub.NewVerifier(ctx, hub.VerifierOptions{
+			JWKSURL:      cfg.JWKSURL,
+			Issuer:       cfg.JWTIssuer,
+			Audience:     cfg.JWTAudience,
+			FetchTimeout: cfg.JWKSTimeout,
+			Logger:       log.With("component", "hub"),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("JWKS_URL: %w", err)
+			return &StartError{What: "JWKS_URL " + cfg.JWKSURL, Err: err,
+				Fix: fmt.Sprintf("check that JWKS_URL is your identity provider's key set and answers within JWKS_TIMEOUT (%s)", cfg.JWKSTimeout)}
 		}
+		hubOpts.Auth = a.verifier
 	}
-	a.hub, err = hub.New(hubOpts)
-	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+	if a.hub, err = hub.New(hubOpts); err != nil {
+		return &StartError{What: "hub", Err: err, Fix: "check ALLOWED_ORIGINS, ADMIN_CLAIM and the per-user limits"}
 	}
 
 	if a.front, err = newFront(cfg, log); err != nil {
-		return nil, err
+		return &StartError{What: "HTTPS", Err: err,
+			Fix: "check that TLS_CERT_FILE and TLS_KEY_FILE are a readable PEM pair, or TLS_DOMAIN and ACME_CACHE_DIR"}
 	}
 	if a.turn, err = startTURN(cfg, a.front.tls, log, tune.turn); err != nil {
-		return nil, err
+		return &StartError{What: fmt.Sprintf("embedded TURN server (TURN_PORT %d)", cfg.TURNPort), Err: err,
+			Fix: "stop whatever uses that port, or set TURN_PORT to a free one"}
 	}
 	if a.media, err = media.NewManager(a.mediaOptions(guildID, tune)); err != nil {
-		return nil, fmt.Errorf("media: %w", err)
+		return &StartError{What: fmt.Sprintf("media (ICE_UDP_PORT %d)", cfg.ICEUDPPort), Err: err,
+			Fix: "stop whatever uses that UDP port, or set ICE_UDP_PORT to a free one"}
 	}
 	wireSignaling(a.hub, a.media)
 
 	a.srv = &http.Server{
-		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	a.ln, err = net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+		Handler:           limits.wrap(trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler()))),
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "bridge").Handler(), slog.LevelWarn),
 	}
 	warnInsecure(cfg, a.ln.Addr(), log)
-	if a.ln, err = a.front.listener(a.ln); err != nil {
-		return nil, err
+	tlsLn, err := a.front.listener(a.ln)
+	if err != nil {
+		return &StartError{What: "HTTPS", Err: err, Fix: "stop whatever listens on HTTP_REDIRECT_ADDR, or set HTTP_REDIRECT_ADDR=off"}
 	}
+	a.ln = tlsLn
 	if err := a.gw.Open(ctx); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN and the network path to Discord"}
 	}
+	a.serving = true
 	go func() {
 		err := a.srv.Serve(a.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -173,7 +214,20 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		}
 		a.done <- err
 	}()
-	return a, nil
+	return nil
+}
+
+// gatewayReadiness says, for anyone to read on /readyz, why the bridge is
+// not ready: the gateway's state and its last problem, nothing of its
+// session.
+func gatewayReadiness(st gateway.Status) error {
+	switch {
+	case st.State == gateway.StateReady:
+		return nil
+	case st.LastError != "":
+		return fmt.Errorf("Discord gateway is %s: %s", st.State, st.LastError)
+	}
+	return fmt.Errorf("Discord gateway is %s", st.State)
 }
 
 // Addr is the address the HTTP server listens on.
@@ -233,7 +287,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		},
 		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
 		Grace:        cfg.RoomGrace,
-		Logger:       a.log,
+		Logger:       a.log, // media adds component=media itself
 		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {
@@ -262,6 +316,13 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 
 func (a *app) closeParts(ctx context.Context) error {
 	var errs []error
+	if !a.serving && a.ln != nil {
+		// Opened but never served: no Shutdown will close the listener.
+		errs = append(errs, a.ln.Close())
+	}
+	if a.verifier != nil {
+		a.verifier.Close()
+	}
 	if a.media != nil {
 		errs = append(errs, a.media.Close(ctx))
 	}

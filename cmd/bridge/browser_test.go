@@ -511,6 +511,11 @@ func TestBrowserEndRoomDisconnectsCall(t *testing.T) {
 	bob.signIn(st.base, "bob")
 	id := alice.createRoom("Short-lived", 0)
 	bob.waitJS("bob sees the new room", 5*time.Second, `!!(`+roomSel("Short-lived")+`)`)
+	// Only its creator (or an admin) is offered End.
+	if got := eval[bool](bob, `!!`+roomSel("Short-lived")+`.querySelector('[data-testid=room-end]')`); got {
+		t.Error("bob, neither creator nor admin, is offered End on alice's room")
+	}
+	alice.waitJS("alice is offered End on her room", 5*time.Second, `!!`+roomSel("Short-lived")+`.querySelector('[data-testid=room-end]')`)
 	bob.join("Short-lived")
 	bob.waitJS("bob's call connects", 10*time.Second, `window.__bridge.state().call?.state === 'connected'`)
 

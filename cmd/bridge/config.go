@@ -32,6 +32,20 @@ type Config struct {
 
 	HMACSecret     string
 	AllowedOrigins []string
+	OperatorToken  string
+
+	// AdminClaim and AdminRole: a token whose AdminClaim claim is
+	// AdminRole, or a list holding it, may end any room.
+	AdminClaim, AdminRole string
+	// RoomsPerUser rooms a user may create per hour; SocketsPerUser
+	// /api/ws connections a user may hold at once.
+	RoomsPerUser, SocketsPerUser int
+	// MaxConnsPerIP and MaxConns cap connections that have not
+	// authenticated, from one address and in all.
+	MaxConnsPerIP, MaxConns int
+	// JWKSTimeout bounds each JWKS fetch; at start the bridge gives up
+	// after it.
+	JWKSTimeout time.Duration
 
 	LogLevel  string
 	LogFormat string
@@ -83,9 +97,17 @@ var settings = []setting{
 	{"JWKS_URL", "", "JWKS URL of the identity provider whose JWTs the API accepts; required with a token unless DEV_AUTH=1"},
 	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
 	{"JWT_AUDIENCE", "", "expected aud claim; required with JWKS_URL"},
+	{"JWKS_TIMEOUT", "10s", "how long one JWKS fetch may take; at start the bridge fails after it when the JWKS does not answer"},
 	{"DEV_AUTH", "", "1 turns on dev auth (self-issued tokens) even with a bot token; never in production"},
 	{"HUB_HMAC_SECRET", "", "secret for POST /api/internal/events signatures (at least 32 bytes); empty disables the endpoint"},
 	{"ALLOWED_ORIGINS", "", "comma-separated origins allowed to open /api/ws; empty allows same-origin only"},
+	{"OPERATOR_TOKEN", "", "bearer token (at least 32 bytes) that shows operators the parts' status and the process's memory on GET /readyz; empty shows only ready or not and why"},
+	{"ADMIN_CLAIM", "roles", "JWT claim that carries a user's roles (a string or a list of strings)"},
+	{"ADMIN_ROLE", "admin", "role in ADMIN_CLAIM that may end any room (others may end only the rooms they created)"},
+	{"ROOMS_PER_USER", "10", "rooms one user may create per hour; beyond it POST /api/create-room answers 429"},
+	{"SOCKETS_PER_USER", "8", "/api/ws connections one user may hold at once; beyond it the auth is refused with 4429"},
+	{"MAX_CONNS_PER_IP", "64", "connections one address may hold before it authenticates (behind a reverse proxy, all come from the proxy: raise it)"},
+	{"MAX_CONNS", "1024", "connections all addresses together may hold before they authenticate"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"ICE_UDP_PORT", "8443", "the one UDP port all WebRTC peers use"},
@@ -138,18 +160,21 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	get := func(name string) string { return strings.TrimSpace(*values[name]) }
 
 	c := &Config{
-		ListenAddr:  get("LISTEN_ADDR"),
-		BotToken:    get("DISCORD_BOT_TOKEN"),
-		GuildID:     get("DISCORD_GUILD_ID"),
-		CategoryID:  get("ROOM_CATEGORY_ID"),
-		APIBase:     get("DISCORD_API_BASE"),
-		JWKSURL:     get("JWKS_URL"),
-		JWTIssuer:   get("JWT_ISSUER"),
-		JWTAudience: get("JWT_AUDIENCE"),
-		HMACSecret:  *values["HUB_HMAC_SECRET"],
-		LogLevel:    strings.ToLower(get("LOG_LEVEL")),
-		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
-		ICEPublicIP: get("ICE_PUBLIC_IP"),
+		ListenAddr:    get("LISTEN_ADDR"),
+		BotToken:      get("DISCORD_BOT_TOKEN"),
+		GuildID:       get("DISCORD_GUILD_ID"),
+		CategoryID:    get("ROOM_CATEGORY_ID"),
+		APIBase:       get("DISCORD_API_BASE"),
+		JWKSURL:       get("JWKS_URL"),
+		JWTIssuer:     get("JWT_ISSUER"),
+		JWTAudience:   get("JWT_AUDIENCE"),
+		HMACSecret:    *values["HUB_HMAC_SECRET"],
+		OperatorToken: get("OPERATOR_TOKEN"),
+		AdminClaim:    get("ADMIN_CLAIM"),
+		AdminRole:     get("ADMIN_ROLE"),
+		LogLevel:      strings.ToLower(get("LOG_LEVEL")),
+		LogFormat:     strings.ToLower(get("LOG_FORMAT")),
+		ICEPublicIP:   get("ICE_PUBLIC_IP"),
 	}
 	c.Embedded = c.BotToken == ""
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
@@ -208,6 +233,26 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if c.HMACSecret != "" && len(c.HMACSecret) < 32 {
 		bad("HUB_HMAC_SECRET", fmt.Sprintf("is %d bytes, shorter than 32", len(c.HMACSecret)), "generate one with: openssl rand -hex 32")
 	}
+	if c.OperatorToken != "" && len(c.OperatorToken) < 32 {
+		bad("OPERATOR_TOKEN", fmt.Sprintf("is %d bytes, shorter than 32", len(c.OperatorToken)), "generate one with: openssl rand -hex 32")
+	}
+	if c.AdminClaim == "" {
+		bad("ADMIN_CLAIM", "is empty", "leave it unset for the default \"roles\", or name the claim your identity provider puts roles in")
+	}
+	if c.AdminRole == "" {
+		bad("ADMIN_ROLE", "is empty", "leave it unset for the default \"admin\", or name the role that may end any room")
+	}
+	for _, lim := range []struct {
+		name string
+		to   *int
+	}{{"ROOMS_PER_USER", &c.RoomsPerUser}, {"SOCKETS_PER_USER", &c.SocketsPerUser},
+		{"MAX_CONNS_PER_IP", &c.MaxConnsPerIP}, {"MAX_CONNS", &c.MaxConns}} {
+		if n, err := strconv.Atoi(get(lim.name)); err != nil || n < 1 {
+			bad(lim.name, fmt.Sprintf("%q is not a positive number", get(lim.name)), "use a whole number of at least 1")
+		} else {
+			*lim.to = n
+		}
+	}
 	for _, o := range c.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
 			bad("ALLOWED_ORIGINS", fmt.Sprintf("%q is not an origin", o), "list origins as scheme://host[:port], comma-separated")
@@ -241,6 +286,11 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 			continue
 		}
 		c.ICEServers = append(c.ICEServers, srv)
+	}
+	if d, err := time.ParseDuration(get("JWKS_TIMEOUT")); err != nil || d <= 0 {
+		bad("JWKS_TIMEOUT", fmt.Sprintf("%q is not a positive duration", get("JWKS_TIMEOUT")), "use a Go duration such as 10s")
+	} else {
+		c.JWKSTimeout = d
 	}
 	if d, err := time.ParseDuration(get("ROOM_GRACE_PERIOD")); err != nil || d < 0 {
 		bad("ROOM_GRACE_PERIOD", fmt.Sprintf("%q is not a duration", get("ROOM_GRACE_PERIOD")), "use a Go duration such as 30s or 2m")

@@ -104,6 +104,13 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("TURN_SECRET", "short"), []string{"TURN_SECRET", "shorter than 32"}},
 		{with("TURN_CREDENTIAL_TTL", "1ms"), []string{"TURN_CREDENTIAL_TTL", "a second or more"}},
 		{with("TURN_USER_KBPS", "10"), []string{"TURN_USER_KBPS", "64 kbit/s"}},
+		{with("OPERATOR_TOKEN", "short"), []string{"OPERATOR_TOKEN", "shorter than 32", "openssl rand"}},
+		{with("ROOMS_PER_USER", "0"), []string{"ROOMS_PER_USER", "not a positive number"}},
+		{with("SOCKETS_PER_USER", "many"), []string{"SOCKETS_PER_USER", "not a positive number"}},
+		{with("MAX_CONNS_PER_IP", "-1"), []string{"MAX_CONNS_PER_IP", "not a positive number"}},
+		{with("MAX_CONNS", "x"), []string{"MAX_CONNS", "not a positive number"}},
+		{with("JWKS_TIMEOUT", "0s"), []string{"JWKS_TIMEOUT", "not a positive duration"}},
+		{with("ADMIN_CLAIM", " "), []string{"ADMIN_CLAIM", "is empty"}},
 	}
 	for _, tc := range cases {
 		_, err := loadConfig(nil, envFrom(tc.env))

@@ -34,7 +34,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 	// events meanwhile; under the race detector on a loaded machine 150 ms
 	// stalls happen, so this script, which is about resumes, leaves more room.
 	tune.demo.Discord.HeartbeatInterval = 500 * time.Millisecond
-	ta := startTestApp(t, tune, nil)
+	ta := startTestApp(t, tune, map[string]string{"SOCKETS_PER_USER": "100"})
 	emu := ta.demo.Discord
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -319,6 +319,11 @@ func TestRoomLifecycleOverRESTReachesHubClients(t *testing.T) {
 		t.Fatalf("channel create calls answered %v, want one 429 then one retry", creates)
 	}
 
+	// Another user without the admin role may not end it; the room stays.
+	ta.doJSON(t, http.MethodDelete, "/api/end-room/"+room.ChannelID, ta.devToken(t, "bob"), nil, http.StatusForbidden, nil)
+	if _, ok := emu.Channel(room.ChannelID); !ok {
+		t.Fatal("a refused end-room deleted the room")
+	}
 	ta.doJSON(t, http.MethodDelete, "/api/end-room/"+room.ChannelID, token, nil, http.StatusNoContent, nil)
 	if _, ok := emu.Channel(room.ChannelID); ok {
 		t.Fatal("room still exists after end-room")
@@ -346,7 +351,9 @@ func TestRoomLifecycleOverRESTReachesHubClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.doJSON(t, http.MethodDelete, "/api/end-room/"+other.ID, token, nil, http.StatusNotFound, nil)
+	var admin struct{ Token string }
+	ta.doJSON(t, http.MethodPost, "/api/dev/token", "", map[string]any{"name": "root", "roles": []string{"admin"}}, http.StatusOK, &admin)
+	ta.doJSON(t, http.MethodDelete, "/api/end-room/"+other.ID, admin.Token, nil, http.StatusNotFound, nil)
 	if _, ok := emu.Channel(other.ID); !ok {
 		t.Fatal("end-room deleted a channel outside the rooms category")
 	}

@@ -39,7 +39,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	a, err := newApp(ctx, cfg, logger)
 	if err != nil {
-		logger.Error("start failed", "err", err)
+		// One line naming what failed and the fix, as for config errors.
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	logger.Info("listening", "addr", a.Addr(), "url", a.URL())

@@ -40,7 +40,17 @@ type MemberOptions struct {
 	// SendOpus sends before arrives from an SSRC the clients cannot
 	// attribute yet, as can happen on Discord.
 	SpeakLate bool
+	// Record is how many of the latest frames the member keeps per sender
+	// and kind for ReceivedOpus, ReceivedOpusRTP and ReceivedVP8: a ring,
+	// so a member that runs for days holds no more than this. 0 means
+	// DefaultRecord; negative keeps nothing (OnOpus still sees every
+	// frame), for members nobody reads, as the embedded demo's.
+	Record int
 }
+
+// DefaultRecord is MemberOptions.Record's default: a minute of 20 ms
+// Opus frames, and as many RTP headers and VP8 frames.
+const DefaultRecord = 3000
 
 // MemberDAVE is what a simulated member needs of a DAVE client session:
 // the methods of *dave.Session it calls, with their meaning there.
@@ -111,6 +121,7 @@ type Member struct {
 	video   map[string][]VideoFrame
 	asm     map[string]*vp8Assembler
 	dropped int
+	record  int // MemberOptions.Record, defaulted
 }
 
 type memberPacket struct {
@@ -147,6 +158,10 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
 		opus:      map[string][][]byte{}, opusRTP: map[string][]RTPHeader{}, video: map[string][]VideoFrame{}, asm: map[string]*vp8Assembler{},
+		record: o.Record,
+	}
+	if m.record == 0 {
+		m.record = DefaultRecord
 	}
 	key := o.GuildID + "/" + o.UserID
 	s.mu.Lock()
@@ -477,12 +492,13 @@ func (m *Member) OnOpus(f func(fromUserID string, frame []byte)) {
 }
 
 // ReceivedOpus returns the Opus frames received from a user, in arrival
-// order.
+// order: the last MemberOptions.Record of them.
 func (m *Member) ReceivedOpus(fromUserID string) [][]byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([][]byte, len(m.opus[fromUserID]))
-	for i, f := range m.opus[fromUserID] {
+	in := latest(m.opus[fromUserID], m.record)
+	out := make([][]byte, len(in))
+	for i, f := range in {
 		out[i] = append([]byte(nil), f...)
 	}
 	return out
@@ -490,20 +506,23 @@ func (m *Member) ReceivedOpus(fromUserID string) [][]byte {
 
 // ReceivedOpusRTP returns the RTP headers of every Opus packet the relay
 // delivered from a user, in arrival order, whether or not its frame
-// decrypted: the stream as it was on the wire.
+// decrypted: the stream as it was on the wire (the last
+// MemberOptions.Record headers).
 func (m *Member) ReceivedOpusRTP(fromUserID string) []RTPHeader {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]RTPHeader(nil), m.opusRTP[fromUserID]...)
+	return append([]RTPHeader(nil), latest(m.opusRTP[fromUserID], m.record)...)
 }
 
 // ReceivedVP8 returns the VP8 frames reassembled from a user's packets;
-// frames with a missing packet are discarded.
+// frames with a missing packet are discarded. It holds the last
+// MemberOptions.Record frames.
 func (m *Member) ReceivedVP8(fromUserID string) []VideoFrame {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]VideoFrame, len(m.video[fromUserID]))
-	for i, f := range m.video[fromUserID] {
+	in := latest(m.video[fromUserID], m.record)
+	out := make([]VideoFrame, len(in))
+	for i, f := range in {
 		out[i] = VideoFrame{Data: append([]byte(nil), f.Data...), Keyframe: f.Keyframe}
 	}
 	return out
@@ -538,7 +557,7 @@ func (m *Member) receive(pk memberPacket) {
 	switch pk.p.payloadType {
 	case payloadTypeOpus:
 		m.mu.Lock()
-		m.opusRTP[pk.from] = append(m.opusRTP[pk.from], RTPHeader{Sequence: pk.p.sequence, Timestamp: pk.p.timestamp, SSRC: pk.p.ssrc})
+		m.opusRTP[pk.from] = keep(m.opusRTP[pk.from], RTPHeader{Sequence: pk.p.sequence, Timestamp: pk.p.timestamp, SSRC: pk.p.ssrc}, m.record)
 		m.mu.Unlock()
 		frame, err := m.dave.DecryptFrame(nil, pk.from, dave.Audio, pk.p.payload)
 		if err != nil {
@@ -546,7 +565,7 @@ func (m *Member) receive(pk memberPacket) {
 			return
 		}
 		m.mu.Lock()
-		m.opus[pk.from] = append(m.opus[pk.from], frame)
+		m.opus[pk.from] = keep(m.opus[pk.from], frame, m.record)
 		cb := m.onOpus
 		m.mu.Unlock()
 		if cb != nil {
@@ -570,7 +589,31 @@ func (m *Member) receive(pk memberPacket) {
 			return
 		}
 		m.mu.Lock()
-		m.video[pk.from] = append(m.video[pk.from], VideoFrame{Data: plain, Keyframe: vp8IsKeyframe(plain)})
+		m.video[pk.from] = keep(m.video[pk.from], VideoFrame{Data: plain, Keyframe: vp8IsKeyframe(plain)}, m.record)
 		m.mu.Unlock()
 	}
+}
+
+// keep appends v to a record that holds the last limit entries (none for
+// a negative limit). The slice may hold up to twice limit: when it fills,
+// the last limit entries move to the front, so appending stays amortized
+// O(1) and memory stays bounded. latest returns the record's view.
+func keep[T any](s []T, v T, limit int) []T {
+	if limit < 0 {
+		return nil
+	}
+	if len(s) >= 2*limit {
+		n := copy(s, s[len(s)-limit+1:])
+		clear(s[n:])
+		s = s[:n]
+	}
+	return append(s, v)
+}
+
+// latest is the last limit entries of a record kept by keep.
+func latest[T any](s []T, limit int) []T {
+	if limit >= 0 && len(s) > limit {
+		return s[len(s)-limit:]
+	}
+	return s
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1214,4 +1215,82 @@ func TestUndeclaredPayloadTypesRefused(t *testing.T) {
 	bad.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": ModeAES256GCM},
 		"codecs": []map[string]any{{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 96}}})
 	bad.expectClose(4002)
+}
+
+// A member keeps the last MemberOptions.Record frames of each sender, in
+// order, and holds no more than twice that however long it runs; with a
+// negative Record it keeps none while OnOpus still sees every frame.
+func TestMemberRecordIsBounded(t *testing.T) {
+	s := startServer(t, Options{})
+	a, err := s.AddMember(MemberOptions{UserID: "1011", GuildID: "100", ChannelID: "200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Leave()
+	b, err := s.AddMember(MemberOptions{UserID: "1012", GuildID: "100", ChannelID: "200", Record: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Leave()
+	c, err := s.AddMember(MemberOptions{UserID: "1013", GuildID: "100", ChannelID: "200", Record: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Leave()
+	var heardB, heardC atomic.Int64
+	b.OnOpus(func(string, []byte) { heardB.Add(1) })
+	c.OnOpus(func(string, []byte) { heardC.Add(1) })
+
+	const n = 45
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = []byte{0xFC, byte(i)}
+		if err := a.SendOpus(frames[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return heardB.Load() == n && heardC.Load() == n })
+	if got := b.ReceivedOpus("1011"); !slices.EqualFunc(got, frames[n-8:], bytes.Equal) {
+		t.Fatalf("record of 8 holds %x, want the last 8 frames %x", got, frames[n-8:])
+	}
+	hdrs := b.ReceivedOpusRTP("1011")
+	if len(hdrs) != 8 {
+		t.Fatalf("record of 8 holds %d RTP headers", len(hdrs))
+	}
+	for i := 1; i < len(hdrs); i++ {
+		if hdrs[i].Sequence != hdrs[i-1].Sequence+1 {
+			t.Fatalf("RTP headers out of order: %+v", hdrs)
+		}
+	}
+	b.mu.Lock()
+	held, heldRTP := len(b.opus["1011"]), len(b.opusRTP["1011"])
+	b.mu.Unlock()
+	if held > 16 || heldRTP > 16 {
+		t.Fatalf("record of 8 holds %d frames and %d headers inside, more than twice its bound", held, heldRTP)
+	}
+	if got, hdrs := c.ReceivedOpus("1011"), c.ReceivedOpusRTP("1011"); len(got) != 0 || len(hdrs) != 0 {
+		t.Fatalf("member with Record -1 kept %d frames and %d headers", len(got), len(hdrs))
+	}
+}
+
+func TestRecordRing(t *testing.T) {
+	for _, limit := range []int{1, 2, 5} {
+		var s []int
+		for i := range 23 {
+			s = keep(s, i, limit)
+			if len(s) > 2*limit {
+				t.Fatalf("limit %d: holds %d after %d", limit, len(s), i+1)
+			}
+			want := make([]int, 0, limit)
+			for j := max(0, i+1-limit); j <= i; j++ {
+				want = append(want, j)
+			}
+			if got := latest(s, limit); !slices.Equal(got, want) {
+				t.Fatalf("limit %d after %d: latest %v, want %v", limit, i+1, got, want)
+			}
+		}
+	}
+	if s := keep([]int(nil), 1, -1); s != nil {
+		t.Fatalf("negative limit kept %v", s)
+	}
 }

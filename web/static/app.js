@@ -300,7 +300,7 @@ function onHubState({ state, retryAt, attempt }) {
 }
 
 async function onHubReady(ack) {
-  S.me = { userId: ack.userId || '', name: ack.name || S.devName || '' };
+  S.me = { userId: ack.userId || '', name: ack.name || S.devName || '', admin: ack.admin === true };
   $('who').textContent = S.me.name ? `Signed in as ${S.me.name}` : 'Signed in';
   $('who').hidden = false;
   $('signout').hidden = false;
@@ -410,10 +410,11 @@ function renderRooms() {
           type: 'button', class: 'btn btn-primary', 'data-testid': 'room-join', disabled: full,
           'aria-label': `Join ${r.name}`, text: full ? 'Full' : 'Join', onclick: () => openPrejoin(r),
         }),
-        el('button', {
+        // End only for those the bridge lets end it: its creator, or an admin.
+        r.canEnd || S.me.admin ? el('button', {
           type: 'button', class: 'btn btn-quiet', 'data-testid': 'room-end',
           'aria-label': `End ${r.name}`, text: 'End', onclick: () => confirmEnd(r),
-        })));
+        }) : null));
     list.append(li); // keeps the sorted order
   }
   for (const li of [...list.children]) if (!keep.has(li.dataset.roomId)) li.remove();
@@ -449,8 +450,10 @@ $('create-form').addEventListener('submit', async (e) => {
   button.disabled = true;
   try {
     const room = await api.createRoom(S.token, name, limit);
-    if (room && room.channelId && !S.rooms.has(room.channelId)) {
-      S.rooms.set(room.channelId, { ...room, members: [], browsers: new Map() });
+    if (room && room.channelId) {
+      // The room.created event may have come first, without canEnd.
+      const prev = S.rooms.get(room.channelId);
+      S.rooms.set(room.channelId, prev ? { ...prev, canEnd: room.canEnd } : { ...room, members: [], browsers: new Map() });
       renderRooms();
     }
     nameInput.value = '';
