@@ -64,7 +64,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
 		demoOpts := tune.demo
-		demoOpts.Logger = log
+		demoOpts.Logger = slog.New(quietHandler{log.Handler()})
 		a.demo, err = emulator.StartDemo(demoOpts)
 		if err != nil {
 			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
@@ -72,7 +72,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		o := a.demo.Discord.Options()
 		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
 		apiBase = a.demo.Discord.URL() + "/api/v10"
-		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
+		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
 
 	gwOpts := gateway.Options{
@@ -80,7 +80,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
-		Logger:     log.With("part", "gateway"),
+		Logger:     log.With("component", "gateway"),
 		OnEvent: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
@@ -100,7 +100,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
-		Logger:     log.With("part", "rooms"),
+		Logger:     log.With("component", "gateway"),
 		Members:    a.gw.Members,
 	})
 	if err != nil {
@@ -114,7 +114,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		AllowedOrigins: cfg.AllowedOrigins,
 		Status:         func() any { return a.gw.Status() },
 		Ready:          func() bool { return a.gw.Status().State == gateway.StateReady },
-		Logger:         log.With("part", "hub"),
+		Logger:         log.With("component", "hub"),
 	}
 	if cfg.DevAuth {
 		dev, err := hub.NewDevAuth(devIssuer, devAudience)
@@ -123,7 +123,9 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		}
 		hubOpts.DevAuth = dev
 		hubOpts.Auth = dev.Verifier()
-		log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		if !cfg.Embedded { // the embedded default's banner says so
+			log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		}
 	} else {
 		hubOpts.Auth, err = hub.NewVerifier(ctx, hub.VerifierOptions{
 			JWKSURL:  cfg.JWKSURL,
@@ -231,7 +233,9 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 			}
 			return false
 		},
-		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
+		ICEUDPListen: net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICEUDPPort)),
+		// A browser on the bridge's machine reaches it over loopback.
+		IncludeLoopback: sameMachine(cfg),
 		Grace:        cfg.RoomGrace,
 		Logger:       a.log,
 		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
@@ -252,12 +256,37 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	o.ICEServers = cfg.ICEServers
 	o.ICEServersFor = a.turnICEServers
 	if cfg.ICETCPPort >= 0 {
-		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
+		o.ICETCPListen = net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICETCPPort))
 	}
 	if tune.media != nil {
 		tune.media(&o)
 	}
 	return o
+}
+
+// mediaHost is where the media ports bind: where the HTTP listener is, so
+// LISTEN_ADDR=127.0.0.1:8080 keeps media off the other interfaces too.
+func mediaHost(cfg *Config) string {
+	host, _, _ := net.SplitHostPort(cfg.ListenAddr) // validated in loadConfig
+	return host
+}
+
+// sameMachine reports whether browsers are expected on the bridge's own
+// machine, so loopback candidates are offered: the embedded default (opened
+// at http://localhost), a loopback LISTEN_ADDR, or a loopback ICE_PUBLIC_IP.
+func sameMachine(cfg *Config) bool {
+	if cfg.Embedded {
+		return true
+	}
+	for _, h := range []string{mediaHost(cfg), cfg.ICEPublicIP} {
+		if h == "localhost" {
+			return true
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) closeParts(ctx context.Context) error {
