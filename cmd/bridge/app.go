@@ -236,9 +236,9 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		ICEUDPListen: net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICEUDPPort)),
 		// A browser on the bridge's machine reaches it over loopback.
 		IncludeLoopback: sameMachine(cfg),
-		Grace:        cfg.RoomGrace,
-		Logger:       a.log,
-		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
+		Grace:           cfg.RoomGrace,
+		Logger:          a.log,
+		Publish:         func(event string, payload any) { a.hub.Publish(event, payload) },
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {
 				for _, m := range r.Members {

@@ -44,7 +44,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	logger.Info("listening", "addr", a.Addr(), "url", a.URL())
 	if cfg.Embedded && cfg.LogFormat == "json" {
-		logger.Info("embedded default: open "+a.URL()+" in a browser; stop with Ctrl+C")
+		logger.Info("embedded default: open " + a.URL() + " in a browser; stop with Ctrl+C")
 	} else if cfg.Embedded {
 		fmt.Fprintf(stderr, "\n  Voice Bridge is running: open %s in a browser.\n"+
 			"  Running: an emulated Discord server with a Lobby where members talk (no DISCORD_BOT_TOKEN),\n"+
