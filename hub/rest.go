@@ -189,7 +189,7 @@ func (h *Hub) serveCreateRoom(w http.ResponseWriter, r *http.Request, claims Cla
 		return
 	}
 	h.log.Info("room created", "channel", room.ChannelID, "name", room.Name, "user", claims.Subject)
-	room.Members = nil
+	room.Members, room.Participants = nil, nil
 	writeJSON(w, http.StatusCreated, room)
 }
 

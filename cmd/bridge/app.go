@@ -29,6 +29,7 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
+	calls *presence         // browsers in each room's call, for GET /api/rooms
 	front *front            // HTTPS, redirect and trusted proxies (tls.go)
 	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
 	done  chan error
@@ -54,7 +55,7 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 }
 
 func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, done: make(chan error, 1)}
+	a = &app{cfg: cfg, log: log, calls: newPresence(), done: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			a.closeParts(context.Background())
@@ -85,6 +86,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 			a.hub.Publish(e.Name, e.Payload)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.media.RoomEnded(p.ChannelID)
+				a.calls.roomEnded(p.ChannelID)
 			}
 		},
 	}
@@ -109,7 +111,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 
 	hubOpts := hub.Options{
 		GuildID:        guildID,
-		Rooms:          roomsAdapter{rooms},
+		Rooms:          roomsAdapter{r: rooms, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		Status:         func() any { return a.gw.Status() },
@@ -311,7 +313,11 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-type roomsAdapter struct{ r *gateway.Rooms }
+// It adds the browsers in each room's call, which media knows.
+type roomsAdapter struct {
+	r     *gateway.Rooms
+	calls *presence
+}
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
 	room, err := ra.r.CreateRoom(ctx, name, userLimit)
@@ -330,6 +336,7 @@ func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
 	out := make([]hub.Room, len(rooms))
 	for i, r := range rooms {
 		out[i] = toHubRoom(r)
+		out[i].Participants = ra.calls.in(r.ChannelID)
 	}
 	return out, nil
 }
