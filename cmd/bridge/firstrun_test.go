@@ -75,8 +75,9 @@ func TestFirstRunLoopbackOnly(t *testing.T) {
 	urlRE := regexp.MustCompile(`open (http://\S+) in a browser`)
 	var url, offers string
 	var screen []string
+	stop := false
 	deadline := time.After(30 * time.Second)
-	for url == "" || offers == "" {
+	for url == "" || offers == "" || !stop {
 		select {
 		case l := <-lines:
 			screen = append(screen, l)
@@ -86,10 +87,11 @@ func TestFirstRunLoopbackOnly(t *testing.T) {
 			if i := strings.Index(l, "offers="); i >= 0 {
 				offers = l[i:]
 			}
+			stop = stop || strings.Contains(l, "Stop: Ctrl+C")
 		case err := <-exited:
 			t.Fatalf("the bridge exited: %v", err)
 		case <-deadline:
-			t.Fatalf("within 30 s the bridge printed no URL or no offered address:\n%s", strings.Join(screen, "\n"))
+			t.Fatalf("within 30 s the bridge printed no URL, no offered address or not how to stop:\n%s", strings.Join(screen, "\n"))
 		}
 	}
 	if !strings.Contains(offers, "127.0.0.1:8443") {

@@ -302,9 +302,10 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 	p.do("bad limit", 5*time.Second, chromedp.SetValue(testid("create-name"), "x"),
 		chromedp.SetValue(testid("create-limit"), "500"), chromedp.Click(testid("create-submit")))
 	p.waitJS("limit error shown", 5*time.Second, `!document.querySelector('[data-testid=create-error-userLimit]').hidden`)
-	p.do("fix the limit", 5*time.Second, chromedp.SetValue(testid("create-limit"), ""), chromedp.SendKeys(testid("create-limit"), "5"))
+	p.do("fix the limit", 5*time.Second, chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=create-limit]').value = ''`),
+		chromedp.SendKeys(testid("create-limit"), "5"))
 	p.waitJS("limit error gone", 5*time.Second, `document.querySelector('[data-testid=create-error-userLimit]').hidden`)
-	p.do("clear the form", 5*time.Second, chromedp.SetValue(testid("create-name"), ""), chromedp.SetValue(testid("create-limit"), "0"))
+	p.do("clear the form", 5*time.Second, chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=create-name]').value = ''; document.querySelector('[data-testid=create-limit]').value = '0'`))
 	// The bot is neither listed nor counted.
 	p.waitJS("Lobby lists its three members", 10*time.Second, roomSel("Lobby")+`?.textContent.includes('Ada (talks)')`)
 	if people := eval[string](p, roomSel("Lobby")+`.querySelector('[data-testid=room-people]').textContent`); !strings.HasPrefix(people, "3 ") {
@@ -324,6 +325,8 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 	if got := eval[string](p, `[...document.querySelectorAll('[data-testid=tile]')].map((e) => e.querySelector('.avatar').textContent).join(' ')`); !strings.Contains(got, "GH") || !strings.Contains(got, "A ") {
 		t.Errorf("initials %q: want GH for Grace Hopper, A for Ada (talks)", got)
 	}
+	p.waitJS("Test Pattern's video shown", 15*time.Second,
+		`!!document.querySelector('[data-testid=tile][data-participant-id=`+jsString("discord-"+emulator.DemoCameraID)+`][data-video=true]')`)
 	p.everyWay("call-discord", nil)
 	p.do("open the privacy code", 5*time.Second, chromedp.Click(testid("privacy")), chromedp.WaitVisible(testid("privacy-pop")))
 	p.everyWay("call-privacy", nil)

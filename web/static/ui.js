@@ -74,11 +74,11 @@ export function initials(name) {
   return pick.map((w) => Array.from(w)[0].toUpperCase()).join('');
 }
 
-/** hue picks a stable avatar colour for a user id. */
+/** hue picks a stable avatar colour for a user id (FNV-1a, so ids that differ in one digit differ in colour). */
 export function hue(id) {
-  let h = 0;
-  for (const c of String(id)) h = (h * 31 + c.codePointAt(0)) % 360;
-  return h;
+  let h = 0x811c9dc5;
+  for (const c of String(id)) h = Math.imul(h ^ c.codePointAt(0), 0x01000193) >>> 0;
+  return h % 360;
 }
 
 /** hubStateText describes the hub socket in words. */
