@@ -240,7 +240,10 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		IncludeLoopback: sameMachine(cfg),
 		Grace:           cfg.RoomGrace,
 		Logger:          a.log,
-		Publish:         func(event string, payload any) { a.hub.Publish(event, payload) },
+		Publish: func(event string, payload any) {
+			a.calls.observe(event, payload)
+			a.hub.Publish(event, payload)
+		},
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {
 				for _, m := range r.Members {

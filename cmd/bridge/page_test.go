@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -328,6 +327,17 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 	p.waitJS("Test Pattern's video shown", 15*time.Second,
 		`!!document.querySelector('[data-testid=tile][data-participant-id=`+jsString("discord-"+emulator.DemoCameraID)+`][data-video=true]')`)
 	p.everyWay("call-discord", nil)
+	if eval[bool](p, `!document.querySelector('[data-testid=tile][data-participant-id=`+jsString("discord-"+emulator.DemoCameraID)+`] .tile-menu').hidden`) {
+		t.Error("Test Pattern sends only video, yet its tile offers a volume control")
+	}
+	// Someone who signs in now sees Grace in the Lobby: the room list's
+	// snapshot carries the browsers already in each call.
+	late := &page{t: t, ctx: newTab(t, p.ctx), name: "late"}
+	late.signIn(st.base, "Late Comer")
+	late.waitJS("Grace listed in the Lobby", 10*time.Second, roomSel("Lobby")+`?.textContent.includes('Grace Hopper')`)
+	if people := eval[string](late, roomSel("Lobby")+`.querySelector('[data-testid=room-people]').textContent`); !strings.HasPrefix(people, "4 ") {
+		t.Errorf("the late page's Lobby: %q, want 4 people (3 members and Grace)", people)
+	}
 	p.do("open the privacy code", 5*time.Second, chromedp.Click(testid("privacy")), chromedp.WaitVisible(testid("privacy-pop")))
 	p.everyWay("call-privacy", nil)
 	p.do("close it", 5*time.Second, chromedp.Click(testid("privacy")))
@@ -392,10 +402,13 @@ func TestPageWithoutCameraOrMicrophone(t *testing.T) {
 
 	p := &page{t: t, ctx: ctx, name: "nocam"}
 	p.do("open", 15*time.Second, chromedp.Navigate(st.base+"/"), chromedp.WaitVisible(testid("signin-name")))
+	// The browser refuses the camera (as when a person blocked it) and
+	// allows the microphone.
 	p.call("deny the camera", func(ctx context.Context) error {
-		_, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{
-			Permission: &browser.PermissionDescriptor{Name: "camera"}, Setting: browser.PermissionSettingDenied, Origin: st.base,
-		})
+		_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+			const md = navigator.mediaDevices; const gum = md.getUserMedia.bind(md);
+			md.getUserMedia = (c) => c && c.video ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError')) : gum(c);
+		})()`})
 		return err
 	})
 	p.signIn(st.base, "nocam")

@@ -1232,7 +1232,8 @@ function updateTile(li, m) {
   const audio = li.querySelector('audio');
   const menu = li.querySelector('.tile-menu');
   // Volume only for those one hears: not oneself, not a video-only member.
-  const hasAudio = !m.self && !!m.stream && m.stream.getAudioTracks().length > 0;
+  // A track that never carried a packet stays muted (a camera-only member).
+  const hasAudio = !m.self && !!m.stream && m.stream.getAudioTracks().some((t) => t.readyState === 'live' && !t.muted);
   if (hasAudio) {
     if (audio.srcObject !== m.stream) {
       audio.srcObject = m.stream;
