@@ -350,6 +350,16 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 	p.join("Quiet corner")
 	p.waitJS("alone", 20*time.Second, `!document.querySelector('[data-testid=alone]').hidden`)
 	p.everyWay("call-alone", nil)
+	// The invite link opens the room's join screen once signed in.
+	roomID := eval[string](p, `window.__bridge.state().call.roomId`)
+	guest := &page{t: t, ctx: newTab(t, p.ctx), name: "guest"}
+	guest.do("open the invite link", 15*time.Second, chromedp.Navigate(st.base+"/#room="+roomID), chromedp.WaitVisible(testid("signin-name")))
+	guest.do("sign in", 15*time.Second, chromedp.SendKeys(testid("signin-name"), "Guest"), chromedp.Click(testid("signin-submit")),
+		chromedp.WaitVisible(testid("view-prejoin")))
+	if title := eval[string](guest, `document.querySelector('#prejoin-room').textContent`); title != "Quiet corner" {
+		t.Errorf("the invite link opened the join screen of %q, want Quiet corner", title)
+	}
+	guest.do("back", 5*time.Second, chromedp.Click(testid("prejoin-back")), chromedp.WaitVisible(testid("view-rooms")))
 	p.do("end the room from the call", 10*time.Second, chromedp.Click(testid("call-end")),
 		chromedp.WaitVisible(testid("confirm-ok")), chromedp.Click(testid("confirm-ok")))
 	p.waitJS("ended", 10*time.Second, `document.querySelector('[data-testid=view-call]').dataset.ended === 'room_ended'`)
