@@ -888,7 +888,9 @@ function onCallEnded({ code, message, retry }) {
   // A restart of the bridge: its socket closes ('closed'), or the call
   // comes back to a room the restarted bridge no longer knows.
   if (S.lastCall && (code === 'closed' || code === 'unknown_room' || code === 'not_joined')) {
-    showCallNotice('The bridge restarted. Getting you back into the call…', { info: true });
+    showCallNotice(code === 'closed'
+      ? 'The bridge is restarting. You will be back in the call as soon as it is up again.'
+      : 'The bridge restarted. Getting you back into the call…', { info: true });
     S.resuming = true;
     if (S.hub && S.hub.state === 'open') {
       api.listRooms(S.token).then((rooms) => { setRooms(rooms); resumeCall(); }).catch(() => resumeCall());
