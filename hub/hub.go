@@ -49,6 +49,17 @@ type Room struct {
 	// end this room (it created it, or holds the admin role). The hub
 	// fills it; Rooms implementations leave it false.
 	CanEnd bool `json:"canEnd"`
+	// Participants are the people in the room's call from a browser, so a
+	// client that signs in or reconnects sees them without the events it
+	// missed.
+	Participants []Participant `json:"participants,omitempty"`
+}
+
+// Participant is a browser in a room's call.
+type Participant struct {
+	ID     string `json:"id"`
+	UserID string `json:"userId"`
+	Name   string `json:"name"`
 }
 
 // Member is a user in a room's voice channel.

@@ -220,7 +220,7 @@ func (h *Hub) serveCreateRoom(w http.ResponseWriter, r *http.Request, claims Cla
 	}
 	h.access.setCreator(room.ChannelID, claims.Subject)
 	h.log.Info("room created", "channel_id", room.ChannelID, "name", room.Name, "user_id", claims.Subject)
-	room.Members = nil
+	room.Members, room.Participants = nil, nil
 	room.CanEnd = true
 	writeJSON(w, http.StatusCreated, room)
 }

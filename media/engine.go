@@ -114,6 +114,8 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	}
 
 	se := webrtc.SettingEngine{}
+	loggers := pionLoggers{log: log}
+	se.LoggerFactory = loggers
 	// Browsers often hide host addresses behind mDNS names; the server
 	// does not resolve them (peer-reflexive candidates cover that case),
 	// and leaving mDNS off keeps the server off the multicast group.
@@ -153,12 +155,12 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: ICEUDPListen %q: %w", ErrInvalidOptions, opts.ICEUDPListen, err)
 		}
-		mux = webrtc.NewICEUDPMux(nil, conn)
+		mux = webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn)
 		se.SetICEUDPMux(mux)
-		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
+		logOffered(log, opts, mux)
 	}
 
-	tcpMux, err := listenICETCP(&se, opts.ICETCPListen, log)
+	tcpMux, err := listenICETCP(&se, opts.ICETCPListen, loggers, log)
 	if err != nil {
 		if mux != nil {
 			_ = mux.Close()

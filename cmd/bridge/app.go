@@ -29,6 +29,7 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
+	calls *presence         // browsers in each room's call, for GET /api/rooms
 	front *front            // HTTPS, redirect and trusted proxies (tls.go)
 	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
 	conns *connLimiter
@@ -60,7 +61,7 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 }
 
 func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (*app, error) {
-	a := &app{cfg: cfg, log: log, done: make(chan error, 1)}
+	a := &app{cfg: cfg, log: log, calls: newPresence(), done: make(chan error, 1)}
 	if err := a.start(ctx, tune); err != nil {
 		// Whatever started is stopped again: a failed start leaves no
 		// listener and no goroutine behind.
@@ -93,7 +94,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
 		demoOpts := tune.demo
-		demoOpts.Logger = log
+		demoOpts.Logger = slog.New(quietHandler{log.Handler()})
 		a.demo, err = emulator.StartDemo(demoOpts)
 		if err != nil {
 			return &StartError{What: "embedded Discord emulator", Err: err, Fix: "report this as a bug, or set DISCORD_BOT_TOKEN to run against Discord"}
@@ -101,7 +102,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		o := a.demo.Discord.Options()
 		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
 		apiBase = a.demo.Discord.URL() + "/api/v10"
-		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
+		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
 
 	gwOpts := gateway.Options{
@@ -115,6 +116,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.hub.RoomEnded(p.ChannelID)
 				a.media.RoomEnded(p.ChannelID)
+				a.calls.roomEnded(p.ChannelID)
 			}
 		},
 	}
@@ -138,7 +140,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 
 	hubOpts := hub.Options{
 		GuildID:        guildID,
-		Rooms:          roomsAdapter{rooms},
+		Rooms:          roomsAdapter{r: rooms, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		OperatorToken:  []byte(cfg.OperatorToken),
@@ -157,7 +159,9 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		}
 		hubOpts.DevAuth = dev
 		hubOpts.Auth = dev.Verifier()
-		log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		if !cfg.Embedded { // the embedded default's banner says so
+			log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		}
 	} else {
 		a.verifier, err = hub.NewVerifier(ctx, hub.VerifierOptions{
 			JWKSURL:      cfg.JWKSURL,
@@ -285,10 +289,15 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 			}
 			return false
 		},
-		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
-		Grace:        cfg.RoomGrace,
-		Logger:       a.log, // media adds component=media itself
-		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
+		ICEUDPListen: net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICEUDPPort)),
+		// A browser on the bridge's machine reaches it over loopback.
+		IncludeLoopback: sameMachine(cfg),
+		Grace:           cfg.RoomGrace,
+		Logger:          a.log, // media adds component=media itself
+		Publish: func(event string, payload any) {
+			a.calls.observe(event, payload)
+			a.hub.Publish(event, payload)
+		},
 		MemberName: func(userID string) string {
 			for _, r := range a.gw.Rooms() {
 				for _, m := range r.Members {
@@ -306,12 +315,37 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	o.ICEServers = cfg.ICEServers
 	o.ICEServersFor = a.turnICEServers
 	if cfg.ICETCPPort >= 0 {
-		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
+		o.ICETCPListen = net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICETCPPort))
 	}
 	if tune.media != nil {
 		tune.media(&o)
 	}
 	return o
+}
+
+// mediaHost is where the media ports bind: where the HTTP listener is, so
+// LISTEN_ADDR=127.0.0.1:8080 keeps media off the other interfaces too.
+func mediaHost(cfg *Config) string {
+	host, _, _ := net.SplitHostPort(cfg.ListenAddr) // validated in loadConfig
+	return host
+}
+
+// sameMachine reports whether browsers are expected on the bridge's own
+// machine, so loopback candidates are offered: the embedded default (opened
+// at http://localhost), a loopback LISTEN_ADDR, or a loopback ICE_PUBLIC_IP.
+func sameMachine(cfg *Config) bool {
+	if cfg.Embedded {
+		return true
+	}
+	for _, h := range []string{mediaHost(cfg), cfg.ICEPublicIP} {
+		if h == "localhost" {
+			return true
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) closeParts(ctx context.Context) error {
@@ -343,7 +377,11 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-type roomsAdapter struct{ r *gateway.Rooms }
+// It adds the browsers in each room's call, which media knows.
+type roomsAdapter struct {
+	r     *gateway.Rooms
+	calls *presence
+}
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
 	room, err := ra.r.CreateRoom(ctx, name, userLimit)
@@ -362,6 +400,7 @@ func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
 	out := make([]hub.Room, len(rooms))
 	for i, r := range rooms {
 		out[i] = toHubRoom(r)
+		out[i].Participants = ra.calls.in(r.ChannelID)
 	}
 	return out, nil
 }

@@ -26,7 +26,9 @@ export class UnreachableError extends Error {
 }
 
 export interface Member { userId: string; name: string; bot?: boolean }
-export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[] }
+export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[]; participants?: RoomParticipant[] }
+/** A browser in a room's call, as GET /api/rooms lists it. */
+export interface RoomParticipant { id: string; userId: string; name: string }
 export interface DevToken { token: string; userId: string; name: string; expiresAt: number }
 
 /** base: the bridge's base URL ('' = this page's origin). */
