@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/voicebridge/bridge/media/mediatest"
 )
@@ -488,8 +487,4 @@ func frameSet(frames [][]byte) map[string]bool {
 		set[string(f)] = true
 	}
 	return set
-}
-
-func mediaSample(frame []byte) media.Sample {
-	return media.Sample{Data: frame, Duration: time.Second / 15}
 }

@@ -24,7 +24,7 @@ func TestBlackholedVoiceGatewayResumes(t *testing.T) {
 	}
 	defer late.Leave()
 	i := r.evs.await(t, 0, "resuming", isState(voice.StateResuming))
-	i = r.evs.await(t, i, "connected after the resume", isState(voice.StateConnected))
+	r.evs.await(t, i, "connected after the resume", isState(voice.StateConnected))
 	r.evs.await(t, 0, "the late member announced", func(ev voice.Event) bool { m, ok := ev.(voice.MemberJoined); return ok && m.UserID == lateID })
 	if n := r.evs.count(func(ev voice.Event) bool { m, ok := ev.(voice.MemberJoined); return ok && m.UserID == lateID }); n != 1 {
 		t.Fatalf("the late member announced %d times, want once", n)

@@ -36,7 +36,7 @@ func (c *Conn) handle(g *gatewayConn, m message) {
 			return
 		}
 		c.unmapUser(d.UserID)
-		c.emit(MemberLeft{UserID: d.UserID})
+		c.emit(MemberLeft(d))
 		c.handleDAVEJSON(g, m)
 	case OpVideo:
 		var d videoData

@@ -75,8 +75,6 @@ type callRig struct {
 	*rig
 	member *voiceemu.Member
 	frames *frameWatch
-	heard  chan struct{}
-	hearOn chan struct{}
 }
 
 func startCall(t *testing.T, o voiceemu.Options, co func(*voice.Options)) *callRig {

@@ -229,9 +229,9 @@ func gatewayReadiness(st gateway.Status) error {
 	case st.State == gateway.StateReady:
 		return nil
 	case st.LastError != "":
-		return fmt.Errorf("Discord gateway is %s: %s", st.State, st.LastError)
+		return fmt.Errorf("the Discord gateway is %s: %s", st.State, st.LastError)
 	}
-	return fmt.Errorf("Discord gateway is %s", st.State)
+	return fmt.Errorf("the Discord gateway is %s", st.State)
 }
 
 // Addr is the address the HTTP server listens on.
