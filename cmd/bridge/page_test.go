@@ -344,6 +344,10 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 	p.do("open a volume menu", 5*time.Second, chromedp.Evaluate[chromedp.Void](
 		`document.querySelector('[data-participant-id=`+jsString("discord-"+emulator.DemoTalkerID)+`] [data-testid=tile-menu]').click()`))
 	p.everyWay("call-volume", nil)
+	// The Lobby is not this user's room and the user is no admin: no End.
+	if eval[bool](p, `!document.querySelector('[data-testid=call-end]').hidden`) {
+		t.Error("End room shown in the Lobby's call to a user who neither created it nor is an admin")
+	}
 	p.do("leave", 5*time.Second, chromedp.Click(testid("call-leave")), chromedp.WaitVisible(testid("view-rooms")))
 
 	p.createRoom("Quiet corner", 0)
@@ -360,6 +364,9 @@ func TestPageAccessibilityAndLooks(t *testing.T) {
 		t.Errorf("the invite link opened the join screen of %q, want Quiet corner", title)
 	}
 	guest.do("back", 5*time.Second, chromedp.Click(testid("prejoin-back")), chromedp.WaitVisible(testid("view-rooms")))
+	if eval[bool](p, `document.querySelector('[data-testid=call-end]').hidden`) {
+		t.Error("End room hidden from the room's creator")
+	}
 	p.do("end the room from the call", 10*time.Second, chromedp.Click(testid("call-end")),
 		chromedp.WaitVisible(testid("confirm-ok")), chromedp.Click(testid("confirm-ok")))
 	p.waitJS("ended", 10*time.Second, `document.querySelector('[data-testid=view-call]').dataset.ended === 'room_ended'`)

@@ -26,7 +26,7 @@ export class UnreachableError extends Error {
 }
 
 export interface Member { userId: string; name: string; bot?: boolean }
-export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[]; participants?: RoomParticipant[] }
+export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[]; participants?: RoomParticipant[]; /** The caller may end this room (its creator, or an admin). */ canEnd?: boolean }
 /** A browser in a room's call, as GET /api/rooms lists it. */
 export interface RoomParticipant { id: string; userId: string; name: string }
 export interface DevToken { token: string; userId: string; name: string; expiresAt: number }
@@ -44,6 +44,8 @@ export interface Ack {
   guildId: string; userId: string; name: string; clientId: string;
   /** Unix seconds. */
   expiresAt: number;
+  /** The token carries the admin role: it may end any room. */
+  admin: boolean;
 }
 
 export type SocketState = 'idle' | 'connecting' | 'open' | 'retrying' | 'closed';

@@ -765,6 +765,9 @@ $('prejoin-join').addEventListener('click', () => {
 function startCall(room, stream, camId, muted, notes = { mic: '', cam: '' }) {
   endCall();
   S.callRoom = room;
+  // End room only for those the bridge lets end it: its creator, or an admin.
+  const known = S.rooms.get(room.channelId);
+  $('btn-end').hidden = !((known && known.canEnd) || room.canEnd || (S.me && S.me.admin));
   const mic = stream.getAudioTracks()[0];
   S.lastCall = {
     roomId: room.channelId, name: room.name, muted, notes,
