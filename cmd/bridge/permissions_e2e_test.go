@@ -70,22 +70,35 @@ func fullRoomFor(t *testing.T, ctx context.Context, ta *testApp, token string) s
 func TestFullRoomWithoutMoveMembers(t *testing.T) {
 	tune := mediaTuning()
 	tune.demo.Discord.BotPermissions = discordemu.PermViewChannel | discordemu.PermManageChannels | discordemu.PermConnect | discordemu.PermSpeak
-	ta, ctx := startMediaE2E(t, tune)
+	// The gateway's status, permissions included, is the operator's view
+	// of /readyz.
+	const operator = "operator-token-of-at-least-32-bytes-0123456789"
+	checkLeaks(t)
+	ta := startTestApp(t, tune, map[string]string{"OPERATOR_TOKEN": operator})
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	t.Cleanup(cancel)
+	if err := ta.gw.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var ready struct {
-		Gateway struct {
-			Permissions struct {
-				Missing []string
-				Fix     string
+		Operator struct {
+			Gateway struct {
+				Permissions struct {
+					Missing []string
+					Fix     string
+				}
 			}
 		}
 	}
-	resp, err := http.Get(ta.base + "/readyz")
+	req, _ := http.NewRequest(http.MethodGet, ta.base+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+operator)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = json.NewDecoder(resp.Body).Decode(&ready)
 	resp.Body.Close()
-	if p := ready.Gateway.Permissions; err != nil || len(p.Missing) != 1 || !strings.HasPrefix(p.Missing[0], "Move Members") || !strings.Contains(p.Fix, "oauth2/authorize") {
+	if p := ready.Operator.Gateway.Permissions; err != nil || len(p.Missing) != 1 || !strings.HasPrefix(p.Missing[0], "Move Members") || !strings.Contains(p.Fix, "oauth2/authorize") {
 		t.Fatalf("/readyz permissions %+v (%v), want Move Members missing with the fix", p, err)
 	}
 
