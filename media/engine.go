@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -106,9 +105,9 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		return nil, fmt.Errorf("register interceptors: %w", err)
+	reg, err := newInterceptors(me)
+	if err != nil {
+		return nil, err
 	}
 
 	se := webrtc.SettingEngine{}
@@ -148,7 +147,8 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: ICEUDPListen %q: %w", ErrInvalidOptions, opts.ICEUDPListen, err)
 		}
-		mux = webrtc.NewICEUDPMux(nil, conn)
+		// Every browser's media leaves through this socket: batch its sends.
+		mux = webrtc.NewICEUDPMux(nil, newBatchConn(conn.(*net.UDPConn), batchMaxPending, log))
 		se.SetICEUDPMux(mux)
 		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
 	}
