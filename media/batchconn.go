@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/webrtc/v4"
 	"golang.org/x/net/ipv6"
 )
 
@@ -59,6 +60,30 @@ type batchConn struct {
 	// The writer goroutine only.
 	msgs  []ipv6.Message
 	addrs map[netip.AddrPort]*net.UDPAddr
+}
+
+// udpOnly reports whether networks gather UDP candidates only: then, with
+// the mux's batched socket, every media write toward a browser ends in a
+// queue append, and the forwarding goroutine writes to every subscriber
+// itself (no hand-off, no wake-up per subscriber). A TCP candidate's write
+// can block on a slow peer, so with TCP each browser keeps its own queue
+// and writer goroutine.
+func udpOnly(networks []webrtc.NetworkType) bool {
+	for _, n := range networks {
+		if n != webrtc.NetworkTypeUDP4 && n != webrtc.NetworkTypeUDP6 {
+			return false
+		}
+	}
+	return true
+}
+
+// newBrowserSendQueue is a browser's sendQueue: inline when the engine's
+// writes cannot block, otherwise a bounded queue with its writer.
+func newBrowserSendQueue(inline bool) *sendQueue {
+	if inline {
+		return newInlineSendQueue()
+	}
+	return newSendQueue(sendQueueLen)
 }
 
 // datagram is one queued write.

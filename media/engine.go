@@ -95,6 +95,9 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 type engine struct {
 	api *webrtc.API
 	mux ice.UDPMux // nil unless Options.ICEUDPListen is set
+	// inlineWrites: every browser's media leaves through the batched mux
+	// socket, whose writes never block (udpOnly).
+	inlineWrites bool
 }
 
 // newEngine builds the API: media engine, default interceptors (NACK
@@ -155,7 +158,7 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se))
-	return &engine{api: api, mux: mux}, nil
+	return &engine{api: api, mux: mux, inlineWrites: mux != nil && udpOnly(networks)}, nil
 }
 
 // close releases the shared UDP socket.

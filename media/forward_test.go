@@ -204,3 +204,48 @@ func BenchmarkDiscordToBrowsers(b *testing.B) {
 		})
 	}
 }
+
+// seqRecorder records the sequence numbers written to it; fail makes every
+// write fail, as on a closing connection.
+type seqRecorder struct {
+	seqs []uint16
+	fail bool
+}
+
+func (w *seqRecorder) WriteRTP(p *rtp.Packet) error {
+	if w.fail {
+		return errors.New("closed")
+	}
+	w.seqs = append(w.seqs, p.SequenceNumber)
+	return nil
+}
+
+// With inline queues the forwarding goroutine writes every packet to
+// every subscriber itself, once and in order, and a subscriber whose
+// writes fail costs the others nothing.
+func TestInlineFanoutWritesEveryPacketOnceInOrder(t *testing.T) {
+	const n = 300
+	d := newDiscordSource("400", 65500, 0, nil) // wraps around
+	subs := []*seqRecorder{{}, {fail: true}, {}}
+	for i, w := range subs {
+		d.fan.add(&downTrack{key: strconv.Itoa(i), sink: w, q: newInlineSendQueue()})
+	}
+	for range n {
+		if dropped := d.forward([]byte{0xf8, 0xff, 0xfe}, 0, time.Time{}, time.Now()); dropped != 0 {
+			t.Fatalf("an inline subscriber dropped %d", dropped)
+		}
+	}
+	for i, w := range subs {
+		if w.fail {
+			continue
+		}
+		if len(w.seqs) != n {
+			t.Fatalf("subscriber %d got %d packets, want %d", i, len(w.seqs), n)
+		}
+		for k, seq := range w.seqs {
+			if seq != uint16(65500+k) {
+				t.Fatalf("subscriber %d: packet %d has seq %d, want %d", i, k, seq, uint16(65500+k))
+			}
+		}
+	}
+}
