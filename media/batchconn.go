@@ -45,6 +45,14 @@ type batchConn struct {
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 	once sync.Once
+	// holds counts forwarding goroutines inside hold/release: while one
+	// is, writes do not wake the writer; release sends them.
+	holds atomic.Int32
+
+	// sendMu serializes taking datagrams from the queue with sending
+	// them, so two senders never reorder them.
+	sendMu sync.Mutex
+	batch  []datagram
 
 	mu      sync.Mutex
 	pending []datagram
@@ -57,7 +65,7 @@ type batchConn struct {
 	batches atomic.Uint64 // system calls, for tests and benchmarks
 	sent    atomic.Uint64
 
-	// The writer goroutine only.
+	// Under sendMu.
 	msgs  []ipv6.Message
 	addrs map[netip.AddrPort]*net.UDPAddr
 }
@@ -84,6 +92,20 @@ func newBrowserSendQueue(inline bool) *sendQueue {
 		return newInlineSendQueue()
 	}
 	return newSendQueue(sendQueueLen)
+}
+
+// burst runs send, a forwarding goroutine's writes of one packet to every
+// subscriber, as one burst of the batched socket (batchConn.hold): the
+// copies leave together, sent by the caller. Without the mux it just runs
+// send.
+func (e *engine) burst(send func()) {
+	if e.batch == nil {
+		send()
+		return
+	}
+	e.batch.hold()
+	send()
+	e.batch.release()
 }
 
 // datagram is one queued write.
@@ -154,11 +176,22 @@ func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	}
 	c.pending = append(c.pending, datagram{b: append(buf, b...), to: to})
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.holds.Load() == 0 {
+		kick(c.wake)
 	}
 	return len(b), nil
+}
+
+// hold starts a burst of writes from a forwarding goroutine (one packet
+// to every subscriber); release ends it and sends the burst, and anything
+// else queued meanwhile, from the calling goroutine: a packet's copies
+// leave in one system call per batchSize, with no hand-off to the writer.
+func (c *batchConn) hold() { c.holds.Add(1) }
+
+// release ends hold and sends what is queued.
+func (c *batchConn) release() {
+	c.holds.Add(-1)
+	c.flush()
 }
 
 // ReadFromAddrPort reads one datagram (the ICE mux's allocation-free
@@ -185,23 +218,29 @@ func (c *batchConn) Close() error {
 // writeLoop sends the queue in batches until Close.
 func (c *batchConn) writeLoop() {
 	defer c.wg.Done()
-	var batch []datagram
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-c.wake:
 		}
-		c.mu.Lock()
-		batch, c.pending = c.pending, batch[:0]
-		c.mu.Unlock()
-		for rest := batch; len(rest) > 0; {
-			n := c.send(rest[:min(len(rest), batchSize)])
-			c.recycle(rest[:n])
-			rest = rest[n:]
-		}
-		batch = batch[:0]
+		c.flush()
 	}
+}
+
+// flush sends everything queued.
+func (c *batchConn) flush() {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	c.batch, c.pending = c.pending, c.batch[:0]
+	c.mu.Unlock()
+	for rest := c.batch; len(rest) > 0; {
+		n := c.send(rest[:min(len(rest), batchSize)])
+		c.recycle(rest[:n])
+		rest = rest[n:]
+	}
+	c.batch = c.batch[:0]
 }
 
 // send hands datagrams to one sendmmsg and returns how many it is done
@@ -252,7 +291,7 @@ func (c *batchConn) addr(to netip.AddrPort) *net.UDPAddr {
 func (c *batchConn) recycle(ds []datagram) {
 	c.mu.Lock()
 	for i := range ds {
-		if cap(ds[i].b) == batchBufCap && len(c.free) < c.max {
+		if cap(ds[i].b) == batchBufCap && len(c.free) < 2*c.max { // the queue and the batch on its way
 			c.free = append(c.free, ds[i].b)
 		}
 		ds[i] = datagram{}

@@ -98,6 +98,7 @@ type engine struct {
 	// inlineWrites: every browser's media leaves through the batched mux
 	// socket, whose writes never block (udpOnly).
 	inlineWrites bool
+	batch        *batchConn // the mux's socket; nil without the mux
 }
 
 // newEngine builds the API: media engine, default interceptors (NACK
@@ -145,20 +146,22 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	se.SetICETimeouts(disconnected, 25*time.Second, min(2*time.Second, disconnected/2))
 
 	var mux ice.UDPMux
+	var batch *batchConn
 	if opts.ICEUDPListen != "" {
 		conn, err := net.ListenPacket("udp", opts.ICEUDPListen)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ICEUDPListen %q: %w", ErrInvalidOptions, opts.ICEUDPListen, err)
 		}
 		// Every browser's media leaves through this socket: batch its sends.
-		mux = webrtc.NewICEUDPMux(nil, newBatchConn(conn.(*net.UDPConn), batchMaxPending, log))
+		batch = newBatchConn(conn.(*net.UDPConn), batchMaxPending, log)
+		mux = webrtc.NewICEUDPMux(nil, batch)
 		se.SetICEUDPMux(mux)
 		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
 	}
 
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se))
-	return &engine{api: api, mux: mux, inlineWrites: mux != nil && udpOnly(networks)}, nil
+	return &engine{api: api, mux: mux, batch: batch, inlineWrites: mux != nil && udpOnly(networks)}, nil
 }
 
 // close releases the shared UDP socket.

@@ -209,6 +209,17 @@ func (f *fanout) remove(dt *downTrack) bool {
 	return found
 }
 
+// inlineOnly reports whether every subscriber is written inline: then no
+// queue keeps a packet after send returns, and the sender may reuse it.
+func (f *fanout) inlineOnly() bool {
+	for _, dt := range f.list() {
+		if !dt.q.inline() {
+			return false
+		}
+	}
+	return true
+}
+
 // list returns the current subscribers (read-only).
 func (f *fanout) list() []*downTrack {
 	if p := f.subs.Load(); p != nil {
@@ -269,6 +280,7 @@ type discordSource struct {
 	video *discordVideo
 
 	// The link's reader only.
+	scratch  rtp.Packet // the packet forward reuses when no queue keeps it
 	rw       opusRewriter
 	lastSeen time.Time
 	heard    bool // the reader told the room the user speaks
@@ -290,7 +302,11 @@ func newDiscordSource(userID string, seq uint16, ts uint32, observe func(time.Du
 // when the frame reached the bridge, now when media took it.
 func (d *discordSource) forward(payload []byte, missing int, received, now time.Time) int {
 	seq, ts, marker := d.rw.next(missing)
-	pkt := &rtp.Packet{
+	pkt := &d.scratch
+	if !d.fan.inlineOnly() {
+		pkt = new(rtp.Packet) // queued: shared by the queues until written
+	}
+	*pkt = rtp.Packet{
 		Header: rtp.Header{
 			Version:        2,
 			PayloadType:    opusPayloadType,

@@ -4,7 +4,9 @@
 // one room; each publisher sends paced RTP whose payload carries its send
 // time. It reports the target process's CPU time per forwarded packet
 // (from /proc/<pid>/stat, the process found by its listening port unless
-// -pid is given), its idle CPU per connected browser, the loss and the
+// -pid is given; the idle rate of the connected browsers subtracted), its
+// idle CPU per connected browser (everyone connected and silent, less the
+// process's rate before anyone connected), the loss and the
 // publisher-to-subscriber latency.
 //
 //	go run ./cmd/loadtest -url http://127.0.0.1:8080 -publishers 1 -subscribers 100 -kind audio -duration 20s

@@ -110,7 +110,7 @@ func (p *publisher) sendBurst(pc pacing, base time.Time, seq *uint16, ts *uint32
 // result is one run's outcome.
 type result struct {
 	browsers       int
-	idleCPU        time.Duration // target's CPU while idle, per second
+	idleCPU        time.Duration // target's CPU per second while everyone is connected and silent, less its rate before anyone connected
 	busyCPU        time.Duration // target's CPU during the measured window, less the idle rate
 	window         time.Duration
 	expected, got  int
@@ -181,6 +181,13 @@ func run(ctx context.Context, c config) (result, error) {
 			defer cancel()
 			_ = t.call(ctx, http.MethodDelete, "/api/end-room/"+room, tk, nil, nil)
 		}()
+	}
+
+	// The target's own idle rate, before anyone connects: what a
+	// connected browser costs is measured above it.
+	baseRate, err := cpuRate(ctx, c.pid, c.idle)
+	if err != nil {
+		return r, err
 	}
 
 	// streams[sub][pub]
@@ -334,20 +341,11 @@ func run(ctx context.Context, c config) (result, error) {
 		return r, err
 	}
 	r.browsers = c.subscribers + c.publishers
-	cpu0, err := procCPU(c.pid)
+	idleRate, err := cpuRate(ctx, c.pid, c.idle)
 	if err != nil {
 		return r, err
 	}
-	t0 := time.Now()
-	if err := sleep(ctx, c.idle); err != nil {
-		return r, err
-	}
-	cpu1, err := procCPU(c.pid)
-	if err != nil {
-		return r, err
-	}
-	idleRate := float64(cpu1-cpu0) / float64(time.Since(t0))
-	r.idleCPU = time.Duration(idleRate * float64(time.Second))
+	r.idleCPU = time.Duration(max(0, idleRate-baseRate) * float64(time.Second))
 
 	// Measured: the window of packet numbers each publisher sends within
 	// the duration, plus a second for the last of them to arrive.
@@ -363,11 +361,11 @@ func run(ctx context.Context, c config) (result, error) {
 			s.mu.Unlock()
 		}
 	}
-	cpu0, err = procCPU(c.pid)
+	cpu0, err := procCPU(c.pid)
 	if err != nil {
 		return r, err
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	setSending(true)
 	if err := sleep(ctx, c.duration); err != nil {
 		return r, err
@@ -380,7 +378,7 @@ func run(ctx context.Context, c config) (result, error) {
 	if err := sleep(ctx, time.Second); err != nil {
 		return r, err
 	}
-	cpu1, err = procCPU(c.pid)
+	cpu1, err := procCPU(c.pid)
 	if err != nil {
 		return r, err
 	}
@@ -413,6 +411,23 @@ func run(ctx context.Context, c config) (result, error) {
 		}
 	}
 	return r, nil
+}
+
+// cpuRate is the CPU the process pid uses per second of wall time over d.
+func cpuRate(ctx context.Context, pid int, d time.Duration) (float64, error) {
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := sleep(ctx, d); err != nil {
+		return 0, err
+	}
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	return float64(cpu1-cpu0) / float64(time.Since(t0)), nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
