@@ -233,7 +233,8 @@ func (c *Client) writeLoop() {
 // then releases their bytes from the queue account: a client is "behind"
 // until its bytes are on the socket. A write that makes no progress for
 // stallTimeout closes the client with CloseSlowClient; the frame it was
-// in is completed first, so the close frame follows whole frames.
+// in is completed first, so the close frame follows whole frames. A write
+// cut short by close (queue overflow) ends the same way.
 func (c *Client) writeBatch(batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
@@ -246,11 +247,17 @@ func (c *Client) writeBatch(batch [][]byte) error {
 			return nil // close wins; writeClose runs next
 		}
 		n := w.gather(batch)
-		if err := nc.SetWriteDeadline(time.Now().Add(min(stallTimeout, c.hub.opts.WriteTimeout))); err != nil {
-			return err
-		}
-		written, err := nc.Write(w.buf)
-		if err != nil {
+		// Each write that makes progress earns another stallTimeout: a
+		// slow reader is kept, one that reads nothing is cut.
+		for written := 0; written < len(w.buf); {
+			if err := nc.SetWriteDeadline(time.Now().Add(min(stallTimeout, c.hub.opts.WriteTimeout))); err != nil {
+				return err
+			}
+			k, err := nc.Write(w.buf[written:])
+			written += k
+			if err == nil || (k > 0 && isTimeout(err) && !c.isClosed()) {
+				continue
+			}
 			return c.writeStalled(nc, w, written, err)
 		}
 		cost := 0
@@ -274,8 +281,7 @@ func (c *Client) writeBatch(batch [][]byte) error {
 // closeGrace so the close frame that follows is well formed. Anything
 // else broke the connection.
 func (c *Client) writeStalled(nc net.Conn, w *frameWriter, written int, err error) error {
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
+	if !isTimeout(err) {
 		return err
 	}
 	if !c.isClosed() {
@@ -291,6 +297,12 @@ func (c *Client) writeStalled(nc net.Conn, w *frameWriter, written int, err erro
 		}
 	}
 	return nil
+}
+
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // frameWriter gathers queued messages into unmasked text frames (RFC 6455
