@@ -9,8 +9,9 @@
 // [Manager.HandleSignal] and reports a closed socket with
 // [Manager.PeerClosed]. Each browser gets one PeerConnection, built from a
 // single [webrtc.API] (engine.go: Opus PT 111 with in-band FEC, VP8 PT 96
-// with NACK, PLI, FIR, REMB and transport-cc feedback, pion's default
-// interceptors). Header extensions carry Chromium's default ids (1 audio
+// with NACK, PLI, FIR, REMB and transport-cc feedback; the interceptors
+// whose output is used, interceptors.go: NACK responder and generator,
+// RTCP reports, transport-cc feedback, not pion's stats recorder). Header extensions carry Chromium's default ids (1 audio
 // level, RFC 6464; 2 abs-send-time; 3 transport-wide-cc; 4 mid), so the
 // server's offers and the browser's agree.
 //
@@ -23,8 +24,13 @@
 //   - Browser to browser (an SFU): every track a browser publishes is
 //     forwarded, RTP packet by RTP packet, to the other browsers of the
 //     room. Each subscriber gets its own TrackLocalStaticRTP per forwarded
-//     track and its own bounded send queue served by one writer goroutine,
-//     so a slow browser drops its own packets and never stalls the others.
+//     track. With the shared UDP socket and UDP candidates only, the
+//     forwarding goroutine writes each packet to every subscriber itself
+//     and the copies leave in one sendmmsg (batchconn.go): those writes end
+//     in a queue append and cannot block. Otherwise (TCP candidates can
+//     block on a slow peer) each browser has its own bounded send queue
+//     served by one writer goroutine, so a slow browser drops its own
+//     packets and never stalls the others.
 //     A picture loss indication from a subscriber is relayed to the
 //     publisher; a newly bound video subscriber triggers one too, so it
 //     gets a keyframe at once.
@@ -102,7 +108,8 @@
 //
 // Each browser session has one goroutine that owns its PeerConnection's
 // signaling (offers, answers, its own candidates, adding and removing the
-// tracks the room chose), one writer goroutine draining its media queue,
+// tracks the room chose), one writer goroutine draining its media queue
+// (unless writes are inline),
 // a reader per published track and an RTCP reader per sender. A room's
 // Discord link has one goroutine that joins, rejoins and reads it, and
 // one that writes to it. Every goroutine is tracked by a WaitGroup of its

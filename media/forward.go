@@ -39,16 +39,25 @@ type outPacket struct {
 	observe func(time.Duration)
 }
 
-// sendQueue is one browser's bounded media queue, drained by one writer
-// goroutine.
+// sendQueue is one browser's way out for media: either a bounded queue
+// drained by one writer goroutine, or, when every write ends in the
+// batched UDP socket and so cannot block (inline), the forwarding
+// goroutine's own write.
 type sendQueue struct {
-	ch      chan outPacket
+	ch      chan outPacket // nil when inline
 	dropped atomic.Uint64
 	// onWrite, when set, observes each written packet (benchmarks).
 	onWrite func(p outPacket)
 }
 
 func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
+
+// newInlineSendQueue is a sendQueue written by the forwarding goroutine;
+// it has no writer goroutine.
+func newInlineSendQueue() *sendQueue { return &sendQueue{} }
+
+// inline reports whether the forwarding goroutine writes q's packets.
+func (q *sendQueue) inline() bool { return q.ch == nil }
 
 // push queues p without blocking; a full queue drops p.
 func (q *sendQueue) push(p outPacket) bool {
@@ -68,19 +77,26 @@ func (q *sendQueue) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case p := <-q.ch:
-			if p.dt.keyGate && !p.dt.passKeyGate(p.pkt) {
-				continue
-			}
-			// A write fails only when the subscriber's connection is
-			// closing; its own teardown reports that.
-			_ = p.dt.sink.WriteRTP(p.pkt)
-			if p.observe != nil {
-				p.observe(time.Since(p.at))
-			}
-			if q.onWrite != nil {
-				q.onWrite(p)
-			}
+			q.write(p)
 		}
+	}
+}
+
+// write sends p to its subscriber. The goroutine that writes a track's
+// packets is always the same one (the queue's writer, or the source's
+// forwarding goroutine when inline), which owns the key gate.
+func (q *sendQueue) write(p outPacket) {
+	if p.dt.keyGate && !p.dt.passKeyGate(p.pkt) {
+		return
+	}
+	// A write fails only when the subscriber's connection is closing; its
+	// own teardown reports that.
+	_ = p.dt.sink.WriteRTP(p.pkt)
+	if p.observe != nil {
+		p.observe(time.Since(p.at))
+	}
+	if q.onWrite != nil {
+		q.onWrite(p)
 	}
 }
 
@@ -100,11 +116,11 @@ type downTrack struct {
 	// a decoder given delta frames first shows nothing useful anyway.
 	keyGate bool
 	bound   atomic.Bool
-	opened  bool // the gate has opened; the writer goroutine only
+	opened  bool // the gate has opened; the goroutine that writes the track only
 }
 
 // passKeyGate reports whether a gated track may carry pkt. Called by the
-// subscriber's writer goroutine only.
+// goroutine that writes the track (sendQueue.write).
 func (d *downTrack) passKeyGate(pkt *rtp.Packet) bool {
 	if d.opened {
 		return true
@@ -193,6 +209,17 @@ func (f *fanout) remove(dt *downTrack) bool {
 	return found
 }
 
+// inlineOnly reports whether every subscriber is written inline: then no
+// queue keeps a packet after send returns, and the sender may reuse it.
+func (f *fanout) inlineOnly() bool {
+	for _, dt := range f.list() {
+		if !dt.q.inline() {
+			return false
+		}
+	}
+	return true
+}
+
 // list returns the current subscribers (read-only).
 func (f *fanout) list() []*downTrack {
 	if p := f.subs.Load(); p != nil {
@@ -201,11 +228,15 @@ func (f *fanout) list() []*downTrack {
 	return nil
 }
 
-// send queues pkt to every subscriber without blocking and returns how many
-// queues were full.
+// send hands pkt to every subscriber without blocking: written at once to
+// an inline subscriber, queued to the others. It returns how many queues
+// were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
 	for _, dt := range f.list() {
-		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at, observe: f.observe}) {
+		p := outPacket{dt: dt, pkt: pkt, at: at, observe: f.observe}
+		if dt.q.inline() {
+			dt.q.write(p)
+		} else if !dt.q.push(p) {
 			dropped++
 		}
 	}
@@ -249,6 +280,7 @@ type discordSource struct {
 	video *discordVideo
 
 	// The link's reader only.
+	scratch  rtp.Packet // the packet forward reuses when no queue keeps it
 	rw       opusRewriter
 	lastSeen time.Time
 	heard    bool // the reader told the room the user speaks
@@ -270,7 +302,11 @@ func newDiscordSource(userID string, seq uint16, ts uint32, observe func(time.Du
 // when the frame reached the bridge, now when media took it.
 func (d *discordSource) forward(payload []byte, missing int, received, now time.Time) int {
 	seq, ts, marker := d.rw.next(missing)
-	pkt := &rtp.Packet{
+	pkt := &d.scratch
+	if !d.fan.inlineOnly() {
+		pkt = new(rtp.Packet) // queued: shared by the queues until written
+	}
+	*pkt = rtp.Packet{
 		Header: rtp.Header{
 			Version:        2,
 			PayloadType:    opusPayloadType,

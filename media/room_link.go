@@ -180,10 +180,10 @@ func (r *room) onDiscordFrame(ctx context.Context, users map[string]*discordSour
 				return false
 			}
 		}
-		d.video.forward(f.Payload, now)
+		r.m.eng.burst(func() { d.video.forward(f.Payload, now) })
 		return true
 	}
-	d.forward(f.Payload, f.Missing, f.Received, now)
+	r.m.eng.burst(func() { d.forward(f.Payload, f.Missing, f.Received, now) })
 	if !d.heard {
 		d.heard = true
 		r.post(discordSpeakingAction{d, true})

@@ -87,7 +87,7 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		m: m, room: r, sig: p, id: id, userID: p.UserID(), name: p.Name(),
 		log:        r.log.With("session_id", id, "user_id", p.UserID()),
 		pc:         pc,
-		q:          newSendQueue(sendQueueLen),
+		q:          newBrowserSendQueue(m.eng.inlineWrites),
 		sigIn:      make(chan clientMessage, sigQueueLen),
 		kickTracks: make(chan struct{}, 1),
 		kickNeg:    make(chan struct{}, 1),
@@ -119,7 +119,9 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		kick(s.kickState)
 	})
 	s.goSafe(s.run)
-	s.goSafe(func() { s.q.run(s.stop) })
+	if !s.q.inline() {
+		s.goSafe(func() { s.q.run(s.stop) })
+	}
 	return s, nil
 }
 
