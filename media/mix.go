@@ -58,9 +58,9 @@ const (
 	// room together, about 200 ms of 16 speakers); when full the newest
 	// is dropped and the jitter buffer conceals it.
 	mixQueueLen = 512
-	// maxOpusPacket is the largest Opus packet of one frame (RFC 6716
-	// §3.4).
-	maxOpusPacket = 1275
+	// mixOutBuf is the room given to each encoded frame: more than the
+	// 1275 bytes of the largest Opus frame (RFC 6716 §3.4).
+	mixOutBuf = 2 * mixFrame
 	// activeLevel is the frame level, in dBFS, from which an input counts
 	// as speaking; activeHangover keeps it speaking through the pauses
 	// between words (15 frames, 300 ms).
@@ -248,7 +248,7 @@ func (m *mixer) tick(now time.Time) {
 	if !ok {
 		return
 	}
-	buf := make([]byte, maxOpusPacket) // the link keeps it
+	buf := make([]byte, mixOutBuf) // the link keeps it
 	n, err := m.enc.Encode(frame, buf)
 	if err != nil {
 		m.stats.encodeErrors++
