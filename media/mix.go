@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/pion/opus"
 )
 
 // The mix toward Discord: every browser's audio decoded, held in its own
@@ -420,4 +422,42 @@ func frameLevel(pcm []float32) float64 {
 		return math.Inf(-1)
 	}
 	return 10 * math.Log10(e/float64(len(pcm)))
+}
+
+// startMix starts the room's mix toward lc when the manager mixes.
+func (r *room) startMix(lc *linkConn) {
+	cfg := r.m.mix
+	if cfg.NewEncoder == nil || r.mix != nil {
+		return
+	}
+	enc, err := cfg.NewEncoder(cfg.Bitrate)
+	if err != nil {
+		r.log.Warn("mix encoder; forwarding the loudest browser instead", "err", err)
+		return
+	}
+	newDec := func() (frameDecoder, error) {
+		if cfg.NewDecoder != nil {
+			d, err := cfg.NewDecoder()
+			if err != nil {
+				return nil, err
+			}
+			return decoderFunc{d}, nil
+		}
+		d, err := opus.NewDecoderWithOutput(mixRate, 1)
+		if err != nil {
+			return nil, err
+		}
+		return decoderFunc{&d}, nil
+	}
+	r.mix = newMixer(cfg, enc, newDec, func(b []byte) { lc.push(linkItem{opus: b}) }, wallClock{})
+	r.mix.start()
+	r.log.Info("mixing the browsers toward discord", "bitrate", cfg.Bitrate, "max_speakers", cfg.MaxSpeakers)
+}
+
+// stopMix ends the room's mix, if it runs.
+func (r *room) stopMix() {
+	if r.mix != nil {
+		r.mix.stop()
+		r.mix = nil
+	}
 }

@@ -125,7 +125,11 @@ func (s *session) readUp(u *upTrack) {
 			case r.levels <- levelReport{s: s, level: level, at: now}:
 			default:
 			}
-			if rt := r.route.Load(); rt.speaker == s.id && rt.out != nil {
+			if rt := r.route.Load(); rt.mix != nil {
+				if !s.muted.Load() {
+					rt.mix.push(mixPacket{src: u.info.TrackID, seq: pkt.SequenceNumber, ts: pkt.Timestamp, payload: pkt.Payload, at: now})
+				}
+			} else if rt.speaker == s.id && rt.out != nil {
 				rt.out.push(linkItem{opus: pkt.Payload})
 			}
 		}
