@@ -247,14 +247,19 @@ func TestMixPacedAt50PerSecond(t *testing.T) {
 		t.Fatal("500 frames did not come")
 	}
 	m.stop()
-	sentAt = sentAt[:500]
+	// A talk spurt starts with the encoded silence that gives the link's
+	// pacer a frame of lead, sent with the first frame.
+	if sentAt[0] != sentAt[1] {
+		t.Fatalf("the lead frame went %s before the first", sentAt[1].Sub(sentAt[0]))
+	}
+	sentAt = sentAt[1:500]
 	for i := 1; i < len(sentAt); i++ {
 		if d := sentAt[i].Sub(sentAt[i-1]); d != frameTime {
 			t.Fatalf("frame %d sent %s after the previous, want exactly 20 ms", i, d)
 		}
 	}
-	if got := sentAt[len(sentAt)-1].Sub(sentAt[0]); got != 499*frameTime {
-		t.Fatalf("500 frames over %s, want %s", got, 499*frameTime)
+	if got := sentAt[len(sentAt)-1].Sub(sentAt[0]); got != 498*frameTime {
+		t.Fatalf("499 frames over %s, want %s", got, 498*frameTime)
 	}
 }
 
