@@ -55,7 +55,7 @@ type session struct {
 	desired  atomic.Pointer[map[string]*downTrack]
 	trackSeq atomic.Uint64
 	// muted mirrors the room's mute state for the mix, read per packet.
-	muted atomic.Bool
+	muted    atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
