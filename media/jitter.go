@@ -28,23 +28,25 @@ const (
 	// jitterQuantile of the packets' extra delay is what the buffer's
 	// delay must cover.
 	jitterQuantile = 0.95
-	// driftWindow is how many ticks (1 s) the buffer's depth must stay
-	// above, or below, its target before a frame is merged away, or one
-	// is stretched in.
-	driftWindow = 50
+	// mergeWindow is how many ticks (200 ms) the buffer's depth must
+	// stay above its target before two frames are merged into one: the
+	// delay a burst or a fast clock left comes off quickly.
+	mergeWindow = 10
+	// stretchWindow is how many ticks (1 s) the depth must stay below
+	// the target before a period is repeated to make room (a slow
+	// clock).
+	stretchWindow = 50
 	// crossfade is how many samples a decoded frame takes to fade in over
 	// the concealed signal after a loss (5 ms).
 	crossfade = 240
 	// pitchMin and pitchMax bound the period that concealment repeats
-	// (50 Hz to 1.2 kHz fundamental, or a multiple of a higher one);
-	// pitchWindow is how many recent samples the period is matched on.
+	// (80 Hz to 1.2 kHz fundamental, or a multiple of a higher one);
+	// pitchWindow is how many recent samples the period is matched on:
+	// short, so the period is the one at the very end.
 	pitchMin    = 40
-	pitchMax    = 960
-	pitchWindow = 480
-	historyLen  = pitchMax + pitchWindow
-	// quietLevel, in dBFS, is a pause in which merging two frames is
-	// not heard.
-	quietLevel = -45.0
+	pitchMax    = 600
+	pitchWindow = 240
+	historyLen  = 2 * mixFrame // at least pitchMax + pitchWindow, and a whole frame
 )
 
 // concealFades are the gains at the ends of the first, second and third
@@ -102,8 +104,9 @@ type jitterBuffer struct {
 	nTransit int
 	target   int // frames held before playout, in bounds
 
-	// Depth seen at the last driftWindow ticks: minimum and maximum.
-	depthLo, depthHi, depthTicks int
+	// The least depth over the last mergeWindow ticks, the most over the
+	// last stretchWindow ticks, and the ticks each has seen.
+	depthLo, loTicks, depthHi, hiTicks int
 
 	// Concealment: recent output, the period being repeated, where in it
 	// the repetition is, the gain, and how many frames in a row were
@@ -161,7 +164,7 @@ func (j *jitterBuffer) reset(seq uint16) {
 	}
 	j.started, j.priming = true, true
 	j.next, j.highest = seq, seq
-	j.depthTicks = 0
+	j.loTicks, j.hiTicks = 0, 0
 }
 
 // observeTransit updates the delay target with one packet's transit.
@@ -244,22 +247,20 @@ func (j *jitterBuffer) pop(pcm []float32) frameKind {
 		}
 		j.conceal(pcm, true)
 		return frameConcealed
-	case j.depthTicks >= driftWindow && j.depthLo > j.target && j.has(j.next) && j.has(j.next+1) &&
-		(j.depthLo > j.target+1 || frameLevel(j.history[historyLen-mixFrame:]) < quietLevel):
-		// Fuller than needed for a whole window (the browser's clock is
-		// fast, or a burst's delay is no longer needed): play two frames
-		// in one, in a pause if one comes, or anyway once a second frame
-		// too many piled up.
-		j.depthTicks = 0
+	case j.loTicks >= mergeWindow && j.depthLo > j.target && j.has(j.next) && j.has(j.next+1):
+		// Fuller than needed for a while (the browser's clock is fast,
+		// or a burst's delay is no longer needed): play two frames in
+		// one.
+		j.loTicks = 0
 		if j.merge(pcm) {
 			return frameDecoded
 		}
 		j.conceal(pcm, true)
 		return frameConcealed
-	case j.depthTicks >= driftWindow && j.depthHi < j.target && j.lost == 0:
-		// Emptier than needed for a whole window (the browser's clock is
+	case j.hiTicks >= stretchWindow && j.depthHi < j.target && j.lost == 0:
+		// Emptier than needed for a whole second (the browser's clock is
 		// slow): repeat a period before the buffer runs dry.
-		j.depthTicks = 0
+		j.hiTicks = 0
 		j.stats.stretched++
 		j.conceal(pcm, false)
 		return frameConcealed
@@ -286,16 +287,20 @@ func (j *jitterBuffer) pop(pcm []float32) frameKind {
 
 // trackDepth records the depth before a tick for the drift decisions.
 func (j *jitterBuffer) trackDepth(depth int) {
-	if j.depthTicks == 0 || depth < j.depthLo {
+	if j.loTicks >= mergeWindow {
+		j.loTicks = 0
+	}
+	if j.loTicks == 0 || depth < j.depthLo {
 		j.depthLo = depth
 	}
-	if j.depthTicks == 0 || depth > j.depthHi {
+	j.loTicks++
+	if j.hiTicks >= stretchWindow {
+		j.hiTicks = 0
+	}
+	if j.hiTicks == 0 || depth > j.depthHi {
 		j.depthHi = depth
 	}
-	j.depthTicks++
-	if j.depthTicks > driftWindow {
-		j.depthTicks, j.depthLo, j.depthHi = 1, depth, depth
-	}
+	j.hiTicks++
 }
 
 // decode decodes payload into pcm; false when it does not decode.
