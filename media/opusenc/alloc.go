@@ -30,8 +30,9 @@ func bandCap(b int) int {
 }
 
 // computeAllocation splits total 1/8 bits among the bands for a mono 20 ms
-// frame with the given trim and no boosts, coding the skip flag into re.
-func computeAllocation(re *rangeEncoder, total, trim int, a *allocation) {
+// frame with the given trim and band boosts (in 1/8 bit), coding the skip
+// flag into re.
+func computeAllocation(re *rangeEncoder, total, trim int, boosts *[numBands]int, a *allocation) {
 	const c = 1
 	total = max(total, 0)
 	skipReserved := 0
@@ -62,6 +63,7 @@ func computeAllocation(re *rangeEncoder, total, trim int, a *allocation) {
 			if bits > 0 {
 				bits = max(0, bits+trimOffset[b])
 			}
+			bits += boosts[b]
 			if bits >= thresh[b] || done {
 				done = true
 				psum += min(bits, caps[b])
@@ -77,6 +79,7 @@ func computeAllocation(re *rangeEncoder, total, trim int, a *allocation) {
 	}
 	hi = lo
 	lo--
+	skipStart := 0
 	for b := range numBands {
 		w := bandWidth(b)
 		b1 := c * w * int(bandAllocation[lo][b]) << lm >> 2
@@ -90,16 +93,23 @@ func computeAllocation(re *rangeEncoder, total, trim int, a *allocation) {
 		if b2 > 0 {
 			b2 = max(0, b2+trimOffset[b])
 		}
+		if lo > 0 {
+			b1 += boosts[b]
+		}
+		b2 += boosts[b]
+		if boosts[b] > 0 {
+			skipStart = b // a boosted band is never skipped
+		}
 		bits1[b] = b1
 		bits2[b] = max(0, b2-b1)
 	}
-	interpolate(re, &bits1, &bits2, &thresh, &caps, total, skipReserved, a)
+	interpolate(re, &bits1, &bits2, &thresh, &caps, total, skipReserved, skipStart, a)
 }
 
 // interpolate is interp_bits2pulses of the reference: it finds the point
 // between the two rows that fits total, decides the coded bands, and
 // splits each band's bits into fine energy and shape.
-func interpolate(re *rangeEncoder, bits1, bits2, thresh, caps *[numBands]int, total, skipReserved int, a *allocation) {
+func interpolate(re *rangeEncoder, bits1, bits2, thresh, caps *[numBands]int, total, skipReserved, skipStart int, a *allocation) {
 	const c = 1
 	const allocFloor = c << bitRes
 	bits := &a.pulses
@@ -148,7 +158,7 @@ func interpolate(re *rangeEncoder, bits1, bits2, thresh, caps *[numBands]int, to
 	coded := numBands
 	for {
 		j := coded - 1
-		if j <= 0 {
+		if j <= skipStart {
 			total += skipReserved
 			break
 		}

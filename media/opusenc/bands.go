@@ -17,14 +17,17 @@ type bandCoder struct {
 
 // pvqScratch is the per-encoder scratch of the PVQ search.
 type pvqScratch struct {
-	iy  [maxPVQN]int
-	y   [maxPVQN]float32
-	neg [maxPVQN]bool
+	band [maxPVQN]float32 // a band in time order
+	iy   [maxPVQN]int
+	y    [maxPVQN]float32
+	neg  [maxPVQN]bool
 }
 
 // quantAllBands codes the shape of every band of the normalised spectrum
-// x (RFC 6716 §4.3.4), with total 1/8 bits for the whole frame.
-func quantAllBands(re *rangeEncoder, x []float32, a *allocation, total, spread int, scratch *pvqScratch) {
+// x (RFC 6716 §4.3.4), with total 1/8 bits for the whole frame. blocks is
+// 1 for a long block, 8 for a transient frame's short blocks, whose
+// coefficients x interleaves.
+func quantAllBands(re *rangeEncoder, x []float32, a *allocation, total, spread, blocks int, scratch *pvqScratch) {
 	bc := bandCoder{re: re, spread: spread, scratch: scratch}
 	balance := a.balance
 	for b := range numBands {
@@ -41,39 +44,60 @@ func quantAllBands(re *rangeEncoder, x []float32, a *allocation, total, spread i
 			bits = max(0, min(16383, min(remaining+1, a.pulses[b]+currBalance)))
 		}
 		band := x[bandEdges[b]<<lm : bandEdges[b+1]<<lm]
-		bc.partition(band, bits, lm)
+		if blocks > 1 {
+			// In time order: block after block, so that splits divide time.
+			perBlock := len(band) / blocks
+			for i := range blocks {
+				for j := range perBlock {
+					scratch.band[i*perBlock+j] = band[j*blocks+i]
+				}
+			}
+			band = scratch.band[:len(band)]
+		}
+		bc.partition(band, bits, lm, blocks)
 		balance += a.pulses[b] + tell
 	}
 }
 
 // partition codes one band, or a half of one, with b 1/8 bits (the
-// reference quant_partition for a mono long block).
-func (bc *bandCoder) partition(x []float32, b, lmShift int) {
+// reference quant_partition, mono); blocks is how many short blocks x
+// holds, in time order.
+func (bc *bandCoder) partition(x []float32, b, lmShift, blocks int) {
 	n := len(x)
+	blocks0 := blocks
 	cache := pulseCache(bc.band, lmShift)
 	if lmShift != -1 && b > int(cache[cache[0]])+12 && n > 2 {
 		n >>= 1
 		lmShift--
 		xm, xs := x[:n], x[n:]
-		itheta, delta, qalloc := bc.theta(xm, xs, &b, lmShift)
+		blocks = (blocks + 1) >> 1
+		itheta, delta, qalloc := bc.theta(xm, xs, &b, lmShift, blocks0)
+		if blocks0 > 1 && itheta&0x3fff != 0 {
+			// Give the quieter blocks more bits than their share.
+			if itheta > 8192 {
+				delta -= delta >> (4 - lmShift)
+			} else {
+				delta = min(0, delta+(n<<bitRes>>(5-lmShift)))
+			}
+		}
 		mbits := max(0, min(b, (b-delta)/2))
 		sbits := b - mbits
 		bc.remaining -= qalloc
 		rebalance := bc.remaining
 		if mbits >= sbits {
-			bc.partition(xm, mbits, lmShift)
+			bc.partition(xm, mbits, lmShift, blocks)
 			rebalance = mbits - (rebalance - bc.remaining)
 			if rebalance > 3<<bitRes && itheta != 0 {
 				sbits += rebalance - 3<<bitRes
 			}
-			bc.partition(xs, sbits, lmShift)
+			bc.partition(xs, sbits, lmShift, blocks)
 		} else {
-			bc.partition(xs, sbits, lmShift)
+			bc.partition(xs, sbits, lmShift, blocks)
 			rebalance = sbits - (rebalance - bc.remaining)
 			if rebalance > 3<<bitRes && itheta != 16384 {
 				mbits += rebalance - 3<<bitRes
 			}
-			bc.partition(xm, mbits, lmShift)
+			bc.partition(xm, mbits, lmShift, blocks)
 		}
 		return
 	}
@@ -91,7 +115,7 @@ func (bc *bandCoder) partition(x []float32, b, lmShift int) {
 	}
 	k := getPulses(q)
 	s := bc.scratch
-	expRotation(x, k, bc.spread)
+	expRotation(x, k, bc.spread, blocks)
 	pvqSearch(x, s.iy[:n], s.y[:n], s.neg[:n], k)
 	bc.re.uniform(pvqIndex(s.iy[:n]), pvqV(n, k))
 }
@@ -100,7 +124,7 @@ func (bc *bandCoder) partition(x []float32, b, lmShift int) {
 // being split (RFC 6716 §4.3.4.4) and returns it in Q14 of a quarter turn,
 // with the bit imbalance delta the decoder derives from it and the 1/8
 // bits it cost, which it takes off *b.
-func (bc *bandCoder) theta(xm, xs []float32, b *int, lmShift int) (itheta, delta, qalloc int) {
+func (bc *bandCoder) theta(xm, xs []float32, b *int, lmShift, blocks0 int) (itheta, delta, qalloc int) {
 	n := len(xm)
 	pulseCap := logN400[bc.band] + lmShift<<bitRes
 	offset := pulseCap>>1 - 4 // QTHETA_OFFSET
@@ -116,18 +140,12 @@ func (bc *bandCoder) theta(xm, xs []float32, b *int, lmShift int) (itheta, delta
 	tell := bc.re.tellFrac()
 	if qn != 1 {
 		itheta = (itheta*qn + 8192) >> 14
-		// A triangular distribution over [0, qn], peaked at qn/2.
-		half := qn >> 1
-		ft := uint32((half + 1) * (half + 1))
-		var fs, fl uint32
-		if itheta <= half {
-			fs = uint32(itheta + 1)
-			fl = uint32(itheta * (itheta + 1) >> 1)
+		if blocks0 > 1 {
+			// Splitting time: a uniform distribution.
+			bc.re.uniform(uint32(itheta), uint32(qn+1))
 		} else {
-			fs = uint32(qn + 1 - itheta)
-			fl = ft - uint32((qn+1-itheta)*(qn+2-itheta)>>1)
+			bc.triangular(itheta, qn)
 		}
-		bc.re.encode(fl, fl+fs, ft)
 		itheta = itheta * 16384 / qn
 	} else {
 		itheta = 0
@@ -182,4 +200,20 @@ func bitexactLog2Tan(isin, icos int) int {
 	icos <<= 15 - lc
 	isin <<= 15 - ls
 	return (ls-lc)*(1<<11) + fracMul16(isin, fracMul16(isin, -2597)+7932) - fracMul16(icos, fracMul16(icos, -2597)+7932)
+}
+
+// triangular codes itheta in [0, qn] with a triangular distribution
+// peaked at qn/2, what the decoder expects for a split in frequency.
+func (bc *bandCoder) triangular(itheta, qn int) {
+	half := qn >> 1
+	ft := uint32((half + 1) * (half + 1))
+	var fs, fl uint32
+	if itheta <= half {
+		fs = uint32(itheta + 1)
+		fl = uint32(itheta * (itheta + 1) >> 1)
+	} else {
+		fs = uint32(qn + 1 - itheta)
+		fl = ft - uint32((qn+1-itheta)*(qn+2-itheta)>>1)
+	}
+	bc.re.encode(fl, fl+fs, ft)
 }

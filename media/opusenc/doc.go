@@ -12,12 +12,17 @@
 // check the result against two decoders it did not write: libopus's, via
 // opusdec's per-packet final range (the bit-exact check), and pion/opus.
 //
-// What a full CELT encoder does and this one leaves out, and what that
-// costs: no transient detection, so every frame is one long block and a
-// sharp attack spreads pre-echo over up to 20 ms; no pitch pre-filter,
-// so strongly periodic voices get no post-filter help; fixed spreading
-// (normal), no time-frequency changes, no dynamic band boosts and the
-// default allocation trim, where libopus analyses each frame to choose
-// them; CBR only, no VBR; mono only. For mixed voice at 64 kbit/s these
-// cost a little sharpness, measured against libopus in the tests.
+// Frames with an attack are coded as eight short blocks, detected and
+// coded as libopus does, so an attack's noise stays within 2.5 ms of it;
+// a pitch pre-filter takes a periodic voice's harmonics out before the
+// transform (the decoder's post-filter puts them back), with a simpler
+// pitch search than libopus's; band boosts, the allocation trim and the
+// spreading are chosen as libopus chooses them. What a full CELT encoder
+// does and this one leaves out: time-frequency resolution changes per band,
+// which libopus analyses for each frame (here short blocks stay short in
+// every band, long blocks long: a little less frequency resolution in
+// transient frames); VBR (CBR only); stereo (mono only). On the tests'
+// speech clip the result matches or beats libopus's own encoder at 32 to
+// 128 kbit/s (segmental SNR and log-spectral distance), and its pre-echo
+// on claps is within 0.5 dB of libopus's.
 package opusenc

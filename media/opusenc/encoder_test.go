@@ -78,6 +78,7 @@ func TestFinalRangeMatchesLibopus(t *testing.T) {
 		{"white noise", noise(0.5, 1)},
 		{"full scale noise", noise(1, 0.5)},
 		{"speech", speech(t)},
+		{"claps (short blocks)", claps(1)},
 		{"silence then tone", append(make([]float32, 4800), sine(1000, 0.5, 0.5)...)},
 	}
 	for _, rate := range []int{opusenc.MinBitrate, 16000, 64000, 192000, opusenc.MaxBitrate} {
@@ -154,5 +155,58 @@ func TestEncodeDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per frame, want 0", allocs)
+	}
+}
+
+// silenceFrame is the Opus silence frame Discord clients send when they
+// stop speaking.
+var silenceFrame = []byte{0xf8, 0xff, 0xfe}
+
+// TestResetAfterSilenceFrames: a stream that stops with Discord's
+// silence frames and resumes after Reset decodes its first frames at the
+// level a fresh stream of the same audio has; without Reset, the
+// decoder's energies, reset by the silence frames, would disagree with the
+// encoder's prediction.
+func TestResetAfterSilenceFrames(t *testing.T) {
+	enc, err := opusenc.New(opusenc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encodeWith := func(pcm []float32) [][]byte {
+		var packets [][]byte
+		for off := 0; off+opusenc.FrameSize <= len(pcm); off += opusenc.FrameSize {
+			out := make([]byte, enc.PacketSize())
+			n, err := enc.EncodeFloat32(pcm[off:off+opusenc.FrameSize], out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			packets = append(packets, out[:n])
+		}
+		return packets
+	}
+	loud, after := sine(440, 0.8, 0.4), sine(1000, 0.05, 0.4)
+	stream := encodeWith(loud)
+	for range 5 {
+		stream = append(stream, silenceFrame)
+	}
+	enc.Reset()
+	resumed := encodeWith(after)
+	stream = append(stream, resumed...)
+	fresh, _ := encodeAll(t, opusenc.Options{}, after)
+
+	got := audiotest.DecodeOpus(t, stream)[(len(stream)-len(resumed))*opusenc.FrameSize:]
+	want := audiotest.DecodeOpus(t, fresh)
+	rms := func(x []float32) float64 {
+		var s float64
+		for _, v := range x {
+			s += float64(v) * float64(v)
+		}
+		return math.Sqrt(s / float64(len(x)))
+	}
+	for f := range 5 {
+		frame := func(x []float32) []float32 { return x[f*opusenc.FrameSize : (f+1)*opusenc.FrameSize] }
+		if db := 20 * math.Log10(rms(frame(got))/rms(frame(want))); math.Abs(db) > 1 {
+			t.Fatalf("frame %d after the silence: %+.1f dB from a fresh stream's", f, db)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,4 +106,30 @@ func opusdec(t testing.TB, ogg []byte) ([]float32, []uint32) {
 		ranges = append(ranges, uint32(v))
 	}
 	return pcm, ranges
+}
+
+// clapOnsets are where claps starts: every 150 ms from 62.5 ms.
+func clapOnsets(seconds float64) []int {
+	var out []int
+	for start := 3000; start+4800 < int(seconds*opusenc.SampleRate); start += 7200 {
+		out = append(out, start)
+	}
+	return out
+}
+
+// claps is seconds of faint noise with a clap at each of clapOnsets: a
+// noise burst with a sharp attack decaying over 12.5 ms, the kind of
+// sound a long transform smears into pre-echo.
+func claps(seconds float64) []float32 {
+	r := rand.New(rand.NewPCG(9, 9))
+	out := make([]float32, int(seconds*opusenc.SampleRate))
+	for i := range out {
+		out[i] = float32(0.01 * (2*r.Float64() - 1))
+	}
+	for _, start := range clapOnsets(seconds) {
+		for i := range 4800 {
+			out[start+i] += float32(0.7 * math.Exp(-float64(i)/600) * (2*r.Float64() - 1))
+		}
+	}
+	return out
 }

@@ -14,7 +14,8 @@ import (
 const (
 	frameSize = 960 // samples per channel per 20 ms frame
 	overlap   = 120 // samples shared with the neighbouring frame
-	fftSize   = frameSize / 2
+	// shortBlock is the length of each of a transient frame's 8 blocks.
+	shortBlock = frameSize >> lm
 )
 
 // celtWindow is the power-complementary window of RFC 6716 §4.3.7 over
@@ -28,27 +29,34 @@ func celtWindow() [overlap]float32 {
 	return w
 }
 
-// mdct is a planned forward transform; it keeps its scratch.
+// mdct is a planned forward transform of n coefficients (960 for the
+// long block, 120 for each of a transient frame's eight short blocks); it
+// keeps its scratch.
 type mdct struct {
+	n       int
 	window  [overlap]float32
-	pre     [fftSize]complex64 // exp(-iπn/N) for the fold's pairs
-	post    [fftSize]complex64 // exp(-iπ(k+¼)/N)
-	twiddle [fftSize]complex64 // exp(-2πij/fftSize)
-	fold    [frameSize]float32
-	z, tmp  [fftSize]complex64
+	pre     []complex64 // exp(-iπj/n) for the fold's pairs
+	post    []complex64 // exp(-iπ(k+¼)/n)
+	twiddle []complex64 // exp(-2πij/(n/2))
+	fold    []float32
+	z, tmp  []complex64
 	factors []int
 }
 
-func newMDCT() *mdct {
-	m := &mdct{window: celtWindow()}
-	const n = frameSize
-	for i := range fftSize {
-		m.pre[i] = complex64(cmplx.Exp(complex(0, -math.Pi*float64(i)/n)))
-		m.post[i] = complex64(cmplx.Exp(complex(0, -math.Pi*(float64(i)+0.25)/n)))
-		m.twiddle[i] = complex64(cmplx.Exp(complex(0, -2*math.Pi*float64(i)/fftSize)))
+func newMDCT(n int) *mdct {
+	half := n / 2
+	m := &mdct{
+		n: n, window: celtWindow(),
+		pre: make([]complex64, half), post: make([]complex64, half), twiddle: make([]complex64, half),
+		fold: make([]float32, n), z: make([]complex64, half), tmp: make([]complex64, half),
 	}
-	// Radix 4 where possible, then 2, 3 and 5: 480 = 4·4·2·3·5.
-	for rest, p := fftSize, 4; rest > 1; {
+	for i := range half {
+		m.pre[i] = complex64(cmplx.Exp(complex(0, -math.Pi*float64(i)/float64(n))))
+		m.post[i] = complex64(cmplx.Exp(complex(0, -math.Pi*(float64(i)+0.25)/float64(n))))
+		m.twiddle[i] = complex64(cmplx.Exp(complex(0, -2*math.Pi*float64(i)/float64(half))))
+	}
+	// Radix 4 where possible, then 2, 3 and 5: 480 = 4·4·2·3·5, 60 = 4·3·5.
+	for rest, p := half, 4; rest > 1; {
 		if p == 4 && rest%4 != 0 {
 			p = 2
 		}
@@ -65,23 +73,25 @@ func newMDCT() *mdct {
 	return m
 }
 
-// forward transforms in, the 1080 samples [previous overlap | new frame],
-// into out's 960 coefficients, scaled like the reference so that the
-// decoder's inverse restores the input's amplitude.
-func (m *mdct) forward(in []float32, out []float32) {
-	// The 1920-sample block is 420 zeros, in windowed at both ends, 420
-	// zeros; as quarters a, b, c, d of 480 it folds into the DCT-IV input
-	// (-c_r - d, a - b_r).
-	const n, half, pad = frameSize, frameSize / 2, (frameSize - overlap) / 2
-	block := func(i int) float32 { // sample i of the 1920-sample block
+// forward transforms in, n+overlap samples [previous overlap | new
+// samples], into n coefficients written stride apart in out, scaled like
+// the reference so that the decoder's inverse restores the input's
+// amplitude.
+func (m *mdct) forward(in []float32, out []float32, stride int) {
+	// The 2n-sample block is (n-overlap)/2 zeros, in windowed at both
+	// ends, as many zeros; as quarters a, b, c, d it folds into the DCT-IV
+	// input (-c_r - d, a - b_r).
+	n, half := m.n, m.n/2
+	pad := (n - overlap) / 2
+	block := func(i int) float32 { // sample i of the 2n-sample block
 		j := i - pad
 		switch {
-		case j < 0 || j >= frameSize+overlap:
+		case j < 0 || j >= n+overlap:
 			return 0
 		case j < overlap:
 			return in[j] * m.window[j]
-		case j >= frameSize:
-			return in[j] * m.window[frameSize+overlap-1-j]
+		case j >= n:
+			return in[j] * m.window[n+overlap-1-j]
 		}
 		return in[j]
 	}
@@ -89,15 +99,15 @@ func (m *mdct) forward(in []float32, out []float32) {
 		m.fold[i] = -block(3*half-1-i) - block(3*half+i)
 		m.fold[half+i] = block(i) - block(n-1-i)
 	}
-	for i := range fftSize {
+	for i := range half {
 		m.z[i] = complex(m.fold[2*i], m.fold[n-1-2*i]) * m.pre[i]
 	}
-	m.fft(m.z[:], m.tmp[:], 1, m.factors)
-	const scale = 1.0 / fftSize
-	for k := range fftSize {
+	m.fft(m.z, m.tmp, 1, m.factors)
+	scale := 1 / float32(half)
+	for k := range half {
 		v := m.z[k] * m.post[k]
-		out[2*k] = real(v) * scale
-		out[n-1-2*k] = -imag(v) * scale
+		out[2*k*stride] = real(v) * scale
+		out[(n-1-2*k)*stride] = -imag(v) * scale
 	}
 }
 
@@ -140,7 +150,7 @@ func (m *mdct) fft(x, tmp []complex64, stride int, factors []int) {
 			for q := range p {
 				acc := t[0]
 				for r := 1; r < p; r++ {
-					acc += t[r] * m.twiddle[(r*q%p)*(fftSize/p)]
+					acc += t[r] * m.twiddle[(r*q%p)*(len(m.twiddle)/p)]
 				}
 				x[k+q*sub] = acc
 			}

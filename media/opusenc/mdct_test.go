@@ -10,16 +10,22 @@ import (
 // MDCT's definition, X[k] = Σ x[n]·cos(π/N·(n + ½ + N/2)·(k + ½)) over the
 // windowed 2N-sample block, scaled by 1/(N/2).
 func TestMDCTMatchesDefinition(t *testing.T) {
-	m := newMDCT()
+	for _, n := range []int{frameSize, shortBlock} {
+		testMDCT(t, n)
+	}
+}
+
+func testMDCT(t *testing.T, n int) {
+	m := newMDCT(n)
 	r := rand.New(rand.NewPCG(5, 6))
-	in := make([]float32, frameSize+overlap)
+	in := make([]float32, n+overlap)
 	for i := range in {
 		in[i] = float32(r.Float64()*2 - 1)
 	}
-	got := make([]float32, frameSize)
-	m.forward(in, got)
+	const stride = 3
+	out := make([]float32, n*stride)
+	m.forward(in, out, stride)
 
-	const n = frameSize
 	block := make([]float64, 2*n)
 	w := celtWindow()
 	pad := (n - overlap) / 2
@@ -36,14 +42,14 @@ func TestMDCTMatchesDefinition(t *testing.T) {
 	for k := range n {
 		var x float64
 		for i, v := range block {
-			x += v * math.Cos(math.Pi/n*(float64(i)+0.5+n/2)*(float64(k)+0.5))
+			x += v * math.Cos(math.Pi/float64(n)*(float64(i)+0.5+float64(n/2))*(float64(k)+0.5))
 		}
-		x /= n / 2
-		worst = max(worst, math.Abs(x-float64(got[k])))
+		x /= float64(n / 2)
+		worst = max(worst, math.Abs(x-float64(out[k*stride])))
 		peak = max(peak, math.Abs(x))
 	}
 	if worst > peak*1e-5 {
-		t.Fatalf("largest difference from the definition %g, peak coefficient %g", worst, peak)
+		t.Fatalf("%d coefficients: largest difference from the definition %g, peak coefficient %g", n, worst, peak)
 	}
 }
 
@@ -60,13 +66,13 @@ func TestWindowIsPowerComplementary(t *testing.T) {
 
 // BenchmarkMDCT is the forward transform of one 20 ms frame.
 func BenchmarkMDCT(b *testing.B) {
-	m := newMDCT()
+	m := newMDCT(frameSize)
 	in := make([]float32, frameSize+overlap)
 	for i := range in {
 		in[i] = float32(math.Sin(float64(i)))
 	}
 	out := make([]float32, frameSize)
 	for b.Loop() {
-		m.forward(in, out)
+		m.forward(in, out, 1)
 	}
 }

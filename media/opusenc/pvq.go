@@ -10,7 +10,8 @@ import (
 // angle when the codeword would be too long (§4.3.4.4), after the spreading
 // rotation the decoder will undo (§4.3.4.3).
 
-// Spreading decisions (RFC 6716 §4.3.4.3); this encoder always uses normal.
+// Spreading decisions (RFC 6716 §4.3.4.3), with spreadLight and
+// spreadAggressive.
 const (
 	spreadNone   = 0
 	spreadNormal = 2
@@ -142,8 +143,9 @@ func pvqSearch(x []float32, iy []int, y []float32, neg []bool, k int) {
 }
 
 // expRotation applies the spreading rotation of RFC 6716 §4.3.4.3 in the
-// encoder's direction (the decoder applies its inverse).
-func expRotation(x []float32, k, spread int) {
+// encoder's direction (the decoder applies its inverse), to each of the
+// blocks x holds.
+func expRotation(x []float32, k, spread, blocks int) {
 	n := len(x)
 	if 2*k >= n || spread == spreadNone {
 		return
@@ -154,15 +156,19 @@ func expRotation(x []float32, k, spread int) {
 	c := float32(math.Cos(0.5 * math.Pi * float64(theta)))
 	s := float32(math.Cos(0.5 * math.Pi * float64(1-theta)))
 	stride2 := 0
-	if n >= 8 {
+	if n >= 8*blocks {
 		stride2 = 1
-		for stride2*stride2+stride2 < n {
+		for (stride2*stride2+stride2)*blocks+blocks>>2 < n {
 			stride2++
 		}
 	}
-	rotate(x, 1, c, -s)
-	if stride2 != 0 {
-		rotate(x, stride2, s, -c)
+	sub := n / blocks
+	for i := range blocks {
+		v := x[i*sub : (i+1)*sub]
+		rotate(v, 1, c, -s)
+		if stride2 != 0 {
+			rotate(v, stride2, s, -c)
+		}
 	}
 }
 

@@ -121,6 +121,7 @@ var logN400 = [numBands]int{0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 21, 
 // cumulative frequency.
 var (
 	icdfSmallEnergy = []uint8{2, 1, 0}
+	icdfTapset      = []uint8{2, 1, 0}
 	icdfSpread      = []uint8{25, 23, 2, 0}
 	icdfTrim        = []uint8{126, 124, 119, 109, 87, 41, 19, 9, 4, 2, 0}
 )
