@@ -51,11 +51,23 @@
 //     delta frames would not decode), and a browser that lost the picture
 //     recovers at that keyframe too. A user's tracks go away when the link
 //     reports them leaving ([UserLeft]) or the link ends.
-//   - Browsers to Discord: the bot has one audio stream. The loudest browser
-//     (from the audio-level extension, with hysteresis: a challenger must be
-//     louder for 300 ms and the current speaker is held for at least
-//     500 ms, speaker.go) is forwarded as is, without transcoding, through
-//     [DiscordLink.SendOpus]. The active speaker's VP8 frames are
+//   - Browsers to Discord: the bot has one audio stream. With
+//     [Options.Mix] it is a mix (mix.go): each browser's Opus goes through
+//     a bounded queue to the room's mixer goroutine, into the browser's
+//     jitter buffer (jitter.go: reordering, an adaptive bounded delay,
+//     concealment that repeats the last period and fades, drift merged or
+//     stretched away), is decoded with pion/opus, and the loudest
+//     speakers (MaxSpeakers) are summed with their gains through a
+//     limiter and encoded once per 20 ms of the mixer's own clock, then
+//     handed to [DiscordLink.SendOpus]. Nobody speaking, nothing is sent
+//     (the link sends its silence frames); each talk spurt begins with
+//     one encoded silent frame, so the link's pacer holds a frame in
+//     hand. Discord audio never enters the mix. Without a mix the loudest
+//     browser (from the audio-level extension, with hysteresis: a
+//     challenger must be louder for 300 ms and the current speaker is held
+//     for at least 500 ms, speaker.go) is forwarded as is, without
+//     transcoding. Either way the speaker choice names the browser
+//     shown speaking, and the active speaker's VP8 frames are
 //     reassembled and offered to [DiscordLink.SendVP8]; a link that refuses
 //     video (real Discord refuses bot video) is not asked again.
 //

@@ -75,6 +75,11 @@ type Options struct {
 	// adds on the Discord-to-browser path. It runs on the browser's writer
 	// goroutine for every packet, so it must be cheap and never block.
 	ObserveDiscordAudio func(sinceReceived time.Duration)
+
+	// Mix, when its NewEncoder is set, mixes the browsers' audio into
+	// the one stream Discord hears (mix.go); otherwise the loudest
+	// browser is forwarded untranscoded.
+	Mix MixOptions
 }
 
 const (
@@ -90,6 +95,7 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 	eng  *engine
+	mix  mixConfig // used when opts.Mix.NewEncoder is set
 
 	// mu guards the registry: which rooms and sessions exist, and which
 	// room holds the guild's voice link. A room's own state is its
@@ -138,6 +144,13 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.MemberName == nil {
 		opts.MemberName = func(string) string { return "" }
 	}
+	var mix mixConfig
+	if opts.Mix.NewEncoder != nil {
+		var err error
+		if mix, err = opts.Mix.validate(); err != nil {
+			return nil, err
+		}
+	}
 	log := opts.Logger.With("component", "media", "guild_id", opts.GuildID)
 	eng, err := newEngine(&opts, log)
 	if err != nil {
@@ -147,6 +160,7 @@ func NewManager(opts Options) (*Manager, error) {
 		opts:   opts,
 		log:    log,
 		eng:    eng,
+		mix:    mix,
 		rooms:  make(map[string]*room),
 		byPeer: make(map[string]*session),
 		byUser: make(map[string]*session),

@@ -54,6 +54,8 @@ type session struct {
 	// id; the room replaces it, run reads it.
 	desired  atomic.Pointer[map[string]*downTrack]
 	trackSeq atomic.Uint64
+	// muted mirrors the room's mute state for the mix, read per packet.
+	muted    atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup

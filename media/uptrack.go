@@ -141,7 +141,13 @@ func (s *session) readUp(u *upTrack) {
 			case r.levels <- levelReport{s: s, level: level, at: now}:
 			default:
 			}
-			if rt := r.route.Load(); rt.speaker == s.id && rt.out != nil {
+			// The read buffer is reused for the next packet: what leaves this
+			// goroutine is a copy.
+			if rt := r.route.Load(); rt.mix != nil {
+				if !s.muted.Load() {
+					rt.mix.push(mixPacket{src: u.info.TrackID, seq: pkt.SequenceNumber, ts: pkt.Timestamp, payload: append([]byte(nil), pkt.Payload...), at: now})
+				}
+			} else if rt.speaker == s.id && rt.out != nil {
 				rt.out.push(linkItem{opus: append([]byte(nil), pkt.Payload...)})
 			}
 		}

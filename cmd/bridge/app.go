@@ -15,6 +15,7 @@ import (
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
+	"github.com/voicebridge/bridge/media/opusenc"
 	"github.com/voicebridge/bridge/web"
 )
 
@@ -311,6 +312,15 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	}
 	if cfg.ICEPublicIP != "" {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
+	}
+	if cfg.Mix {
+		o.Mix = media.MixOptions{
+			NewEncoder: func(bitrate int) (media.Encoder, error) {
+				return opusenc.New(opusenc.Options{Bitrate: bitrate})
+			},
+			Bitrate: cfg.MixBitrate, MaxSpeakers: cfg.MixMaxSpeakers,
+			JitterMin: cfg.MixJitterMin, JitterMax: cfg.MixJitterMax,
+		}
 	}
 	o.ICEServers = cfg.ICEServers
 	o.ICEServersFor = a.turnICEServers

@@ -55,6 +55,14 @@ type Config struct {
 	ICEServers  []webrtc.ICEServer
 	RoomGrace   time.Duration
 
+	// The browsers' mix toward Discord; Mix false forwards the loudest
+	// browser untranscoded.
+	Mix            bool
+	MixBitrate     int
+	MixMaxSpeakers int
+	MixJitterMin   time.Duration
+	MixJitterMax   time.Duration
+
 	// ICETCPPort is the TCP port of ICE-TCP; -1 is off.
 	ICETCPPort int
 
@@ -130,6 +138,11 @@ var settings = []setting{
 	{"TURN_SECRET", "", "shared secret of the TURN REST credentials (at least 32 bytes); empty makes a random one at each start"},
 	{"TURN_CREDENTIAL_TTL", "6h", "how long the TURN credentials handed to a browser stay valid"},
 	{"TURN_USER_KBPS", "5000", "relay bandwidth of each user through the embedded TURN server, in kbit/s each way"},
+	{"MIX", "on", "on mixes every browser speaking into the one stream Discord hears (decoded, mixed, encoded by the bridge); off forwards only the loudest browser, untranscoded"},
+	{"MIX_BITRATE", "64000", "bitrate of the mix toward Discord, in bit/s (6000 to 510000)"},
+	{"MIX_MAX_SPEAKERS", "8", "how many browsers are mixed at once, loudest first"},
+	{"MIX_JITTER_MIN", "20ms", "least delay of each browser's jitter buffer in the mix, rounded up to 20 ms frames"},
+	{"MIX_JITTER_MAX", "200ms", "most delay of each browser's jitter buffer in the mix; 1s at most"},
 }
 
 // ConfigError names the variable at fault, what is wrong and how to fix it.
@@ -301,6 +314,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	} else {
 		c.RoomGrace = d
 	}
+	loadMix(c, get, bad)
 	loadReach(c, get, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -359,4 +373,37 @@ func envExample() string {
 		fmt.Fprintf(&b, "# %s\n%s=%s\n\n", s.help, s.env, s.def)
 	}
 	return b.String()
+}
+
+// loadMix reads the mix's settings.
+func loadMix(c *Config, get func(string) string, bad func(v, problem, fix string)) {
+	switch v := strings.ToLower(get("MIX")); v {
+	case "on", "1", "true":
+		c.Mix = true
+	case "off", "0", "false":
+	default:
+		bad("MIX", fmt.Sprintf("%q is not on or off", v), "set MIX=on to mix the browsers, MIX=off to forward the loudest")
+	}
+	if n, err := strconv.Atoi(get("MIX_BITRATE")); err != nil || n < 6000 || n > 510000 {
+		bad("MIX_BITRATE", fmt.Sprintf("%q is not a bitrate from 6000 to 510000", get("MIX_BITRATE")), "give bit/s, e.g. 64000")
+	} else {
+		c.MixBitrate = n
+	}
+	if n, err := strconv.Atoi(get("MIX_MAX_SPEAKERS")); err != nil || n < 1 {
+		bad("MIX_MAX_SPEAKERS", fmt.Sprintf("%q is not a positive number", get("MIX_MAX_SPEAKERS")), "give how many browsers to mix at once, e.g. 8")
+	} else {
+		c.MixMaxSpeakers = n
+	}
+	lo, errLo := time.ParseDuration(get("MIX_JITTER_MIN"))
+	if errLo != nil || lo < 0 {
+		bad("MIX_JITTER_MIN", fmt.Sprintf("%q is not a duration", get("MIX_JITTER_MIN")), "use a Go duration such as 20ms")
+	}
+	hi, errHi := time.ParseDuration(get("MIX_JITTER_MAX"))
+	if errHi != nil || hi <= 0 || hi > time.Second {
+		bad("MIX_JITTER_MAX", fmt.Sprintf("%q is not a duration up to 1s", get("MIX_JITTER_MAX")), "use a Go duration such as 200ms")
+	}
+	if errLo == nil && errHi == nil && lo > hi {
+		bad("MIX_JITTER_MIN", fmt.Sprintf("%s is more than MIX_JITTER_MAX %s", lo, hi), "make the minimum at most the maximum")
+	}
+	c.MixJitterMin, c.MixJitterMax = lo, hi
 }
