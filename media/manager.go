@@ -106,7 +106,8 @@ type Manager struct {
 	rooms       map[string]*room    // by channel id
 	byPeer      map[string]*session // by Peer.ID()
 	byUser      map[string]*session // by Peer.UserID()
-	ended       map[string]bool     // channels whose room ended
+	ended       map[string]bool     // channels whose room ended (the latest maxEndedRooms)
+	endedOrder  []string            // ended's keys, oldest first
 	guildHolder string              // room holding the guild's voice link
 	nextID      uint64
 
@@ -228,6 +229,25 @@ func (m *Manager) PeerClosed(p Peer) {
 	}
 }
 
+// maxEndedRooms bounds how many ended channels the manager remembers to
+// refuse joins with room_ended: a bridge that runs for months ends rooms
+// without end, and a deleted channel's id is never reused.
+const maxEndedRooms = 4096
+
+// rememberEndedLocked marks channelID ended, forgetting the oldest beyond
+// maxEndedRooms. Called with m.mu held.
+func (m *Manager) rememberEndedLocked(channelID string) {
+	if m.ended[channelID] {
+		return
+	}
+	m.ended[channelID] = true
+	m.endedOrder = append(m.endedOrder, channelID)
+	if len(m.endedOrder) > maxEndedRooms {
+		delete(m.ended, m.endedOrder[0])
+		m.endedOrder = m.endedOrder[1:]
+	}
+}
+
 // RoomEnded ends the room of a deleted Discord channel: its browsers get a
 // room_ended error, the bot leaves, and later joins are refused.
 func (m *Manager) RoomEnded(channelID string) {
@@ -236,7 +256,7 @@ func (m *Manager) RoomEnded(channelID string) {
 		m.mu.Unlock()
 		return
 	}
-	m.ended[channelID] = true
+	m.rememberEndedLocked(channelID)
 	r := m.rooms[channelID]
 	var sessions []*session
 	for _, s := range m.byPeer {
