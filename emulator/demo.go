@@ -38,7 +38,11 @@ type DemoOptions struct {
 	// EchoDelay is how long the echo member waits before playing back
 	// what it heard; default 1 s.
 	EchoDelay time.Duration
-	Logger    *slog.Logger
+	// Record is how many of the latest frames each demo member keeps of
+	// what it hears (voiceemu.MemberOptions.Record), for tests that read
+	// them; 0 keeps none, so the embedded default holds flat memory.
+	Record int
+	Logger *slog.Logger
 }
 
 // Simulated members of the demo, by user id.
@@ -92,11 +96,15 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	if d.Lobby, err = d.Discord.CreateChannel("Lobby", int(discordgo.ChannelTypeGuildVoice), o.CategoryID); err != nil {
 		return nil, err
 	}
+	// Unless a test reads them, the demo members keep no recordings, so a
+	// demo left running for days stays at flat memory.
+	record := opts.Record
+	if record <= 0 {
+		record = -1
+	}
 	add := func(id, name string) (*voiceemu.Member, error) {
 		d.Discord.AddMember(id, name)
-		// Nobody reads the demo members' recordings: they keep none, so a
-		// demo left running for days stays at flat memory.
-		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID, Record: -1})
+		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID, Record: record})
 		if err != nil {
 			return nil, err
 		}

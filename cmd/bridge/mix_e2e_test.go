@@ -1,3 +1,10 @@
+//go:build !race
+
+// The mix decodes, mixes and encodes Opus in real time: the race
+// detector slows that DSP tenfold, so these end-to-end tests run in the
+// suite's plain pass (scripts/test.sh); the mixer's concurrency is checked
+// under -race by media's own tests.
+
 package main
 
 import (
