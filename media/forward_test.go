@@ -374,3 +374,32 @@ func TestBlockedQueuedSubscriberCostsInlineNothing(t *testing.T) {
 		}
 	}
 }
+
+// A subscriber that leaves inline between inlineOnly and send gets a copy
+// of the packet the sender reuses, not the packet itself.
+func TestSendCopiesLentPacketForQueue(t *testing.T) {
+	q := newInlineSendQueue()
+	var f fanout
+	f.add(&downTrack{key: "a", sink: &seqRecorder{}, q: q})
+	if !f.inlineOnly() {
+		t.Fatal("an inline subscriber is not inline")
+	}
+	q.setInline(false)
+	scratch := rtp.Packet{Header: rtp.Header{SequenceNumber: 7}, Payload: []byte{1, 2}}
+	if dropped := f.send(&scratch, time.Now()); dropped != 0 {
+		t.Fatalf("dropped %d", dropped)
+	}
+	got := <-q.ch
+	if got.pkt == &scratch || &got.pkt.Payload[0] == &scratch.Payload[0] {
+		t.Fatal("the queue shares the packet the sender reuses")
+	}
+	if got.pkt.SequenceNumber != 7 || string(got.pkt.Payload) != "\x01\x02" {
+		t.Fatalf("queued %+v, want a copy of the packet", got.pkt)
+	}
+	// Not lent: the packet itself is queued.
+	own := &rtp.Packet{Header: rtp.Header{SequenceNumber: 8}}
+	f.send(own, time.Now())
+	if got := <-q.ch; got.pkt != own {
+		t.Fatal("a packet the sender gave away was copied")
+	}
+}
