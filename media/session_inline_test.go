@@ -1,7 +1,12 @@
 package media
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,5 +146,162 @@ func TestUDPInlineTCPQueued(t *testing.T) {
 	}
 	if cs.q.inline() {
 		t.Fatal("the ICE-TCP browser went inline")
+	}
+}
+
+// stallProxy stands between a browser and the bridge's ICE-TCP listener;
+// stall stops it reading what the bridge sends, as with a browser that
+// stopped reading: the bridge's writes toward it back up.
+type stallProxy struct {
+	ln      net.Listener
+	to      string
+	stalled chan struct{} // closed: reading stops
+	done    chan struct{} // closed by close
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newStallProxy(t *testing.T, to string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln, to: to, stalled: make(chan struct{}), done: make(chan struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	return p
+}
+
+func (p *stallProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *stallProxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp4", p.to)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { defer p.wg.Done(); _, _ = io.Copy(out, in) }()
+		go func() { defer p.wg.Done(); p.copyUntilStalled(in, out) }()
+	}
+}
+
+// copyUntilStalled copies from the bridge to the browser until stall.
+func (p *stallProxy) copyUntilStalled(in, out net.Conn) {
+	buf := make([]byte, 2048)
+	for {
+		select {
+		case <-p.stalled:
+			<-p.done
+			return
+		default:
+		}
+		n, err := out.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := in.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (p *stallProxy) stall() { close(p.stalled) }
+
+// close ends every connection (the bridge's blocked writes fail) and
+// waits for the proxy's goroutines.
+func (p *stallProxy) close() {
+	p.once.Do(func() {
+		close(p.done)
+		_ = p.ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+}
+
+// throughProxy makes the browser reach the bridge's ICE-TCP candidates at
+// the proxy instead: it rewrites the passive candidates' port in what the
+// bridge sends.
+func throughProxy(b *browser, bridgePort, proxyPort int) {
+	from := []byte(" " + strconv.Itoa(bridgePort) + " typ host tcptype passive")
+	to := []byte(" " + strconv.Itoa(proxyPort) + " typ host tcptype passive")
+	deliver := b.peer.deliver
+	b.peer.deliver = func(raw []byte) { deliver(bytes.ReplaceAll(raw, from, to)) }
+}
+
+// TestStalledTCPBrowserCostsUDPBrowserNothing: while a browser on ICE-TCP
+// stops reading, the browser on UDP gets every packet once and in order.
+func TestStalledTCPBrowserCostsUDPBrowserNothing(t *testing.T) {
+	j := newFakeJoiner()
+	m, _ := newTestManager(t, j, withICETCP)
+	frames := readOggOpus(t, tone440)
+	bridgePort := m.eng.tcpMux.(interface{ LocalAddr() net.Addr }).LocalAddr().(*net.TCPAddr).Port
+	proxy := newStallProxy(t, "127.0.0.1:"+strconv.Itoa(bridgePort))
+	t.Cleanup(proxy.close) // before the manager closes: its blocked writes end
+
+	u := newBrowser(t, m, "u", "201", false)
+	c := newTCPBrowser(t, m, "c", "202")
+	throughProxy(c, bridgePort, proxy.port())
+	u.join("300")
+	u.next(isType("joined"), "joined")
+	link := waitLink(t, j)
+	c.join("300")
+	c.next(isType("joined"), "joined")
+
+	// Large frames ten times as fast as real time: the stalled
+	// connection backs up within the test.
+	big := make([][]byte, len(frames))
+	for i, f := range frames {
+		big[i] = bytes.Repeat(f, 1000/len(f)+1)[:1000]
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if !link.send(DiscordFrame{UserID: "400", Kind: FrameAudio, Payload: big[i%len(big)]}) {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	ut, ct := u.waitTrack("discord-400"), c.waitTrack("discord-400")
+	us, cs := sessionOf(t, m, "u"), sessionOf(t, m, "c")
+	waitMode(t, us, true)
+	if p := selectedProtocol(t, cs); p != webrtc.ICEProtocolTCP {
+		t.Fatalf("browser c's pair is %s, want tcp", p)
+	}
+	readSeqs(t, "browser c", ct.remote, 10) // media flows over TCP
+	proxy.stall()
+	requireContiguous(t, "browser u", readSeqs(t, "browser u", ut.remote, 1000))
+	if cs.q.inline() || !us.q.inline() {
+		t.Fatalf("inline: TCP browser %v, UDP browser %v; want false, true", cs.q.inline(), us.q.inline())
+	}
+	if n := us.q.dropped.Load(); n != 0 {
+		t.Fatalf("browser u dropped %d packets", n)
 	}
 }
