@@ -70,28 +70,29 @@ type batchConn struct {
 	addrs map[netip.AddrPort]*net.UDPAddr
 }
 
-// udpOnly reports whether networks gather UDP candidates only: then, with
-// the mux's batched socket, every media write toward a browser ends in a
-// queue append, and the forwarding goroutine writes to every subscriber
-// itself (no hand-off, no wake-up per subscriber). A TCP candidate's write
-// can block on a slow peer, so with TCP each browser keeps its own queue
-// and writer goroutine.
-func udpOnly(networks []webrtc.NetworkType) bool {
-	for _, n := range networks {
-		if n != webrtc.NetworkTypeUDP4 && n != webrtc.NetworkTypeUDP6 {
-			return false
-		}
+// inlinePair reports whether media toward a browser whose selected
+// candidate pair is pair may be written inline by the forwarding
+// goroutine: the local candidate is a UDP host or server-reflexive
+// candidate on the mux's batched socket, whose writes end in a queue
+// append and never block. A TCP candidate's write can block on a slow
+// peer, and a relayed one goes through its TURN allocation: those keep the
+// browser's queue and writer goroutine.
+func (e *engine) inlinePair(pair *webrtc.ICECandidatePair) bool {
+	if !e.inlineWrites || pair == nil || pair.Local == nil {
+		return false
 	}
-	return true
-}
-
-// newBrowserSendQueue is a browser's sendQueue: inline when the engine's
-// writes cannot block, otherwise a bounded queue with its writer.
-func newBrowserSendQueue(inline bool) *sendQueue {
-	if inline {
-		return newInlineSendQueue()
+	l := pair.Local
+	if l.Protocol != webrtc.ICEProtocolUDP {
+		return false
 	}
-	return newSendQueue(sendQueueLen)
+	port := e.batch.LocalAddr().(*net.UDPAddr).Port
+	switch l.Typ {
+	case webrtc.ICECandidateTypeHost:
+		return int(l.Port) == port
+	case webrtc.ICECandidateTypeSrflx:
+		return int(l.RelatedPort) == port // its base
+	}
+	return false
 }
 
 // burst runs send, a forwarding goroutine's writes of one packet to every

@@ -24,13 +24,15 @@
 //   - Browser to browser (an SFU): every track a browser publishes is
 //     forwarded, RTP packet by RTP packet, to the other browsers of the
 //     room. Each subscriber gets its own TrackLocalStaticRTP per forwarded
-//     track. With the shared UDP socket and UDP candidates only, the
-//     forwarding goroutine writes each packet to every subscriber itself
-//     and the copies leave in one sendmmsg (batchconn.go): those writes end
-//     in a queue append and cannot block. Otherwise (TCP candidates can
-//     block on a slow peer) each browser has its own bounded send queue
-//     served by one writer goroutine, so a slow browser drops its own
-//     packets and never stalls the others.
+//     track. A browser whose selected ICE candidate pair is on the shared
+//     UDP socket is written by the forwarding goroutine itself, and the
+//     copies leave in one sendmmsg (batchconn.go): those writes end in a
+//     queue append and cannot block. Any other browser (ICE-TCP, whose
+//     writes can block on a slow peer; a TURN relay; no pair selected yet)
+//     has its own bounded send queue served by one writer goroutine, so a
+//     slow browser drops its own packets and never stalls the others. A
+//     browser switches as its pair changes (ICE restart), its queue
+//     drained first, so no packet is lost, doubled or reordered.
 //     A picture loss indication from a subscriber is relayed to the
 //     publisher; a newly bound video subscriber triggers one too, so it
 //     gets a keyframe at once.

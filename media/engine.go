@@ -97,8 +97,9 @@ type engine struct {
 	api    *webrtc.API
 	mux    ice.UDPMux // nil unless Options.ICEUDPListen is set
 	tcpMux ice.TCPMux // nil unless Options.ICETCPListen is set
-	// inlineWrites: every browser's media leaves through the batched mux
-	// socket, whose writes never block (udpOnly).
+	// inlineWrites: inline writes are possible at all, through the
+	// batched mux socket; each session decides for its own candidate pair
+	// (inlinePair).
 	inlineWrites bool
 	batch        *batchConn // the mux's socket; nil without the mux
 }
@@ -176,7 +177,7 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se))
-	return &engine{api: api, mux: mux, tcpMux: tcpMux, batch: batch, inlineWrites: mux != nil && udpOnly(networks)}, nil
+	return &engine{api: api, mux: mux, tcpMux: tcpMux, batch: batch, inlineWrites: batch != nil}, nil
 }
 
 // close releases the shared UDP socket and TCP listener.

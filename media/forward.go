@@ -39,25 +39,101 @@ type outPacket struct {
 	observe func(time.Duration)
 }
 
-// sendQueue is one browser's way out for media: either a bounded queue
-// drained by one writer goroutine, or, when every write ends in the
+// sendQueue is one browser's way out for media: a bounded queue drained
+// by one writer goroutine (queued), or, while every write ends in the
 // batched UDP socket and so cannot block (inline), the forwarding
-// goroutine's own write.
+// goroutine's own write. The session switches between them as its
+// selected ICE candidate pair changes (setInline).
+//
+// The mode lives in state with the pushes under way, so the switch to
+// inline neither loses nor reorders a packet: the writer makes it once the
+// queue is empty and no push is under way, and every push since it looked
+// changes state. Until then forwarders keep pushing (draining).
 type sendQueue struct {
-	ch      chan outPacket // nil when inline
+	ch      chan outPacket
+	state   atomic.Uint64 // mode, pushes under way, pushes made (see stateMode)
+	kick    chan struct{} // capacity 1: the writer should look at the mode
 	dropped atomic.Uint64
 	// onWrite, when set, observes each written packet (benchmarks).
 	onWrite func(p outPacket)
 }
 
-func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
+// A sendQueue's modes, in the low bits of its state.
+const (
+	modeQueued   = 0
+	modeDraining = 1 // inline asked for; the queue still holds packets
+	modeInline   = 2
+	stateMode    = 3
+	// statePush counts one push under way (bits 2..31); stateGen counts
+	// pushes made (bits 32..63), so the writer sees any push since it
+	// looked even when the count is back to what it was.
+	statePush    = 1 << 2
+	statePushers = (1<<32 - 1) &^ stateMode
+	stateGen     = 1 << 32
+)
 
-// newInlineSendQueue is a sendQueue written by the forwarding goroutine;
-// it has no writer goroutine.
-func newInlineSendQueue() *sendQueue { return &sendQueue{} }
+func newSendQueue(n int) *sendQueue {
+	return &sendQueue{ch: make(chan outPacket, n), kick: make(chan struct{}, 1)}
+}
+
+// newInlineSendQueue is a sendQueue that starts inline; it needs no
+// writer goroutine while it stays so.
+func newInlineSendQueue() *sendQueue {
+	q := newSendQueue(sendQueueLen)
+	q.state.Store(modeInline)
+	return q
+}
 
 // inline reports whether the forwarding goroutine writes q's packets.
-func (q *sendQueue) inline() bool { return q.ch == nil }
+func (q *sendQueue) inline() bool { return q.state.Load()&stateMode == modeInline }
+
+// setInline asks for inline writes (on) or the queue and its writer. The
+// switch to inline is the writer's, once what is queued is written; the
+// switch back takes effect at once: a forwarder's inline write of a track
+// ends before it pushes the track's next packet. It never blocks.
+func (q *sendQueue) setInline(on bool) {
+	for {
+		s := q.state.Load()
+		mode := s & stateMode
+		want := uint64(modeQueued)
+		if on {
+			if mode != modeQueued {
+				return
+			}
+			want = modeDraining
+		} else if mode == modeQueued {
+			return
+		}
+		if q.state.CompareAndSwap(s, s&^stateMode|want) {
+			kick(q.kick)
+			return
+		}
+	}
+}
+
+// offer hands p to its subscriber: written now when inline, else queued.
+// It reports false when the queue was full and p dropped. lent says the
+// sender reuses p's packet (inlineOnly said so, and the subscriber left
+// inline since): before queuing it, offer gives p a copy of its own, for
+// this queue and the next, and clears lent.
+func (q *sendQueue) offer(p *outPacket, lent *bool) bool {
+	for {
+		s := q.state.Load()
+		if s&stateMode == modeInline {
+			q.write(*p)
+			return true
+		}
+		if q.state.CompareAndSwap(s, s+statePush+stateGen) {
+			break
+		}
+	}
+	if *lent {
+		p.pkt, *lent = p.pkt.Clone(), false
+	}
+	ok := q.push(*p)
+	q.state.Add(^uint64(statePush - 1)) // - statePush
+	return ok
+}
 
 // push queues p without blocking; a full queue drops p.
 func (q *sendQueue) push(p outPacket) bool {
@@ -70,16 +146,31 @@ func (q *sendQueue) push(p outPacket) bool {
 	}
 }
 
-// run writes queued packets until stop is closed.
+// run writes queued packets until stop is closed, and makes the switch to
+// inline when asked.
 func (q *sendQueue) run(stop <-chan struct{}) {
 	for {
+		q.tryInline()
 		select {
 		case <-stop:
 			return
 		case p := <-q.ch:
 			q.write(p)
+		case <-q.kick:
 		}
 	}
+}
+
+// tryInline switches a draining queue to inline when nothing is queued and
+// no push is under way; otherwise the next packet brings the writer back.
+func (q *sendQueue) tryInline() {
+	s := q.state.Load()
+	if s&stateMode != modeDraining || s&statePushers != 0 || len(q.ch) > 0 {
+		return
+	}
+	// A push begun since the load changed state: the swap fails, and that
+	// push wakes the writer.
+	q.state.CompareAndSwap(s, s&^stateMode|modeInline)
 }
 
 // write sends p to its subscriber. The goroutine that writes a track's
@@ -182,6 +273,9 @@ type fanout struct {
 	// observe, when set, takes each packet's latency once written to a
 	// subscriber: Options.ObserveDiscordAudio for Discord audio.
 	observe func(time.Duration)
+	// lent: inlineOnly said the sender reuses the next packet sent. The
+	// forwarding goroutine only.
+	lent bool
 }
 
 // add subscribes dt.
@@ -211,9 +305,13 @@ func (f *fanout) remove(dt *downTrack) bool {
 
 // inlineOnly reports whether every subscriber is written inline: then no
 // queue keeps a packet after send returns, and the sender may reuse it.
+// Only the forwarding goroutine calls it, right before send: a subscriber
+// that switches to its queue in between gets a copy (see send).
 func (f *fanout) inlineOnly() bool {
+	f.lent = true
 	for _, dt := range f.list() {
 		if !dt.q.inline() {
+			f.lent = false
 			return false
 		}
 	}
@@ -232,11 +330,12 @@ func (f *fanout) list() []*downTrack {
 // an inline subscriber, queued to the others. It returns how many queues
 // were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
+	lent := f.lent
+	f.lent = false
+	p := outPacket{pkt: pkt, at: at, observe: f.observe}
 	for _, dt := range f.list() {
-		p := outPacket{dt: dt, pkt: pkt, at: at, observe: f.observe}
-		if dt.q.inline() {
-			dt.q.write(p)
-		} else if !dt.q.push(p) {
+		p.dt = dt
+		if !dt.q.offer(&p, &lent) {
 			dropped++
 		}
 	}

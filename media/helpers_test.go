@@ -353,9 +353,15 @@ func newBrowser(t testing.TB, m *Manager, id, user string, manual bool) *browser
 
 func newBrowserOn(t testing.TB, m *Manager, id, user string, manual bool, conn net.PacketConn) *browser {
 	t.Helper()
+	return newBrowserWith(t, m, id, user, manual, newBrowserAPIWith(t, conn))
+}
+
+// newBrowserWith makes a browser on the given API.
+func newBrowserWith(t testing.TB, m *Manager, id, user string, manual bool, api *webrtc.API) *browser {
+	t.Helper()
 	b := &browser{t: t, m: m, peer: newFakePeer(id, user)}
 	mb, err := mediatest.NewBrowser(mediatest.Options{
-		API:    newBrowserAPIWith(t, conn),
+		API:    api,
 		Send:   func(v map[string]any) error { b.signal(v); return nil },
 		Errorf: func(format string, args ...any) { t.Errorf("browser "+id+": "+format, args...) },
 		Manual: manual,

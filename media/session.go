@@ -89,7 +89,7 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		m: m, room: r, sig: p, id: id, userID: p.UserID(), name: p.Name(),
 		log:        r.log.With("session_id", id, "user_id", p.UserID()),
 		pc:         pc,
-		q:          newBrowserSendQueue(m.eng.inlineWrites),
+		q:          newSendQueue(sendQueueLen),
 		sigIn:      make(chan clientMessage, sigQueueLen),
 		kickTracks: make(chan struct{}, 1),
 		kickNeg:    make(chan struct{}, 1),
@@ -120,10 +120,18 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		s.state.Store(int32(st))
 		kick(s.kickState)
 	})
-	s.goSafe(s.run)
-	if !s.q.inline() {
-		s.goSafe(func() { s.q.run(s.stop) })
+	if m.eng.inlineWrites {
+		// The queue until a pair is selected; inline while it is one of
+		// the batched socket's, the queue again when ICE moves the browser
+		// to TCP or a relay.
+		pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+			inline := m.eng.inlinePair(pair)
+			s.log.Debug("selected candidate pair", "pair", pair.String(), "inline", inline)
+			s.q.setInline(inline)
+		})
 	}
+	s.goSafe(s.run)
+	s.goSafe(func() { s.q.run(s.stop) })
 	return s, nil
 }
 
