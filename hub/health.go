@@ -7,6 +7,9 @@ type readyResponse struct {
 	Ready      bool `json:"ready"`
 	Gateway    any  `json:"gateway"`
 	HubClients int  `json:"hubClients"`
+	// Cluster is Options.Cluster's report (Redis, instances); absent for
+	// a lone instance.
+	Cluster any `json:"cluster,omitempty"`
 }
 
 // serveHealthz answers 200 "ok" while the process serves HTTP at all
@@ -19,7 +22,7 @@ func (h *Hub) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 
 // serveReadyz answers 200 when Options.Ready says so and the hub is not
 // shutting down, else 503, with the gateway's status either way.
-func (h *Hub) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+func (h *Hub) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	h.mu.RLock()
 	ready := !h.closing
 	h.mu.RUnlock()
@@ -29,6 +32,9 @@ func (h *Hub) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	resp := readyResponse{Ready: ready, HubClients: h.Clients()}
 	if h.opts.Status != nil {
 		resp.Gateway = h.opts.Status()
+	}
+	if h.opts.Cluster != nil {
+		resp.Cluster = h.opts.Cluster(r.Context())
 	}
 	status := http.StatusOK
 	if !ready {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +31,9 @@ type app struct {
 	front *front            // HTTPS, redirect and trusted proxies (tls.go)
 	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
 	done  chan error
+
+	cluster *cluster    // the instances sharing REDIS_URL (scale.go)
+	metrics *appMetrics // GET /metrics (metrics.go)
 }
 
 // devIssuer and devAudience are the claims of dev-auth tokens.
@@ -75,14 +77,20 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
 	}
 
+	if a.metrics, err = newAppMetrics(); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	gwOpts := gateway.Options{
+		HTTPClient: a.metrics.httpClient(),
 		Token:      token,
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
 		Logger:     log.With("part", "gateway"),
 		OnEvent: func(e gateway.Event) {
-			a.hub.Publish(e.Name, e.Payload)
+			if a.cluster.eventsSource() {
+				a.hub.Publish(e.Name, e.Payload)
+			}
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.media.RoomEnded(p.ChannelID)
 			}
@@ -96,6 +104,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
+		HTTPClient: a.metrics.httpClient(),
 		Token:      token,
 		GuildID:    guildID,
 		CategoryID: categoryID,
@@ -107,7 +116,12 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("rooms: %w", err)
 	}
 
+	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
+		return nil, err
+	}
 	hubOpts := hub.Options{
+		Bus:            a.cluster.hubBus(),
+		Cluster:        a.cluster.status,
 		GuildID:        guildID,
 		Rooms:          roomsAdapter{rooms},
 		HMACSecret:     []byte(cfg.HMACSecret),
@@ -149,9 +163,12 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		return nil, fmt.Errorf("media: %w", err)
 	}
 	wireSignaling(a.hub, a.media)
+	if err := a.metrics.register(a); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 
 	a.srv = &http.Server{
-		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
+		Handler:           trustProxies(cfg.TrustedProxies, a.metrics.withMetrics(routes(a.hub.Handler(), web.Handler()))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -159,6 +176,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if err != nil {
 		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
+	a.cluster.listening(a.URL(), a.hub)
 	warnInsecure(cfg, a.ln.Addr(), log)
 	if a.ln, err = a.front.listener(a.ln); err != nil {
 		return nil, err
@@ -216,12 +234,8 @@ func (a *app) Shutdown(ctx context.Context) error {
 // mediaOptions turns the ICE settings into media's options.
 func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	cfg := a.cfg
-	var voiceTLS *tls.Config
-	if a.demo != nil {
-		voiceTLS = a.demo.Voice.TLSConfig()
-	}
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log},
+		Joiner:  voiceJoiner{gw: a.gw, tls: a.voiceTLS(), log: a.log, m: a.metrics},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {
 			for _, r := range a.gw.Rooms() {
@@ -271,6 +285,7 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close(ctx))
 	}
+	errs = append(errs, a.cluster.close(ctx))
 	if a.demo != nil {
 		a.demo.Close()
 	}

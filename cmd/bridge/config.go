@@ -62,6 +62,10 @@ type Config struct {
 	TURNCredentialTTL     time.Duration
 	TURNUserKbps          int
 
+	// Several instances (scale.go): VoiceCAFile adds voice server roots,
+	// RedisURL shares the hub between instances.
+	VoiceCAFile, RedisURL, InstanceID, PublicURL string
+
 	// Embedded is true when no bot token is set: the binary runs the
 	// Discord emulator in process and connects to it.
 	Embedded bool
@@ -108,6 +112,10 @@ var settings = []setting{
 	{"TURN_SECRET", "", "shared secret of the TURN REST credentials (at least 32 bytes); empty makes a random one at each start"},
 	{"TURN_CREDENTIAL_TTL", "6h", "how long the TURN credentials handed to a browser stay valid"},
 	{"TURN_USER_KBPS", "5000", "relay bandwidth of each user through the embedded TURN server, in kbit/s each way"},
+	{"VOICE_CA_FILE", "", "PEM certificates to trust for Discord's voice servers besides the system roots (the standalone emulator's, which go run ./cmd/emulator writes)"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL of the Redis that several bridge instances share; empty runs one instance with nothing to install"},
+	{"INSTANCE_ID", "", "this instance's name among the instances sharing REDIS_URL; default the host name and port"},
+	{"PUBLIC_URL", "", "URL browsers reach this instance at, announced to the other instances; default the listen address"},
 }
 
 // ConfigError names the variable at fault, what is wrong and how to fix it.
@@ -248,6 +256,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		c.RoomGrace = d
 	}
 	loadReach(c, get, bad)
+	loadScale(c, get, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
