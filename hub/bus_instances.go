@@ -87,6 +87,9 @@ func (b *RedisBus) beat() {
 	}
 	if was := b.source.Swap(held == 1); was != (held == 1) {
 		b.log.Info("events source changed", "events_source", held == 1)
+		if b.opts.OnEventsSource != nil {
+			b.opts.OnEventsSource(held == 1)
+		}
 	}
 	inst := Instance{ID: b.opts.InstanceID, EventsSource: held == 1, Seen: time.Now().UTC()}
 	if b.opts.Announce != nil {

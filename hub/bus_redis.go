@@ -51,6 +51,9 @@ type RedisBusOptions struct {
 	// Announce, if set, gives the public URL and load this instance
 	// announces with each heartbeat (bus_instances.go).
 	Announce func() Instance
+	// OnEventsSource, if set, is called on the heartbeat goroutine each
+	// time this instance gains (true) or loses (false) the events source.
+	OnEventsSource func(bool)
 	// Logger receives the bus's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -127,7 +127,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		Status:         func() any { return a.gw.Status() },
-		Ready:          func() bool { return a.gw.Status().State == gateway.StateReady },
+		Ready:          func() bool { return a.cluster.ready(a.gw.Status().State == gateway.StateReady) },
 		Logger:         log.With("part", "hub"),
 	}
 	if cfg.DevAuth {
@@ -181,7 +181,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if a.ln, err = a.front.listener(a.ln); err != nil {
 		return nil, err
 	}
-	if err := a.gw.Open(ctx); err != nil {
+	if err := a.cluster.openGateway(ctx, a.gw, log); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	go func() {

@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/hub"
 )
 
@@ -99,6 +101,16 @@ type cluster struct {
 	bus       *hub.RedisBus
 	publicURL atomic.Value // string: PUBLIC_URL, or the listen URL once known
 	hub       atomic.Pointer[hub.Hub]
+
+	// The gateway opens when this instance becomes the events source
+	// (see openGateway).
+	gmu      sync.Mutex
+	gw       *gateway.Client
+	gwCtx    context.Context
+	gwLog    *slog.Logger
+	isSource bool
+	opened   bool
+	lost     bool
 }
 
 // redisLogger passes go-redis's own messages (reconnect attempts) to slog.
@@ -124,11 +136,12 @@ func startCluster(cfg *Config, guildID string, announce func() hub.Instance, log
 	cl := &cluster{client: redis.NewClient(o)}
 	cl.publicURL.Store(cfg.PublicURL)
 	cl.bus, err = hub.NewRedisBus(hub.RedisBusOptions{
-		Client:     cl.client,
-		GuildID:    guildID,
-		InstanceID: cfg.instanceID(),
-		Announce:   announce,
-		Logger:     log.With("component", "hub", "instance_id", cfg.instanceID()),
+		Client:         cl.client,
+		GuildID:        guildID,
+		InstanceID:     cfg.instanceID(),
+		Announce:       announce,
+		OnEventsSource: cl.sourceChanged,
+		Logger:         log.With("component", "hub", "instance_id", cfg.instanceID()),
 	})
 	if err != nil {
 		_ = cl.client.Close()
@@ -143,6 +156,69 @@ func (cl *cluster) hubBus() hub.Bus {
 		return nil
 	}
 	return cl.bus
+}
+
+// openGateway opens the gateway now when alone. With other instances only
+// the events source holds the bot's gateway session (Discord delivers a
+// shard's events to one session; a second identify ends the first), so
+// it opens when this instance takes the events source. An instance that
+// loses it closes its gateway for good and reports unready until
+// restarted: without the bot pool's fenced leases it cannot tell whether
+// the new holder has taken over yet.
+func (cl *cluster) openGateway(ctx context.Context, gw *gateway.Client, log *slog.Logger) error {
+	if cl == nil || cl.bus == nil {
+		return gw.Open(ctx)
+	}
+	cl.gmu.Lock()
+	defer cl.gmu.Unlock()
+	cl.gw, cl.gwCtx, cl.gwLog = gw, ctx, log
+	return cl.applyLocked()
+}
+
+func (cl *cluster) sourceChanged(source bool) {
+	cl.gmu.Lock()
+	defer cl.gmu.Unlock()
+	cl.isSource = source
+	if err := cl.applyLocked(); err != nil && cl.gwLog != nil {
+		cl.gwLog.Error("gateway", "err", err)
+	}
+}
+
+func (cl *cluster) applyLocked() error {
+	switch {
+	case cl.gw == nil || cl.lost:
+		return nil
+	case cl.isSource && !cl.opened:
+		cl.opened = true
+		cl.gwLog.Info("this instance holds the events source: opening the gateway")
+		return cl.gw.Open(cl.gwCtx)
+	case !cl.isSource && cl.opened:
+		cl.lost = true
+		cl.gwLog.Error("this instance lost the events source: closing its gateway; restart it to serve as a standby")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return cl.gw.Close(ctx)
+	}
+	return nil
+}
+
+// ready is /readyz's verdict: alone or holding the gateway, the
+// gateway's; a standby instance is ready while Redis is reachable (it
+// serves sockets and REST); one that lost its gateway is not.
+func (cl *cluster) ready(gatewayReady bool) bool {
+	if cl == nil || cl.bus == nil {
+		return gatewayReady
+	}
+	cl.gmu.Lock()
+	opened, lost := cl.opened, cl.lost
+	cl.gmu.Unlock()
+	switch {
+	case lost:
+		return false
+	case opened:
+		return gatewayReady
+	}
+	return cl.bus.Stats().Connected
 }
 
 // eventsSource reports whether this instance publishes its gateway's
