@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/voicebridge/bridge/internal/redistest"
 )
@@ -342,6 +344,7 @@ func TestMultiInstanceEventsOnceAcrossRedisRestart(t *testing.T) {
 	if holders != 1 {
 		t.Errorf("%d instances held the gateway, want 1", holders)
 	}
+	checkDashboard(t, c.addrs[0])
 	first := socks[0].snapshot()
 	for i, s := range socks {
 		got := s.snapshot()
@@ -364,4 +367,43 @@ func countOf(s []string, v string) int {
 		}
 	}
 	return n
+}
+
+// checkDashboard: every bridge_ metric the example Grafana dashboard
+// queries is one an instance on Redis serves, and /metrics parses.
+func checkDashboard(t *testing.T, addr string) {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("deploy/grafana-dashboard.json: %v", err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics of an instance on Redis: %v", err)
+	}
+	name := regexp.MustCompile(`bridge_[a-z_]+`)
+	for _, panel := range dash.Panels {
+		for _, tg := range panel.Targets {
+			for _, n := range name.FindAllString(tg.Expr, -1) {
+				if _, ok := fams[n]; !ok {
+					t.Errorf("dashboard panel %q queries %s, which /metrics does not serve", panel.Title, n)
+				}
+			}
+		}
+	}
 }

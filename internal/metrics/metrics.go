@@ -221,6 +221,9 @@ func NewSeam(reg prometheus.Registerer) (*Seam, error) {
 			s.bytes.WithLabelValues(string(d), k)
 		}
 	}
+	for _, k := range []string{"audio", "video"} {
+		s.dropped.WithLabelValues(string(ToDiscord), k)
+	}
 	return s, nil
 }
 
