@@ -26,6 +26,9 @@ type operatorStatus struct {
 	HubClients int           `json:"hubClients"`
 	HubConns   int           `json:"hubConnections"`
 	Process    processStatus `json:"process"`
+	// Cluster is Options.Cluster's report (Redis, instances); absent for
+	// a lone instance.
+	Cluster any `json:"cluster,omitempty"`
 }
 
 // processStatus is the Go runtime's view of the process, for watching
@@ -68,6 +71,9 @@ func (h *Hub) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	resp.Ready = len(resp.Reasons) == 0
 	if h.isOperator(r) {
 		resp.Operator = h.operatorStatus()
+		if h.opts.Cluster != nil {
+			resp.Operator.Cluster = h.opts.Cluster(r.Context())
+		}
 	}
 	status := http.StatusOK
 	if !resp.Ready {

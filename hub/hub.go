@@ -118,6 +118,12 @@ type Options struct {
 	OperatorToken []byte
 	// Logger receives the hub's logs; nil discards them.
 	Logger *slog.Logger
+	// Bus carries published events to the bridge's other instances
+	// (NewRedisBus); nil delivers them in this process only.
+	Bus Bus
+	// Cluster, if set, is reported as "cluster" by GET /readyz (Redis and
+	// the instances seen); it does not decide readiness.
+	Cluster func(ctx context.Context) any
 
 	// AuthTimeout is how long a new /api/ws client has to send its auth
 	// message. Default 5 s.
@@ -163,6 +169,8 @@ type Hub struct {
 	replay   *replayCache
 	access   *access
 	now      func() time.Time
+	bus      Bus
+	stats    hubStats
 
 	mu      sync.RWMutex
 	clients map[*Client]struct{} // authenticated: receive Publish
@@ -223,6 +231,11 @@ func New(opts Options) (*Hub, error) {
 		replay:   newReplayCache(opts.ReplayWindow),
 		access:   newAccess(),
 	}
+	h.bus = opts.Bus
+	if h.bus == nil {
+		h.bus = &localBus{}
+	}
+	h.bus.Start(h.fanout, h.resync)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: opts.AuthTimeout,
 		// Reuse the HTTP server's 4 KiB read buffer, and take write
@@ -319,11 +332,7 @@ func (h *Hub) Publish(event string, payload any) {
 		h.log.Error("publish: cannot encode event", "event", event, "err", err)
 		return
 	}
-	h.mu.RLock()
-	for c := range h.clients {
-		_ = c.enqueue(b) // a slow client closes itself; nothing to do here
-	}
-	h.mu.RUnlock()
+	h.bus.Publish(b)
 }
 
 // Clients is the number of authenticated /api/ws clients.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +38,9 @@ type app struct {
 	// verifier checks tokens against JWKS_URL (nil with dev auth).
 	verifier *hub.Verifier
 	done     chan error
+
+	cluster *cluster    // the instances sharing REDIS_URL (scale.go)
+	metrics *appMetrics // GET /metrics (metrics.go)
 }
 
 // devIssuer and devAudience are the claims of dev-auth tokens.
@@ -106,14 +108,20 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
 
+	if a.metrics, err = newAppMetrics(); err != nil {
+		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
+	}
 	gwOpts := gateway.Options{
+		HTTPClient: a.metrics.httpClient(),
 		Token:      token,
 		GuildID:    guildID,
 		CategoryID: categoryID,
 		APIBase:    apiBase,
 		Logger:     log,
 		OnEvent: func(e gateway.Event) {
-			a.hub.Publish(e.Name, e.Payload)
+			if a.cluster.eventsSource() {
+				a.hub.Publish(e.Name, e.Payload)
+			}
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.hub.RoomEnded(p.ChannelID)
 				a.media.RoomEnded(p.ChannelID)
@@ -128,6 +136,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
 	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
+		HTTPClient: a.metrics.httpClient(),
 		Token:      token,
 		GuildID:    guildID,
 		CategoryID: categoryID,
@@ -139,7 +148,12 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		return &StartError{What: "Discord rooms", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
 
+	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
+		return &StartError{What: "REDIS_URL", Err: err, Fix: "check that REDIS_URL points to a reachable Redis (redis://host:6379/0), or unset it to run one instance"}
+	}
 	hubOpts := hub.Options{
+		Bus:            a.cluster.hubBus(),
+		Cluster:        a.cluster.status,
 		GuildID:        guildID,
 		Rooms:          roomsAdapter{r: rooms, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
@@ -150,7 +164,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		RoomsPerHour:   cfg.RoomsPerUser,
 		SocketsPerUser: cfg.SocketsPerUser,
 		Status:         func() any { return a.gw.Status() },
-		Ready:          func() error { return gatewayReadiness(a.gw.Status()) },
+		Ready:          func() error { return a.cluster.readiness(gatewayReadiness(a.gw.Status())) },
 		Logger:         log.With("component", "hub"),
 	}
 	if cfg.DevAuth {
@@ -194,21 +208,25 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 			Fix: "stop whatever uses that UDP port, or set ICE_UDP_PORT to a free one"}
 	}
 	wireSignaling(a.hub, a.media)
+	if err := a.metrics.register(a); err != nil {
+		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
+	}
 
 	a.srv = &http.Server{
-		Handler:           limits.wrap(trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler()))),
+		Handler:           limits.wrap(trustProxies(cfg.TrustedProxies, a.metrics.withMetrics(routes(a.hub.Handler(), web.Handler())))),
 		ReadHeaderTimeout: limits.HeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,
 		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "bridge").Handler(), slog.LevelWarn),
 	}
+	a.cluster.listening(a.URL(), a.hub)
 	warnInsecure(cfg, a.ln.Addr(), log)
 	tlsLn, err := a.front.listener(a.ln)
 	if err != nil {
 		return &StartError{What: "HTTPS", Err: err, Fix: "stop whatever listens on HTTP_REDIRECT_ADDR, or set HTTP_REDIRECT_ADDR=off"}
 	}
 	a.ln = tlsLn
-	if err := a.gw.Open(ctx); err != nil {
+	if err := a.cluster.openGateway(ctx, a.gw, log); err != nil {
 		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN and the network path to Discord"}
 	}
 	a.serving = true
@@ -275,12 +293,8 @@ func (a *app) Shutdown(ctx context.Context) error {
 // mediaOptions turns the ICE settings into media's options.
 func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	cfg := a.cfg
-	var voiceTLS *tls.Config
-	if a.demo != nil {
-		voiceTLS = a.demo.Voice.TLSConfig()
-	}
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log, video: a.demo != nil},
+		Joiner:  voiceJoiner{gw: a.gw, tls: a.voiceTLS(), log: a.log, video: a.demo != nil, m: a.metrics},
 		GuildID: guildID,
 		RoomExists: func(channelID string) bool {
 			for _, r := range a.gw.Rooms() {
@@ -376,6 +390,7 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.gw != nil {
 		errs = append(errs, a.gw.Close(ctx))
 	}
+	errs = append(errs, a.cluster.close(ctx))
 	if a.demo != nil {
 		a.demo.Close()
 	}

@@ -84,6 +84,10 @@ type Config struct {
 	TURNCredentialTTL     time.Duration
 	TURNUserKbps          int
 
+	// Several instances (scale.go): VoiceCAFile adds voice server roots,
+	// RedisURL shares the hub between instances.
+	VoiceCAFile, RedisURL, InstanceID, PublicURL string
+
 	// Embedded is true when no bot token is set: the binary runs the
 	// Discord emulator in process and connects to it.
 	Embedded bool
@@ -143,6 +147,10 @@ var settings = []setting{
 	{"MIX_MAX_SPEAKERS", "8", "how many browsers are mixed at once, loudest first"},
 	{"MIX_JITTER_MIN", "20ms", "least delay of each browser's jitter buffer in the mix, rounded up to 20 ms frames"},
 	{"MIX_JITTER_MAX", "200ms", "most delay of each browser's jitter buffer in the mix; 1s at most"},
+	{"VOICE_CA_FILE", "", "PEM certificates to trust for Discord's voice servers besides the system roots (the standalone emulator's, which go run ./cmd/emulator writes)"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL of the Redis that several bridge instances share; empty runs one instance with nothing to install"},
+	{"INSTANCE_ID", "", "this instance's name among the instances sharing REDIS_URL; default the host name and port"},
+	{"PUBLIC_URL", "", "URL browsers reach this instance at, announced to the other instances; default the listen address"},
 }
 
 // ConfigError names the variable at fault, what is wrong and how to fix it.
@@ -316,6 +324,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	loadMix(c, get, bad)
 	loadReach(c, get, bad)
+	loadScale(c, get, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

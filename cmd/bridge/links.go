@@ -12,6 +12,7 @@ import (
 
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/hub"
+	"github.com/voicebridge/bridge/internal/metrics"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/voice"
 )
@@ -37,6 +38,7 @@ type voiceJoiner struct {
 	// video: the voice server accepts bot video (the embedded emulator;
 	// Discord discards it), so the voice client sends its video fields.
 	video bool
+	m     *appMetrics // counts frames across the seam; nil counts nothing
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
@@ -58,13 +60,17 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 	if err != nil {
 		return nil, err
 	}
-	return voiceLink{conn}, nil
+	j.m.opened(conn)
+	return voiceLink{conn, j.m}, nil
 }
 
 // voiceLink is a voice connection as media's DiscordLink. It has no
 // goroutine of its own: Receive waits on the connection's frames and
 // events in the caller's.
-type voiceLink struct{ conn *voice.Conn }
+type voiceLink struct {
+	conn *voice.Conn
+	m    *appMetrics
+}
 
 // Receive returns the connection's next frame, member departure or privacy
 // code; the other events are the gateway's to report, and media learns of
@@ -77,10 +83,11 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 			if !ok {
 				return nil, fmt.Errorf("%w: its frames ended", media.ErrLinkEnded)
 			}
-			kind := media.FrameAudio
+			kind, label := media.FrameAudio, "audio"
 			if f.Kind == voice.Video {
-				kind = media.FrameVideo
+				kind, label = media.FrameVideo, "video"
 			}
+			l.m.frame(metrics.ToBrowsers, label, len(f.Payload), nil)
 			return media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload,
 				Missing: f.Missing, Keyframe: f.Keyframe, Received: f.Received}, nil
 		case e, ok := <-events:
@@ -100,11 +107,20 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 	}
 }
 
-func (l voiceLink) SendOpus(frame []byte) error { return l.conn.SendOpus(frame) }
-func (l voiceLink) SendVP8(frame []byte, keyframe bool) error {
-	return l.conn.SendVP8(frame, keyframe)
+func (l voiceLink) SendOpus(frame []byte) error {
+	err := l.conn.SendOpus(frame)
+	l.m.frame(metrics.ToDiscord, "audio", len(frame), err)
+	return err
 }
-func (l voiceLink) Close(ctx context.Context) error { return l.conn.Close(ctx) }
+func (l voiceLink) SendVP8(frame []byte, keyframe bool) error {
+	err := l.conn.SendVP8(frame, keyframe)
+	l.m.frame(metrics.ToDiscord, "video", len(frame), err)
+	return err
+}
+func (l voiceLink) Close(ctx context.Context) error {
+	l.m.closed(l.conn)
+	return l.conn.Close(ctx)
+}
 
 // wireSignaling routes the hub's signaling messages to media, and a
 // closed socket to media's cleanup.
