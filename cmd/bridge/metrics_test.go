@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	bridgemedia "github.com/voicebridge/bridge/media"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -66,7 +68,16 @@ next:
 // room, the frames-forwarded counter toward Discord equals the frames the
 // Discord member heard from the bot that the browser sent.
 func TestMetricsScriptedCall(t *testing.T) {
-	ta, ctx := startMediaE2E(t, mediaTuning())
+	// The browser's frames are counted as they cross the seam, and the
+	// member recognises them byte for byte: the loudest speaker forwarded
+	// untranscoded, the mix off.
+	tune := mediaTuning()
+	base := tune.media
+	tune.media = func(o *bridgemedia.Options) {
+		base(o)
+		o.Mix = bridgemedia.MixOptions{}
+	}
+	ta, ctx := startMediaE2E(t, tune)
 	room := newVoiceRoom(t, ctx, ta, "metrics-room")
 	listener := addDiscordMember(t, ta, "470000000000000001", "Listener", room)
 	tone := audiotest.Tone(t, 1000)
