@@ -12,14 +12,18 @@ cd "$(dirname "$0")/.."
 # a worker late at the deadline (golang/go#75804, fixed in go1.27).
 FUZZTIME="${FUZZTIME:-10000x}"
 
-# Everything that needs the network happens before entering the namespace.
-go mod download
+# Everything that needs the network happens before entering the namespace,
+# in one step, tried again after a failure (a registry's brief hiccup
+# should not fail the suite). The module's tools (staticcheck, Pebble) are
+# pinned in go.mod and come with it.
+for try in 1 2 3; do
+  go mod download && break
+  [ "$try" = 3 ] && { echo "go mod download failed three times: check the module proxy" >&2; exit 1; }
+  sleep 5
+done
 go build ./...
 go vet ./...
-# staticcheck at a pinned version, fetched through the module proxy like
-# the module's own dependencies (so before the namespace).
-STATICCHECK_VERSION=v0.8.2
-go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
+go tool staticcheck ./...
 
 inner() {
   set -euo pipefail
