@@ -332,11 +332,19 @@ func TestMixE2ELossJitterSilence(t *testing.T) {
 	if len(resumed.Speaking) <= spurts || resumed.Speaking[spurts] != 1 {
 		t.Fatalf("the bot's op 5 flags %v: want speaking 1 after the %d before the pause ended", resumed.Speaking, spurts)
 	}
-	if at := resumed.SpeakingAt[spurts]; at != paused.OpusIn {
-		t.Fatalf("the bot's speaking 1 came after %d Opus packets, %d of them after the pause: want it before the first", at, at-paused.OpusIn)
+	// The client sends op 5 just before the spurt's first packet, on
+	// another socket: on a loaded machine the emulator's UDP goroutine
+	// may count a packet or two before its websocket goroutine sees the
+	// op 5 (as Discord may; its grace is a second).
+	if at := resumed.SpeakingAt[spurts]; at < paused.OpusIn || at > paused.OpusIn+opRace {
+		t.Fatalf("the bot's speaking 1 came after %d Opus packets, %d of them after the pause: want it before the first (%d allowed for the sockets' race)", at, at-paused.OpusIn, opRace)
 	}
 	t.Logf("the bot's op 5 flags %v after %v Opus packets", resumed.Speaking, resumed.SpeakingAt)
 }
+
+// opRace is how many packets of a talk spurt the voice emulator may count
+// before the op 5 sent ahead of them.
+const opRace = 2
 
 // botVoiceSession is the voice emulator's live session of the bot.
 func botVoiceSession(ta *testApp, bot string) voiceemu.SessionStats {
