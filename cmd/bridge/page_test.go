@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -462,4 +464,155 @@ func TestPageWithoutCameraOrMicrophone(t *testing.T) {
 	q.everyWay("call-no-microphone", nil)
 	p.checkErrors()
 	q.checkErrors()
+}
+
+// requestLog records a tab's network requests through the DevTools
+// network events: each request's URL and how it ended.
+type requestLog struct {
+	mu      sync.Mutex
+	reqs    map[network.RequestID]*loggedRequest
+	order   []*loggedRequest
+	changed chan struct{} // closed and replaced on every event
+}
+
+type loggedRequest struct {
+	url      string
+	status   int64
+	finished bool
+	failed   string // the error text of a failed request
+	canceled bool
+}
+
+func recordRequests(t *testing.T, ctx context.Context) *requestLog {
+	t.Helper()
+	l := &requestLog{reqs: map[network.RequestID]*loggedRequest{}, changed: make(chan struct{})}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("record requests: %v", err)
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if r := l.reqs[ev.RequestID]; r != nil && ev.RedirectResponse != nil {
+				return // the same request, redirected
+			}
+			r := &loggedRequest{url: ev.Request.URL}
+			l.reqs[ev.RequestID] = r
+			l.order = append(l.order, r)
+		case *network.EventResponseReceived:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.status = ev.Response.Status
+			}
+		case *network.EventLoadingFinished:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.finished = true
+			}
+		case *network.EventLoadingFailed:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.failed, r.canceled = ev.ErrorText, ev.Canceled
+				if r.failed == "" {
+					r.failed = "failed"
+				}
+			}
+		default:
+			return
+		}
+		close(l.changed)
+		l.changed = make(chan struct{})
+	})
+	if err != nil {
+		t.Fatalf("record requests: %v", err)
+	}
+	return l
+}
+
+// settled waits until every request seen so far has ended.
+func (l *requestLog) settled(t *testing.T, what string) []loggedRequest {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		var open []string
+		all := make([]loggedRequest, 0, len(l.order))
+		for _, r := range l.order {
+			all = append(all, *r)
+			if !r.finished && r.failed == "" {
+				open = append(open, r.url)
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if len(open) == 0 {
+			return all
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: requests still open after 10 s: %v", what, open)
+		}
+	}
+}
+
+// TestPageRequestsWhatItNeeds: a fresh load of the sign-in page, and the
+// sign-in after it, cancel no request (the key set the page asks for to
+// know whether development sign-in runs is read to its end) and fetch the
+// icon at most once.
+func TestPageRequestsWhatItNeeds(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserApp(t)
+	ctx := startBrowser(t)
+	log := recordRequests(t, ctx)
+	p := &page{t: t, ctx: ctx, name: "requests"}
+	p.do("open the page", 15*time.Second, chromedp.Navigate(st.base+"/"), chromedp.WaitVisible(testid("signin-name")))
+	p.waitJS("loaded", 10*time.Second, `document.readyState === 'complete'`)
+	checkRequests(t, "the sign-in page", log.settled(t, "the sign-in page"))
+
+	p.do("sign in", 15*time.Second, chromedp.SendKeys(testid("signin-name"), "Net"), chromedp.Click(testid("signin-submit")),
+		chromedp.WaitVisible(testid("view-rooms")))
+	p.waitJS("hub socket open", 10*time.Second, `window.__bridge.hubState === 'open'`)
+	all := log.settled(t, "after sign-in")
+	checkRequests(t, "the sign-in page and the sign-in", all)
+	icons := 0
+	for _, r := range all {
+		// The page's icon, or the one a browser asks for when a page names none.
+		if u, err := url.Parse(r.url); err == nil && (u.Path == "/icon.svg" || u.Path == "/favicon.ico") {
+			icons++
+		}
+	}
+	if icons > 1 {
+		t.Errorf("the icon was requested %d times, want at most once", icons)
+	}
+	for _, r := range all {
+		t.Logf("%d %s", r.status, r.url)
+	}
+	t.Logf("%d requests on the load and the sign-in, %d of the icon", len(all), icons)
+	p.checkErrors()
+}
+
+// checkRequests fails the test for each cancelled or failed request, and
+// unless the key set (which the development sign-in shown needs) was asked
+// for and answered in full.
+func checkRequests(t *testing.T, what string, reqs []loggedRequest) {
+	t.Helper()
+	sawJWKS := false
+	for _, r := range reqs {
+		u, err := url.Parse(r.url)
+		if err != nil {
+			t.Errorf("%s: request to %q: %v", what, r.url, err)
+			continue
+		}
+		if r.failed != "" {
+			t.Errorf("%s: the request to %s ended with %q (cancelled: %v)", what, u.Path, r.failed, r.canceled)
+		}
+		if u.Path == "/.well-known/jwks.json" {
+			sawJWKS = true
+			if !r.finished || r.status != 200 {
+				t.Errorf("%s: the key set request ended with status %d, finished %v; want 200 read to its end", what, r.status, r.finished)
+			}
+		}
+	}
+	if !sawJWKS {
+		t.Errorf("%s: the page never asked for /.well-known/jwks.json, yet it shows the development sign-in", what)
+	}
 }
