@@ -616,3 +616,41 @@ func checkRequests(t *testing.T, what string, reqs []loggedRequest) {
 		t.Errorf("%s: the page never asked for /.well-known/jwks.json, yet it shows the development sign-in", what)
 	}
 }
+
+// TestPageSaysBridgeUnreachable: the bridge stops under a call and stays
+// away; the page stops speaking of a restart and says plainly that the
+// bridge cannot be reached, with a Try again button; once the bridge is
+// up again, Try again takes the page back into the Lobby's call.
+func TestPageSaysBridgeUnreachable(t *testing.T) {
+	checkLeaks(t)
+	first, stopFirst := startAppAt(t, "127.0.0.1:0")
+	addr := first.Addr()
+	p := &page{t: t, ctx: startBrowser(t), name: "unreachable"}
+	p.signIn(first.base, "Ida")
+	p.join("Lobby")
+	p.waitJS("in the call, connected", 20*time.Second, `window.__bridge.state().call.state === 'connected'`)
+
+	stopFirst()
+	p.waitJS("a restart spoken of", 10*time.Second, `!document.querySelector('[data-testid=call-notice]').hidden
+		&& /restart|Reconnecting/.test(document.querySelector('[data-testid=call-notice-text]').textContent)`)
+	stopped := time.Now()
+	p.waitJS("the bridge said to be unreachable", 60*time.Second, `document.querySelector('[data-testid=view-call]').dataset.unreachable === 'true'`)
+	t.Logf("unreachable said %v after the bridge stopped", time.Since(stopped).Round(time.Second))
+	text := eval[string](p, `document.querySelector('[data-testid=call-notice-text]').textContent`)
+	if !strings.HasPrefix(text, "The bridge cannot be reached.") || strings.Contains(text, "restart") {
+		t.Errorf("the page says %q, want that the bridge cannot be reached", text)
+	}
+	if got := eval[string](p, `(() => { const b = document.querySelector('[data-testid=call-retry]'); return b.hidden ? 'hidden' : b.textContent; })()`); got != "Try again" {
+		t.Errorf("the retry button: %q, want Try again", got)
+	}
+	p.everyWay("call-unreachable", nil)
+
+	second, _ := startAppAt(t, addr)
+	p.do("try again", 5*time.Second, chromedp.Click(testid("call-retry")))
+	p.waitJS("back in the new Lobby's call", 20*time.Second,
+		`(() => { const c = window.__bridge.state().call; return !!c && !c.ended && c.state === 'connected' && c.roomId === `+jsString(second.demo.Lobby.ID)+`; })()`)
+	if eval[bool](p, `!document.querySelector('[data-testid=call-notice]').hidden && document.querySelector('[data-testid=view-call]').dataset.unreachable === 'true'`) {
+		t.Error("back in the call, the page still says the bridge cannot be reached")
+	}
+	p.checkErrors()
+}
