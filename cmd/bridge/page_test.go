@@ -130,11 +130,37 @@ func (p *page) everyWay(state string, check func(size string)) {
 				check(sz.name)
 			}
 			p.checkAxe(fmt.Sprintf("%s (%s, %s)", state, sz.name, theme))
+			p.checkTopbar(fmt.Sprintf("%s (%s, %s)", state, sz.name, theme))
 			p.viewportShot(fmt.Sprintf("%s-%s-%s", state, sz.name, theme))
 		}
 	}
 	p.setTheme("light")
 	p.setSize(1280, 800)
+}
+
+// checkTopbar fails the test if what the top bar shows (the name, the
+// connection, the buttons) overlaps or leaves the window.
+func (p *page) checkTopbar(state string) {
+	p.t.Helper()
+	bad := eval[string](p, `(() => {
+		const items = [...document.querySelectorAll('.topbar .brand > *, .topbar-right > *')]
+			.filter((e) => e.getClientRects().length > 0 && getComputedStyle(e).position !== 'absolute');
+		const rs = items.map((e) => e.getBoundingClientRect());
+		for (let i = 0; i < rs.length; i++) {
+			const a = rs[i];
+			if (a.left < -0.5 || a.right > innerWidth + 0.5) return (items[i].id || items[i].tagName) + ' leaves the window';
+			for (let j = i + 1; j < rs.length; j++) {
+				const b = rs[j];
+				if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5) {
+					return (items[i].id || items[i].tagName) + ' overlaps ' + (items[j].id || items[j].tagName);
+				}
+			}
+		}
+		return '';
+	})()`)
+	if bad != "" {
+		p.t.Errorf("%s: %s: the top bar: %s", p.name, state, bad)
+	}
 }
 
 // waitPlaced waits until the tiles are placed for the stage as it is now
@@ -229,6 +255,18 @@ func TestPageLayout(t *testing.T) {
 			}
 			if got.Overlap != "" || got.Outside != "" {
 				t.Errorf("%s at %s: overlap %q, outside the stage %q", c.room, sz.name, got.Overlap, got.Outside)
+			}
+			if cut := eval[[]string](p, `[...document.querySelectorAll('[data-testid=tile-name]')].filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent)`); len(cut) > 0 {
+				t.Errorf("%s at %s: names cut short: %q", c.room, sz.name, cut)
+			}
+			if hid := eval[[]string](p, `[...document.querySelectorAll('[data-testid=tile]')].filter((t) => {
+				const a = t.querySelector('.avatar');
+				if (a.getClientRects().length === 0) return false;
+				const r = a.getBoundingClientRect();
+				return [...t.querySelectorAll('.tile-bar > * > *, .tile-name')].some((e) => { const b = e.getBoundingClientRect();
+					return Math.min(r.right, b.right) - Math.max(r.left, b.left) > 0.5 && Math.min(r.bottom, b.bottom) - Math.max(r.top, b.top) > 0.5; });
+			}).map((t) => t.querySelector('[data-testid=tile-name]').textContent)`); len(hid) > 0 {
+				t.Errorf("%s at %s: the name bar covers the avatar of %q", c.room, sz.name, hid)
 			}
 			p.viewportShot(fmt.Sprintf("layout-%d-%s", c.tiles, sz.name))
 		}
@@ -642,6 +680,9 @@ func TestPageSaysBridgeUnreachable(t *testing.T) {
 	}
 	if got := eval[string](p, `(() => { const b = document.querySelector('[data-testid=call-retry]'); return b.hidden ? 'hidden' : b.textContent; })()`); got != "Try again" {
 		t.Errorf("the retry button: %q, want Try again", got)
+	}
+	if n := eval[int](p, `document.querySelectorAll('[data-testid=tile][data-speaking=true]:not([data-self=true])').length`); n != 0 {
+		t.Errorf("with the bridge unreachable, %d others are still shown speaking", n)
 	}
 	p.everyWay("call-unreachable", nil)
 

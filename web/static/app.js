@@ -371,6 +371,7 @@ function onHubState({ state, retryAt, attempt }) {
     }
   };
   render();
+  if (S.call && !S.call.ended) renderTiles();
   if (state === 'retrying') {
     S.hubTick = setInterval(render, 250);
     if (S.call && !S.call.ended) S.call.setState('reconnecting', 'Lost the connection to the bridge');
@@ -1141,6 +1142,8 @@ function tileModels() {
     muted: call.muted, camera: call.cameraOn, speaking: call.speaking('self'),
     stream: call.local, userId: S.me.userId, noMic: call.local.getAudioTracks().length === 0,
   }];
+  // Without the bridge nobody's speaking is known: no ring stays lit.
+  const live = !S.hub || S.hub.state === 'open';
   const seen = new Set();
   const ps = [...call.participants.values()].sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'browser' ? -1 : 1));
   for (const p of ps) {
@@ -1149,7 +1152,7 @@ function tileModels() {
     const key = stream ? stream.id : p.id;
     out.push({
       id: p.id, name: p.name || p.userId, kind: p.kind, muted: p.muted,
-      camera: p.kind === 'discord' ? true : p.camera, speaking: !!p.speaking || call.speaking(key),
+      camera: p.kind === 'discord' ? true : p.camera, speaking: live && (!!p.speaking || call.speaking(key)),
       stream, userId: p.userId,
     });
   }
