@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -128,11 +130,37 @@ func (p *page) everyWay(state string, check func(size string)) {
 				check(sz.name)
 			}
 			p.checkAxe(fmt.Sprintf("%s (%s, %s)", state, sz.name, theme))
+			p.checkTopbar(fmt.Sprintf("%s (%s, %s)", state, sz.name, theme))
 			p.viewportShot(fmt.Sprintf("%s-%s-%s", state, sz.name, theme))
 		}
 	}
 	p.setTheme("light")
 	p.setSize(1280, 800)
+}
+
+// checkTopbar fails the test if what the top bar shows (the name, the
+// connection, the buttons) overlaps or leaves the window.
+func (p *page) checkTopbar(state string) {
+	p.t.Helper()
+	bad := eval[string](p, `(() => {
+		const items = [...document.querySelectorAll('.topbar .brand > *, .topbar-right > *')]
+			.filter((e) => e.getClientRects().length > 0 && getComputedStyle(e).position !== 'absolute');
+		const rs = items.map((e) => e.getBoundingClientRect());
+		for (let i = 0; i < rs.length; i++) {
+			const a = rs[i];
+			if (a.left < -0.5 || a.right > innerWidth + 0.5) return (items[i].id || items[i].tagName) + ' leaves the window';
+			for (let j = i + 1; j < rs.length; j++) {
+				const b = rs[j];
+				if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5) {
+					return (items[i].id || items[i].tagName) + ' overlaps ' + (items[j].id || items[j].tagName);
+				}
+			}
+		}
+		return '';
+	})()`)
+	if bad != "" {
+		p.t.Errorf("%s: %s: the top bar: %s", p.name, state, bad)
+	}
 }
 
 // waitPlaced waits until the tiles are placed for the stage as it is now
@@ -227,6 +255,18 @@ func TestPageLayout(t *testing.T) {
 			}
 			if got.Overlap != "" || got.Outside != "" {
 				t.Errorf("%s at %s: overlap %q, outside the stage %q", c.room, sz.name, got.Overlap, got.Outside)
+			}
+			if cut := eval[[]string](p, `[...document.querySelectorAll('[data-testid=tile-name]')].filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent)`); len(cut) > 0 {
+				t.Errorf("%s at %s: names cut short: %q", c.room, sz.name, cut)
+			}
+			if hid := eval[[]string](p, `[...document.querySelectorAll('[data-testid=tile]')].filter((t) => {
+				const a = t.querySelector('.avatar');
+				if (a.getClientRects().length === 0) return false;
+				const r = a.getBoundingClientRect();
+				return [...t.querySelectorAll('.tile-bar > * > *, .tile-name')].some((e) => { const b = e.getBoundingClientRect();
+					return Math.min(r.right, b.right) - Math.max(r.left, b.left) > 0.5 && Math.min(r.bottom, b.bottom) - Math.max(r.top, b.top) > 0.5; });
+			}).map((t) => t.querySelector('[data-testid=tile-name]').textContent)`); len(hid) > 0 {
+				t.Errorf("%s at %s: the name bar covers the avatar of %q", c.room, sz.name, hid)
 			}
 			p.viewportShot(fmt.Sprintf("layout-%d-%s", c.tiles, sz.name))
 		}
@@ -462,4 +502,196 @@ func TestPageWithoutCameraOrMicrophone(t *testing.T) {
 	q.everyWay("call-no-microphone", nil)
 	p.checkErrors()
 	q.checkErrors()
+}
+
+// requestLog records a tab's network requests through the DevTools
+// network events: each request's URL and how it ended.
+type requestLog struct {
+	mu      sync.Mutex
+	reqs    map[network.RequestID]*loggedRequest
+	order   []*loggedRequest
+	changed chan struct{} // closed and replaced on every event
+}
+
+type loggedRequest struct {
+	url      string
+	status   int64
+	finished bool
+	failed   string // the error text of a failed request
+	canceled bool
+}
+
+func recordRequests(t *testing.T, ctx context.Context) *requestLog {
+	t.Helper()
+	l := &requestLog{reqs: map[network.RequestID]*loggedRequest{}, changed: make(chan struct{})}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("record requests: %v", err)
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if r := l.reqs[ev.RequestID]; r != nil && ev.RedirectResponse != nil {
+				return // the same request, redirected
+			}
+			r := &loggedRequest{url: ev.Request.URL}
+			l.reqs[ev.RequestID] = r
+			l.order = append(l.order, r)
+		case *network.EventResponseReceived:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.status = ev.Response.Status
+			}
+		case *network.EventLoadingFinished:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.finished = true
+			}
+		case *network.EventLoadingFailed:
+			if r := l.reqs[ev.RequestID]; r != nil {
+				r.failed, r.canceled = ev.ErrorText, ev.Canceled
+				if r.failed == "" {
+					r.failed = "failed"
+				}
+			}
+		default:
+			return
+		}
+		close(l.changed)
+		l.changed = make(chan struct{})
+	})
+	if err != nil {
+		t.Fatalf("record requests: %v", err)
+	}
+	return l
+}
+
+// settled waits until every request seen so far has ended.
+func (l *requestLog) settled(t *testing.T, what string) []loggedRequest {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		var open []string
+		all := make([]loggedRequest, 0, len(l.order))
+		for _, r := range l.order {
+			all = append(all, *r)
+			if !r.finished && r.failed == "" {
+				open = append(open, r.url)
+			}
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if len(open) == 0 {
+			return all
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: requests still open after 10 s: %v", what, open)
+		}
+	}
+}
+
+// TestPageRequestsWhatItNeeds: a fresh load of the sign-in page, and the
+// sign-in after it, cancel no request (the key set the page asks for to
+// know whether development sign-in runs is read to its end) and fetch the
+// icon at most once.
+func TestPageRequestsWhatItNeeds(t *testing.T) {
+	checkLeaks(t)
+	st := startBrowserApp(t)
+	ctx := startBrowser(t)
+	log := recordRequests(t, ctx)
+	p := &page{t: t, ctx: ctx, name: "requests"}
+	p.do("open the page", 15*time.Second, chromedp.Navigate(st.base+"/"), chromedp.WaitVisible(testid("signin-name")))
+	p.waitJS("loaded", 10*time.Second, `document.readyState === 'complete'`)
+	checkRequests(t, "the sign-in page", log.settled(t, "the sign-in page"))
+
+	p.do("sign in", 15*time.Second, chromedp.SendKeys(testid("signin-name"), "Net"), chromedp.Click(testid("signin-submit")),
+		chromedp.WaitVisible(testid("view-rooms")))
+	p.waitJS("hub socket open", 10*time.Second, `window.__bridge.hubState === 'open'`)
+	all := log.settled(t, "after sign-in")
+	checkRequests(t, "the sign-in page and the sign-in", all)
+	icons := 0
+	for _, r := range all {
+		// The page's icon, or the one a browser asks for when a page names none.
+		if u, err := url.Parse(r.url); err == nil && (u.Path == "/icon.svg" || u.Path == "/favicon.ico") {
+			icons++
+		}
+	}
+	if icons > 1 {
+		t.Errorf("the icon was requested %d times, want at most once", icons)
+	}
+	for _, r := range all {
+		t.Logf("%d %s", r.status, r.url)
+	}
+	t.Logf("%d requests on the load and the sign-in, %d of the icon", len(all), icons)
+	p.checkErrors()
+}
+
+// checkRequests fails the test for each cancelled or failed request, and
+// unless the key set (which the development sign-in shown needs) was asked
+// for and answered in full.
+func checkRequests(t *testing.T, what string, reqs []loggedRequest) {
+	t.Helper()
+	sawJWKS := false
+	for _, r := range reqs {
+		u, err := url.Parse(r.url)
+		if err != nil {
+			t.Errorf("%s: request to %q: %v", what, r.url, err)
+			continue
+		}
+		if r.failed != "" {
+			t.Errorf("%s: the request to %s ended with %q (cancelled: %v)", what, u.Path, r.failed, r.canceled)
+		}
+		if u.Path == "/.well-known/jwks.json" {
+			sawJWKS = true
+			if !r.finished || r.status != 200 {
+				t.Errorf("%s: the key set request ended with status %d, finished %v; want 200 read to its end", what, r.status, r.finished)
+			}
+		}
+	}
+	if !sawJWKS {
+		t.Errorf("%s: the page never asked for /.well-known/jwks.json, yet it shows the development sign-in", what)
+	}
+}
+
+// TestPageSaysBridgeUnreachable: the bridge stops under a call and stays
+// away; the page stops speaking of a restart and says plainly that the
+// bridge cannot be reached, with a Try again button; once the bridge is
+// up again, Try again takes the page back into the Lobby's call.
+func TestPageSaysBridgeUnreachable(t *testing.T) {
+	checkLeaks(t)
+	first, stopFirst := startAppAt(t, "127.0.0.1:0")
+	addr := first.Addr()
+	p := &page{t: t, ctx: startBrowser(t), name: "unreachable"}
+	p.signIn(first.base, "Ida")
+	p.join("Lobby")
+	p.waitJS("in the call, connected", 20*time.Second, `window.__bridge.state().call.state === 'connected'`)
+
+	stopFirst()
+	p.waitJS("a restart spoken of", 10*time.Second, `!document.querySelector('[data-testid=call-notice]').hidden
+		&& /restart|Reconnecting/.test(document.querySelector('[data-testid=call-notice-text]').textContent)`)
+	stopped := time.Now()
+	p.waitJS("the bridge said to be unreachable", 60*time.Second, `document.querySelector('[data-testid=view-call]').dataset.unreachable === 'true'`)
+	t.Logf("unreachable said %v after the bridge stopped", time.Since(stopped).Round(time.Second))
+	text := eval[string](p, `document.querySelector('[data-testid=call-notice-text]').textContent`)
+	if !strings.HasPrefix(text, "The bridge cannot be reached.") || strings.Contains(text, "restart") {
+		t.Errorf("the page says %q, want that the bridge cannot be reached", text)
+	}
+	if got := eval[string](p, `(() => { const b = document.querySelector('[data-testid=call-retry]'); return b.hidden ? 'hidden' : b.textContent; })()`); got != "Try again" {
+		t.Errorf("the retry button: %q, want Try again", got)
+	}
+	if n := eval[int](p, `document.querySelectorAll('[data-testid=tile][data-speaking=true]:not([data-self=true])').length`); n != 0 {
+		t.Errorf("with the bridge unreachable, %d others are still shown speaking", n)
+	}
+	p.everyWay("call-unreachable", nil)
+
+	second, _ := startAppAt(t, addr)
+	p.do("try again", 5*time.Second, chromedp.Click(testid("call-retry")))
+	p.waitJS("back in the new Lobby's call", 20*time.Second,
+		`(() => { const c = window.__bridge.state().call; return !!c && !c.ended && c.state === 'connected' && c.roomId === `+jsString(second.demo.Lobby.ID)+`; })()`)
+	if eval[bool](p, `!document.querySelector('[data-testid=call-notice]').hidden && document.querySelector('[data-testid=view-call]').dataset.unreachable === 'true'`) {
+		t.Error("back in the call, the page still says the bridge cannot be reached")
+	}
+	p.checkErrors()
 }

@@ -38,6 +38,7 @@ const S = {
   // {roomId, name, micId, camId, muted}; cleared when the person leaves.
   lastCall: null,
   resuming: false,
+  lostAt: 0, // when the hub socket last went down (0: it is up)
   speakerView: false,
   speaker: '', // participant id of the tile speaker view enlarges
 };
@@ -341,21 +342,36 @@ function stopHub() {
   S.hub = null;
 }
 
+// How long the page speaks of a restart before it says the bridge
+// cannot be reached.
+const unreachableAfterMs = 30000;
+
 function onHubState({ state, retryAt, attempt }) {
   const pill = $('hub-state');
   // In a call the call's indicator says it all: one indicator, not two.
   pill.hidden = S.view === 'call';
   pill.dataset.state = state;
   clearInterval(S.hubTick);
+  if (state === 'open') S.lostAt = 0;
+  else if (state === 'retrying' && !S.lostAt) S.lostAt = Date.now();
   const render = () => {
     const left = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
     pill.textContent = hubStateText(state, left);
     renderConn();
-    if (S.call && !S.call.ended && state === 'retrying') {
+    const inCall = (S.call && !S.call.ended) || S.resuming;
+    if (!inCall || state !== 'retrying') return;
+    // A bridge that stays away has stopped, not restarted: say so plainly
+    // (the socket keeps trying in the background, and Try again tries now).
+    if (Date.now() - S.lostAt >= unreachableAfterMs) {
+      showCallNotice('The bridge cannot be reached. It may have stopped; this page keeps trying in the background.',
+        { retry: true, retryLabel: 'Try again', urgent: true });
+      $('view-call').dataset.unreachable = 'true';
+    } else if (S.call && !S.call.ended) {
       showCallNotice(`Lost the connection to the bridge. Reconnecting in ${left}s…`, { retry: true, retryLabel: 'Reconnect now' });
     }
   };
   render();
+  if (S.call && !S.call.ended) renderTiles();
   if (state === 'retrying') {
     S.hubTick = setInterval(render, 250);
     if (S.call && !S.call.ended) S.call.setState('reconnecting', 'Lost the connection to the bridge');
@@ -920,6 +936,7 @@ function onCallEnded({ code, message, retry }) {
 function showCallNotice(text, { retry = false, back = false, urgent = false, retryLabel = 'Try again', info = false, detail = '' } = {}) {
   const n = $('call-notice');
   const changed = n.hidden || $('call-notice-text').textContent !== text;
+  delete $('view-call').dataset.unreachable;
   n.hidden = false;
   n.className = `notice ${back ? 'notice-error' : info ? 'notice-info' : 'notice-warn'}`;
   $('call-notice-text').textContent = text;
@@ -936,6 +953,7 @@ function showCallNotice(text, { retry = false, back = false, urgent = false, ret
 function hideCallNotice() {
   $('call-notice').hidden = true;
   delete $('view-call').dataset.ended;
+  delete $('view-call').dataset.unreachable;
   layout();
 }
 
@@ -945,6 +963,8 @@ $('call-retry').addEventListener('click', async () => {
     S.hub.retryNow();
     return;
   }
+  // Already trying to reach the bridge, to go back into the call: wait.
+  if (S.hub && S.hub.state === 'connecting' && (S.resuming || (call && !call.ended))) return;
   if (call && !call.ended) {
     hideCallNotice();
     call.rejoin();
@@ -1122,6 +1142,8 @@ function tileModels() {
     muted: call.muted, camera: call.cameraOn, speaking: call.speaking('self'),
     stream: call.local, userId: S.me.userId, noMic: call.local.getAudioTracks().length === 0,
   }];
+  // Without the bridge nobody's speaking is known: no ring stays lit.
+  const live = !S.hub || S.hub.state === 'open';
   const seen = new Set();
   const ps = [...call.participants.values()].sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'browser' ? -1 : 1));
   for (const p of ps) {
@@ -1130,7 +1152,7 @@ function tileModels() {
     const key = stream ? stream.id : p.id;
     out.push({
       id: p.id, name: p.name || p.userId, kind: p.kind, muted: p.muted,
-      camera: p.kind === 'discord' ? true : p.camera, speaking: !!p.speaking || call.speaking(key),
+      camera: p.kind === 'discord' ? true : p.camera, speaking: live && (!!p.speaking || call.speaking(key)),
       stream, userId: p.userId,
     });
   }
