@@ -14,8 +14,8 @@ func (s *Server) currentConn() *conn {
 }
 
 func (s *Server) currentConnLocked() *conn {
-	if s.sess != nil && s.sess.conn != nil {
-		return s.sess.conn
+	if sess := s.bots[0].sess; sess != nil && sess.conn != nil {
+		return sess.conn
 	}
 	return s.current
 }
@@ -72,7 +72,7 @@ func (s *Server) SendInvalidSession(resumable bool) {
 		s.stats.InvalidSessions++
 	}
 	if !resumable {
-		s.invalidateSessionLocked()
+		s.invalidateSessionLocked(s.bots[0])
 	}
 	s.notifyLocked()
 }
@@ -93,7 +93,7 @@ func (s *Server) CloseWithCode(code int, reason string) {
 func (s *Server) SendVoiceServerUpdate(guildID string, endpoint *string, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := voiceServerUpdate{guildID: guildID, token: token}
+	u := voiceServerUpdate{userID: s.opts.BotUserID, guildID: guildID, token: token}
 	if endpoint != nil {
 		e := *endpoint
 		u.endpoint = &e
@@ -110,4 +110,28 @@ func (s *Server) Script429(method, pathPrefix string, retryAfter time.Duration, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limiter.script(method, pathPrefix, retryAfter, global)
+}
+
+// CloseBotWithCode closes the connection carrying the session of the bot
+// with user id botUserID with a close frame carrying code and reason, and
+// forgets that session; with code 4004 the bot's token is refused from
+// then on, as Discord does once a token is reset. It reports whether the
+// bot has a connection to close.
+func (s *Server) CloseBotWithCode(botUserID string, code int, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.botByUserLocked(botUserID)
+	if b == nil {
+		return false
+	}
+	if code == closeAuthenticationFailed {
+		b.revoked = true
+	}
+	if b.sess == nil || b.sess.conn == nil {
+		return false
+	}
+	c := b.sess.conn
+	s.invalidateSessionLocked(b)
+	c.enqueue(outFrame{closeCode: code, closeReason: reason})
+	return true
 }

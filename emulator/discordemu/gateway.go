@@ -303,8 +303,8 @@ func (s *Server) clientClosed(c *conn, code int) {
 	if !info.ClosedByServer {
 		info.CloseCode = code
 	}
-	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && s.sess == c.sess {
-		s.invalidateSessionLocked()
+	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.bot.sess == c.sess {
+		s.invalidateSessionLocked(c.sess.bot)
 	}
 }
 
@@ -398,7 +398,7 @@ func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int
 	case opVoiceStateUpdate:
 		return s.handleVoiceStateUpdate(c, in.D)
 	case opRequestGuildMembers:
-		return s.handleRequestGuildMembers(in.D)
+		return s.handleRequestGuildMembers(c, in.D)
 	case opRequestSoundboard:
 		var d struct {
 			GuildIDs []string `json:"guild_ids"`
@@ -409,7 +409,7 @@ func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int
 		s.mu.Lock()
 		for _, id := range d.GuildIDs {
 			if id == s.guild.id {
-				s.dispatchLocked("SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
+				s.dispatchToLocked(c.sess, "SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
 			}
 		}
 		s.mu.Unlock()
@@ -452,10 +452,6 @@ type identifyData struct {
 	Presence       *json.RawMessage `json:"presence"`
 }
 
-func (s *Server) tokenOK(token string) bool {
-	return token == s.opts.Token || token == "Bot "+s.opts.Token
-}
-
 // handleIdentify starts a session ("Identifying"): READY then GUILD_CREATE.
 func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	var d identifyData
@@ -467,7 +463,11 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if c.authed {
 		return closeAlreadyAuthenticated, "Already authenticated."
 	}
-	if d.Token == nil || !s.tokenOK(*d.Token) {
+	var b *botState
+	if d.Token != nil {
+		b = s.botByTokenLocked(*d.Token)
+	}
+	if b == nil {
 		return closeAuthenticationFailed, "Authentication failed."
 	}
 	if d.Intents == nil || *d.Intents < 0 || *d.Intents&^intentsKnown != 0 {
@@ -481,7 +481,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		return closeInvalidShard, "Invalid shard."
 	}
 	now := time.Now()
-	if !s.lastIdentify.IsZero() && now.Sub(s.lastIdentify) < s.opts.IdentifyInterval {
+	if !b.lastIdentify.IsZero() && now.Sub(b.lastIdentify) < s.opts.IdentifyInterval {
 		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
 		s.stats.IdentifyViolations++
 		s.stats.InvalidSessions++
@@ -489,21 +489,21 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
-	s.lastIdentify = now
+	b.lastIdentify = now
 	s.stats.Identifies++
 
-	if old := s.sess; old != nil && old.conn != nil && old.conn != c {
-		// One session at a time: the previous one ends with its connection.
+	if old := b.sess; old != nil && old.conn != nil && old.conn != c {
+		// One session a bot: the previous one ends with its connection.
 		old.conn.shutdown()
 	}
-	s.invalidateSessionLocked()
-	sess := &session{id: randomHex(16), intents: intents, compress: d.Compress, conn: c}
-	s.sess = sess
+	s.invalidateSessionLocked(b)
+	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c}
+	b.sess = sess
 	c.sess = sess
 	c.authed = true
 	s.connLog[c.id-1].Identified = true
 
-	bot := s.guild.members[s.opts.BotUserID]
+	bot := s.guild.members[b.userID]
 	user := userJSON(bot)
 	user["verified"] = true
 	user["mfa_enabled"] = false
@@ -514,7 +514,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		"guilds":                  []any{map[string]any{"id": s.guild.id, "unavailable": true}},
 		"session_id":              sess.id,
 		"resume_gateway_url":      s.ResumeGatewayURL(),
-		"application":             map[string]any{"id": s.opts.BotUserID, "flags": 0},
+		"application":             map[string]any{"id": b.userID, "flags": 0},
 		"private_channels":        []any{},
 		"relationships":           []any{},
 		"user_settings":           map[string]any{},
@@ -525,9 +525,9 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		ready["shard"] = d.Shard
 	}
-	s.dispatchLocked("READY", 0, ready)
-	s.dispatchLocked("GUILD_CREATE", 0, s.guild.guildCreateJSON(s.opts.BotUserID, intents&intentGuildPresences != 0))
-	s.log.Info("identified", "conn", c.id, "session", sess.id, "intents", intents)
+	s.dispatchToLocked(sess, "READY", 0, ready)
+	s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
+	s.log.Info("identified", "conn", c.id, "session", sess.id, "user_id", b.userID, "intents", intents)
 	return 0, ""
 }
 
@@ -546,14 +546,18 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if c.authed {
 		return closeAlreadyAuthenticated, "Already authenticated."
 	}
-	if d.Token == nil || !s.tokenOK(*d.Token) {
+	var b *botState
+	if d.Token != nil {
+		b = s.botByTokenLocked(*d.Token)
+	}
+	if b == nil {
 		return closeAuthenticationFailed, "Authentication failed."
 	}
 	var seq int64
 	if d.Seq != nil {
 		seq = *d.Seq
 	}
-	sess := s.sess
+	sess := b.sess
 	if sess == nil || d.SessionID == nil || *d.SessionID != sess.id || seq < 0 {
 		s.stats.InvalidSessions++
 		s.notifyLocked()
@@ -571,7 +575,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	if !s.replayLocked(sess, c, seq) {
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked()
+		s.invalidateSessionLocked(b)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
@@ -583,7 +587,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 		s.stats.MisdirectedResumes++
 	}
 	s.connLog[c.id-1].Resumed = true
-	s.dispatchLocked("RESUMED", 0, map[string]any{})
+	s.dispatchToLocked(sess, "RESUMED", 0, map[string]any{})
 	s.log.Info("resumed", "conn", c.id, "session", sess.id, "from_seq", seq)
 	return 0, ""
 }
@@ -621,12 +625,12 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 			return 0, ""
 		}
 	}
-	s.setVoiceLocked(s.opts.BotUserID, channelID, d.SelfMute, d.SelfDeaf)
+	s.setVoiceLocked(c.sess.bot.userID, channelID, d.SelfMute, d.SelfDeaf)
 	return 0, ""
 }
 
 // handleRequestGuildMembers answers op 8 with one GUILD_MEMBERS_CHUNK.
-func (s *Server) handleRequestGuildMembers(raw json.RawMessage) (int, string) {
+func (s *Server) handleRequestGuildMembers(c *conn, raw json.RawMessage) (int, string) {
 	var d struct {
 		GuildID *string         `json:"guild_id"`
 		Query   *string         `json:"query"`
@@ -680,6 +684,6 @@ func (s *Server) handleRequestGuildMembers(raw json.RawMessage) (int, string) {
 	if d.Nonce != "" && len(d.Nonce) <= 32 {
 		chunk["nonce"] = d.Nonce
 	}
-	s.dispatchLocked("GUILD_MEMBERS_CHUNK", 0, chunk)
+	s.dispatchToLocked(c.sess, "GUILD_MEMBERS_CHUNK", 0, chunk)
 	return 0, ""
 }

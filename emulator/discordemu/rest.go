@@ -31,6 +31,8 @@ type apiRequest struct {
 	method string
 	params map[string]string
 	body   []byte
+	// bot is the calling bot; nil on routes without auth.
+	bot *botState
 }
 
 // apiResponse is a REST answer: status and a JSON-encodable body.
@@ -201,7 +203,8 @@ func (s *Server) routeLocked(now time.Time, r *http.Request, path string, body [
 	if rt.channelBucket {
 		lim = routeLimit{limit: s.opts.ChannelRateLimit, window: time.Second}
 	}
-	if rt.auth && r.Header.Get("Authorization") != "Bot "+s.opts.Token {
+	caller := s.botByTokenLocked(strings.TrimPrefix(r.Header.Get("Authorization"), "Bot "))
+	if rt.auth && (caller == nil || !strings.HasPrefix(r.Header.Get("Authorization"), "Bot ")) {
 		copyHeader(header, s.limiter.peek(now, routeKey, major, lim))
 		return apiError(http.StatusUnauthorized, codeGeneral, "401: Unauthorized")
 	}
@@ -215,7 +218,7 @@ func (s *Server) routeLocked(now time.Time, r *http.Request, path string, body [
 			"global":      lr.global,
 		}}
 	}
-	return rt.handle(s, &apiRequest{method: r.Method, params: params, body: body})
+	return rt.handle(s, &apiRequest{method: r.Method, params: params, body: body, bot: caller})
 }
 
 func (s *Server) restGetGateway(*apiRequest) apiResponse {
@@ -241,8 +244,8 @@ func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
 	}}
 }
 
-func (s *Server) restGetMe(*apiRequest) apiResponse {
-	u := userJSON(s.guild.members[s.opts.BotUserID])
+func (s *Server) restGetMe(req *apiRequest) apiResponse {
+	u := userJSON(s.guild.members[req.bot.userID])
 	u["verified"] = true
 	u["mfa_enabled"] = false
 	u["email"] = nil

@@ -37,6 +37,11 @@ type Options struct {
 	// BotUserID and BotName describe the bot user; defaults
 	// "100000000000000001" and "bridge-bot".
 	BotUserID, BotName string
+	// ExtraBots are further bots in the guild, each its own application
+	// with its own token, gateway session and identify pacing; they see
+	// the same guild and its events. The bot above is the primary: the
+	// fault controls act on it, and Stats' session fields describe it.
+	ExtraBots []Bot
 	// GuildID and GuildName describe the one guild the bot is in; defaults
 	// "200000000000000001" and "Emulated Guild".
 	GuildID, GuildName string
@@ -60,6 +65,14 @@ type Options struct {
 	Voice VoiceBackend
 	// Logger receives the emulator's logs; default discards.
 	Logger *slog.Logger
+}
+
+// Bot is one emulated bot application: its token and its user.
+type Bot struct {
+	// Token is what Identify and REST's "Authorization: Bot" carry.
+	Token string
+	// UserID and Name describe the bot user, a member of the guild.
+	UserID, Name string
 }
 
 // VoiceBackend is the voice half of the emulator, which answers the bot's
@@ -184,11 +197,10 @@ type Server struct {
 	guild   guildState
 	ids     snowflakes
 
-	sess         *session
-	conns        map[*conn]struct{}
-	current      *conn
-	connLog      []ConnInfo
-	lastIdentify time.Time
+	bots    []*botState // bots[0] is the primary bot
+	conns   map[*conn]struct{}
+	current *conn
+	connLog []ConnInfo
 	ackEnabled   bool
 	stats        Stats
 	sent         []GatewayFrame
@@ -249,6 +261,21 @@ func (o *Options) fill() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	tokens := map[string]bool{o.Token: true}
+	users := map[string]bool{o.BotUserID: true}
+	o.ExtraBots = append([]Bot(nil), o.ExtraBots...)
+	for i, b := range o.ExtraBots {
+		switch {
+		case b.Token == "" || tokens[b.Token]:
+			return fmt.Errorf("%w: ExtraBots[%d] needs a token of its own", ErrInvalidOptions, i)
+		case !isSnowflake(b.UserID) || users[b.UserID]:
+			return fmt.Errorf("%w: ExtraBots[%d].UserID %q is not a snowflake of its own", ErrInvalidOptions, i, b.UserID)
+		}
+		tokens[b.Token], users[b.UserID] = true, true
+		if b.Name == "" {
+			o.ExtraBots[i].Name = "bridge-bot-" + strconv.Itoa(i+2)
+		}
+	}
 	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
 		if !isSnowflake(id) {
 			return fmt.Errorf("%w: %s %q is not a snowflake (a decimal uint64)", ErrInvalidOptions, name, id)
@@ -301,6 +328,10 @@ func Start(opts Options) (*Server, error) {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.guild = newGuildState(opts, time.Now())
+	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID}}
+	for _, b := range opts.ExtraBots {
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID})
+	}
 	s.ids.next(time.Now())
 
 	mux := http.NewServeMux()
@@ -391,10 +422,10 @@ func (s *Server) statsLocked() Stats {
 	st.Connected = false
 	st.SessionID = ""
 	st.LastSeq = 0
-	if s.sess != nil {
-		st.SessionID = s.sess.id
-		st.LastSeq = s.sess.seq
-		st.Connected = s.sess.conn != nil
+	if sess := s.bots[0].sess; sess != nil {
+		st.SessionID = sess.id
+		st.LastSeq = sess.seq
+		st.Connected = sess.conn != nil
 	}
 	return st
 }
