@@ -197,15 +197,15 @@ type Server struct {
 	guild   guildState
 	ids     snowflakes
 
-	bots    []*botState // bots[0] is the primary bot
-	conns   map[*conn]struct{}
-	current *conn
-	connLog []ConnInfo
-	ackEnabled   bool
-	stats        Stats
-	sent         []GatewayFrame
-	rest         []RESTCall
-	limiter      *rateLimiter
+	bots       []*botState // bots[0] is the primary bot
+	conns      map[*conn]struct{}
+	current    *conn
+	connLog    []ConnInfo
+	ackEnabled bool
+	stats      Stats
+	sent       []GatewayFrame
+	rest       []RESTCall
+	limiter    *rateLimiter
 
 	effects    []voiceEffect
 	effectWake chan struct{}
