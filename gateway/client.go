@@ -277,6 +277,14 @@ func (c *Client) Status() Status {
 	return c.status
 }
 
+// Changed returns a channel closed at the next change of Status, for
+// watchers that follow the client without polling.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // WaitReady blocks until the client is ready (READY with the guild, or
 // RESUMED), it failed for good (the error wraps ErrFatalClose), it was
 // closed (ErrClosed), or ctx ends.

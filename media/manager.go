@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,14 @@ type Options struct {
 	// RoomExists reports whether a channel id is a room browsers may join.
 	// Nil accepts every well-formed channel id.
 	RoomExists func(channelID string) bool
+	// Links says how many rooms of a guild may hold a Discord voice link
+	// at once: one per bot of the guild, since Discord lets a bot be in
+	// one voice channel per guild. Nil means 1. When it changes, call
+	// LinksChanged. Rooms beyond it wait, longest waiting first.
+	Links func(guildID string) int
+	// RoomName names a room (its Discord channel) in the words browsers
+	// read while they wait for a bot; nil or "" uses the channel id.
+	RoomName func(channelID string) string
 
 	// ICEServers are handed to browsers in the "joined" message.
 	ICEServers []webrtc.ICEServer
@@ -101,7 +110,8 @@ type Manager struct {
 	byPeer      map[string]*session // by Peer.ID()
 	byUser      map[string]*session // by Peer.UserID()
 	ended       map[string]bool     // channels whose room ended
-	guildHolder string              // room holding the guild's voice link
+	holders     map[string]bool     // rooms holding one of the guild's voice links
+	waiting     []string            // rooms waiting for a link, longest waiting first
 	nextID      uint64
 
 	wg        sync.WaitGroup
@@ -150,7 +160,8 @@ func NewManager(opts Options) (*Manager, error) {
 		rooms:  make(map[string]*room),
 		byPeer: make(map[string]*session),
 		byUser: make(map[string]*session),
-		ended:  make(map[string]bool),
+		ended:   make(map[string]bool),
+		holders: make(map[string]bool),
 	}, nil
 }
 
@@ -406,38 +417,77 @@ func (m *Manager) removeSessionAsync(s *session, reason error) {
 	}()
 }
 
-// claimGuild gives room id the guild's voice link if nobody holds it.
-func (m *Manager) claimGuild(id string) bool {
+// linkCapacity is how many rooms may hold a voice link now.
+func (m *Manager) linkCapacity() int {
+	if m.opts.Links == nil {
+		return 1
+	}
+	return m.opts.Links(m.opts.GuildID)
+}
+
+// claimGuild gives room id one of the guild's voice links if one is free
+// and no room has waited longer; otherwise id waits in line, and the
+// second result names the rooms that hold the links.
+func (m *Manager) claimGuild(id string) (bool, []string) {
+	capacity := m.linkCapacity()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return false
+		return false, nil
 	}
-	if m.guildHolder == "" {
-		m.guildHolder = id
+	if m.holders[id] {
+		return true, nil
 	}
-	return m.guildHolder == id
+	at := slices.Index(m.waiting, id)
+	if at < 0 {
+		m.waiting = append(m.waiting, id)
+		at = len(m.waiting) - 1
+	}
+	if at < capacity-len(m.holders) {
+		m.waiting = slices.Delete(m.waiting, at, at+1)
+		m.holders[id] = true
+		return true, nil
+	}
+	busy := make([]string, 0, len(m.holders))
+	for h := range m.holders {
+		busy = append(busy, h)
+	}
+	slices.Sort(busy)
+	return false, busy
 }
 
-// releaseGuild lets go of the guild's voice link and offers it to the
-// other rooms; one that has browsers takes it.
+// releaseGuild lets go of room id's voice link, or its place in line, and
+// offers the free links to the waiting rooms; the longest waiting take
+// them.
 func (m *Manager) releaseGuild(id string) {
 	m.mu.Lock()
-	if m.guildHolder != id {
+	held := m.holders[id]
+	delete(m.holders, id)
+	if at := slices.Index(m.waiting, id); at >= 0 {
+		m.waiting = slices.Delete(m.waiting, at, at+1)
+	}
+	if !held {
 		m.mu.Unlock()
 		return
 	}
-	m.guildHolder = ""
-	var others []*room
+	m.mu.Unlock()
+	m.LinksChanged()
+}
+
+// LinksChanged tells the rooms waiting for a voice link that one may be
+// free: a room let go of one, or Options.Links grew (a bot became ready).
+func (m *Manager) LinksChanged() {
+	m.mu.Lock()
+	var waiting []*room
 	if !m.closed {
-		for _, r := range m.rooms {
-			if r.id != id {
-				others = append(others, r)
+		for _, id := range m.waiting {
+			if r := m.rooms[id]; r != nil {
+				waiting = append(waiting, r)
 			}
 		}
 	}
 	m.mu.Unlock()
-	for _, r := range others {
+	for _, r := range waiting {
 		r.post(tryLinkAction{})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,8 +336,8 @@ func TestOneVoiceConnectionPerGuild(t *testing.T) {
 	c.join("301")
 	c.next(isType("joined"), "joined")
 	st := c.next(isType("status"), "status")
-	if st.Discord != StatusUnavailable || st.Message != msgOtherRoom {
-		t.Fatalf("room 301 status %+v, want unavailable: %s", st, msgOtherRoom)
+	if st.Discord != StatusUnavailable || !strings.Contains(st.Message, `waiting for a bot: the bot is in "300"`) || !strings.Contains(st.Message, "as soon as one frees") {
+		t.Fatalf("room 301 status %+v, want unavailable, waiting for the bot in 300", st)
 	}
 	// Browser to browser still works in 301.
 	d := newBrowser(t, m, "d", "204", false)
@@ -352,6 +353,59 @@ func TestOneVoiceConnectionPerGuild(t *testing.T) {
 		t.Fatalf("bot joined %s, want 301", l2.channel)
 	}
 	c.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
+}
+
+// With two links for the guild, two rooms are bridged at once; the third
+// and fourth wait, are told which rooms hold the bots (by name), and the
+// one that waited longest gets the first bot that frees.
+func TestLinksGoToTheLongestWaiting(t *testing.T) {
+	j := newFakeJoiner()
+	m, _ := newTestManager(t, j, func(o *Options) {
+		o.Grace = 50 * time.Millisecond
+		o.Links = func(guild string) int {
+			if guild != testGuild {
+				t.Errorf("Links asked for guild %s", guild)
+			}
+			return 2
+		}
+		o.RoomName = func(id string) string { return "Room " + id }
+	})
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	linkA := waitLink(t, j)
+	b := newBrowser(t, m, "b", "202", false)
+	b.join("301")
+	b.next(isType("joined"), "joined")
+	linkB := waitLink(t, j)
+	if got := []string{linkA.channel, linkB.channel}; !slices.Contains(got, "300") || !slices.Contains(got, "301") {
+		t.Fatalf("links joined %v, want 300 and 301", got)
+	}
+	c := newBrowser(t, m, "c", "203", false)
+	c.join("302")
+	c.next(isType("joined"), "joined")
+	st := c.next(isType("status"), "status")
+	if st.Discord != StatusUnavailable || !strings.Contains(st.Message, `"Room 300", "Room 301"`) || !strings.Contains(st.Message, "as soon as one frees") {
+		t.Fatalf("room 302 status %+v, want unavailable naming Room 300 and Room 301", st)
+	}
+	d := newBrowser(t, m, "d", "204", false)
+	d.join("303")
+	d.next(isType("joined"), "joined")
+	d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "status unavailable")
+
+	b.signal(map[string]any{"type": "leave"})
+	waitClosed(t, linkB)
+	l := waitLink(t, j)
+	if l.channel != "302" {
+		t.Fatalf("the freed bot joined %s, want 302 (waiting longest)", l.channel)
+	}
+	c.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "302 connected")
+	a.signal(map[string]any{"type": "leave"})
+	waitClosed(t, linkA)
+	if l := waitLink(t, j); l.channel != "303" {
+		t.Fatalf("the next freed bot joined %s, want 303", l.channel)
+	}
+	d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "303 connected")
 }
 
 func TestGlareResolves(t *testing.T) {

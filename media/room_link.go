@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +33,8 @@ func (r *room) ensureLink() {
 	if r.shut || len(r.members) == 0 || r.link != nil {
 		return
 	}
-	if !r.m.claimGuild(r.id) {
-		r.setStatus(StatusUnavailable, msgOtherRoom)
+	if ok, busy := r.m.claimGuild(r.id); !ok {
+		r.setStatus(StatusUnavailable, r.m.waitingMessage(busy))
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,6 +46,30 @@ func (r *room) ensureLink() {
 		defer r.m.wg.Done()
 		r.runLink(ctx)
 	}()
+}
+
+// waitingMessage tells browsers of a room that waits for a bot which rooms
+// hold the bots, and that they will be bridged when one frees.
+func (m *Manager) waitingMessage(busy []string) string {
+	if len(busy) == 0 {
+		return msgOtherRoom
+	}
+	names := make([]string, len(busy))
+	for i, id := range busy {
+		name := ""
+		if m.opts.RoomName != nil {
+			name = m.opts.RoomName(id)
+		}
+		if name == "" {
+			name = id
+		}
+		names[i] = strconv.Quote(name)
+	}
+	bots := "the bot is"
+	if len(busy) > 1 {
+		bots = "every bot of this server is busy:"
+	}
+	return fmt.Sprintf("waiting for a bot: %s in %s; this room will be bridged to Discord as soon as one frees", bots, strings.Join(names, ", "))
 }
 
 // stopLink asks the link goroutine to leave the voice channel; linkDone
