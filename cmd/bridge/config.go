@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,11 @@ import (
 type Config struct {
 	ListenAddr string
 
-	BotToken   string
+	BotToken string
+	// BotTokens are every bot of the pool, BotToken first; one voice
+	// connection per bot per guild, so each bot is one more room bridged
+	// at once.
+	BotTokens  []string
 	GuildID    string
 	CategoryID string
 	APIBase    string
@@ -76,7 +81,9 @@ type setting struct {
 
 var settings = []setting{
 	{"LISTEN_ADDR", ":8080", "HTTP listen address (web UI, REST API, /api/ws)"},
-	{"DISCORD_BOT_TOKEN", "", "bot token; empty runs the embedded Discord emulator with dev auth"},
+	{"DISCORD_BOT_TOKEN", "", "bot token; empty (and no DISCORD_BOT_TOKENS) runs the embedded Discord emulator with dev auth"},
+	{"DISCORD_BOT_TOKENS", "", "comma-separated tokens of further bots (each its own Discord application), one more room bridged at once per bot"},
+	{"DISCORD_BOT_TOKENS_FILE", "", "file of bot tokens, one a line or comma-separated, added to DISCORD_BOT_TOKENS (for secrets mounted as files)"},
 	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves; required with a token"},
 	{"ROOM_CATEGORY_ID", "", "id of the category under which rooms are created; required with a token"},
 	{"DISCORD_API_BASE", "https://discord.com/api/v10", "Discord REST base URL"},
@@ -151,15 +158,18 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
 		ICEPublicIP: get("ICE_PUBLIC_IP"),
 	}
+	var errs []error
+	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
+	c.BotTokens = botTokens(c.BotToken, get("DISCORD_BOT_TOKENS"), get("DISCORD_BOT_TOKENS_FILE"), bad)
+	if c.BotToken == "" && len(c.BotTokens) > 0 {
+		c.BotToken = c.BotTokens[0]
+	}
 	c.Embedded = c.BotToken == ""
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
 	}
-
-	var errs []error
-	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
 
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("LISTEN_ADDR", fmt.Sprintf("%q is not host:port", c.ListenAddr), "use a form like :8080 or 127.0.0.1:8080")
@@ -175,8 +185,10 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		// The embedded default always runs dev auth against its own emulator.
 		c.DevAuth = true
 	} else {
-		if strings.HasPrefix(strings.ToLower(c.BotToken), "bot ") {
-			bad("DISCORD_BOT_TOKEN", "starts with \"Bot \"", "give the bare token from the Developer Portal; the bridge adds the prefix")
+		for i, t := range c.BotTokens {
+			if strings.HasPrefix(strings.ToLower(t), "bot ") {
+				bad("DISCORD_BOT_TOKEN", fmt.Sprintf("token %d starts with \"Bot \"", i+1), "give the bare token from the Developer Portal; the bridge adds the prefix")
+			}
 		}
 		checkSnowflake := func(name, val, fix string) {
 			if val == "" {
@@ -305,4 +317,40 @@ func envExample() string {
 		fmt.Fprintf(&b, "# %s\n%s=%s\n\n", s.help, s.env, s.def)
 	}
 	return b.String()
+}
+
+// botTokens gathers the pool's tokens: DISCORD_BOT_TOKEN first, then
+// DISCORD_BOT_TOKENS, then the file's. A token given twice is an error,
+// since one bot cannot hold two rooms' voice connections.
+func botTokens(single, list, file string, bad func(v, problem, fix string)) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v, t string) {
+		if t = strings.TrimSpace(t); t == "" {
+			return
+		}
+		if seen[t] {
+			bad(v, fmt.Sprintf("token %d is given twice", len(out)+1), "give each bot's token once; every bot must be its own Discord application")
+			return
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	add("DISCORD_BOT_TOKEN", single)
+	for _, t := range strings.Split(list, ",") {
+		add("DISCORD_BOT_TOKENS", t)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			bad("DISCORD_BOT_TOKENS_FILE", err.Error(), "name a readable file with one token a line")
+			return out
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, t := range strings.Split(line, ",") {
+				add("DISCORD_BOT_TOKENS_FILE", t)
+			}
+		}
+	}
+	return out
 }
