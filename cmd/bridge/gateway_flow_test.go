@@ -37,7 +37,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 	}
 
 	// Three more rooms and twenty members who are not in voice yet.
-	rooms := []string{ta.demo.Lobby.ID}
+	rooms := []string{ta.demo.Lobby.ID, ta.demo.Table.ID}
 	for i := range 3 {
 		ch, err := emu.CreateChannel(fmt.Sprintf("room-%d", i), int(discordgo.ChannelTypeGuildVoice), emu.Options().CategoryID)
 		if err != nil {
