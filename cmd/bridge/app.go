@@ -23,8 +23,9 @@ type app struct {
 	cfg *Config
 	log *slog.Logger
 
-	demo  *emulator.Demo // the embedded default's emulated Discord
-	gw    *gateway.Client
+	demo  *emulator.Demo  // the embedded default's emulated Discord
+	gw    *gateway.Client // the first bot's gateway
+	bots  *bots           // every bot: the pool (bots.go)
 	hub   *hub.Hub
 	media *media.Manager
 	srv   *http.Server
@@ -55,13 +56,14 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 
 func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, done: make(chan error, 1)}
+	built := a // a is nil once an error is returned
 	defer func() {
 		if err != nil {
-			a.closeParts(context.Background())
+			built.closeParts(context.Background())
 		}
 	}()
 
-	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
+	tokens, guildID, categoryID, apiBase := cfg.BotTokens, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
 		demoOpts := tune.demo
 		demoOpts.Logger = log
@@ -70,50 +72,42 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
 		}
 		o := a.demo.Discord.Options()
-		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
+		tokens, guildID, categoryID = []string{o.Token}, o.GuildID, o.CategoryID
+		for _, b := range o.ExtraBots {
+			tokens = append(tokens, b.Token)
+		}
 		apiBase = a.demo.Discord.URL() + "/api/v10"
 		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
 	}
 
-	gwOpts := gateway.Options{
-		Token:      token,
-		GuildID:    guildID,
-		CategoryID: categoryID,
-		APIBase:    apiBase,
-		Logger:     log.With("part", "gateway"),
-		OnEvent: func(e gateway.Event) {
+	a.bots, err = newBots(botSpec{
+		tokens: tokens, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
+		tune: tune.gateway,
+		publish: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.media.RoomEnded(p.ChannelID)
 			}
 		},
-	}
-	if tune.gateway != nil {
-		tune.gateway(&gwOpts)
-	}
-	a.gw, err = gateway.New(gwOpts)
+		onChange: func() {
+			if a.media != nil {
+				a.media.LinksChanged()
+			}
+		},
+		log: log,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
-		Token:      token,
-		GuildID:    guildID,
-		CategoryID: categoryID,
-		APIBase:    apiBase,
-		Logger:     log.With("part", "rooms"),
-		Members:    a.gw.Members,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rooms: %w", err)
-	}
+	a.gw = a.bots.first
 
 	hubOpts := hub.Options{
 		GuildID:        guildID,
-		Rooms:          roomsAdapter{rooms},
+		Rooms:          roomsAdapter{a.bots.leadRooms},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
-		Status:         func() any { return a.gw.Status() },
-		Ready:          func() bool { return a.gw.Status().State == gateway.StateReady },
+		Status:         func() any { return a.bots.status() },
+		Ready:          func() bool { return a.bots.pool.Healthy() },
 		Logger:         log.With("part", "hub"),
 	}
 	if cfg.DevAuth {
@@ -163,7 +157,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	if a.ln, err = a.front.listener(a.ln); err != nil {
 		return nil, err
 	}
-	if err := a.gw.Open(ctx); err != nil {
+	if err := a.bots.pool.Open(ctx); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	go func() {
@@ -221,10 +215,19 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		voiceTLS = a.demo.Voice.TLSConfig()
 	}
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: voiceTLS, log: a.log},
+		Joiner:  voiceJoiner{pool: a.bots.pool, tls: voiceTLS, log: a.log},
 		GuildID: guildID,
+		Links:   a.bots.pool.Capacity,
+		RoomName: func(channelID string) string {
+			for _, r := range a.bots.lead().Rooms() {
+				if r.ChannelID == channelID {
+					return r.Name
+				}
+			}
+			return ""
+		},
 		RoomExists: func(channelID string) bool {
-			for _, r := range a.gw.Rooms() {
+			for _, r := range a.bots.lead().Rooms() {
 				if r.ChannelID == channelID {
 					return true
 				}
@@ -236,7 +239,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		Logger:       a.log,
 		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
 		MemberName: func(userID string) string {
-			for _, r := range a.gw.Rooms() {
+			for _, r := range a.bots.lead().Rooms() {
 				for _, m := range r.Members {
 					if m.UserID == userID {
 						return m.Name
@@ -268,8 +271,8 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.turn != nil {
 		errs = append(errs, a.turn.Close())
 	}
-	if a.gw != nil {
-		errs = append(errs, a.gw.Close(ctx))
+	if a.bots != nil {
+		errs = append(errs, a.bots.pool.Close(ctx))
 	}
 	if a.demo != nil {
 		a.demo.Close()
@@ -282,19 +285,19 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-type roomsAdapter struct{ r *gateway.Rooms }
+type roomsAdapter struct{ r func() *gateway.Rooms }
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
-	room, err := ra.r.CreateRoom(ctx, name, userLimit)
+	room, err := ra.r().CreateRoom(ctx, name, userLimit)
 	return toHubRoom(room), hubError(err)
 }
 
 func (ra roomsAdapter) EndRoom(ctx context.Context, channelID string) error {
-	return hubError(ra.r.EndRoom(ctx, channelID))
+	return hubError(ra.r().EndRoom(ctx, channelID))
 }
 
 func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
-	rooms, err := ra.r.ListRooms(ctx)
+	rooms, err := ra.r().ListRooms(ctx)
 	if err != nil {
 		return nil, hubError(err)
 	}

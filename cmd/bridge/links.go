@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/gateway/pool"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/voice"
@@ -28,35 +28,56 @@ func routes(api, ui http.Handler) http.Handler {
 	})
 }
 
-// voiceJoiner joins the bot to a voice channel with our voice client; the
-// connection is the room's media.DiscordLink.
+// voiceJoiner joins a free bot of the pool to a voice channel with our
+// voice client; the connection is the room's media.DiscordLink, and the
+// bot is the room's until the link closes.
 type voiceJoiner struct {
-	gw  *gateway.Client
-	tls *tls.Config // nil: system roots (Discord); the emulator's otherwise
-	log *slog.Logger
+	pool *pool.Pool
+	tls  *tls.Config // nil: system roots (Discord); the emulator's otherwise
+	log  *slog.Logger
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
-	if err := j.gw.WaitReady(ctx); err != nil {
-		return nil, err
-	}
-	vc := voice.NewClient(voice.Options{
-		Signaler:  j.gw,
-		UserID:    j.gw.Status().BotUserID,
-		TLSConfig: j.tls,
-		Logger:    j.log, // voice names its component, guild and channel itself
-	})
-	conn, err := vc.Join(ctx, guildID, channelID)
+	lease, err := j.pool.Acquire(guildID, channelID)
 	if err != nil {
 		return nil, err
 	}
-	return voiceLink{conn}, nil
+	gw := lease.Bot.Client
+	// The join ends early when the bot leaves the pool meanwhile.
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer cancel()
+	if err := gw.WaitReady(ctx); err != nil {
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
+	}
+	vc := voice.NewClient(voice.Options{
+		Signaler:  gw,
+		UserID:    gw.Status().BotUserID,
+		TLSConfig: j.tls,
+		Logger:    j.log.With("bot", lease.Bot.Name), // voice names its component, guild and channel itself
+	})
+	conn, err := vc.Join(ctx, guildID, channelID)
+	if err != nil {
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
+	}
+	return voiceLink{conn: conn, lease: lease}, nil
 }
 
-// voiceLink is a voice connection as media's DiscordLink. It has no
-// goroutine of its own: Receive waits on the connection's frames and
-// events in the caller's.
-type voiceLink struct{ conn *voice.Conn }
+// voiceLink is a voice connection as media's DiscordLink, on a leased bot.
+// It has no goroutine of its own: Receive waits on the connection's frames
+// and events in the caller's.
+type voiceLink struct {
+	conn  *voice.Conn
+	lease *pool.Lease
+}
 
 // Receive returns the connection's next frame, member departure or privacy
 // code; the other events are the gateway's to report, and media learns of
@@ -86,6 +107,8 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 			case voice.PrivacyCodeChanged:
 				return media.PrivacyCode{Code: e.Code}, nil
 			}
+		case <-l.lease.Lost():
+			return nil, fmt.Errorf("%w: %s left the pool", media.ErrLinkEnded, l.lease.Bot.Name)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -96,7 +119,12 @@ func (l voiceLink) SendOpus(frame []byte) error { return l.conn.SendOpus(frame) 
 func (l voiceLink) SendVP8(frame []byte, keyframe bool) error {
 	return l.conn.SendVP8(frame, keyframe)
 }
-func (l voiceLink) Close(ctx context.Context) error { return l.conn.Close(ctx) }
+
+// Close leaves the voice channel and gives the bot back to the pool.
+func (l voiceLink) Close(ctx context.Context) error {
+	defer l.lease.Release()
+	return l.conn.Close(ctx)
+}
 
 // wireSignaling routes the hub's signaling messages to media, and a
 // closed socket to media's cleanup.

@@ -17,7 +17,14 @@ func (s *Server) currentConnLocked() *conn {
 	if sess := s.bots[0].sess; sess != nil && sess.conn != nil {
 		return sess.conn
 	}
-	return s.current
+	// The newest open connection that carries no other bot's session.
+	var newest *conn
+	for c := range s.conns {
+		if (c.sess == nil || c.sess.bot == s.bots[0]) && (newest == nil || c.id > newest.id) {
+			newest = c
+		}
+	}
+	return newest
 }
 
 // DropConnection ends the current connection abruptly: TCP close, no close

@@ -131,7 +131,6 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	s.stats.Connections++
 	c.id = s.stats.Connections
 	s.conns[c] = struct{}{}
-	s.current = c
 	s.connLog = append(s.connLog, ConnInfo{ID: c.id, Path: path, Query: r.URL.RawQuery, Opened: time.Now()})
 	s.wg.Add(1)
 	s.notifyLocked()
@@ -313,14 +312,6 @@ func (s *Server) connEnded(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if s.current == c {
-		s.current = nil
-		for other := range s.conns {
-			if s.current == nil || other.id > s.current.id {
-				s.current = other
-			}
-		}
-	}
 	s.detachLocked(c)
 	s.connLog[c.id-1].Closed = time.Now()
 	s.notifyLocked()
@@ -483,14 +474,18 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	now := time.Now()
 	if !b.lastIdentify.IsZero() && now.Sub(b.lastIdentify) < s.opts.IdentifyInterval {
 		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
-		s.stats.IdentifyViolations++
+		if b == s.bots[0] {
+			s.stats.IdentifyViolations++
+		}
 		s.stats.InvalidSessions++
 		s.notifyLocked()
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
 	b.lastIdentify = now
-	s.stats.Identifies++
+	if b == s.bots[0] {
+		s.stats.Identifies++
+	}
 
 	if old := b.sess; old != nil && old.conn != nil && old.conn != c {
 		// One session a bot: the previous one ends with its connection.
@@ -582,9 +577,11 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	sess.conn = c
 	c.sess = sess
 	c.authed = true
-	s.stats.Resumes++
-	if c.path != resumePath {
-		s.stats.MisdirectedResumes++
+	if b == s.bots[0] {
+		s.stats.Resumes++
+		if c.path != resumePath {
+			s.stats.MisdirectedResumes++
+		}
 	}
 	s.connLog[c.id-1].Resumed = true
 	s.dispatchToLocked(sess, "RESUMED", 0, map[string]any{})

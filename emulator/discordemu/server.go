@@ -120,7 +120,9 @@ type RESTCall struct {
 	Response []byte
 }
 
-// Stats counts what happened on the gateway and the REST API.
+// Stats counts what happened on the gateway and the REST API. The session
+// counters (Identifies, Resumes, IdentifyViolations, MisdirectedResumes)
+// and fields (LastSeq, Connected, SessionID) are the primary bot's.
 type Stats struct {
 	// Connections counts gateway WebSocket connections accepted.
 	Connections int
