@@ -44,6 +44,7 @@ const (
 	closeRateLimited          = 4008
 	closeSessionTimedOut      = 4009
 	closeInvalidShard         = 4010
+	closeShardingRequired     = 4011
 	closeInvalidAPIVersion    = 4012
 	closeInvalidIntents       = 4013
 	closeDisallowedIntents    = 4014
@@ -471,8 +472,19 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil && (len(d.Shard) != 2 || d.Shard[1] < 1 || d.Shard[0] < 0 || d.Shard[0] >= d.Shard[1]) {
 		return closeInvalidShard, "Invalid shard."
 	}
+	shard := [2]int{0, 1}
+	if d.Shard != nil {
+		shard = [2]int{d.Shard[0], d.Shard[1]}
+	}
+	if s.opts.Shards > 1 && shard[1] < s.opts.Shards {
+		// Too many guilds for so few shards ("Sharding").
+		return closeShardingRequired, "Sharding required."
+	}
+	// max_concurrency buckets: shard_id % max_concurrency ("Max
+	// Concurrency"); each bucket takes one identify per interval.
+	bucket := shard[0] % s.opts.MaxConcurrency
 	now := time.Now()
-	if !b.lastIdentify.IsZero() && now.Sub(b.lastIdentify) < s.opts.IdentifyInterval {
+	if last := b.lastIdentify[bucket]; !last.IsZero() && now.Sub(last) < s.opts.IdentifyInterval {
 		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
 		if b == s.bots[0] {
 			s.stats.IdentifyViolations++
@@ -482,7 +494,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
-	b.lastIdentify = now
+	b.lastIdentify[bucket] = now
 	if b == s.bots[0] {
 		s.stats.Identifies++
 	}
@@ -492,7 +504,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		old.conn.shutdown()
 	}
 	s.invalidateSessionLocked(b)
-	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c}
+	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c, shard: shard}
 	b.sess = sess
 	c.sess = sess
 	c.authed = true
@@ -506,7 +518,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	ready := map[string]any{
 		"v":                       10,
 		"user":                    user,
-		"guilds":                  []any{map[string]any{"id": s.guild.id, "unavailable": true}},
+		"guilds":                  []any{},
 		"session_id":              sess.id,
 		"resume_gateway_url":      s.ResumeGatewayURL(),
 		"application":             map[string]any{"id": b.userID, "flags": 0},
@@ -520,8 +532,14 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		ready["shard"] = d.Shard
 	}
+	onShard := s.guildOnShardLocked(sess)
+	if onShard {
+		ready["guilds"] = []any{map[string]any{"id": s.guild.id, "unavailable": true}}
+	}
 	s.dispatchToLocked(sess, "READY", 0, ready)
-	s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
+	if onShard {
+		s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
+	}
 	s.log.Info("identified", "conn", c.id, "session", sess.id, "user_id", b.userID, "intents", intents)
 	return 0, ""
 }

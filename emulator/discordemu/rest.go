@@ -226,7 +226,8 @@ func (s *Server) restGetGateway(*apiRequest) apiResponse {
 }
 
 // restGetGatewayBot is Get Gateway Bot with a session start limit of 1000
-// identifies a day and max_concurrency 1.
+// identifies a day, the recommended shards (Options.Shards) and
+// Options.MaxConcurrency.
 func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
 	remaining := 1000 - s.stats.Identifies
 	if remaining < 0 {
@@ -234,12 +235,12 @@ func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
 	}
 	return apiResponse{status: http.StatusOK, body: map[string]any{
 		"url":    s.GatewayURL(),
-		"shards": 1,
+		"shards": max(1, s.opts.Shards),
 		"session_start_limit": map[string]any{
 			"total":           1000,
 			"remaining":       remaining,
 			"reset_after":     (24 * time.Hour).Milliseconds(),
-			"max_concurrency": 1,
+			"max_concurrency": s.opts.MaxConcurrency,
 		},
 	}}
 }

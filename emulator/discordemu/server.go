@@ -56,6 +56,17 @@ type Options struct {
 	// 1 per interval); 0 means the default 5s, so tests wanting no limit
 	// set 1ns. Faster identifies get op 9 d=false.
 	IdentifyInterval time.Duration
+	// Shards, when above 1, makes the bot need that many shards, as Discord
+	// does for a bot in many guilds: GET /gateway/bot recommends it, an
+	// identify with fewer shards is closed with 4011, and a session gets
+	// the guild's events only when its shard holds the guild
+	// ((guild_id >> 22) % num_shards). One session a bot at a time.
+	Shards int
+	// MaxConcurrency is GET /gateway/bot's max_concurrency, default 1:
+	// identifies of shards in different buckets (shard_id %
+	// max_concurrency) may come together; one a bucket per
+	// IdentifyInterval.
+	MaxConcurrency int
 	// ChannelRateLimit is the size of the per-second REST buckets of
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
@@ -257,6 +268,12 @@ func (o *Options) fill() error {
 	if o.IdentifyInterval == 0 {
 		o.IdentifyInterval = 5 * time.Second
 	}
+	if o.MaxConcurrency == 0 {
+		o.MaxConcurrency = 1
+	}
+	if o.Shards < 0 || o.MaxConcurrency < 0 {
+		return fmt.Errorf("%w: Shards %d and MaxConcurrency %d must not be negative", ErrInvalidOptions, o.Shards, o.MaxConcurrency)
+	}
 	if o.ChannelRateLimit == 0 {
 		o.ChannelRateLimit = 5
 	}
@@ -330,9 +347,9 @@ func Start(opts Options) (*Server, error) {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.guild = newGuildState(opts, time.Now())
-	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID}}
+	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}}}
 	for _, b := range opts.ExtraBots {
-		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID})
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}})
 	}
 	s.ids.next(time.Now())
 

@@ -2,6 +2,7 @@ package discordemu
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +32,7 @@ const maxBuffered = 10000
 type session struct {
 	bot      *botState
 	id       string
+	shard    [2]int // [shard_id, num_shards] from Identify
 	intents  int
 	compress bool
 	seq      int64
@@ -76,8 +78,9 @@ type botState struct {
 	token, userID string
 	// sess is the bot's session, nil before the first identify and after
 	// an invalidation.
-	sess         *session
-	lastIdentify time.Time
+	sess *session
+	// lastIdentify is the last identify of each max_concurrency bucket.
+	lastIdentify map[int]time.Time
 	// revoked refuses the token (close 4004), as after a token reset.
 	revoked bool
 }
@@ -105,11 +108,20 @@ func (s *Server) botByUserLocked(userID string) *botState {
 }
 
 // dispatchLocked sends a guild event to every bot's session (each bot is in
-// the guild); see dispatchToLocked.
+// the guild) whose shard holds the guild; see dispatchToLocked.
 func (s *Server) dispatchLocked(event string, intent int, d any) {
 	for _, b := range s.bots {
-		s.dispatchToLocked(b.sess, event, intent, d)
+		if b.sess != nil && s.guildOnShardLocked(b.sess) {
+			s.dispatchToLocked(b.sess, event, intent, d)
+		}
 	}
+}
+
+// guildOnShardLocked reports whether the guild's events go to sess's
+// shard: shard_id = (guild_id >> 22) % num_shards ("Sharding").
+func (s *Server) guildOnShardLocked(sess *session) bool {
+	id, _ := strconv.ParseUint(s.guild.id, 10, 64) // validated at Start
+	return int((id>>22)%uint64(sess.shard[1])) == sess.shard[0]
 }
 
 // dispatchToLocked numbers a dispatch, keeps it in the session buffer and
