@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,12 @@ type Options struct {
 	// under a lock of the client. It may be slow: events queue up, the
 	// gateway keeps running. Nil means no events are reported.
 	OnEvent func(Event)
+	// Shards is how many shards the bot's guilds are split into (a bot in
+	// many guilds must shard, Gateway "Sharding"); the client connects the
+	// one shard that holds GuildID, (guild_id >> 22) % Shards. Zero follows
+	// GET /gateway/bot's recommendation, and a close 4011 (sharding
+	// required) asks again.
+	Shards int
 	// IdentifyInterval is the minimum time between two Identify payloads;
 	// zero means 5 s / max_concurrency from GET /gateway/bot.
 	IdentifyInterval time.Duration
@@ -189,6 +196,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.IdentifyInterval < 0 {
 		return nil, fmt.Errorf("%w: IdentifyInterval %v is negative", ErrOptions, opts.IdentifyInterval)
+	}
+	if opts.Shards < 0 {
+		return nil, fmt.Errorf("%w: Shards %d is negative; 0 follows Discord's recommendation", ErrOptions, opts.Shards)
 	}
 	return &Client{
 		opts:    opts,
@@ -363,6 +373,7 @@ type sessionInfo struct {
 type gatewayInfo struct {
 	url              string
 	identifyInterval time.Duration
+	shards           int // the shard count to identify with, at least 1
 }
 
 // next is what the run loop does after a connection ended.
@@ -380,6 +391,7 @@ const (
 type result struct {
 	next       next
 	err        error
+	reshard    bool // closed with 4011: ask GET /gateway/bot for the shard count again
 	ready      bool // the connection reached READY/RESUMED
 	dialFailed bool // no WebSocket was opened
 }
@@ -448,6 +460,20 @@ func (c *Client) run(ctx context.Context) {
 		if dialFails >= resumeDialAttempts && sess.resumeURL != "" {
 			c.log.Warn("resume_gateway_url unreachable; resuming through the gateway URL", "url", redactQuery(sess.resumeURL))
 			sess.resumeURL = ""
+		}
+		if res.reshard {
+			before := gw.shards
+			info, err := c.fetchGateway(ctx)
+			switch {
+			case err == nil && info.shards > before:
+				c.log.Warn("Discord requires more shards; identifying again", "shards", info.shards, "was", before)
+				gw = info
+			case ctx.Err() != nil:
+				return
+			default:
+				c.fail(fmt.Errorf("%w: %s (GET /gateway/bot recommends %d shards: %v)", ErrFatalClose, LookupCloseCode(4011).Reason(), info.shards, err))
+				return
+			}
 		}
 		switch res.next {
 		case nextStop:
@@ -545,13 +571,17 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 		err = l.write(outFrame{Op: opResume, D: resumeData{Token: c.token, SessionID: sess.id, Seq: sess.seq}})
 	} else {
 		sess.seq = 0 // a new session numbers its dispatches from 1
-		c.log.Info("identifying", "url", redactQuery(wsURL))
+		c.log.Info("identifying", "url", redactQuery(wsURL), "shards", gw.shards)
 		*lastIdent = time.Now()
-		err = l.write(outFrame{Op: opIdentify, D: identifyData{
+		id := identifyData{
 			Token:      c.token,
 			Intents:    c.opts.Intents,
 			Properties: identifyProperties{OS: runtime.GOOS, Browser: "voicebridge", Device: "voicebridge"},
-		}})
+		}
+		if gw.shards > 1 {
+			id.Shard = &[2]int{ShardOf(c.opts.GuildID, gw.shards), gw.shards}
+		}
+		err = l.write(outFrame{Op: opIdentify, D: id})
 	}
 	if err != nil {
 		return result{next: nextResume, err: fmt.Errorf("gateway: send handshake: %w", err)}
@@ -649,6 +679,8 @@ func (c *Client) afterReadError(err error, ready bool) result {
 	if errors.As(err, &ce) {
 		cc := LookupCloseCode(ce.Code)
 		switch {
+		case cc.Code == 4011 && c.opts.Shards == 0:
+			return result{next: nextIdentify, err: fmt.Errorf("gateway: closed with %s", cc.Reason()), ready: ready, reshard: true}
 		case !cc.Reconnect:
 			return result{next: nextFatal, err: fmt.Errorf("%w: %s", ErrFatalClose, cc.Reason()), ready: ready}
 		case !cc.Resume:
@@ -786,6 +818,7 @@ func (m memberName) name() string {
 // gatewayBot is GET /gateway/bot (Gateway, Get Gateway Bot).
 type gatewayBot struct {
 	URL               string `json:"url"`
+	Shards            int    `json:"shards"`
 	SessionStartLimit struct {
 		Total          int   `json:"total"`
 		Remaining      int   `json:"remaining"`
@@ -827,7 +860,10 @@ func (c *Client) fetchGateway(ctx context.Context) (gatewayInfo, error) {
 	if _, err := gatewayURL(gb.URL); err != nil {
 		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %w", ErrUpstream, err)
 	}
-	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval}
+	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval, shards: max(1, c.opts.Shards)}
+	if c.opts.Shards == 0 {
+		info.shards = max(1, gb.Shards)
+	}
 	if info.identifyInterval == 0 {
 		info.identifyInterval = identifyWindow / time.Duration(max(1, gb.SessionStartLimit.MaxConcurrency))
 	}
@@ -869,4 +905,15 @@ func parseAPIBase(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: APIBase %q must be an http(s) URL such as https://discord.com/api/v10", ErrOptions, raw)
 	}
 	return u, nil
+}
+
+// ShardOf is the shard that carries a guild's events among shards:
+// (guild_id >> 22) % shards (Gateway, "Sharding"). A malformed id or a
+// count below 2 gives shard 0.
+func ShardOf(guildID string, shards int) int {
+	id, err := strconv.ParseUint(guildID, 10, 64)
+	if err != nil || shards < 2 {
+		return 0
+	}
+	return int((id >> 22) % uint64(shards))
 }

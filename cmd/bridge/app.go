@@ -81,7 +81,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 	}
 
 	a.bots, err = newBots(botSpec{
-		tokens: tokens, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
+		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
 		tune: tune.gateway,
 		publish: func(e gateway.Event) {
 			a.hub.Publish(e.Name, e.Payload)

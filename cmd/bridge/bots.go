@@ -22,6 +22,7 @@ type bots struct {
 // botSpec is what newBots needs of the deployment.
 type botSpec struct {
 	tokens                       []string
+	shards                       int
 	guildID, categoryID, apiBase string
 	tune                         func(*gateway.Options)
 	publish                      func(gateway.Event) // the lead's room events
@@ -49,6 +50,7 @@ func newBots(spec botSpec) (*bots, error) {
 		log := spec.log.With("bot", name)
 		var c *gateway.Client
 		o := gateway.Options{
+			Shards:     spec.shards,
 			Token:      token,
 			GuildID:    spec.guildID,
 			CategoryID: spec.categoryID,

@@ -25,7 +25,9 @@ type Config struct {
 	// BotTokens are every bot of the pool, BotToken first; one voice
 	// connection per bot per guild, so each bot is one more room bridged
 	// at once.
-	BotTokens  []string
+	BotTokens []string
+	// Shards is the bots' shard count; 0 follows Discord.
+	Shards     int
 	GuildID    string
 	CategoryID string
 	APIBase    string
@@ -83,6 +85,7 @@ var settings = []setting{
 	{"LISTEN_ADDR", ":8080", "HTTP listen address (web UI, REST API, /api/ws)"},
 	{"DISCORD_BOT_TOKEN", "", "bot token; empty (and no DISCORD_BOT_TOKENS) runs the embedded Discord emulator with dev auth"},
 	{"DISCORD_BOT_TOKENS", "", "comma-separated tokens of further bots (each its own Discord application), one more room bridged at once per bot"},
+	{"DISCORD_SHARDS", "", "how many shards the bots' guilds are split into (a bot in many guilds must shard); empty follows GET /gateway/bot and close 4011"},
 	{"DISCORD_BOT_TOKENS_FILE", "", "file of bot tokens, one a line or comma-separated, added to DISCORD_BOT_TOKENS (for secrets mounted as files)"},
 	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves; required with a token"},
 	{"ROOM_CATEGORY_ID", "", "id of the category under which rooms are created; required with a token"},
@@ -165,6 +168,13 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		c.BotToken = c.BotTokens[0]
 	}
 	c.Embedded = c.BotToken == ""
+	if v := get("DISCORD_SHARDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			bad("DISCORD_SHARDS", fmt.Sprintf("%q is not a positive number", v), "give GET /gateway/bot's shards, or leave it empty to follow Discord")
+		}
+		c.Shards = n
+	}
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)

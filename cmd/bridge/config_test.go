@@ -207,3 +207,18 @@ func TestConfigBotTokens(t *testing.T) {
 		t.Fatalf("a missing tokens file: %v", err)
 	}
 }
+
+func TestConfigShards(t *testing.T) {
+	env := map[string]string{"DISCORD_SHARDS": "16"}
+	c, err := loadConfig(nil, envFrom(env))
+	if err != nil || c.Shards != 16 {
+		t.Fatalf("DISCORD_SHARDS=16: %v, Shards %d", err, c.Shards)
+	}
+	for _, bad := range []string{"0", "-2", "many"} {
+		env["DISCORD_SHARDS"] = bad
+		var ce *ConfigError
+		if _, err := loadConfig(nil, envFrom(env)); !errors.As(err, &ce) || ce.Var != "DISCORD_SHARDS" {
+			t.Fatalf("DISCORD_SHARDS=%s: %v", bad, err)
+		}
+	}
+}

@@ -142,3 +142,12 @@ func (s *Server) CloseBotWithCode(botUserID string, code int, reason string) boo
 	c.enqueue(outFrame{closeCode: code, closeReason: reason})
 	return true
 }
+
+// SetShards changes how many shards the bot needs (Options.Shards), as
+// when it joins many guilds: GET /gateway/bot recommends the new count and
+// later identifies with fewer are closed with 4011. Live sessions stay.
+func (s *Server) SetShards(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Shards = n
+}
