@@ -152,7 +152,8 @@ func (l *fakeLink) send(f LinkEvent) bool {
 
 type fakeJoiner struct {
 	mu    sync.Mutex
-	fail  int // next Join calls that fail
+	fail  int  // next Join calls that fail
+	busy  bool // Join calls fail with ErrNoFreeBot
 	joins chan *fakeLink
 }
 
@@ -167,7 +168,11 @@ func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLi
 	if fail {
 		j.fail--
 	}
+	busy := j.busy
 	j.mu.Unlock()
+	if busy {
+		return nil, fmt.Errorf("%w: every bot is in another room", ErrNoFreeBot)
+	}
 	if fail {
 		return nil, errors.New("voice server unreachable")
 	}

@@ -104,15 +104,15 @@ type Manager struct {
 	// room holds the guild's voice link. A room's own state is its
 	// goroutine's (room.go); nothing is called and nothing sent while mu
 	// is held.
-	mu          sync.Mutex
-	closed      bool
-	rooms       map[string]*room    // by channel id
-	byPeer      map[string]*session // by Peer.ID()
-	byUser      map[string]*session // by Peer.UserID()
-	ended       map[string]bool     // channels whose room ended
-	holders     map[string]bool     // rooms holding one of the guild's voice links
-	waiting     []string            // rooms waiting for a link, longest waiting first
-	nextID      uint64
+	mu      sync.Mutex
+	closed  bool
+	rooms   map[string]*room    // by channel id
+	byPeer  map[string]*session // by Peer.ID()
+	byUser  map[string]*session // by Peer.UserID()
+	ended   map[string]bool     // channels whose room ended
+	holders map[string]bool     // rooms holding one of the guild's voice links
+	waiting []string            // rooms waiting for a link, longest waiting first
+	nextID  uint64
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -154,12 +154,12 @@ func NewManager(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{
-		opts:   opts,
-		log:    log,
-		eng:    eng,
-		rooms:  make(map[string]*room),
-		byPeer: make(map[string]*session),
-		byUser: make(map[string]*session),
+		opts:    opts,
+		log:     log,
+		eng:     eng,
+		rooms:   make(map[string]*room),
+		byPeer:  make(map[string]*session),
+		byUser:  make(map[string]*session),
 		ended:   make(map[string]bool),
 		holders: make(map[string]bool),
 	}, nil

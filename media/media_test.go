@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,6 +407,47 @@ func TestLinksGoToTheLongestWaiting(t *testing.T) {
 		t.Fatalf("the next freed bot joined %s, want 303", l.channel)
 	}
 	d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "303 connected")
+}
+
+// A room whose bot went away (the Joiner finds no free bot) waits in line,
+// told which room holds the remaining bot, and is bridged once a bot is
+// back (LinksChanged).
+func TestRoomWaitsWhenItsBotLeaves(t *testing.T) {
+	j := newFakeJoiner()
+	var links atomic.Int32
+	links.Store(2)
+	m, _ := newTestManager(t, j, func(o *Options) { o.Links = func(string) int { return int(links.Load()) } })
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	waitLink(t, j)
+	b := newBrowser(t, m, "b", "202", false)
+	b.join("301")
+	b.next(isType("joined"), "joined")
+	linkB := waitLink(t, j)
+	b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "301 connected")
+
+	// 301's bot leaves the pool: one link left, and no bot free for 301.
+	links.Store(1)
+	j.mu.Lock()
+	j.busy = true
+	j.mu.Unlock()
+	linkB.die()
+	waitClosed(t, linkB)
+	st := b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "301 waiting")
+	if !strings.Contains(st.Message, `"300"`) {
+		t.Fatalf("301 was told %q, want the room that holds the bot", st.Message)
+	}
+
+	j.mu.Lock()
+	j.busy = false
+	j.mu.Unlock()
+	links.Store(2)
+	m.LinksChanged()
+	if l := waitLink(t, j); l.channel != "301" {
+		t.Fatalf("the returning bot joined %s, want 301", l.channel)
+	}
+	b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "301 connected again")
 }
 
 func TestGlareResolves(t *testing.T) {

@@ -11,8 +11,9 @@ const (
 	// levelQueueLen bounds audio levels waiting for the room's goroutine;
 	// when it is full a level is dropped (the next packet brings another).
 	levelQueueLen = 256
-	// msgOtherRoom explains a room without Discord leg.
-	msgOtherRoom = "the bot is in another room of this server"
+	// msgNoBot explains a room without Discord leg because no bot of the
+	// guild works (Options.Links is 0).
+	msgNoBot = "waiting for a bot: no bot of this server is working now; this room will be bridged to Discord as soon as one is"
 )
 
 // room is one Discord voice channel and the browsers in it.

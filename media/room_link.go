@@ -52,7 +52,7 @@ func (r *room) ensureLink() {
 // hold the bots, and that they will be bridged when one frees.
 func (m *Manager) waitingMessage(busy []string) string {
 	if len(busy) == 0 {
-		return msgOtherRoom
+		return msgNoBot
 	}
 	names := make([]string, len(busy))
 	for i, id := range busy {
@@ -94,6 +94,19 @@ func (r *room) runLink(ctx context.Context) {
 		link, err := r.m.opts.Joiner.Join(ctx, r.m.opts.GuildID, r.id)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrNoFreeBot) {
+				// Fewer bots than the room thought: give the claim back
+				// (linkDone) and wait in line, after a pause, so that a
+				// pool that disagrees with Options.Links cannot spin.
+				r.log.Info("no bot free for the room; waiting in line", "err", err)
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 				return
 			}
 			r.log.Warn("joining the voice channel failed", "err", err, "retry_in", backoff)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,9 @@ type voiceJoiner struct {
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
 	lease, err := j.pool.Acquire(guildID, channelID)
+	if errors.Is(err, pool.ErrNoFreeBot) || errors.Is(err, pool.ErrNoBot) {
+		return nil, fmt.Errorf("%w: %w", media.ErrNoFreeBot, err) // the room waits in line
+	}
 	if err != nil {
 		return nil, err
 	}
