@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,9 @@ type VerifierOptions struct {
 	// per interval, so a flood of forged kids cannot hammer the provider;
 	// 0 means DefaultMinRefetchInterval.
 	MinRefetchInterval time.Duration
+	// GuildsClaim names the claim listing the guilds a token allows;
+	// empty means "guilds".
+	GuildsClaim string
 }
 
 // Claims is what the hub takes from a verified token.
@@ -59,6 +63,12 @@ type Claims struct {
 	Name string
 	// Expiry is "exp"; hub connections close at this instant.
 	Expiry time.Time
+	// Guilds are the Discord guild ids the token allows: the "guilds"
+	// claim (VerifierOptions.GuildsClaim), an array of id strings.
+	// GuildsSet is false when the token has no such claim; then only
+	// Options.DefaultGuildID applies.
+	Guilds    []string
+	GuildsSet bool
 }
 
 // keySource finds the verification key for a kid.
@@ -76,6 +86,8 @@ type Verifier struct {
 	leeway   time.Duration
 	keys     keySource
 	now      func() time.Time
+	// guildsClaim is VerifierOptions.GuildsClaim; "" means "guilds".
+	guildsClaim string
 }
 
 // NewVerifier fetches the JWKS once (failing if it cannot: a bridge that
@@ -119,7 +131,7 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 	if _, err := cache.Refresh(fetchCtx, opts.JWKSURL); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrJWKS, opts.JWKSURL, err)
 	}
-	v := &Verifier{issuer: opts.Issuer, audience: opts.Audience, leeway: opts.Leeway, now: time.Now}
+	v := &Verifier{issuer: opts.Issuer, audience: opts.Audience, leeway: opts.Leeway, now: time.Now, guildsClaim: opts.GuildsClaim}
 	if v.leeway == 0 {
 		v.leeway = DefaultLeeway
 	}
@@ -201,7 +213,34 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if c.Name == "" {
 		c.Name = c.Subject
 	}
+	claim := v.guildsClaim
+	if claim == "" {
+		claim = "guilds"
+	}
+	if val, ok := tok.Get(claim); ok {
+		list, ok := val.([]any)
+		if !ok {
+			return Claims{}, fmt.Errorf("%w: claim %q must be an array of guild id strings", ErrInvalidToken, claim)
+		}
+		c.GuildsSet = true
+		for _, g := range list {
+			id, ok := g.(string)
+			if !ok || id == "" {
+				return Claims{}, fmt.Errorf("%w: claim %q must be an array of guild id strings (ids as strings: they exceed JSON's exact numbers)", ErrInvalidToken, claim)
+			}
+			c.Guilds = append(c.Guilds, id)
+		}
+	}
 	return c, nil
+}
+
+// allowsGuild reports whether a token's claims let its user into guildID:
+// the guilds claim when present, else only the default guild.
+func allowsGuild(c Claims, guildID, defaultGuildID string) bool {
+	if c.GuildsSet {
+		return slices.Contains(c.Guilds, guildID)
+	}
+	return defaultGuildID != "" && guildID == defaultGuildID
 }
 
 // keyFor checks that the JWK fits the algorithm (RSA for RS256, EC P-256

@@ -392,6 +392,9 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	if err != nil {
 		return c.authFailed(msg.ID, again, err.Error())
 	}
+	if !allowsGuild(claims, c.hub.opts.GuildID, c.hub.opts.DefaultGuildID) {
+		return c.authFailed(msg.ID, again, errGuildNotAllowed(c.hub.opts.GuildID))
+	}
 	c.mu.Lock()
 	if again && claims.Subject != c.userID {
 		c.mu.Unlock()

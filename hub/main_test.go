@@ -138,6 +138,7 @@ type tokenSpec struct {
 	exp, nbf  time.Time
 	noExp     bool
 	extraHead map[string]any
+	claims    map[string]any // further claims
 }
 
 func (idp *testIDP) token(t testing.TB, s tokenSpec) string {
@@ -173,6 +174,9 @@ func (idp *testIDP) token(t testing.TB, s tokenSpec) string {
 	}
 	if s.name != "" {
 		b = b.Claim("name", s.name)
+	}
+	for k, v := range s.claims {
+		b = b.Claim(k, v)
 	}
 	tok, err := b.Build()
 	if err != nil {
@@ -266,7 +270,7 @@ type env struct {
 func newEnv(t testing.TB, mutate func(*Options)) *env {
 	t.Helper()
 	e := &env{idp: newTestIDP(t), rooms: &fakeRooms{}}
-	opts := Options{GuildID: testGuild, Rooms: e.rooms, Auth: e.idp.verifier(t, time.Hour)}
+	opts := Options{GuildID: testGuild, DefaultGuildID: testGuild, Rooms: e.rooms, Auth: e.idp.verifier(t, time.Hour)}
 	if mutate != nil {
 		mutate(&opts)
 	}

@@ -103,6 +103,7 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 
 	hubOpts := hub.Options{
 		GuildID:        guildID,
+		DefaultGuildID: guildID, // tokens without a guilds claim keep the one guild
 		Rooms:          roomsAdapter{a.bots.leadRooms},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -120,9 +121,10 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
 	} else {
 		hubOpts.Auth, err = hub.NewVerifier(ctx, hub.VerifierOptions{
-			JWKSURL:  cfg.JWKSURL,
-			Issuer:   cfg.JWTIssuer,
-			Audience: cfg.JWTAudience,
+			JWKSURL:     cfg.JWKSURL,
+			Issuer:      cfg.JWTIssuer,
+			Audience:    cfg.JWTAudience,
+			GuildsClaim: cfg.GuildsClaim,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("JWKS_URL: %w", err)

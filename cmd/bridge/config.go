@@ -35,6 +35,8 @@ type Config struct {
 	JWKSURL     string
 	JWTIssuer   string
 	JWTAudience string
+	// GuildsClaim names the claim listing the guilds a token allows.
+	GuildsClaim string
 	DevAuth     bool
 
 	HMACSecret     string
@@ -93,6 +95,7 @@ var settings = []setting{
 	{"JWKS_URL", "", "JWKS URL of the identity provider whose JWTs the API accepts; required with a token unless DEV_AUTH=1"},
 	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
 	{"JWT_AUDIENCE", "", "expected aud claim; required with JWKS_URL"},
+	{"JWT_GUILDS_CLAIM", "guilds", "claim listing the Discord guild ids (strings) a token allows; a token without it may use DISCORD_GUILD_ID"},
 	{"DEV_AUTH", "", "1 turns on dev auth (self-issued tokens) even with a bot token; never in production"},
 	{"HUB_HMAC_SECRET", "", "secret for POST /api/internal/events signatures (at least 32 bytes); empty disables the endpoint"},
 	{"ALLOWED_ORIGINS", "", "comma-separated origins allowed to open /api/ws; empty allows same-origin only"},
@@ -156,6 +159,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		JWKSURL:     get("JWKS_URL"),
 		JWTIssuer:   get("JWT_ISSUER"),
 		JWTAudience: get("JWT_AUDIENCE"),
+		GuildsClaim: get("JWT_GUILDS_CLAIM"),
 		HMACSecret:  *values["HUB_HMAC_SECRET"],
 		LogLevel:    strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
