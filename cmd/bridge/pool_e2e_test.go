@@ -47,17 +47,6 @@ func botRoom(ta *testApp, bots ...string) map[string]string {
 	return out
 }
 
-// statusOf is the room's last Discord status a browser was told.
-func statusOf(b *e2eBrowser) serverMessage {
-	var last serverMessage
-	for _, m := range b.messages(0) {
-		if m.Type == "status" {
-			last = m
-		}
-	}
-	return last
-}
-
 // TestPoolBridgesEveryRoomAtOnce: three bots, three rooms with a browser
 // each: all three rooms are bridged at once, each by its own bot, and in
 // each a Discord member hears its own room's browser and nothing of the

@@ -212,7 +212,6 @@ type Server struct {
 
 	bots       []*botState // bots[0] is the primary bot
 	conns      map[*conn]struct{}
-	current    *conn
 	connLog    []ConnInfo
 	ackEnabled bool
 	stats      Stats
