@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 )
 
 const (
@@ -117,5 +118,21 @@ func TestExtraBotsNeedTheirOwnIdentity(t *testing.T) {
 			s.Close()
 			t.Fatalf("Start accepted ExtraBots %+v", bots)
 		}
+	}
+}
+
+// Rate limits are each bot's: a global 429 of the primary bot leaves the
+// second bot's requests alone.
+func TestRateLimitsArePerBot(t *testing.T) {
+	s := startTwoBots(t, nil)
+	s.Script429("", "/users/@me", time.Minute, true)
+	if resp, _ := rest(t, s, http.MethodGet, "/api/v10/users/@me", "", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("primary bot after a scripted global 429: %d", resp.StatusCode)
+	}
+	if resp, _ := rest(t, s, http.MethodGet, "/api/v10/gateway/bot", "", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("primary bot's other route under its global limit: %d, want 429", resp.StatusCode)
+	}
+	if resp, body := rest(t, s, http.MethodGet, "/api/v10/users/@me", "Bot "+secondToken, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("second bot: %d %s, want 200", resp.StatusCode, body)
 	}
 }

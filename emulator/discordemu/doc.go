@@ -3,8 +3,8 @@
 // guild, served on 127.0.0.1 in the manner of net/http/httptest.
 //
 // One bot is the primary (Options.Token); Options.ExtraBots adds more, each
-// its own application: its own token, user, gateway session and identify
-// pacing. Guild events reach every bot's session; READY, GUILD_CREATE,
+// its own application: its own token, user, gateway session, identify
+// pacing and REST rate limits (Script429 acts on the primary's). Guild events reach every bot's session; READY, GUILD_CREATE,
 // answers to a bot's requests and its VOICE_SERVER_UPDATE reach only that
 // bot. The fault controls act on the primary bot; CloseBotWithCode closes
 // any bot's connection (4004 also revokes its token).

@@ -208,7 +208,11 @@ func (s *Server) routeLocked(now time.Time, r *http.Request, path string, body [
 		copyHeader(header, s.limiter.peek(now, routeKey, major, lim))
 		return apiError(http.StatusUnauthorized, codeGeneral, "401: Unauthorized")
 	}
-	lr := s.limiter.take(now, r.Method, path, routeKey, major, lim)
+	limiter := s.limiter // the primary bot's, and unauthenticated routes
+	if caller != nil && caller.limiter != nil {
+		limiter = caller.limiter // each bot its own buckets and global limit
+	}
+	lr := limiter.take(now, r.Method, path, routeKey, major, lim)
 	copyHeader(header, lr.header)
 	if !lr.ok {
 		s.log.Info("REST rate limited", "method", r.Method, "path", path, "retry_after", lr.retryAfter, "global", lr.global)

@@ -348,7 +348,7 @@ func Start(opts Options) (*Server, error) {
 	s.guild = newGuildState(opts, time.Now())
 	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}}}
 	for _, b := range opts.ExtraBots {
-		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}})
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, limiter: newRateLimiter()})
 	}
 	s.ids.next(time.Now())
 

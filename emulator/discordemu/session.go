@@ -83,6 +83,9 @@ type botState struct {
 	lastIdentify map[int]time.Time
 	// revoked refuses the token (close 4004), as after a token reset.
 	revoked bool
+	// limiter is the bot's REST rate limits; nil for the primary bot,
+	// whose are Server.limiter (where Script429 acts).
+	limiter *rateLimiter
 }
 
 // botByTokenLocked finds the bot whose token this is, with or without the
