@@ -77,7 +77,9 @@
 // message naming the rooms that hold the bots and saying they will be
 // bridged when one frees; when a room lets its link go (its grace period
 // ended) or a bot is added (LinksChanged), the room that has waited
-// longest takes it.
+// longest takes it. A bridge of several guilds says which guild each room
+// is in (Options.GuildOf): links, the line and the Joiner's guild are the
+// room's guild's.
 //
 // # Concurrency
 //

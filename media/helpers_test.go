@@ -21,7 +21,9 @@ import (
 
 const (
 	testGuild = "100000000000000001"
-	waitLong  = 10 * time.Second
+	// otherGuild is a second guild, for the tests of several guilds.
+	otherGuild = "100000000000000002"
+	waitLong   = 10 * time.Second
 )
 
 // loopbackOnly keeps a test's ICE on 127.0.0.1.
@@ -82,6 +84,7 @@ type serverMsg struct {
 // ---- fake Discord leg ----
 
 type fakeLink struct {
+	guild   string
 	channel string
 	frames  chan LinkEvent
 	dead    chan struct{} // closed by die: the voice connection ended
@@ -160,7 +163,7 @@ type fakeJoiner struct {
 func newFakeJoiner() *fakeJoiner { return &fakeJoiner{joins: make(chan *fakeLink, 16)} }
 
 func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLink, error) {
-	if guild != testGuild {
+	if guild != testGuild && guild != otherGuild {
 		return nil, fmt.Errorf("wrong guild %s", guild)
 	}
 	j.mu.Lock()
@@ -177,6 +180,7 @@ func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLi
 		return nil, errors.New("voice server unreachable")
 	}
 	l := newFakeLink(channel)
+	l.guild = guild
 	j.joins <- l
 	return l, nil
 }

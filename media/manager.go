@@ -25,6 +25,10 @@ type Options struct {
 	// RoomExists reports whether a channel id is a room browsers may join.
 	// Nil accepts every well-formed channel id.
 	RoomExists func(channelID string) bool
+	// GuildOf says which guild a room (voice channel) belongs to, for a
+	// bridge that serves several guilds; nil, or "", means GuildID. Rooms,
+	// links and the line for bots are kept per guild.
+	GuildOf func(channelID string) string
 	// Links says how many rooms of a guild may hold a Discord voice link
 	// at once: one per bot of the guild, since Discord lets a bot be in
 	// one voice channel per guild. Nil means 1. When it changes, call
@@ -106,12 +110,12 @@ type Manager struct {
 	// is held.
 	mu      sync.Mutex
 	closed  bool
-	rooms   map[string]*room    // by channel id
-	byPeer  map[string]*session // by Peer.ID()
-	byUser  map[string]*session // by Peer.UserID()
-	ended   map[string]bool     // channels whose room ended
-	holders map[string]bool     // rooms holding one of the guild's voice links
-	waiting []string            // rooms waiting for a link, longest waiting first
+	rooms   map[string]*room           // by channel id
+	byPeer  map[string]*session        // by Peer.ID()
+	byUser  map[string]*session        // by Peer.UserID()
+	ended   map[string]bool            // channels whose room ended
+	holders map[string]map[string]bool // by guild: rooms holding one of its voice links
+	waiting map[string][]string        // by guild: rooms waiting for a link, longest waiting first
 	nextID  uint64
 
 	wg        sync.WaitGroup
@@ -148,7 +152,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.MemberName == nil {
 		opts.MemberName = func(string) string { return "" }
 	}
-	log := opts.Logger.With("component", "media", "guild_id", opts.GuildID)
+	log := opts.Logger.With("component", "media") // rooms add their guild_id
 	eng, err := newEngine(&opts, log)
 	if err != nil {
 		return nil, err
@@ -161,7 +165,8 @@ func NewManager(opts Options) (*Manager, error) {
 		byPeer:  make(map[string]*session),
 		byUser:  make(map[string]*session),
 		ended:   make(map[string]bool),
-		holders: make(map[string]bool),
+		holders: make(map[string]map[string]bool),
+		waiting: make(map[string][]string),
 	}, nil
 }
 
@@ -417,39 +422,56 @@ func (m *Manager) removeSessionAsync(s *session, reason error) {
 	}()
 }
 
-// linkCapacity is how many rooms may hold a voice link now.
-func (m *Manager) linkCapacity() int {
+// guildOf is the guild of room (channel) id.
+func (m *Manager) guildOf(id string) string {
+	if m.opts.GuildOf != nil {
+		if g := m.opts.GuildOf(id); g != "" {
+			return g
+		}
+	}
+	return m.opts.GuildID
+}
+
+// linkCapacity is how many rooms of guild may hold a voice link now.
+func (m *Manager) linkCapacity(guild string) int {
 	if m.opts.Links == nil {
 		return 1
 	}
-	return m.opts.Links(m.opts.GuildID)
+	return m.opts.Links(guild)
 }
 
-// claimGuild gives room id one of the guild's voice links if one is free
-// and no room has waited longer; otherwise id waits in line, and the
-// second result names the rooms that hold the links.
-func (m *Manager) claimGuild(id string) (bool, []string) {
-	capacity := m.linkCapacity()
+// claimGuild gives room id one of its guild's voice links if one is free
+// and no room of the guild has waited longer; otherwise id waits in line,
+// and the second result names the rooms that hold the guild's links.
+func (m *Manager) claimGuild(guild, id string) (bool, []string) {
+	capacity := m.linkCapacity(guild)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return false, nil
 	}
-	if m.holders[id] {
+	held := m.holders[guild]
+	if held[id] {
 		return true, nil
 	}
-	at := slices.Index(m.waiting, id)
+	line := m.waiting[guild]
+	at := slices.Index(line, id)
 	if at < 0 {
-		m.waiting = append(m.waiting, id)
-		at = len(m.waiting) - 1
+		line = append(line, id)
+		at = len(line) - 1
 	}
-	if at < capacity-len(m.holders) {
-		m.waiting = slices.Delete(m.waiting, at, at+1)
-		m.holders[id] = true
+	if at < capacity-len(held) {
+		m.waiting[guild] = slices.Delete(line, at, at+1)
+		if held == nil {
+			held = make(map[string]bool)
+			m.holders[guild] = held
+		}
+		held[id] = true
 		return true, nil
 	}
-	busy := make([]string, 0, len(m.holders))
-	for h := range m.holders {
+	m.waiting[guild] = line
+	busy := make([]string, 0, len(held))
+	for h := range held {
 		busy = append(busy, h)
 	}
 	slices.Sort(busy)
@@ -459,19 +481,17 @@ func (m *Manager) claimGuild(id string) (bool, []string) {
 // releaseGuild lets go of room id's voice link, or its place in line, and
 // offers the free links to the waiting rooms; the longest waiting take
 // them.
-func (m *Manager) releaseGuild(id string) {
+func (m *Manager) releaseGuild(guild, id string) {
 	m.mu.Lock()
-	held := m.holders[id]
-	delete(m.holders, id)
-	if at := slices.Index(m.waiting, id); at >= 0 {
-		m.waiting = slices.Delete(m.waiting, at, at+1)
-	}
-	if !held {
-		m.mu.Unlock()
-		return
+	held := m.holders[guild][id]
+	delete(m.holders[guild], id)
+	if at := slices.Index(m.waiting[guild], id); at >= 0 {
+		m.waiting[guild] = slices.Delete(m.waiting[guild], at, at+1)
 	}
 	m.mu.Unlock()
-	m.LinksChanged()
+	if held {
+		m.LinksChanged()
+	}
 }
 
 // LinksChanged tells the rooms waiting for a voice link that one may be
@@ -480,9 +500,11 @@ func (m *Manager) LinksChanged() {
 	m.mu.Lock()
 	var waiting []*room
 	if !m.closed {
-		for _, id := range m.waiting {
-			if r := m.rooms[id]; r != nil {
-				waiting = append(waiting, r)
+		for _, line := range m.waiting {
+			for _, id := range line {
+				if r := m.rooms[id]; r != nil {
+					waiting = append(waiting, r)
+				}
 			}
 		}
 	}

@@ -450,6 +450,42 @@ func TestRoomWaitsWhenItsBotLeaves(t *testing.T) {
 	b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "301 connected again")
 }
 
+// Each guild has its own bots: a room of each guild is bridged at once,
+// with the room's guild given to the Joiner, and a second room of the
+// first guild waits for that guild's bot, named by room, not for the
+// other guild's.
+func TestEachGuildHasItsOwnLinks(t *testing.T) {
+	j := newFakeJoiner()
+	m, _ := newTestManager(t, j, func(o *Options) {
+		o.GuildOf = func(id string) string {
+			if strings.HasPrefix(id, "4") {
+				return otherGuild
+			}
+			return "" // the default guild
+		}
+		o.Links = func(string) int { return 1 }
+	})
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	if l := waitLink(t, j); l.guild != testGuild || l.channel != "300" {
+		t.Fatalf("first link: guild %s channel %s", l.guild, l.channel)
+	}
+	c := newBrowser(t, m, "c", "203", false)
+	c.join("400")
+	c.next(isType("joined"), "joined")
+	if l := waitLink(t, j); l.guild != otherGuild || l.channel != "400" {
+		t.Fatalf("second link: guild %s channel %s, want the other guild's 400", l.guild, l.channel)
+	}
+	d := newBrowser(t, m, "d", "204", false)
+	d.join("301")
+	d.next(isType("joined"), "joined")
+	st := d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "301 waiting")
+	if !strings.Contains(st.Message, `"300"`) || strings.Contains(st.Message, `"400"`) {
+		t.Fatalf("301 was told %q, want the bot of its guild in 300", st.Message)
+	}
+}
+
 func TestGlareResolves(t *testing.T) {
 	j := newFakeJoiner()
 	m, _ := newTestManager(t, j, nil)

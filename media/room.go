@@ -28,6 +28,7 @@ const (
 // route; run alone changes both.
 type room struct {
 	id     string
+	guild  string // the Discord guild of the channel
 	m      *Manager
 	log    *slog.Logger
 	box    *mailbox
@@ -84,10 +85,12 @@ type linkRun struct {
 }
 
 func newRoom(m *Manager, id string) *room {
+	guild := m.guildOf(id)
 	r := &room{
 		id:      id,
+		guild:   guild,
 		m:       m,
-		log:     m.log.With("room_id", id),
+		log:     m.log.With("guild_id", guild, "room_id", id),
 		box:     newMailbox(),
 		levels:  make(chan levelReport, levelQueueLen),
 		done:    make(chan struct{}),

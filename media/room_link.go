@@ -33,7 +33,7 @@ func (r *room) ensureLink() {
 	if r.shut || len(r.members) == 0 || r.link != nil {
 		return
 	}
-	if ok, busy := r.m.claimGuild(r.id); !ok {
+	if ok, busy := r.m.claimGuild(r.guild, r.id); !ok {
 		r.setStatus(StatusUnavailable, r.m.waitingMessage(busy))
 		return
 	}
@@ -91,7 +91,7 @@ func (r *room) runLink(ctx context.Context) {
 	state, message := StatusConnecting, "joining the voice channel"
 	for {
 		r.post(statusAction{state, message})
-		link, err := r.m.opts.Joiner.Join(ctx, r.m.opts.GuildID, r.id)
+		link, err := r.m.opts.Joiner.Join(ctx, r.guild, r.id)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -264,7 +264,7 @@ type linkDone struct{}
 
 func (linkDone) apply(r *room) {
 	r.link = nil
-	r.m.releaseGuild(r.id)
+	r.m.releaseGuild(r.guild, r.id)
 	r.ensureLink()
 }
 
