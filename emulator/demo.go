@@ -43,7 +43,11 @@ type DemoOptions struct {
 	// EchoDelay is how long the echo member waits before playing back
 	// what it heard; default 1 s.
 	EchoDelay time.Duration
-	Logger    *slog.Logger
+	// Record is how many of the latest frames each demo member keeps of
+	// what it hears (voiceemu.MemberOptions.Record), for tests that read
+	// them; 0 keeps none, so the embedded default holds flat memory.
+	Record int
+	Logger *slog.Logger
 }
 
 // Simulated members of the demo, by user id.
@@ -69,12 +73,14 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Each emulator adds its own component key.
 	if opts.Voice.Logger == nil {
-		opts.Voice.Logger = log.With("part", "voice-emulator")
+		opts.Voice.Logger = log
 	}
 	if opts.Discord.Logger == nil {
-		opts.Discord.Logger = log.With("part", "discord-emulator")
+		opts.Discord.Logger = log
 	}
+	log = log.With("component", "emulator")
 	speech, err := voiceemu.LoadOpusSample("speech")
 	if err != nil {
 		return nil, err
@@ -107,9 +113,15 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	if d.Table, err = d.Discord.CreateChannel("Table 2", int(discordgo.ChannelTypeGuildVoice), o.CategoryID); err != nil {
 		return nil, err
 	}
+	// Unless a test reads them, the demo members keep no recordings, so a
+	// demo left running for days stays at flat memory.
+	record := opts.Record
+	if record <= 0 {
+		record = -1
+	}
 	addTo := func(channelID, id, name string) (*voiceemu.Member, error) {
 		d.Discord.AddMember(id, name)
-		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: channelID})
+		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: channelID, Record: record})
 		if err != nil {
 			return nil, err
 		}

@@ -38,8 +38,12 @@ var (
 	// ErrUnauthorized means Discord answered 401: the bot token is wrong.
 	ErrUnauthorized = errors.New("gateway: Discord rejected the bot token (401): check DISCORD_BOT_TOKEN")
 	// ErrRateLimited means Discord still answered 429 after one retry that
-	// waited the advertised retry_after.
+	// waited the advertised retry_after, or asked for a wait longer than a
+	// request may take (10 s): the request was not (re)sent; try later.
 	ErrRateLimited = errors.New("gateway: rate limited by Discord")
+	// ErrRoomFull means a room's user limit is reached and the bot lacks
+	// Move Members, so Discord would ignore its join.
+	ErrRoomFull = errors.New("gateway: the room is full")
 	// ErrBadRequest means Discord answered another 4xx; the wrapped text
 	// carries Discord's message.
 	ErrBadRequest = errors.New("gateway: Discord rejected the request")

@@ -417,33 +417,6 @@ func TestBadTokenNeverConnects(t *testing.T) {
 	}
 }
 
-// TestCloseKeepsSessionResumable: Close sends a close code other than
-// 1000/1001, so Discord keeps the session.
-func TestCloseKeepsSessionResumable(t *testing.T) {
-	f := start(t, discordemu.Options{HeartbeatInterval: 300 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
-	f.open(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := f.client.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.client.Close(ctx); err != nil {
-		t.Fatal("second Close:", err)
-	}
-	waitStats(t, f.emu, "disconnect", func(s discordemu.Stats) bool { return !s.Connected })
-	conns := f.emu.Connections()
-	code := conns[len(conns)-1].CloseCode
-	if code == 1000 || code == 1001 || code < 4000 {
-		t.Fatalf("closed with %d", code)
-	}
-	if st := f.emu.Stats(); st.SessionID == "" {
-		t.Fatal("session invalidated by Close")
-	}
-	if st := f.client.Status(); st.State != gateway.StateStopped {
-		t.Fatalf("status %+v", st)
-	}
-}
-
 // TestVoiceJoinSignals: op 4 joins and leaves; the bot's own voice state
 // and voice server updates reach the subscriber.
 func TestVoiceJoinSignals(t *testing.T) {

@@ -93,6 +93,7 @@ type guildCreateData struct {
 	ID          string                  `json:"id"`
 	Unavailable bool                    `json:"unavailable"`
 	Channels    []*discordgo.Channel    `json:"channels"`
+	Roles       []*discordgo.Role       `json:"roles"`
 	Members     []*discordgo.Member     `json:"members"`
 	VoiceStates []*discordgo.VoiceState `json:"voice_states"`
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -37,7 +39,7 @@ type RoomsOptions struct {
 	APIBase string
 	// HTTPClient carries the requests; default: a client with a 20 s timeout.
 	HTTPClient *http.Client
-	// Logger; default: discard.
+	// Logger; default: discard. Rooms adds component=gateway and guild_id.
 	Logger *slog.Logger
 	// Members lists a channel's voice members (Client.Members); nil means
 	// rooms are listed without members.
@@ -47,9 +49,10 @@ type RoomsOptions struct {
 // Rooms creates, ends and lists rooms through Discord's REST API, with a
 // discordgo Session that is never opened (its gateway is not used).
 type Rooms struct {
-	s    *discordgo.Session
-	opts RoomsOptions
-	log  *slog.Logger
+	s      *discordgo.Session
+	opts   RoomsOptions
+	log    *slog.Logger
+	limits *restLimits
 }
 
 // NewRooms validates opts and prepares the REST session.
@@ -82,7 +85,9 @@ func NewRooms(opts RoomsOptions) (*Rooms, error) {
 	if next == nil {
 		next = http.DefaultTransport
 	}
+	limits := &restLimits{until: map[string]time.Time{}}
 	hc.Transport = &rewriteTransport{
+		limits: limits,
 		next:   next,
 		scheme: base.Scheme,
 		host:   base.Host,
@@ -96,7 +101,7 @@ func NewRooms(opts RoomsOptions) (*Rooms, error) {
 	s.ShouldRetryOnRateLimit = false // a 429 comes back as *RateLimitError; do retries once
 	s.StateEnabled = false
 	s.UserAgent = userAgent
-	return &Rooms{s: s, opts: opts, log: opts.Logger.With("guild", opts.GuildID)}, nil
+	return &Rooms{s: s, opts: opts, limits: limits, log: opts.Logger.With("component", "gateway", "guild_id", opts.GuildID)}, nil
 }
 
 // rewriteTransport sends discordgo's https://discord.com/api/v9/... requests
@@ -104,6 +109,7 @@ func NewRooms(opts RoomsOptions) (*Rooms, error) {
 // APIBase's path, so one Session serves Discord and the emulator without
 // touching discordgo's package variables.
 type rewriteTransport struct {
+	limits       *restLimits // told of global 429s, which discordgo does not report
 	next         http.RoundTripper
 	scheme, host string
 	prefix       string // APIBase path, e.g. /api/v10
@@ -123,7 +129,13 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		r.URL.Path = t.prefix + rest
 		r.URL.RawPath = ""
 	}
-	return t.next.RoundTrip(r)
+	resp, err := t.next.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("X-RateLimit-Global") == "true" {
+		if secs, perr := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); perr == nil && secs > 0 {
+			t.limits.block(globalLimit, time.Now().Add(time.Duration(secs*float64(time.Second))))
+		}
+	}
+	return resp, err
 }
 
 // CreateRoom creates a voice channel (type 2) under the category.
@@ -136,7 +148,7 @@ func (r *Rooms) CreateRoom(ctx context.Context, name string, userLimit int) (Roo
 		return Room{}, fmt.Errorf("%w: user limit must be 0-%d, got %d", ErrBadRequest, maxUserLimit, userLimit)
 	}
 	var ch *discordgo.Channel
-	err := r.do(ctx, "create room", func(opts ...discordgo.RequestOption) (err error) {
+	err := r.do(ctx, "create room", discordgo.EndpointGuildChannels(r.opts.GuildID), func(opts ...discordgo.RequestOption) (err error) {
 		ch, err = r.s.GuildChannelCreateComplex(r.opts.GuildID, discordgo.GuildChannelCreateData{
 			Name:      name,
 			Type:      discordgo.ChannelTypeGuildVoice,
@@ -148,7 +160,7 @@ func (r *Rooms) CreateRoom(ctx context.Context, name string, userLimit int) (Roo
 	if err != nil {
 		return Room{}, err
 	}
-	r.log.Info("room created", "channel", ch.ID, "name", ch.Name)
+	r.log.Info("room created", "channel_id", ch.ID, "name", ch.Name)
 	return Room{ChannelID: ch.ID, Name: ch.Name, GuildID: r.opts.GuildID, UserLimit: ch.UserLimit, Members: []Member{}}, nil
 }
 
@@ -160,7 +172,7 @@ func (r *Rooms) EndRoom(ctx context.Context, channelID string) error {
 		return fmt.Errorf("%w: empty channel id", ErrNotRoom)
 	}
 	var ch *discordgo.Channel
-	err := r.do(ctx, "get channel", func(opts ...discordgo.RequestOption) (err error) {
+	err := r.do(ctx, "get channel", discordgo.EndpointChannel(channelID), func(opts ...discordgo.RequestOption) (err error) {
 		ch, err = r.s.Channel(channelID, opts...)
 		return err
 	})
@@ -170,14 +182,14 @@ func (r *Rooms) EndRoom(ctx context.Context, channelID string) error {
 	if !r.isRoom(ch) {
 		return fmt.Errorf("%w: channel %s (type %d, parent %q)", ErrNotRoom, channelID, ch.Type, ch.ParentID)
 	}
-	err = r.do(ctx, "delete room", func(opts ...discordgo.RequestOption) error {
+	err = r.do(ctx, "delete room", discordgo.EndpointChannel(channelID), func(opts ...discordgo.RequestOption) error {
 		_, err := r.s.ChannelDelete(channelID, opts...)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	r.log.Info("room ended", "channel", channelID)
+	r.log.Info("room ended", "channel_id", channelID)
 	return nil
 }
 
@@ -185,7 +197,7 @@ func (r *Rooms) EndRoom(ctx context.Context, channelID string) error {
 // members the gateway reports, by position then id.
 func (r *Rooms) ListRooms(ctx context.Context) ([]Room, error) {
 	var chans []*discordgo.Channel
-	err := r.do(ctx, "list channels", func(opts ...discordgo.RequestOption) (err error) {
+	err := r.do(ctx, "list channels", discordgo.EndpointGuildChannels(r.opts.GuildID), func(opts ...discordgo.RequestOption) (err error) {
 		chans, err = r.s.GuildChannels(r.opts.GuildID, opts...)
 		return err
 	})
@@ -214,24 +226,81 @@ func (r *Rooms) isRoom(ch *discordgo.Channel) bool {
 		ch.ParentID == r.opts.CategoryID && (ch.GuildID == "" || ch.GuildID == r.opts.GuildID)
 }
 
-// do runs one REST call with ctx. A 429 is retried exactly once after the
-// advertised retry_after (Discord docs, Rate Limits); a second 429 gives
-// ErrRateLimited. Other failures are mapped onto this package's sentinels.
-func (r *Rooms) do(ctx context.Context, what string, call func(...discordgo.RequestOption) error) error {
+// maxRateLimitWait bounds how long one REST call waits out a rate limit:
+// Discord's retry_after can be minutes, which must not hang a room
+// request.
+const maxRateLimitWait = 10 * time.Second
+
+// globalLimit is the restLimits key of Discord's global rate limit.
+const globalLimit = "*"
+
+// restLimits remembers until when Discord asked us to wait, per bucket
+// (keyed as discordgo keys its buckets: the endpoint URL) and globally, so
+// later calls honour a limit without sending requests that would only be
+// refused (and count towards Discord's ban on invalid requests), and
+// never reach discordgo's own bucket wait, which sleeps without heeding
+// ctx.
+type restLimits struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (l *restLimits) block(key string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if until.After(l.until[key]) {
+		l.until[key] = until
+	}
+}
+
+// wait returns how long a call in bucket must still wait.
+func (l *restLimits) wait(bucket string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	return max(l.until[bucket].Sub(now), l.until[globalLimit].Sub(now), 0)
+}
+
+// do runs one REST call with ctx. A rate limit (Discord docs, Rate
+// Limits) of at most maxRateLimitWait is waited out, then the call is sent
+// (a 429 is retried exactly once); a longer one fails at once with
+// ErrRateLimited naming the wait, and later calls of the same operation
+// fail the same way until it has passed. bucket is the endpoint URL the
+// call requests. Other failures are mapped onto this package's sentinels.
+func (r *Rooms) do(ctx context.Context, what, bucket string, call func(...discordgo.RequestOption) error) error {
+	if err := r.awaitLimit(ctx, what, bucket); err != nil {
+		return err
+	}
 	err := call(discordgo.WithContext(ctx))
 	var rl *discordgo.RateLimitError
 	if errors.As(err, &rl) {
 		wait := retryAfter(rl)
-		r.log.Warn("rate limited by Discord; retrying once", "op", what, "retry_after", wait)
-		if werr := sleepCtx(ctx, wait); werr != nil {
-			return fmt.Errorf("%s: waiting out a rate limit: %w", what, werr)
+		r.limits.block(bucket, time.Now().Add(wait))
+		r.log.Warn("rate limited by Discord", "op", what, "retry_after", wait)
+		if err := r.awaitLimit(ctx, what, bucket); err != nil {
+			return err
 		}
 		err = call(discordgo.WithContext(ctx))
 		if errors.As(err, &rl) {
+			r.limits.block(bucket, time.Now().Add(retryAfter(rl)))
 			return fmt.Errorf("%w: %s: still limited after one retry (retry after %v)", ErrRateLimited, what, retryAfter(rl))
 		}
 	}
 	return restError(what, err)
+}
+
+// awaitLimit waits out a known rate limit of bucket if it ends within
+// maxRateLimitWait, else fails with ErrRateLimited.
+func (r *Rooms) awaitLimit(ctx context.Context, what, bucket string) error {
+	wait := r.limits.wait(bucket)
+	if wait > maxRateLimitWait {
+		return fmt.Errorf("%w: %s: Discord asks to wait %v, more than the %v a request may wait: try again later",
+			ErrRateLimited, what, wait.Round(time.Second), maxRateLimitWait)
+	}
+	if err := sleepCtx(ctx, wait); err != nil {
+		return fmt.Errorf("%s: waiting out a rate limit: %w", what, err)
+	}
+	return nil
 }
 
 func retryAfter(rl *discordgo.RateLimitError) time.Duration {

@@ -101,7 +101,7 @@ func (c *Client) publishVoice(guildID string, u VoiceUpdate) {
 	c.mu.Unlock()
 	for _, s := range subs {
 		if s.send(u) {
-			c.log.Warn("voice subscriber lagging: dropped its oldest update", "guild", guildID)
+			c.log.Warn("voice subscriber lagging: dropped its oldest update")
 		}
 	}
 }

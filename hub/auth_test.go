@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -15,7 +16,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +87,18 @@ func badTokens(t testing.TB, idp *testIDP) map[string]string {
 	tampered["sub"] = "admin"
 	tc, _ := json.Marshal(tampered)
 	nbf := now.Add(time.Hour)
+	rsaSign := func(in []byte) []byte {
+		h := sha256.Sum256(in)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, rawRSA.(*rsa.PrivateKey), crypto.SHA256, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	stringExp := goodClaims()
+	stringExp["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
+	rsaHeader := map[string]any{"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}
+	padded := base64.URLEncoding.EncodeToString(rsaSign([]byte(parts[0] + "." + parts[1])))
 
 	return map[string]string{
 		"expired":        idp.token(t, tokenSpec{exp: now.Add(-time.Hour)}),
@@ -103,6 +119,9 @@ func badTokens(t testing.TB, idp *testIDP) map[string]string {
 		"three garbage parts":           "a.b.c",
 		"JSON serialization":            `{"payload":"` + parts[1] + `","signatures":[{"protected":"` + parts[0] + `","signature":"` + parts[2] + `"}]}`,
 		"empty signature":               parts[0] + "." + parts[1] + ".",
+		"string exp":                    handMade(t, rsaHeader, stringExp, rsaSign),
+		"padded signature":              parts[0] + "." + parts[1] + "." + padded,
+		"padded claims":                 parts[0] + "." + base64.URLEncoding.EncodeToString(must(b64.DecodeString(parts[1]))) + "." + parts[2],
 	}
 }
 
@@ -114,19 +133,33 @@ var badTokenReasons = map[string]string{
 	"wrong issuer":                  `"iss" not satisfied`,
 	"wrong audience":                `"aud" not satisfied`,
 	"no exp":                        "required claim not found",
-	"alg none":                      `"none" not allowed`,
-	"HS256 with RSA public key PEM": `"HS256" not allowed`,
-	"HS256 with RSA public key DER": `"HS256" not allowed`,
-	"PS256":                         `"PS256" not allowed`,
+	"alg none":                      `algorithm "none"`,
+	"HS256 with RSA public key PEM": `algorithm "HS256"`,
+	"HS256 with RSA public key DER": `algorithm "HS256"`,
+	"PS256":                         `algorithm "PS256"`,
 	"RS256 naming the EC key":       "does not fit RS256",
-	"unknown kid":                   "unknown signing key",
+	"unknown kid":                   `kid "stranger"`,
 	"missing kid":                   "no kid",
 	"tampered payload":              "could not verify",
 	"garbage":                       "not a compact JWS",
-	"three garbage parts":           "malformed",
+	"three garbage parts":           "part 1 is not unpadded base64url",
 	"JSON serialization":            "not a compact JWS",
 	"empty signature":               "could not verify",
+	"string exp":                    "claim exp is not a number",
+	"padded signature":              "part 3 is not unpadded base64url",
+	"padded claims":                 "part 2 is not unpadded base64url",
 }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// publicReasons are every text a refused token's sender may read.
+var publicReasons = []string{reasonMalformed, reasonAlgorithm, reasonNoKid, reasonUnknownKey, reasonKeyMisfit,
+	reasonSignature, reasonExpired, reasonNotYet, reasonIssuer, reasonAudience, reasonClaims, reasonNoKeys, reasonTimeout}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -174,6 +207,11 @@ func TestBadTokensRefusedOnRESTAndHub(t *testing.T) {
 			if resp.StatusCode != http.StatusUnauthorized || errCode(body) != "invalid_token" {
 				t.Errorf("REST: %d %v", resp.StatusCode, body)
 			}
+			// The body says what was wrong in words of its own, quoting
+			// nothing of the token (not its kid, not its algorithm).
+			if msg, _ := body["error"].(map[string]any)["message"].(string); !slices.Contains(publicReasons, msg) {
+				t.Errorf("REST: 401 message %q is not one of the public reasons", msg)
+			}
 			if resp.Header.Get("WWW-Authenticate") == "" {
 				t.Error("REST: no WWW-Authenticate")
 			}
@@ -183,8 +221,8 @@ func TestBadTokensRefusedOnRESTAndHub(t *testing.T) {
 			}
 			c := e.dial(t, nil)
 			writeJSONMsg(t, c, map[string]any{"type": "auth", "token": tok})
-			if reason := expectClose(t, c, CloseUnauthorized, false); reason == "" {
-				t.Error("hub: close without a reason")
+			if reason := expectClose(t, c, CloseUnauthorized, false); !slices.Contains(publicReasons, reason) {
+				t.Errorf("hub: close reason %q is not one of the public reasons", reason)
 			}
 		})
 	}
@@ -213,11 +251,13 @@ func TestMissingBearerIs401(t *testing.T) {
 	}
 }
 
+// Unknown kids cause at most one fetch per MinRefetchInterval, however
+// many come; a key the provider rotates in is accepted once the fetch at
+// the end of the interval has run, even right after a forged kid's.
 func TestUnknownKidRefetchIsRateLimited(t *testing.T) {
 	idp := newTestIDP(t)
-	v := idp.verifier(t, time.Minute)
-	now := time.Now()
-	v.now = func() time.Time { return now }
+	const interval = 300 * time.Millisecond
+	v := idp.verifier(t, interval)
 	if got := idp.hits.Load(); got != 1 {
 		t.Fatalf("NewVerifier fetched the JWKS %d times, want 1", got)
 	}
@@ -230,42 +270,200 @@ func TestUnknownKidRefetchIsRateLimited(t *testing.T) {
 	if got := idp.hits.Load(); got != 1 {
 		t.Fatalf("known kid caused fetches: %d", got)
 	}
-
-	// The provider rotates in a new key after the bridge cached the set.
+	forged := func(i int) string {
+		ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idp.token(t, tokenSpec{alg: jwa.ES256, key: mustKey(t, ek, "forged-"+strconv.Itoa(i), "")})
+	}
+	// A forged kid: one fetch, then refused.
+	if _, err := v.Verify(t.Context(), forged(0)); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("forged kid: want ErrUnknownKey, got %v", err)
+	}
+	if got := idp.hits.Load(); got != 2 {
+		t.Fatalf("forged kid: %d JWKS hits, want 2 (one fetch)", got)
+	}
+	// The provider rotates in a new key right after; a flood of forged
+	// kids follows.
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stranger := mustKey(t, rk, "rsa-2", "")
-	tokUnknown := idp.token(t, tokenSpec{key: stranger})
-	if _, err := v.Verify(t.Context(), tokUnknown); !errors.Is(err, ErrUnknownKey) {
-		t.Fatalf("want ErrUnknownKey, got %v", err)
+	rotated := mustKey(t, rk, "rsa-2", "")
+	idp.publish(t, rotated)
+	tokRotated := idp.token(t, tokenSpec{key: rotated})
+	flood := make([]string, 20)
+	for i := range flood {
+		flood[i] = forged(i + 1)
 	}
-	if got := idp.hits.Load(); got != 2 {
-		t.Fatalf("unknown kid: %d JWKS hits, want 2 (one re-fetch)", got)
+	var wg sync.WaitGroup
+	for _, tok := range flood {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrUnknownKey) {
+				t.Errorf("forged kid in the flood: want ErrUnknownKey, got %v", err)
+			}
+		}()
 	}
-	idp.publish(t, stranger)
-	for range 20 {
-		if _, err := v.Verify(t.Context(), tokUnknown); !errors.Is(err, ErrUnknownKey) {
-			t.Fatalf("within the interval: want ErrUnknownKey, got %v", err)
+	wg.Wait()
+	// The rotated key verifies once the scheduled fetch ran: the client
+	// retries until then.
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	first := time.Now()
+	for {
+		_, err := v.Verify(ctx, tokRotated)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("rotated key: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("rotated key still refused after %s: %v", waitLimit, err)
+		case <-time.After(interval / 10):
 		}
 	}
-	if got := idp.hits.Load(); got != 2 {
-		t.Fatalf("re-fetch not rate limited: %d JWKS hits, want 2", got)
-	}
-	// After the interval one re-fetch finds the rotated key.
-	now = now.Add(time.Minute + time.Second)
-	if _, err := v.Verify(t.Context(), tokUnknown); err != nil {
-		t.Fatalf("after rotation: %v", err)
-	}
+	t.Logf("rotated key accepted %s after its first use (MinRefetchInterval %s)", time.Since(first).Round(time.Millisecond), interval)
 	if got := idp.hits.Load(); got != 3 {
-		t.Fatalf("after the interval: %d JWKS hits, want 3", got)
+		t.Fatalf("after the flood and the rotation: %d JWKS hits, want 3 (one scheduled fetch)", got)
 	}
-	if _, err := v.Verify(t.Context(), tokUnknown); err != nil {
+	if _, err := v.Verify(t.Context(), tokRotated); err != nil {
 		t.Fatal(err)
 	}
 	if got := idp.hits.Load(); got != 3 {
 		t.Fatalf("cached key fetched again: %d", got)
+	}
+}
+
+// stallingIDP is the test IdP behind a switch that makes JWKS requests
+// hang until released (or the client gives up).
+type stallingIDP struct {
+	*testIDP
+	srv     *httptest.Server
+	stalled chan struct{} // non-nil: requests wait for it to close
+	mu      sync.Mutex
+	entered chan struct{} // gets a value when a stalled request arrives
+}
+
+func newStallingIDP(t testing.TB) *stallingIDP {
+	s := &stallingIDP{testIDP: newTestIDP(t), entered: make(chan struct{}, 16)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		stall := s.stalled
+		s.mu.Unlock()
+		if stall != nil {
+			s.entered <- struct{}{}
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		s.testIDP.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *stallingIDP) stall() func() {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.stalled = ch
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.stalled = nil
+		s.mu.Unlock()
+		close(ch)
+	}
+}
+
+// While a fetch hangs on a stalled identity provider, tokens of known
+// keys verify at once, on REST and on the hub, and a token waiting for
+// that fetch gives up when its context ends.
+func TestKnownKeysDoNotWaitForAStalledFetch(t *testing.T) {
+	idp := newStallingIDP(t)
+	v, err := NewVerifier(t.Context(), VerifierOptions{
+		JWKSURL: idp.srv.URL, Issuer: testIssuer, Audience: testAudience, MinRefetchInterval: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	e := newEnv(t, func(o *Options) { o.Auth = v })
+	release := idp.stall()
+	defer release()
+
+	// A forged kid starts a fetch that hangs.
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := idp.token(t, tokenSpec{alg: jwa.ES256, key: mustKey(t, ek, "forged", "")})
+	forgedDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := v.Verify(ctx, forged)
+		forgedDone <- err
+	}()
+	select {
+	case <-idp.entered:
+	case <-time.After(waitLimit):
+		t.Fatal("the forged kid started no fetch")
+	}
+
+	tok := idp.token(t, tokenSpec{})
+	start := time.Now()
+	resp, body := doJSON(t, http.MethodGet, e.srv.URL+"/api/rooms", tok, "")
+	restTook := time.Since(start)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("known key on REST during a stalled fetch: %d %v", resp.StatusCode, body)
+	}
+	start = time.Now()
+	_, ack := e.connect(t, tok)
+	wsTook := time.Since(start)
+	if ack["event"] != "auth.ok" {
+		t.Fatalf("known key on the hub during a stalled fetch: %v", ack)
+	}
+	t.Logf("during a stalled JWKS fetch: REST call %s, WebSocket auth %s", restTook.Round(time.Microsecond), wsTook.Round(time.Microsecond))
+
+	// The request's context bounds the forged kid's wait.
+	select {
+	case err := <-forgedDone:
+		if !errors.Is(err, ErrInvalidToken) || !errors.Is(err, context.DeadlineExceeded) || PublicReason(err) != reasonTimeout {
+			t.Fatalf("forged kid waiting on a stalled fetch: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the forged kid's wait outlived its context")
+	}
+}
+
+// BenchmarkVerifyDuringStalledFetch measures a known-key verification
+// while a JWKS fetch hangs.
+func BenchmarkVerifyDuringStalledFetch(b *testing.B) {
+	idp := newStallingIDP(b)
+	v, err := NewVerifier(context.Background(), VerifierOptions{
+		JWKSURL: idp.srv.URL, Issuer: testIssuer, Audience: testAudience, MinRefetchInterval: time.Millisecond,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	release := idp.stall()
+	defer release()
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	go func() {
+		_, _ = v.Verify(context.Background(), idp.token(b, tokenSpec{alg: jwa.ES256, key: mustKey(b, ek, "forged", "")}))
+	}()
+	<-idp.entered
+	tok := idp.token(b, tokenSpec{})
+	b.ResetTimer()
+	for range b.N {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,12 @@ const (
 	// closeNoFrame marks a close where no close frame is sent: the peer
 	// already closed or the connection broke.
 	closeNoFrame = 0
+	// stallTimeout is how long a data write may make no progress before
+	// the client is closed with CloseSlowClient: a client that reads
+	// nothing for a second is cut rather than kept up to WriteTimeout.
+	stallTimeout = time.Second
+	// maxWriteBytes bounds the frames gathered into one socket write.
+	maxWriteBytes = 64 << 10
 )
 
 // Client is one /api/ws connection. A reader goroutine parses and
@@ -62,6 +69,7 @@ type Client struct {
 	closeCode   int
 	closeReason string
 	finished    bool
+	counted     bool // holds one of its user's SocketsPerUser
 	onClose     []func()
 }
 
@@ -222,31 +230,147 @@ func (c *Client) writeLoop() {
 	}
 }
 
-// writeBatch writes queued messages, then releases their bytes from the
-// queue account: a client is "behind" until its bytes are on the socket.
+// writeBatch writes queued messages, several frames per socket write,
+// then releases their bytes from the queue account: a client is "behind"
+// until its bytes are on the socket. A write that makes no progress for
+// stallTimeout closes the client with CloseSlowClient; the frame it was
+// in is completed first, so the close frame follows whole frames. A write
+// cut short by close (queue overflow) ends the same way.
 func (c *Client) writeBatch(batch [][]byte) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := c.conn.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout)); err != nil {
-		return err
-	}
-	written := 0
-	for _, b := range batch {
+	w := frameWriters.Get().(*frameWriter)
+	defer w.release()
+	nc := c.conn.UnderlyingConn()
+	for len(batch) > 0 {
 		if c.isClosed() {
 			return nil // close wins; writeClose runs next
 		}
-		if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		n := w.gather(batch)
+		// Each write that makes progress earns another stallTimeout: a
+		// slow reader is kept, one that reads nothing is cut.
+		for written := 0; written < len(w.buf); {
+			if err := nc.SetWriteDeadline(time.Now().Add(min(stallTimeout, c.hub.opts.WriteTimeout))); err != nil {
+				return err
+			}
+			k, err := nc.Write(w.buf[written:])
+			written += k
+			if err == nil || (k > 0 && isTimeout(err) && !c.isClosed()) {
+				continue
+			}
+			return c.writeStalled(nc, w, written, err)
+		}
+		cost := 0
+		for _, b := range batch[:n] {
+			cost += len(b) + queueEntryOverhead
+		}
+		c.mu.Lock()
+		if !c.closed {
+			c.queued -= cost
+		}
+		c.mu.Unlock()
+		batch = batch[n:]
+	}
+	return nil
+}
+
+// writeStalled handles a write of w.buf that ended after written bytes
+// with err. A timeout means the client reads too slowly (or the queue
+// overflowed and close cut the write short): it is closed with
+// CloseSlowClient, after the frame in progress is completed within
+// closeGrace so the close frame that follows is well formed. Anything
+// else broke the connection.
+func (c *Client) writeStalled(nc net.Conn, w *frameWriter, written int, err error) error {
+	if !isTimeout(err) {
+		return err
+	}
+	if !c.isClosed() {
+		c.log.Warn("closing stalled client", "stalled_for", min(stallTimeout, c.hub.opts.WriteTimeout).String())
+	}
+	c.close(CloseSlowClient, "client too slow: writes made no progress")
+	if rest := w.restOfFrame(written); len(rest) > 0 {
+		if err := nc.SetWriteDeadline(time.Now().Add(closeGrace)); err != nil {
 			return err
 		}
-		written += len(b) + queueEntryOverhead
+		if _, err := nc.Write(rest); err != nil {
+			return err
+		}
 	}
-	c.mu.Lock()
-	if !c.closed {
-		c.queued -= written
-	}
-	c.mu.Unlock()
 	return nil
+}
+
+// frameWriter gathers queued messages into unmasked text frames (RFC 6455
+// §5.2; a server never masks, §5.1) in one buffer, so that a burst of
+// messages leaves in one system call.
+type frameWriter struct {
+	buf  []byte
+	ends []int // where each frame of buf ends
+}
+
+// gather fills buf with frames of the first messages of batch, up to
+// maxWriteBytes (at least one message), and returns how many it took.
+func (w *frameWriter) gather(batch [][]byte) int {
+	w.buf, w.ends = w.buf[:0], w.ends[:0]
+	n := 0
+	for _, b := range batch {
+		if n > 0 && len(w.buf)+len(b)+10 > maxWriteBytes {
+			break
+		}
+		w.buf = appendTextFrame(w.buf, b)
+		w.ends = append(w.ends, len(w.buf))
+		n++
+	}
+	return n
+}
+
+// restOfFrame is what remains of the frame in progress after written
+// bytes of buf went out: nothing when the write stopped between frames.
+func (w *frameWriter) restOfFrame(written int) []byte {
+	for i, end := range w.ends {
+		if written < end {
+			start := 0
+			if i > 0 {
+				start = w.ends[i-1]
+			}
+			if written == start {
+				return nil
+			}
+			return w.buf[written:end]
+		}
+	}
+	return nil
+}
+
+// frameWriters lends frame buffers to the writers while they write, so an
+// idle client holds none (most of a hub's clients are idle most of the
+// time).
+var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
+
+// release returns w to frameWriters, without a buffer grown past
+// maxWriteBytes by one large message.
+func (w *frameWriter) release() {
+	if cap(w.buf) > 2*maxWriteBytes {
+		w.buf = nil
+	}
+	w.buf, w.ends = w.buf[:0], w.ends[:0]
+	frameWriters.Put(w)
+}
+
+// appendTextFrame appends b as one final text frame (FIN, opcode 1, the
+// 7-, 16- or 64-bit payload length of RFC 6455 §5.2).
+func appendTextFrame(dst, b []byte) []byte {
+	const finText = 0x81
+	switch n := len(b); {
+	case n <= 125:
+		dst = append(dst, finText, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, finText, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, finText, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, b...)
 }
 
 // broken handles a failed write: the connection is unusable, so close
@@ -288,6 +412,10 @@ func (c *Client) run() {
 // finish runs the OnClose callbacks, after the hub has forgotten c.
 func (c *Client) finish() {
 	c.mu.Lock()
+	if c.counted {
+		c.counted = false
+		c.hub.access.removeSocket(c.userID)
+	}
 	c.finished = true
 	fns := c.onClose
 	c.onClose = nil
@@ -390,7 +518,8 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	claims, err := c.hub.opts.Auth.Verify(ctx, am.Token)
 	cancel()
 	if err != nil {
-		return c.authFailed(msg.ID, again, err.Error())
+		c.log.Debug("token refused", "err", err) // the detail may quote the token: logs only
+		return c.authFailed(msg.ID, again, PublicReason(err))
 	}
 	if !allowsGuild(claims, c.hub.opts.GuildID, c.hub.opts.DefaultGuildID) {
 		return c.authFailed(msg.ID, again, errGuildNotAllowed(c.hub.opts.GuildID))
@@ -411,10 +540,24 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	ack := ackMessage{
 		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: c.hub.opts.GuildID,
 		UserID: claims.Subject, Name: claims.Name, ClientID: c.id, ExpiresAt: claims.Expiry.Unix(),
+		Admin: c.hub.IsAdmin(claims),
 	}
 	if again {
 		_ = c.Send(ack)
 	} else {
+		if !c.hub.access.addSocket(claims.Subject, c.hub.opts.SocketsPerUser) {
+			c.log.Info("refusing a socket over the per-user limit", "user_id", claims.Subject, "limit", c.hub.opts.SocketsPerUser)
+			c.close(CloseTooManySockets, fmt.Sprintf("this user already holds %d connections, the most allowed", c.hub.opts.SocketsPerUser))
+			return false
+		}
+		c.mu.Lock()
+		c.counted = true
+		c.mu.Unlock()
+		// Out of the listener's unauthenticated count (cmd/bridge caps
+		// those); the per-user limit bounds it from now on.
+		if a, ok := c.conn.UnderlyingConn().(interface{ Authenticated() }); ok {
+			a.Authenticated()
+		}
 		if !c.hub.authenticated(c, ack) {
 			c.close(websocket.CloseGoingAway, "server shutting down")
 			return false

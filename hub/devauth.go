@@ -97,6 +97,12 @@ func (d *DevAuth) PublicKeys() jwk.Set { return d.public }
 // derived from the name, so the same name is the same user across
 // restarts.
 func (d *DevAuth) Token(name string) (token string, claims Claims, err error) {
+	return d.TokenWith(name, nil)
+}
+
+// TokenWith is Token with more claims (a roles claim, to try the admin
+// role), which may not override the registered ones.
+func (d *DevAuth) TokenWith(name string, extra map[string]any) (token string, claims Claims, err error) {
 	name, err = validDevName(name)
 	if err != nil {
 		return "", Claims{}, err
@@ -112,6 +118,16 @@ func (d *DevAuth) Token(name string) (token string, claims Claims, err error) {
 		Expiration(claims.Expiry).
 		Claim("name", name).
 		Build()
+	if err == nil {
+		for k, v := range extra {
+			if _, taken := tok.Get(k); taken {
+				return "", Claims{}, fmt.Errorf("dev token: claim %q may not be overridden", k)
+			}
+			if err = tok.Set(k, v); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("dev token: %w", err)
 	}
@@ -166,6 +182,9 @@ func (d *DevAuth) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 // devTokenRequest is the body of POST /api/dev/token.
 type devTokenRequest struct {
 	Name string `json:"name"`
+	// Roles go into the admin claim (Options.AdminClaim), so the admin
+	// role can be tried locally.
+	Roles []string `json:"roles"`
 }
 
 // devTokenResponse is the answer of POST /api/dev/token.
@@ -186,7 +205,15 @@ func (h *Hub) serveDevToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Field: "name", Message: err.Error()})
 		return
 	}
-	tok, claims, err := h.opts.DevAuth.Token(req.Name)
+	var extra map[string]any
+	if req.Roles != nil {
+		if strings.Contains(h.opts.AdminClaim, ".") {
+			writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Field: "roles", Message: "dev tokens carry roles only in a top-level admin claim"})
+			return
+		}
+		extra = map[string]any{h.opts.AdminClaim: req.Roles}
+	}
+	tok, claims, err := h.opts.DevAuth.TokenWith(req.Name, extra)
 	if err != nil {
 		h.log.Error("dev token", "err", err)
 		writeError(w, http.StatusInternalServerError, apiError{Code: "internal", Message: "could not sign a token"})

@@ -111,3 +111,17 @@ func TestDevTokenBadNames(t *testing.T) {
 		}
 	}
 }
+
+// A dev token may carry roles, to try the admin role locally.
+func TestDevTokenRoles(t *testing.T) {
+	e, _ := newDevEnv(t)
+	for body, admin := range map[string]bool{`{"name":"root","roles":["admin"]}`: true, `{"name":"ann","roles":["user"]}`: false, `{"name":"bo"}`: false} {
+		resp, tb := doJSON(t, http.MethodPost, e.srv.URL+"/api/dev/token", "", body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", body, resp.StatusCode, tb)
+		}
+		if _, ack := e.connect(t, tb["token"].(string)); ack["admin"] != admin {
+			t.Fatalf("%s: ack admin %v, want %v", body, ack["admin"], admin)
+		}
+	}
+}

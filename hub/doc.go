@@ -3,24 +3,32 @@
 //
 // Routes (Hub.Handler):
 //
-//	POST   /api/create-room            {"name","userLimit"} → 201 Room     (bearer JWT)
-//	DELETE /api/end-room/{channelId}   → 204                               (bearer JWT)
-//	GET    /api/rooms                  → {"rooms":[Room with members]}    (bearer JWT)
+//	POST   /api/create-room            {"name","userLimit"} → 201 Room     (bearer JWT; 429 room_limit past RoomsPerHour)
+//	DELETE /api/end-room/{channelId}   → 204                               (bearer JWT; creator or admin, else 403 not_room_owner)
+//	GET    /api/rooms                  → {"rooms":[Room with members]}    (bearer JWT; canEnd per caller)
 //	GET    /api/ws                     WebSocket event hub (auth as first message)
 //	GET    /api/openapi.json           this list as OpenAPI 3.1 (openapi.json)
 //	POST   /api/internal/events        HMAC-signed events to broadcast (when HMACSecret is set)
 //	GET    /.well-known/jwks.json      dev auth public key (DevAuth only)
-//	POST   /api/dev/token              {"name"} → {"token",...}            (DevAuth only)
+//	POST   /api/dev/token              {"name","roles"} → {"token",...}    (DevAuth only)
 //	GET    /healthz                    200 "ok"
-//	GET    /readyz                     200/503 {"ready","gateway","hubClients"}
+//	GET    /readyz                     200/503 {"ready","reasons"}; "operator" with OperatorToken
 //
 // Every error answer is {"error":{"code","message"}} with "field" when a
 // body field was at fault.
 //
 // Tokens are compact JWS signed with RS256 or ES256 only, with a kid found
-// in the identity provider's JWKS (Verifier, auth.go). The JWKS is cached
-// and refreshed; an unknown kid triggers a rate-limited re-fetch. DevAuth
-// is a throwaway provider for local use that serves its own key set.
+// in the identity provider's JWKS (Verifier, auth.go; jwks.go). A token of
+// a known key verifies without network or any lock a fetch holds; an
+// unknown kid starts at most one background fetch per MinRefetchInterval,
+// which only such tokens wait for, within their context. A 401 says what
+// was wrong (PublicReason) without quoting the token. DevAuth is a
+// throwaway provider for local use that serves its own key set.
+//
+// Who may do what (access.go): a room's creator or a user whose token
+// carries Options.AdminRole in Options.AdminClaim may end it; each user
+// may create RoomsPerHour rooms an hour and hold SocketsPerUser sockets.
+// Every answer carries X-Content-Type-Options: nosniff.
 //
 // The event hub: a client opens /api/ws (its Origin checked against
 // Options.AllowedOrigins), sends {"type":"auth","token":...} within
@@ -41,7 +49,8 @@
 //
 // Close codes on /api/ws: 4401 unauthorized (no auth in time, first message
 // not auth, bad token, token expired), 4408 too slow, 4400 too many bad
-// messages, 1009 message too big, 1001 server shutting down. Malformed and
+// messages, 4429 too many sockets for the user, 1009 message too big, 1001
+// server shutting down. Malformed and
 // unknown-type messages get {"v":1,"type":"error","error":{"code","message"}}
 // with the message's "id" echoed.
 //

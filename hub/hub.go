@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -46,6 +45,21 @@ type Room struct {
 	GuildID   string   `json:"guildId"`
 	UserLimit int      `json:"userLimit"`
 	Members   []Member `json:"members,omitempty"`
+	// CanEnd tells the caller of the room REST endpoints whether it may
+	// end this room (it created it, or holds the admin role). The hub
+	// fills it; Rooms implementations leave it false.
+	CanEnd bool `json:"canEnd"`
+	// Participants are the people in the room's call from a browser, so a
+	// client that signs in or reconnects sees them without the events it
+	// missed.
+	Participants []Participant `json:"participants,omitempty"`
+}
+
+// Participant is a browser in a room's call.
+type Participant struct {
+	ID     string `json:"id"`
+	UserID string `json:"userId"`
+	Name   string `json:"name"`
 }
 
 // Member is a user in a room's voice channel.
@@ -82,12 +96,39 @@ type Options struct {
 	// same origin only. Requests without an Origin header (not from a
 	// browser) are allowed: they still need a token.
 	AllowedOrigins []string
-	// Status is reported as "gateway" by GET /readyz; nil reports null.
+	// Status is reported as "gateway" by GET /readyz to operators (see
+	// OperatorToken); nil reports null. It may hold ids the public should
+	// not see.
 	Status func() any
-	// Ready decides 200 or 503 on GET /readyz; nil means ready.
-	Ready func() bool
+	// Ready decides 200 or 503 on GET /readyz: nil from it (or a nil
+	// Ready) means ready; an error's text is shown to anyone as the
+	// reason, so it must say what is wrong without secrets or ids.
+	Ready func() error
+	// AdminClaim names the token claim holding a user's roles (a string or
+	// a list of strings; dots go into nested objects). Default "roles".
+	AdminClaim string
+	// AdminRole is the role in AdminClaim that may end any room; others
+	// may end only the rooms they created. Default "admin".
+	AdminRole string
+	// RoomsPerHour is how many rooms one user may create within an hour;
+	// past it POST /api/create-room answers 429. Default 10.
+	RoomsPerHour int
+	// SocketsPerUser is how many authenticated /api/ws connections one
+	// user may hold at once; past it the auth is refused with
+	// CloseTooManySockets. Default 8.
+	SocketsPerUser int
+	// OperatorToken, when set, lets a GET /readyz with
+	// "Authorization: Bearer <OperatorToken>" see the parts' status and
+	// the process's memory and goroutine counts.
+	OperatorToken []byte
 	// Logger receives the hub's logs; nil discards them.
 	Logger *slog.Logger
+	// Bus carries published events to the bridge's other instances
+	// (NewRedisBus); nil delivers them in this process only.
+	Bus Bus
+	// Cluster, if set, is reported as "cluster" by GET /readyz (Redis and
+	// the instances seen); it does not decide readiness.
+	Cluster func(ctx context.Context) any
 
 	// AuthTimeout is how long a new /api/ws client has to send its auth
 	// message. Default 5 s.
@@ -131,7 +172,10 @@ type Hub struct {
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
 	replay   *replayCache
+	access   *access
 	now      func() time.Time
+	bus      Bus
+	stats    hubStats
 
 	mu      sync.RWMutex
 	clients map[*Client]struct{} // authenticated: receive Publish
@@ -153,7 +197,8 @@ func New(opts Options) (*Hub, error) {
 	case opts.Auth == nil:
 		return nil, fmt.Errorf("%w: Auth is required (NewVerifier, or DevAuth.Verifier for local use)", ErrInvalidOptions)
 	case opts.AuthTimeout < 0, opts.PingInterval < 0, opts.SendQueueBytes < 0, opts.ReplayWindow < 0,
-		opts.MaxBody < 0, opts.WriteTimeout < 0, opts.MaxMessageBytes < 0, opts.SocketSendBuffer < -1:
+		opts.MaxBody < 0, opts.WriteTimeout < 0, opts.MaxMessageBytes < 0, opts.SocketSendBuffer < -1,
+		opts.RoomsPerHour < 0, opts.SocketsPerUser < 0:
 		return nil, fmt.Errorf("%w: tunables must not be negative (SocketSendBuffer: -1 for the kernel's default)", ErrInvalidOptions)
 	}
 	for _, o := range opts.AllowedOrigins {
@@ -173,9 +218,13 @@ func New(opts Options) (*Hub, error) {
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
 	setDefault(&opts.SocketSendBuffer, DefaultSocketSendBuffer)
+	setDefault(&opts.AdminClaim, DefaultAdminClaim)
+	setDefault(&opts.AdminRole, DefaultAdminRole)
+	setDefault(&opts.RoomsPerHour, DefaultRoomsPerHour)
+	setDefault(&opts.SocketsPerUser, DefaultSocketsPerUser)
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{
 		opts:     opts,
@@ -185,7 +234,13 @@ func New(opts Options) (*Hub, error) {
 		conns:    make(map[*Client]struct{}),
 		handlers: make(map[string]MessageHandler),
 		replay:   newReplayCache(opts.ReplayWindow),
+		access:   newAccess(),
 	}
+	h.bus = opts.Bus
+	if h.bus == nil {
+		h.bus = &localBus{}
+	}
+	h.bus.Start(h.fanout, h.resync)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: opts.AuthTimeout,
 		// Reuse the HTTP server's 4 KiB read buffer, and take write
@@ -207,8 +262,15 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// Handler serves every hub route; other paths get a JSON 404.
-func (h *Hub) Handler() http.Handler { return h.mux }
+// Handler serves every hub route; other paths get a JSON 404. Every
+// answer carries X-Content-Type-Options: nosniff, so a browser never
+// reads a JSON or text answer as anything else.
+func (h *Hub) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.mux.ServeHTTP(w, r)
+	})
+}
 
 func (h *Hub) routes() {
 	m := http.NewServeMux()
@@ -275,11 +337,7 @@ func (h *Hub) Publish(event string, payload any) {
 		h.log.Error("publish: cannot encode event", "event", event, "err", err)
 		return
 	}
-	h.mu.RLock()
-	for c := range h.clients {
-		_ = c.enqueue(b) // a slow client closes itself; nothing to do here
-	}
-	h.mu.RUnlock()
+	h.bus.Publish(b)
 }
 
 // Clients is the number of authenticated /api/ws clients.
@@ -326,9 +384,10 @@ func (h *Hub) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if len(h.opts.AllowedOrigins) == 0 {
-		u, err := url.Parse(origin)
-		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+	// The bridge's own UI, served from the host the request names, may
+	// always open its hub, with or without AllowedOrigins.
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
 	}
 	for _, o := range h.opts.AllowedOrigins {
 		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {

@@ -149,7 +149,11 @@ func TestHubOrigin(t *testing.T) {
 		if got := dialOrigin(t, e, "https://app.test"); got != 101 {
 			t.Errorf("allowed: %d", got)
 		}
-		for _, o := range []string{e.srv.URL, "https://app.test.evil", "http://app.test", "null"} {
+		// The bridge's own UI still opens its hub.
+		if got := dialOrigin(t, e, e.srv.URL); got != 101 {
+			t.Errorf("own origin with an allow list: %d", got)
+		}
+		for _, o := range []string{"https://app.test.evil", "http://app.test", "null", "http://evil.test"} {
 			if got := dialOrigin(t, e, o); got != 403 {
 				t.Errorf("%s: %d", o, got)
 			}
@@ -351,4 +355,38 @@ func FuzzClientMessage(f *testing.F) {
 			t.Fatalf("accepted a non-object: %q", data)
 		}
 	})
+}
+
+// Past SocketsPerUser a user's next auth is refused with 4429; other
+// users are not affected, and a closed socket frees its place.
+func TestSocketsPerUser(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.SocketsPerUser = 2 })
+	alice := e.idp.token(t, tokenSpec{sub: "alice"})
+	first, _ := e.connect(t, alice)
+	e.connect(t, alice)
+	c := e.dial(t, nil)
+	writeJSONMsg(t, c, map[string]any{"type": "auth", "token": alice})
+	if reason := expectClose(t, c, CloseTooManySockets, false); !strings.Contains(reason, "2 connections") {
+		t.Fatalf("close reason %q does not state the limit", reason)
+	}
+	if _, ack := e.connect(t, e.idp.token(t, tokenSpec{sub: "bob"})); ack["event"] != "auth.ok" {
+		t.Fatalf("bob: %v", ack)
+	}
+	if n := e.hub.Clients(); n != 3 {
+		t.Fatalf("%d clients, want alice's 2 and bob's", n)
+	}
+	_ = first.Close()
+	deadline := time.Now().Add(waitLimit)
+	for e.hub.Clients() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed socket never left the hub")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ack := e.connect(t, alice); ack["event"] != "auth.ok" {
+		t.Fatalf("alice after closing one: %v", ack)
+	}
+	if _, _, users := e.hub.access.sizes(); users != 2 {
+		t.Fatalf("%d users with sockets counted, want 2", users)
+	}
 }

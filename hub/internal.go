@@ -63,20 +63,16 @@ func parseInternalEvent(body []byte) (internalEvent, error) {
 // 2104) into X-Signature (hex). Stale, future, forged or replayed requests
 // get 401, bad bodies 400; nothing is published for either.
 func (h *Hub) serveInternalEvent(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", tooBig.Limit)})
-			return
-		}
-		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Message: "cannot read body"})
-		return
-	}
+	// Until the body is read, an answer also closes the connection: the
+	// server would otherwise read the unread body first, at the sender's
+	// pace.
+	w.Header().Set("Connection", "close")
 	unauthorized := func(code, msg string) {
 		h.log.Warn("internal event refused", "reason", msg, "remote", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, apiError{Code: code, Message: msg})
 	}
+	// Headers first: a request that cannot be authentic is refused
+	// before its body is read at all.
 	tsHeader := r.Header.Get("X-Timestamp")
 	ts, ok := parseUnixSeconds(tsHeader)
 	if !ok {
@@ -94,6 +90,25 @@ func (h *Hub) serveInternalEvent(w http.ResponseWriter, r *http.Request) {
 		unauthorized("bad_signature", "X-Signature must be a hex HMAC-SHA256")
 		return
 	}
+	if r.ContentLength > h.opts.MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", h.opts.MaxBody)})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", tooBig.Limit)})
+			return
+		}
+		if isTimeout(err) {
+			writeBodyTimeout(w)
+			return
+		}
+		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Message: "cannot read body"})
+		return
+	}
+	w.Header().Del("Connection")
 	mac := hmac.New(sha256.New, h.opts.HMACSecret)
 	mac.Write([]byte(tsHeader))
 	mac.Write([]byte{'.'})

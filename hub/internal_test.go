@@ -1,11 +1,14 @@
 package hub
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,8 +53,9 @@ func TestInternalEvents(t *testing.T) {
 		{"no timestamp", "", good, body, 401, "bad_timestamp"},
 		{"timestamp not a number", "12a", good, body, 401, "bad_timestamp"},
 		{"signed timestamp", "+" + now, sign(testSecret, "+"+now, body), body, 401, "bad_timestamp"},
-		{"stale", ts(-61 * time.Second), sign(testSecret, ts(-61*time.Second), body), body, 401, "stale_timestamp"},
-		{"future", ts(61 * time.Second), sign(testSecret, ts(61*time.Second), body), body, 401, "stale_timestamp"},
+		// 65 s, not 61: whole-second timestamps and a loaded machine need a margin to the 60 s window.
+		{"stale", ts(-65 * time.Second), sign(testSecret, ts(-65*time.Second), body), body, 401, "stale_timestamp"},
+		{"future", ts(65 * time.Second), sign(testSecret, ts(65*time.Second), body), body, 401, "stale_timestamp"},
 		{"no signature", now, "", body, 401, "bad_signature"},
 		{"signature not hex", now, "zz" + good[2:], body, 401, "bad_signature"},
 		{"short signature", now, good[:62], body, 401, "bad_signature"},
@@ -177,4 +181,53 @@ func FuzzInternalEvent(f *testing.F) {
 			t.Fatalf("accepted payload does not encode: %v", err)
 		}
 	})
+}
+
+// The signature headers are checked before the body is read: a request
+// that cannot be authentic is refused while its body has not even been
+// sent, and a body announced larger than MaxBody is refused unread.
+func TestInternalEventHeadersBeforeBody(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.HMACSecret = testSecret; o.MaxBody = 1024 })
+	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	sig := strings.Repeat("ab", 32)
+	cases := []struct {
+		name, headers string
+		status        int
+		code          string
+	}{
+		{"no timestamp", "", 401, "bad_timestamp"},
+		{"stale timestamp", "X-Timestamp: 1000\r\nX-Signature: " + sig + "\r\n", 401, "stale_timestamp"},
+		{"no signature", "X-Timestamp: " + now + "\r\n", 401, "bad_signature"},
+		{"too large", "X-Timestamp: " + now + "\r\nX-Signature: " + sig + "\r\n", 413, "body_too_large"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			length := 100
+			if tc.status == 413 {
+				length = 1 << 20
+			}
+			// Headers only: the announced body never comes.
+			req := fmt.Sprintf("POST /api/internal/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n", length, tc.headers)
+			if _, err := conn.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(waitLimit))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != tc.status || errCode(body) != tc.code {
+				t.Fatalf("got %d %v, want %d %s", resp.StatusCode, body, tc.status, tc.code)
+			}
+		})
+	}
 }

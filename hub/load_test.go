@@ -236,7 +236,8 @@ func TestBackpressure(t *testing.T) {
 		events  = 2000
 		window  = 100 // events in flight: ~100 KiB, far below the limit
 	)
-	e := newEnv(t, nil) // default SendQueueBytes: 1 MiB
+	// One user's many sockets: the per-user limit is not what is tested.
+	e := newEnv(t, func(o *Options) { o.SocketsPerUser = 1 << 20 }) // default SendQueueBytes: 1 MiB
 	stalledClosed := make(chan struct{})
 	e.hub.HandleMessage("watch", func(_ context.Context, c *Client, _ json.RawMessage) {
 		c.OnClose(func() { close(stalledClosed) })
@@ -354,7 +355,7 @@ func BenchmarkBroadcast(b *testing.B) {
 
 func benchBroadcast(b *testing.B, n, window int) {
 	b.ReportAllocs()
-	e := newEnv(b, nil)
+	e := newEnv(b, func(o *Options) { o.SocketsPerUser = 1 << 20 })
 	lg := startLoadgen(b, e, n, window)
 	// In burst mode the publisher runs one window ahead; paced, none.
 	ahead := 1
@@ -394,7 +395,7 @@ func benchBroadcast(b *testing.B, n, window int) {
 // and goroutine stacks per connection.
 func bytesPerIdleConn(tb testing.TB, n int) float64 {
 	tb.Helper()
-	e := newEnv(tb, nil)
+	e := newEnv(tb, func(o *Options) { o.SocketsPerUser = 1 << 20 })
 	measure := func() uint64 {
 		var ms runtime.MemStats
 		runtime.GC()

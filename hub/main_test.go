@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,7 @@ func (idp *testIDP) verifier(t testing.TB, minRefetch time.Duration) *Verifier {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(v.Close)
 	return v
 }
 
@@ -138,7 +140,7 @@ type tokenSpec struct {
 	exp, nbf  time.Time
 	noExp     bool
 	extraHead map[string]any
-	claims    map[string]any // further claims
+	claims    map[string]any // more claims (roles, guilds)
 }
 
 func (idp *testIDP) token(t testing.TB, s tokenSpec) string {
@@ -226,7 +228,11 @@ type fakeRooms struct {
 	endErr    error
 	listErr   error
 	rooms     []Room
+	created   int
 }
+
+// adminRoles are the claims of a token with the default admin role.
+var adminRoles = map[string]any{"roles": []string{"user", "admin"}}
 
 func (f *fakeRooms) record(s string) {
 	f.mu.Lock()
@@ -245,7 +251,11 @@ func (f *fakeRooms) CreateRoom(_ context.Context, name string, userLimit int) (R
 	if f.createErr != nil {
 		return Room{}, f.createErr
 	}
-	return Room{ChannelID: "222222222222222222", Name: name, GuildID: testGuild, UserLimit: userLimit,
+	f.mu.Lock()
+	id := strconv.Itoa(222222222222222222 + f.created)
+	f.created++
+	f.mu.Unlock()
+	return Room{ChannelID: id, Name: name, GuildID: testGuild, UserLimit: userLimit,
 		Members: []Member{{UserID: "x", Name: "must not be in the 201"}}}, nil
 }
 

@@ -27,6 +27,9 @@ const (
 	// waits for it. Reconnecting is fine; the client missed events and
 	// should re-read state (GET /api/rooms).
 	CloseSlowClient = 4408
+	// CloseTooManySockets: the user already holds Options.SocketsPerUser
+	// authenticated connections. Close one of them before opening another.
+	CloseTooManySockets = 4429
 )
 
 // Message types on /api/ws.
@@ -80,6 +83,9 @@ type ackMessage struct {
 	Name      string `json:"name"`
 	ClientID  string `json:"clientId"`
 	ExpiresAt int64  `json:"expiresAt"` // unix seconds: send a new auth before this
+	// Admin: the token carries the admin role (Options.AdminRole), so the
+	// user may end any room.
+	Admin bool `json:"admin"`
 }
 
 // errorMessage answers a message the hub could not take; ID echoes the

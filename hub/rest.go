@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,9 +66,10 @@ func (h *Hub) requireAuth(fn func(http.ResponseWriter, *http.Request, Claims)) h
 		}
 		claims, err := h.opts.Auth.Verify(r.Context(), strings.TrimSpace(token))
 		if err != nil {
+			// The detail may quote the token: logs only.
 			h.log.Debug("token refused", "path", r.URL.Path, "err", err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bridge", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, apiError{Code: "invalid_token", Message: err.Error()})
+			writeError(w, http.StatusUnauthorized, apiError{Code: "invalid_token", Message: PublicReason(err)})
 			return
 		}
 		if !allowsGuild(claims, h.opts.GuildID, h.opts.DefaultGuildID) {
@@ -108,8 +110,26 @@ func (h *Hub) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("body is larger than %d bytes", tooBig.Limit)})
 		return false
 	}
+	if isTimeout(err) {
+		writeBodyTimeout(w)
+		return false
+	}
 	writeError(w, http.StatusBadRequest, bodyError(err))
 	return false
+}
+
+// isTimeout: the read deadline the server sets on a request's body
+// passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeBodyTimeout answers a body that did not arrive in time; the
+// connection closes.
+func writeBodyTimeout(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, apiError{Code: "body_timeout", Message: "the request body did not arrive in time"})
 }
 
 // bodyError turns a JSON decoding error into an answer naming the field.
@@ -191,16 +211,34 @@ func (h *Hub) serveCreateRoom(w http.ResponseWriter, r *http.Request, claims Cla
 		writeError(w, http.StatusBadRequest, *verr)
 		return
 	}
+	at := h.now()
+	ok, retry := h.access.reserveRoom(claims.Subject, h.opts.RoomsPerHour, at)
+	if !ok {
+		secs := int((retry + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, apiError{Code: "room_limit",
+			Message: fmt.Sprintf("you may create at most %d rooms per hour; retry in %d s", h.opts.RoomsPerHour, secs)})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), roomsTimeout)
 	defer cancel()
 	room, err := h.opts.Rooms.CreateRoom(ctx, name, limit)
 	if err != nil {
+		h.access.unreserveRoom(claims.Subject, at)
 		h.roomsError(w, "create room", claims, err)
 		return
 	}
-	h.log.Info("room created", "channel", room.ChannelID, "name", room.Name, "user", claims.Subject)
-	room.Members = nil
+	h.access.setCreator(room.ChannelID, claims.Subject)
+	h.log.Info("room created", "channel_id", room.ChannelID, "name", room.Name, "user_id", claims.Subject)
+	room.Members, room.Participants = nil, nil
+	room.CanEnd = true
 	writeJSON(w, http.StatusCreated, room)
+}
+
+// mayEnd: a room's creator, or an admin.
+func (h *Hub) mayEnd(claims Claims, channelID string) bool {
+	c := h.access.creator(channelID)
+	return (c != "" && c == claims.Subject) || h.IsAdmin(claims)
 }
 
 func (h *Hub) serveEndRoom(w http.ResponseWriter, r *http.Request, claims Claims) {
@@ -209,13 +247,19 @@ func (h *Hub) serveEndRoom(w http.ResponseWriter, r *http.Request, claims Claims
 		writeError(w, http.StatusBadRequest, apiError{Code: "invalid_path", Field: "channelId", Message: "channelId must be a Discord id (decimal digits)"})
 		return
 	}
+	if !h.mayEnd(claims, id) {
+		writeError(w, http.StatusForbidden, apiError{Code: "not_room_owner",
+			Message: "only the room's creator or a user with the admin role may end it"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), roomsTimeout)
 	defer cancel()
 	if err := h.opts.Rooms.EndRoom(ctx, id); err != nil {
 		h.roomsError(w, "end room", claims, err)
 		return
 	}
-	h.log.Info("room ended", "channel", id, "user", claims.Subject)
+	h.access.roomEnded(id)
+	h.log.Info("room ended", "channel_id", id, "user_id", claims.Subject)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -234,6 +278,9 @@ func (h *Hub) serveListRooms(w http.ResponseWriter, r *http.Request, claims Clai
 	}
 	if rooms == nil {
 		rooms = []Room{}
+	}
+	for i := range rooms {
+		rooms[i].CanEnd = h.mayEnd(claims, rooms[i].ChannelID)
 	}
 	writeJSON(w, http.StatusOK, roomsResponse{Rooms: rooms})
 }
@@ -268,7 +315,7 @@ func (h *Hub) roomsError(w http.ResponseWriter, op string, claims Claims, err er
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, http.StatusTooManyRequests, apiError{Code: "rate_limited", Message: fmt.Sprintf("Discord is rate limiting the bot; retry in %d s", secs)})
 	default:
-		h.log.Error(op+" failed", "user", claims.Subject, "err", err)
+		h.log.Error(op+" failed", "user_id", claims.Subject, "err", err)
 		writeError(w, http.StatusBadGateway, apiError{Code: "upstream_error", Message: "Discord request failed; try again later"})
 	}
 }

@@ -9,8 +9,9 @@
 // [Manager.HandleSignal] and reports a closed socket with
 // [Manager.PeerClosed]. Each browser gets one PeerConnection, built from a
 // single [webrtc.API] (engine.go: Opus PT 111 with in-band FEC, VP8 PT 96
-// with NACK, PLI, FIR, REMB and transport-cc feedback, pion's default
-// interceptors). Header extensions carry Chromium's default ids (1 audio
+// with NACK, PLI, FIR, REMB and transport-cc feedback; the interceptors
+// whose output is used, interceptors.go: NACK responder and generator,
+// RTCP reports, transport-cc feedback, not pion's stats recorder). Header extensions carry Chromium's default ids (1 audio
 // level, RFC 6464; 2 abs-send-time; 3 transport-wide-cc; 4 mid), so the
 // server's offers and the browser's agree.
 //
@@ -23,8 +24,15 @@
 //   - Browser to browser (an SFU): every track a browser publishes is
 //     forwarded, RTP packet by RTP packet, to the other browsers of the
 //     room. Each subscriber gets its own TrackLocalStaticRTP per forwarded
-//     track and its own bounded send queue served by one writer goroutine,
-//     so a slow browser drops its own packets and never stalls the others.
+//     track. A browser whose selected ICE candidate pair is on the shared
+//     UDP socket is written by the forwarding goroutine itself, and the
+//     copies leave in one sendmmsg (batchconn.go): those writes end in a
+//     queue append and cannot block. Any other browser (ICE-TCP, whose
+//     writes can block on a slow peer; a TURN relay; no pair selected yet)
+//     has its own bounded send queue served by one writer goroutine, so a
+//     slow browser drops its own packets and never stalls the others. A
+//     browser switches as its pair changes (ICE restart), its queue
+//     drained first, so no packet is lost, doubled or reordered.
 //     A picture loss indication from a subscriber is relayed to the
 //     publisher; a newly bound video subscriber triggers one too, so it
 //     gets a keyframe at once.
@@ -45,11 +53,23 @@
 //     delta frames would not decode), and a browser that lost the picture
 //     recovers at that keyframe too. A user's tracks go away when the link
 //     reports them leaving ([UserLeft]) or the link ends.
-//   - Browsers to Discord: the bot has one audio stream. The loudest browser
-//     (from the audio-level extension, with hysteresis: a challenger must be
-//     louder for 300 ms and the current speaker is held for at least
-//     500 ms, speaker.go) is forwarded as is, without transcoding, through
-//     [DiscordLink.SendOpus]. The active speaker's VP8 frames are
+//   - Browsers to Discord: the bot has one audio stream. With
+//     [Options.Mix] it is a mix (mix.go): each browser's Opus goes through
+//     a bounded queue to the room's mixer goroutine, into the browser's
+//     jitter buffer (jitter.go: reordering, an adaptive bounded delay,
+//     concealment that repeats the last period and fades, drift merged or
+//     stretched away), is decoded with pion/opus, and the loudest
+//     speakers (MaxSpeakers) are summed with their gains through a
+//     limiter and encoded once per 20 ms of the mixer's own clock, then
+//     handed to [DiscordLink.SendOpus]. Nobody speaking, nothing is sent
+//     (the link sends its silence frames); each talk spurt begins with
+//     one encoded silent frame, so the link's pacer holds a frame in
+//     hand. Discord audio never enters the mix. Without a mix the loudest
+//     browser (from the audio-level extension, with hysteresis: a
+//     challenger must be louder for 300 ms and the current speaker is held
+//     for at least 500 ms, speaker.go) is forwarded as is, without
+//     transcoding. Either way the speaker choice names the browser
+//     shown speaking, and the active speaker's VP8 frames are
 //     reassembled and offered to [DiscordLink.SendVP8]; a link that refuses
 //     video (real Discord refuses bot video) is not asked again.
 //
@@ -106,7 +126,8 @@
 //
 // Each browser session has one goroutine that owns its PeerConnection's
 // signaling (offers, answers, its own candidates, adding and removing the
-// tracks the room chose), one writer goroutine draining its media queue,
+// tracks the room chose), one writer goroutine draining its media queue
+// (unless writes are inline),
 // a reader per published track and an RTCP reader per sender. A room's
 // Discord link has one goroutine that joins, rejoins and reads it, and
 // one that writes to it. Every goroutine is tracked by a WaitGroup of its

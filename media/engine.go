@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -98,6 +97,11 @@ type engine struct {
 	api    *webrtc.API
 	mux    ice.UDPMux // nil unless Options.ICEUDPListen is set
 	tcpMux ice.TCPMux // nil unless Options.ICETCPListen is set
+	// inlineWrites: inline writes are possible at all, through the
+	// batched mux socket; each session decides for its own candidate pair
+	// (inlinePair).
+	inlineWrites bool
+	batch        *batchConn // the mux's socket; nil without the mux
 }
 
 // newEngine builds the API: media engine, default interceptors (NACK
@@ -108,12 +112,14 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		return nil, fmt.Errorf("register interceptors: %w", err)
+	reg, err := newInterceptors(me)
+	if err != nil {
+		return nil, err
 	}
 
 	se := webrtc.SettingEngine{}
+	loggers := pionLoggers{log: log}
+	se.LoggerFactory = loggers
 	// Browsers often hide host addresses behind mDNS names; the server
 	// does not resolve them (peer-reflexive candidates cover that case),
 	// and leaving mDNS off keeps the server off the multicast group.
@@ -148,17 +154,20 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 	se.SetICETimeouts(disconnected, 25*time.Second, min(2*time.Second, disconnected/2))
 
 	var mux ice.UDPMux
+	var batch *batchConn
 	if opts.ICEUDPListen != "" {
 		conn, err := net.ListenPacket("udp", opts.ICEUDPListen)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ICEUDPListen %q: %w", ErrInvalidOptions, opts.ICEUDPListen, err)
 		}
-		mux = webrtc.NewICEUDPMux(nil, conn)
+		// Every browser's media leaves through this socket: batch its sends.
+		batch = newBatchConn(conn.(*net.UDPConn), batchMaxPending, log)
+		mux = webrtc.NewICEUDPMux(loggers.NewLogger("ice"), batch)
 		se.SetICEUDPMux(mux)
-		log.Info("ICE UDP mux listening", "addr", conn.LocalAddr().String())
+		logOffered(log, opts, mux)
 	}
 
-	tcpMux, err := listenICETCP(&se, opts.ICETCPListen, log)
+	tcpMux, err := listenICETCP(&se, opts.ICETCPListen, loggers, log)
 	if err != nil {
 		if mux != nil {
 			_ = mux.Close()
@@ -168,7 +177,7 @@ func newEngine(opts *Options, log *slog.Logger) (*engine, error) {
 
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(se))
-	return &engine{api: api, mux: mux, tcpMux: tcpMux}, nil
+	return &engine{api: api, mux: mux, tcpMux: tcpMux, batch: batch, inlineWrites: batch != nil}, nil
 }
 
 // close releases the shared UDP socket and TCP listener.

@@ -39,16 +39,101 @@ type outPacket struct {
 	observe func(time.Duration)
 }
 
-// sendQueue is one browser's bounded media queue, drained by one writer
-// goroutine.
+// sendQueue is one browser's way out for media: a bounded queue drained
+// by one writer goroutine (queued), or, while every write ends in the
+// batched UDP socket and so cannot block (inline), the forwarding
+// goroutine's own write. The session switches between them as its
+// selected ICE candidate pair changes (setInline).
+//
+// The mode lives in state with the pushes under way, so the switch to
+// inline neither loses nor reorders a packet: the writer makes it once the
+// queue is empty and no push is under way, and every push since it looked
+// changes state. Until then forwarders keep pushing (draining).
 type sendQueue struct {
 	ch      chan outPacket
+	state   atomic.Uint64 // mode, pushes under way, pushes made (see stateMode)
+	kick    chan struct{} // capacity 1: the writer should look at the mode
 	dropped atomic.Uint64
 	// onWrite, when set, observes each written packet (benchmarks).
 	onWrite func(p outPacket)
 }
 
-func newSendQueue(n int) *sendQueue { return &sendQueue{ch: make(chan outPacket, n)} }
+// A sendQueue's modes, in the low bits of its state.
+const (
+	modeQueued   = 0
+	modeDraining = 1 // inline asked for; the queue still holds packets
+	modeInline   = 2
+	stateMode    = 3
+	// statePush counts one push under way (bits 2..31); stateGen counts
+	// pushes made (bits 32..63), so the writer sees any push since it
+	// looked even when the count is back to what it was.
+	statePush    = 1 << 2
+	statePushers = (1<<32 - 1) &^ stateMode
+	stateGen     = 1 << 32
+)
+
+func newSendQueue(n int) *sendQueue {
+	return &sendQueue{ch: make(chan outPacket, n), kick: make(chan struct{}, 1)}
+}
+
+// newInlineSendQueue is a sendQueue that starts inline; it needs no
+// writer goroutine while it stays so.
+func newInlineSendQueue() *sendQueue {
+	q := newSendQueue(sendQueueLen)
+	q.state.Store(modeInline)
+	return q
+}
+
+// inline reports whether the forwarding goroutine writes q's packets.
+func (q *sendQueue) inline() bool { return q.state.Load()&stateMode == modeInline }
+
+// setInline asks for inline writes (on) or the queue and its writer. The
+// switch to inline is the writer's, once what is queued is written; the
+// switch back takes effect at once: a forwarder's inline write of a track
+// ends before it pushes the track's next packet. It never blocks.
+func (q *sendQueue) setInline(on bool) {
+	for {
+		s := q.state.Load()
+		mode := s & stateMode
+		want := uint64(modeQueued)
+		if on {
+			if mode != modeQueued {
+				return
+			}
+			want = modeDraining
+		} else if mode == modeQueued {
+			return
+		}
+		if q.state.CompareAndSwap(s, s&^stateMode|want) {
+			kick(q.kick)
+			return
+		}
+	}
+}
+
+// offer hands p to its subscriber: written now when inline, else queued.
+// It reports false when the queue was full and p dropped. lent says the
+// sender reuses p's packet (inlineOnly said so, and the subscriber left
+// inline since): before queuing it, offer gives p a copy of its own, for
+// this queue and the next, and clears lent.
+func (q *sendQueue) offer(p *outPacket, lent *bool) bool {
+	for {
+		s := q.state.Load()
+		if s&stateMode == modeInline {
+			q.write(*p)
+			return true
+		}
+		if q.state.CompareAndSwap(s, s+statePush+stateGen) {
+			break
+		}
+	}
+	if *lent {
+		p.pkt, *lent = p.pkt.Clone(), false
+	}
+	ok := q.push(*p)
+	q.state.Add(^uint64(statePush - 1)) // - statePush
+	return ok
+}
 
 // push queues p without blocking; a full queue drops p.
 func (q *sendQueue) push(p outPacket) bool {
@@ -61,26 +146,48 @@ func (q *sendQueue) push(p outPacket) bool {
 	}
 }
 
-// run writes queued packets until stop is closed.
+// run writes queued packets until stop is closed, and makes the switch to
+// inline when asked.
 func (q *sendQueue) run(stop <-chan struct{}) {
 	for {
+		q.tryInline()
 		select {
 		case <-stop:
 			return
 		case p := <-q.ch:
-			if p.dt.keyGate && !p.dt.passKeyGate(p.pkt) {
-				continue
-			}
-			// A write fails only when the subscriber's connection is
-			// closing; its own teardown reports that.
-			_ = p.dt.sink.WriteRTP(p.pkt)
-			if p.observe != nil {
-				p.observe(time.Since(p.at))
-			}
-			if q.onWrite != nil {
-				q.onWrite(p)
-			}
+			q.write(p)
+		case <-q.kick:
 		}
+	}
+}
+
+// tryInline switches a draining queue to inline when nothing is queued and
+// no push is under way; otherwise the next packet brings the writer back.
+func (q *sendQueue) tryInline() {
+	s := q.state.Load()
+	if s&stateMode != modeDraining || s&statePushers != 0 || len(q.ch) > 0 {
+		return
+	}
+	// A push begun since the load changed state: the swap fails, and that
+	// push wakes the writer.
+	q.state.CompareAndSwap(s, s&^stateMode|modeInline)
+}
+
+// write sends p to its subscriber. The goroutine that writes a track's
+// packets is always the same one (the queue's writer, or the source's
+// forwarding goroutine when inline), which owns the key gate.
+func (q *sendQueue) write(p outPacket) {
+	if p.dt.keyGate && !p.dt.passKeyGate(p.pkt) {
+		return
+	}
+	// A write fails only when the subscriber's connection is closing; its
+	// own teardown reports that.
+	_ = p.dt.sink.WriteRTP(p.pkt)
+	if p.observe != nil {
+		p.observe(time.Since(p.at))
+	}
+	if q.onWrite != nil {
+		q.onWrite(p)
 	}
 }
 
@@ -100,11 +207,11 @@ type downTrack struct {
 	// a decoder given delta frames first shows nothing useful anyway.
 	keyGate bool
 	bound   atomic.Bool
-	opened  bool // the gate has opened; the writer goroutine only
+	opened  bool // the gate has opened; the goroutine that writes the track only
 }
 
 // passKeyGate reports whether a gated track may carry pkt. Called by the
-// subscriber's writer goroutine only.
+// goroutine that writes the track (sendQueue.write).
 func (d *downTrack) passKeyGate(pkt *rtp.Packet) bool {
 	if d.opened {
 		return true
@@ -166,6 +273,9 @@ type fanout struct {
 	// observe, when set, takes each packet's latency once written to a
 	// subscriber: Options.ObserveDiscordAudio for Discord audio.
 	observe func(time.Duration)
+	// lent: inlineOnly said the sender reuses the next packet sent. The
+	// forwarding goroutine only.
+	lent bool
 }
 
 // add subscribes dt.
@@ -193,6 +303,21 @@ func (f *fanout) remove(dt *downTrack) bool {
 	return found
 }
 
+// inlineOnly reports whether every subscriber is written inline: then no
+// queue keeps a packet after send returns, and the sender may reuse it.
+// Only the forwarding goroutine calls it, right before send: a subscriber
+// that switches to its queue in between gets a copy (see send).
+func (f *fanout) inlineOnly() bool {
+	f.lent = true
+	for _, dt := range f.list() {
+		if !dt.q.inline() {
+			f.lent = false
+			return false
+		}
+	}
+	return true
+}
+
 // list returns the current subscribers (read-only).
 func (f *fanout) list() []*downTrack {
 	if p := f.subs.Load(); p != nil {
@@ -201,11 +326,16 @@ func (f *fanout) list() []*downTrack {
 	return nil
 }
 
-// send queues pkt to every subscriber without blocking and returns how many
-// queues were full.
+// send hands pkt to every subscriber without blocking: written at once to
+// an inline subscriber, queued to the others. It returns how many queues
+// were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
+	lent := f.lent
+	f.lent = false
+	p := outPacket{pkt: pkt, at: at, observe: f.observe}
 	for _, dt := range f.list() {
-		if !dt.q.push(outPacket{dt: dt, pkt: pkt, at: at, observe: f.observe}) {
+		p.dt = dt
+		if !dt.q.offer(&p, &lent) {
 			dropped++
 		}
 	}
@@ -249,6 +379,7 @@ type discordSource struct {
 	video *discordVideo
 
 	// The link's reader only.
+	scratch  rtp.Packet // the packet forward reuses when no queue keeps it
 	rw       opusRewriter
 	lastSeen time.Time
 	heard    bool // the reader told the room the user speaks
@@ -270,7 +401,11 @@ func newDiscordSource(userID string, seq uint16, ts uint32, observe func(time.Du
 // when the frame reached the bridge, now when media took it.
 func (d *discordSource) forward(payload []byte, missing int, received, now time.Time) int {
 	seq, ts, marker := d.rw.next(missing)
-	pkt := &rtp.Packet{
+	pkt := &d.scratch
+	if !d.fan.inlineOnly() {
+		pkt = new(rtp.Packet) // queued: shared by the queues until written
+	}
+	*pkt = rtp.Packet{
 		Header: rtp.Header{
 			Version:        2,
 			PayloadType:    opusPayloadType,

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/voicebridge/bridge/media/mediatest"
 )
@@ -363,9 +362,15 @@ func newBrowser(t testing.TB, m *Manager, id, user string, manual bool) *browser
 
 func newBrowserOn(t testing.TB, m *Manager, id, user string, manual bool, conn net.PacketConn) *browser {
 	t.Helper()
+	return newBrowserWith(t, m, id, user, manual, newBrowserAPIWith(t, conn))
+}
+
+// newBrowserWith makes a browser on the given API.
+func newBrowserWith(t testing.TB, m *Manager, id, user string, manual bool, api *webrtc.API) *browser {
+	t.Helper()
 	b := &browser{t: t, m: m, peer: newFakePeer(id, user)}
 	mb, err := mediatest.NewBrowser(mediatest.Options{
-		API:    newBrowserAPIWith(t, conn),
+		API:    api,
 		Send:   func(v map[string]any) error { b.signal(v); return nil },
 		Errorf: func(format string, args ...any) { t.Errorf("browser "+id+": "+format, args...) },
 		Manual: manual,
@@ -497,8 +502,4 @@ func frameSet(frames [][]byte) map[string]bool {
 		set[string(f)] = true
 	}
 	return set
-}
-
-func mediaSample(frame []byte) media.Sample {
-	return media.Sample{Data: frame, Duration: time.Second / 15}
 }

@@ -88,6 +88,11 @@ type Options struct {
 	// adds on the Discord-to-browser path. It runs on the browser's writer
 	// goroutine for every packet, so it must be cheap and never block.
 	ObserveDiscordAudio func(sinceReceived time.Duration)
+
+	// Mix, when its NewEncoder is set, mixes the browsers' audio into
+	// the one stream Discord hears (mix.go); otherwise the loudest
+	// browser is forwarded untranscoded.
+	Mix MixOptions
 }
 
 const (
@@ -103,20 +108,22 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 	eng  *engine
+	mix  mixConfig // used when opts.Mix.NewEncoder is set
 
 	// mu guards the registry: which rooms and sessions exist, and which
 	// room holds the guild's voice link. A room's own state is its
 	// goroutine's (room.go); nothing is called and nothing sent while mu
 	// is held.
-	mu      sync.Mutex
-	closed  bool
-	rooms   map[string]*room           // by channel id
-	byPeer  map[string]*session        // by Peer.ID()
-	byUser  map[string]*session        // by Peer.UserID()
-	ended   map[string]bool            // channels whose room ended
-	holders map[string]map[string]bool // by guild: rooms holding one of its voice links
-	waiting map[string][]string        // by guild: rooms waiting for a link, longest waiting first
-	nextID  uint64
+	mu         sync.Mutex
+	closed     bool
+	rooms      map[string]*room           // by channel id
+	byPeer     map[string]*session        // by Peer.ID()
+	byUser     map[string]*session        // by Peer.UserID()
+	ended      map[string]bool            // channels whose room ended (the latest maxEndedRooms)
+	endedOrder []string                   // ended's keys, oldest first
+	holders    map[string]map[string]bool // by guild: rooms holding one of its voice links
+	waiting    map[string][]string        // by guild: rooms waiting for a link, longest waiting first
+	nextID     uint64
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -152,6 +159,13 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.MemberName == nil {
 		opts.MemberName = func(string) string { return "" }
 	}
+	var mix mixConfig
+	if opts.Mix.NewEncoder != nil {
+		var err error
+		if mix, err = opts.Mix.validate(); err != nil {
+			return nil, err
+		}
+	}
 	log := opts.Logger.With("component", "media") // rooms add their guild_id
 	eng, err := newEngine(&opts, log)
 	if err != nil {
@@ -161,6 +175,7 @@ func NewManager(opts Options) (*Manager, error) {
 		opts:    opts,
 		log:     log,
 		eng:     eng,
+		mix:     mix,
 		rooms:   make(map[string]*room),
 		byPeer:  make(map[string]*session),
 		byUser:  make(map[string]*session),
@@ -230,6 +245,25 @@ func (m *Manager) PeerClosed(p Peer) {
 	}
 }
 
+// maxEndedRooms bounds how many ended channels the manager remembers to
+// refuse joins with room_ended: a bridge that runs for months ends rooms
+// without end, and a deleted channel's id is never reused.
+const maxEndedRooms = 4096
+
+// rememberEndedLocked marks channelID ended, forgetting the oldest beyond
+// maxEndedRooms. Called with m.mu held.
+func (m *Manager) rememberEndedLocked(channelID string) {
+	if m.ended[channelID] {
+		return
+	}
+	m.ended[channelID] = true
+	m.endedOrder = append(m.endedOrder, channelID)
+	if len(m.endedOrder) > maxEndedRooms {
+		delete(m.ended, m.endedOrder[0])
+		m.endedOrder = m.endedOrder[1:]
+	}
+}
+
 // RoomEnded ends the room of a deleted Discord channel: its browsers get a
 // room_ended error, the bot leaves, and later joins are refused.
 func (m *Manager) RoomEnded(channelID string) {
@@ -238,7 +272,7 @@ func (m *Manager) RoomEnded(channelID string) {
 		m.mu.Unlock()
 		return
 	}
-	m.ended[channelID] = true
+	m.rememberEndedLocked(channelID)
 	r := m.rooms[channelID]
 	var sessions []*session
 	for _, s := range m.byPeer {

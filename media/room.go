@@ -52,6 +52,7 @@ type room struct {
 	privacy string // the voice connection's privacy code, "" when none
 	sp      *speakerSelector
 	link    *linkRun    // the link goroutine, nil when none
+	mix     *mixer      // the browsers' mix toward the link, nil when none
 	grace   *time.Timer // counts down once the last browser left; nil otherwise
 	shut    bool
 }
@@ -60,6 +61,7 @@ type room struct {
 type route struct {
 	speaker string    // session id of the browser forwarded to Discord, "" none
 	out     *linkConn // the connected link's send queue, nil when none
+	mix     *mixer    // the mix that browsers' audio goes to, nil when none
 }
 
 // member is one browser in the room as the room's goroutine keeps it.
@@ -168,7 +170,7 @@ func (r *room) await(ctx context.Context, a action, done <-chan struct{}) bool {
 
 // setRoute publishes a new route to the media path.
 func (r *room) setRoute(speaker string, out *linkConn) {
-	r.route.Store(&route{speaker: speaker, out: out})
+	r.route.Store(&route{speaker: speaker, out: out, mix: r.mix})
 }
 
 // isSpeaker reports whether session id is forwarded to Discord.

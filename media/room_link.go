@@ -219,10 +219,10 @@ func (r *room) onDiscordFrame(ctx context.Context, users map[string]*discordSour
 				return false
 			}
 		}
-		d.video.forward(f.Payload, now)
+		r.m.eng.burst(func() { d.video.forward(f.Payload, now) })
 		return true
 	}
-	d.forward(f.Payload, f.Missing, f.Received, now)
+	r.m.eng.burst(func() { d.forward(f.Payload, f.Missing, f.Received, now) })
 	if !d.heard {
 		d.heard = true
 		r.post(discordSpeakingAction{d, true})
@@ -243,7 +243,10 @@ func (a privacyAction) apply(r *room) { r.setPrivacy(a.code) }
 // linkUpAction opens the path from the forwarded speaker to Discord.
 type linkUpAction struct{ lc *linkConn }
 
-func (a linkUpAction) apply(r *room) { r.setRoute(r.route.Load().speaker, a.lc) }
+func (a linkUpAction) apply(r *room) {
+	r.startMix(a.lc)
+	r.setRoute(r.route.Load().speaker, a.lc)
+}
 
 // linkDownAction closes that path once the voice connection ended: every
 // Discord user's tracks go, and the privacy code, which belonged to that
@@ -251,6 +254,7 @@ func (a linkUpAction) apply(r *room) { r.setRoute(r.route.Load().speaker, a.lc) 
 type linkDownAction struct{}
 
 func (linkDownAction) apply(r *room) {
+	r.stopMix()
 	r.setRoute(r.route.Load().speaker, nil)
 	for _, d := range r.discord {
 		r.dropDiscord(d)

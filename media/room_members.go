@@ -173,6 +173,7 @@ func (a muteAction) apply(r *room) {
 		return
 	}
 	mb.muted = a.muted
+	a.s.muted.Store(a.muted)
 	if a.muted {
 		r.removeSpeaker(a.s.id)
 	}

@@ -54,6 +54,8 @@ type session struct {
 	// id; the room replaces it, run reads it.
 	desired  atomic.Pointer[map[string]*downTrack]
 	trackSeq atomic.Uint64
+	// muted mirrors the room's mute state for the mix, read per packet.
+	muted    atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -118,6 +120,16 @@ func newSession(m *Manager, r *room, p Peer, id string) (*session, error) {
 		s.state.Store(int32(st))
 		kick(s.kickState)
 	})
+	if m.eng.inlineWrites {
+		// The queue until a pair is selected; inline while it is one of
+		// the batched socket's, the queue again when ICE moves the browser
+		// to TCP or a relay.
+		pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+			inline := m.eng.inlinePair(pair)
+			s.log.Debug("selected candidate pair", "pair", pair.String(), "inline", inline)
+			s.q.setInline(inline)
+		})
+	}
 	s.goSafe(s.run)
 	s.goSafe(func() { s.q.run(s.stop) })
 	return s, nil

@@ -16,6 +16,8 @@ const (
 	// vp8MaxLate is how many packets the VP8 frame assembler waits for a
 	// late packet.
 	vp8MaxLate = 64
+	// receiveMTU bounds a received RTP packet (pion's receive MTU is 1460).
+	receiveMTU = 1500
 )
 
 // upTrack is one track a browser publishes.
@@ -102,15 +104,29 @@ func audioLevelID(recv *webrtc.RTPReceiver) uint8 {
 // browsers through the track's fanout, and, when s is the room's
 // forwarded speaker, to Discord. Audio levels go to the room's speaker
 // choice; a full level queue drops one.
+//
+// While every subscriber is written inline, one buffer and one packet
+// serve every read: nothing keeps them after the fanout returns, and what
+// goes to Discord is copied.
 func (s *session) readUp(u *upTrack) {
 	r := s.room
 	defer r.post(unpublishAction{u})
+	buf := make([]byte, receiveMTU)
+	var scratch rtp.Packet
 	for {
-		pkt, _, err := u.remote.ReadRTP()
+		n, _, err := u.remote.Read(buf)
 		if err != nil {
 			return
 		}
 		now := time.Now()
+		pkt, data := &scratch, buf[:n]
+		if !u.fan.inlineOnly() {
+			// Queued: the queues share the packet until written.
+			pkt, data = new(rtp.Packet), append([]byte(nil), data...)
+		}
+		if err := pkt.Unmarshal(data); err != nil {
+			continue
+		}
 		if u.isVideo {
 			s.videoToDiscord(u, pkt)
 		} else {
@@ -125,15 +141,21 @@ func (s *session) readUp(u *upTrack) {
 			case r.levels <- levelReport{s: s, level: level, at: now}:
 			default:
 			}
-			if rt := r.route.Load(); rt.speaker == s.id && rt.out != nil {
-				rt.out.push(linkItem{opus: pkt.Payload})
+			// The read buffer is reused for the next packet: what leaves this
+			// goroutine is a copy.
+			if rt := r.route.Load(); rt.mix != nil {
+				if !s.muted.Load() {
+					rt.mix.push(mixPacket{src: u.info.TrackID, seq: pkt.SequenceNumber, ts: pkt.Timestamp, payload: append([]byte(nil), pkt.Payload...), at: now})
+				}
+			} else if rt.speaker == s.id && rt.out != nil {
+				rt.out.push(linkItem{opus: append([]byte(nil), pkt.Payload...)})
 			}
 		}
 		// Extension ids are per connection: subscribers get none of the
 		// publisher's, their own interceptors add what they negotiated.
 		pkt.Header.Extension = false
-		pkt.Header.Extensions = nil
-		u.fan.send(pkt, now)
+		pkt.Header.Extensions = pkt.Header.Extensions[:0]
+		s.m.eng.burst(func() { u.fan.send(pkt, now) })
 	}
 }
 
@@ -151,7 +173,9 @@ func (s *session) videoToDiscord(u *upTrack, pkt *rtp.Packet) {
 		u.waitKF = true
 		u.requestKeyframe()
 	}
-	cp := *pkt // the samplebuilder keeps packets; the fanout strips extensions
+	// The samplebuilder keeps packets, and the read buffer is reused.
+	cp := rtp.Packet{Header: pkt.Header, Payload: append([]byte(nil), pkt.Payload...)}
+	cp.Header.Extensions = nil
 	u.sb.Push(&cp)
 	for sample := u.sb.Pop(); sample != nil; sample = u.sb.Pop() {
 		// VP8 frame tag, RFC 6386 §9.1: bit 0 clear means keyframe.

@@ -28,6 +28,15 @@ inner() {
   # their description). It roughly doubles CPU time; the suite stays
   # around two minutes on 2 cores.
   go test -race -count=1 -timeout 30m ./...
+  # The mix's end-to-end tests decode, mix and encode Opus in real time,
+  # which the race detector slows tenfold: they are built without it
+  # (//go:build !race) and run here.
+  go test -count=1 -timeout 15m -run '^TestMixE2E' ./cmd/bridge/
+  # The short soak: the binary with two pion browsers in the Lobby for
+  # 3 minutes; fails when RSS, live heap, goroutines or descriptors keep
+  # growing after warm-up (the slopes are printed). scripts/soak.sh with
+  # no argument runs the 30-minute version.
+  scripts/soak.sh 3m
   # Each fuzz target briefly (go test runs one target per invocation).
   grep -rlE --include='*_test.go' '^func Fuzz' . | xargs -r dirname | sort -u | while read -r pkg; do
     for target in $(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' "$pkg"/*_test.go | awk '{print $2}'); do

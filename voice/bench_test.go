@@ -3,6 +3,8 @@ package voice
 import (
 	"testing"
 	"time"
+
+	"github.com/pion/rtp/codecs"
 )
 
 // opusFrameLen is a typical 20 ms Opus frame at 64 kbit/s.
@@ -63,21 +65,20 @@ func BenchmarkEncryptPacketize(b *testing.B) {
 func BenchmarkVP8PacketizeSeal(b *testing.B) {
 	frame := make([]byte, 20000)
 	tx, _ := NewCipher(ModeAES256GCMRTPSize, katKey())
-	var p VP8Packetizer
+	p := codecs.VP8Payloader{EnablePictureID: true}
 	h := Header{PayloadType: PayloadTypeVP8, SSRC: 43}
 	dst := make([]byte, 0, 1500)
-	emit := func(payload []byte, marker bool) error {
-		h.Sequence++
-		h.Marker = marker
-		var err error
-		dst, err = tx.SealRTP(dst, &h, payload)
-		return err
-	}
 	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.Packetize(frame, emit); err != nil {
-			b.Fatal(err)
+		payloads := p.Payload(DefaultVP8MaxPayload, frame)
+		for i, payload := range payloads {
+			h.Sequence++
+			h.Marker = i == len(payloads)-1
+			var err error
+			if dst, err = tx.SealRTP(dst, &h, payload); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

@@ -57,10 +57,11 @@ func (c *Conn) newDAVESession() error {
 	if c.opts.DisableDAVE {
 		return nil
 	}
-	// The session names user and channel in its own log records.
+	// The session adds user_id and channel_id to its own log records.
+	// c.log already names the channel, which may change on a move.
 	var log *slog.Logger
 	if c.opts.Logger != nil {
-		log = c.opts.Logger.With("guild", c.guildID)
+		log = c.opts.Logger.With("guild_id", c.guildID)
 	}
 	s, err := dave.NewSession(dave.SessionOptions{UserID: c.opts.UserID, ChannelID: c.creds.channelID, Logger: log})
 	if err != nil {

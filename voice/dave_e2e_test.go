@@ -201,7 +201,7 @@ func TestDAVEInvalidWelcomeRecovers(t *testing.T) {
 	srv := startServer(t, voiceemu.Options{RequireDAVE: true})
 	member := addMember(t, srv)
 	srv.CorruptNextWelcome(botID)
-	sig := newSignaler(srv)
+	sig := newMainGateway(t, srv, botID)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, err := newClient(t, srv, sig).Join(ctx, guildID, channelID)
@@ -235,7 +235,7 @@ func TestDAVENewSessionNewGroup(t *testing.T) {
 	own := func() uint64 { return r.conn.Stats().DAVE.Senders[botID].Encrypted }
 	eventually(t, "the 10 frames encrypted", func() bool { return own() >= 10 })
 	before := own()
-	r.sig.move(false)
+	r.sig.move(t, false)
 	i := r.evs.await(t, 0, "the privacy code cleared", func(ev voice.Event) bool {
 		p, ok := ev.(voice.PrivacyCodeChanged)
 		return ok && p.Code == ""
@@ -299,8 +299,7 @@ func TestDAVEDowngradeAndUpgrade(t *testing.T) {
 	member := addMember(t, r.srv)
 	code1 := awaitE2EE(t, r.evs, r.conn, member)
 
-	sig := newSignaler(r.srv)
-	sig.user = member3ID
+	sig := newMainGateway(t, r.srv, member3ID)
 	legacy := voice.NewClient(voice.Options{Signaler: sig, UserID: member3ID, TLSConfig: r.srv.TLSConfig(),
 		Logger: testLogger(t), JoinTimeout: 5 * time.Second, DisableDAVE: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

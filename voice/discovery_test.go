@@ -1,9 +1,13 @@
 package voice
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 )
 
 // handDiscovery builds a 74-byte discovery packet byte by byte.
@@ -58,4 +62,39 @@ func TestParseDiscoveryResponse(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrBadDiscovery", name, err)
 		}
 	}
+}
+
+// An answer for another SSRC says more than the timeout that follows it:
+// the error keeps it.
+func TestDiscoveryKeepsAnswerError(t *testing.T) {
+	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 100)
+		for {
+			_, from, err := srv.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			_, _ = srv.WriteToUDP(handDiscovery(2, 70, 99, "127.0.0.1", 5000), from)
+		}
+	}()
+	conn, err := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err = (&transport{udp: conn, ssrc: 7}).discover(ctx)
+	if !errors.Is(err, ErrBadDiscovery) || !strings.Contains(err.Error(), "SSRC 99") {
+		t.Fatalf("discover error %v; want the answer for SSRC 99 (ErrBadDiscovery) kept", err)
+	}
+	srv.Close()
+	<-done
 }

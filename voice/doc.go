@@ -5,19 +5,28 @@
 //
 // # Joining
 //
-// Client.Join sends op 4 through a Signaler (package gateway's client),
-// waits for the bot's VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, then
-// connects to wss://ENDPOINT/?v=8: Hello, Identify, Ready, IP discovery
-// on the UDP socket, Select Protocol (with the codec list: Opus 120, VP8
-// 105 with RTX 106) and Session Description with the 32-byte key
+// Client.Join sends op 4 through a Signaler (the main gateway client, in
+// cmd/bridge through a small adapter: this package declares its own
+// VoiceUpdate and does not import package gateway), waits for the bot's
+// VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, then connects to
+// wss://ENDPOINT/?v=8: Hello, Identify, Ready, IP discovery on the UDP
+// socket, Select Protocol and Session Description with the 32-byte key
 // (Discord docs, topics/voice-connections). One goroutine (run) owns the
 // session afterwards: it heartbeats with seq_ack, resumes (op 7) after a
 // dropped socket, starts a new session when the close code table says so
 // (opcodes.go, closeCodes), follows voice server moves, and ends with a
-// Left event (4014, 4022, kicked) or a fatal Error (4016 no common
-// encryption mode, 4017 DAVE required, ...). Close 4014 is final even
-// though Discord also uses it when it moves a call to another server: a
-// Left event lets the owner decide whether to Join again.
+// Left event (4022, or a VOICE_STATE_UPDATE with a null channel) or a
+// fatal Error (4016 no common encryption mode, 4017 DAVE required, ...).
+//
+// A new session keeps the newest voice state and server update and
+// reconnects on whichever answers the repeated op 4: Discord answers a
+// join of the channel the bot is in with only one of the two, often only
+// the voice state. Leaving and joining again, which brings both, is the
+// last resort. Close 4014 waits Options.ServerUpdateWait for a voice
+// update: Discord sends it both when the bot was removed (a voice state
+// with a null channel follows: Left) and when it moved the bot or its
+// voice server (a server update follows: connect there); without either
+// it starts a new session.
 //
 // # Media
 //
@@ -26,8 +35,9 @@
 // discontinued xsalsa20_poly1305, _suffix and _lite modes for old
 // servers and the emulator (crypto.go). Sending: SendOpus queues 20 ms
 // frames to a pacer that runs on absolute deadlines of the monotonic
-// clock, announces Speaking before the first packet, sends five silence
-// frames before going quiet, keeps timestamps advancing across silence
+// clock, sends Speaking (op 5, speaking 1) before the audio of every talk
+// spurt on every gateway connection (after each connect and resume),
+// sends five silence frames and then speaking 0 before going quiet, keeps timestamps advancing across silence
 // and marks the first packet after a gap. Receiving: one stream per SSRC,
 // mapped to a user by ops 5, 11, 12 and 13; header extensions are
 // stripped after decryption; a reorder buffer holds at most 60 ms; Frames
@@ -76,10 +86,12 @@
 //
 // # Video
 //
-// The VP8 path (Identify video:true, op 12, VP8 payload descriptor per
-// RFC 7741) exists for the protocol and the emulator. Real Discord does
-// not let bots send camera video: the gateway discards self_video for
-// bots and Discord clients do not show it. In a real deployment the
-// Discord leg carries audio and presence; browser video goes between
-// browsers through the bridge's own SFU.
+// The VP8 path (Identify video:true with streams, Select Protocol codecs:
+// Opus 120, VP8 105 with RTX 106, op 12, VP8 packetized by pion's
+// VP8Payloader per RFC 7741) is undocumented and goes only with
+// Options.Video, for servers known to accept it such as the emulator.
+// Real Discord does not let bots send camera video: the gateway discards
+// self_video for bots and Discord clients do not show it. In a real
+// deployment the Discord leg carries audio and presence; browser video
+// goes between browsers through the bridge's own SFU.
 package voice

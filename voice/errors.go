@@ -63,6 +63,8 @@ var (
 	// ErrNotConnected means media was sent while the connection had no
 	// voice session (between servers or before Session Description).
 	ErrNotConnected = errors.New("voice: no voice session")
+	// ErrVideoOff means SendVP8 was called without Options.Video.
+	ErrVideoOff = errors.New("voice: video is off (Options.Video): Discord discards bot video")
 	// ErrNoVideo means the voice server assigned no video SSRC, so video
 	// cannot be sent.
 	ErrNoVideo = errors.New("voice: voice server assigned no video stream")

@@ -48,6 +48,10 @@ type gatewayConn struct {
 	hbNonce   atomic.Int64
 	hbPending atomic.Bool
 	zombie    atomic.Bool
+	// speaking is the flag last sent in op 5 on this connection, owned
+	// by the pacer: a new connection or a resume starts without one, so
+	// op 5 goes again before the first audio.
+	speaking bool
 
 	stop     chan struct{}
 	stopOnce sync.Once

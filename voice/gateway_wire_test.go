@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -170,28 +170,34 @@ func (w *wireServer) serveWS(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// staticSignaler answers op 4 with fixed credentials.
-type staticSignaler struct {
-	endpoint string
-	mu       sync.Mutex
-	ch       chan voice.VoiceUpdate
+// fixedServer is a voice backend for the emulated main gateway that
+// sends every join to one endpoint with the token "tok".
+type fixedServer struct {
+	endpoint  string
+	mu        sync.Mutex
+	sessionID string
 }
 
-func (s *staticSignaler) UpdateVoiceState(_ context.Context, _, ch string, _, _ bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ch != "" && s.ch != nil {
-		s.ch <- voice.VoiceUpdate{SessionID: "sess", ChannelID: ch}
-		s.ch <- voice.VoiceUpdate{Server: true, Token: "tok", Endpoint: s.endpoint}
-	}
-	return nil
+func (f *fixedServer) Allocate(_, _, _, sessionID string) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionID = sessionID
+	return f.endpoint, "tok", nil
 }
 
-func (s *staticSignaler) SubscribeVoice(string) (<-chan voice.VoiceUpdate, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ch = make(chan voice.VoiceUpdate, 4)
-	return s.ch, func() {}
+func (f *fixedServer) Renew(_, _, sessionID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionID = sessionID
+}
+
+func (f *fixedServer) Release(string, string)                  {}
+func (f *fixedServer) MemberVoiceState(string, string, string) {}
+
+func (f *fixedServer) session() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessionID
 }
 
 // TestWireFormat checks the handshake and media on the wire with DAVE
@@ -199,7 +205,8 @@ func (s *staticSignaler) SubscribeVoice(string) (<-chan voice.VoiceUpdate, func(
 // binary ones, are ignored without error events.
 func TestWireFormat(t *testing.T) {
 	w := startWireServer(t)
-	c := voice.NewClient(voice.Options{Signaler: &staticSignaler{endpoint: w.endpoint()}, UserID: botID,
+	backend := &fixedServer{endpoint: w.endpoint()}
+	c := voice.NewClient(voice.Options{Signaler: newMainGateway(t, backend, botID), UserID: botID,
 		TLSConfig: w.tlsConfig(), Logger: testLogger(t), DisableDAVE: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -249,27 +256,30 @@ func TestWireFormat(t *testing.T) {
 	if w.query != "v=8" {
 		t.Errorf("query %q, want v=8", w.query)
 	}
-	want := map[string]any{"server_id": guildID, "user_id": botID, "session_id": "sess", "token": "tok",
-		"max_dave_protocol_version": 0.0, "video": true}
+	want := map[string]any{"server_id": guildID, "user_id": botID, "session_id": backend.session(), "token": "tok",
+		"max_dave_protocol_version": 0.0}
 	d := w.identify["d"].(map[string]any)
 	for k, v := range want {
 		if d[k] != v {
 			t.Errorf("identify %s = %v, want %v", k, d[k], v)
 		}
 	}
-	if b, _ := json.Marshal(d["streams"]); string(b) != `[{"quality":100,"rid":"100","type":"video"}]` {
-		t.Errorf("identify streams %s", b)
+	// Without Options.Video none of the undocumented video fields goes.
+	for _, k := range []string{"video", "streams"} {
+		if v, ok := d[k]; ok {
+			t.Errorf("identify has %s = %v; Discord documents no such field", k, v)
+		}
 	}
 	sp := w.selectP["d"].(map[string]any)
 	data := sp["data"].(map[string]any)
 	if sp["protocol"] != "udp" || data["mode"] != "aead_aes256_gcm_rtpsize" || data["address"] != "127.0.0.1" || data["port"].(float64) == 0 {
 		t.Errorf("select protocol %v", sp)
 	}
-	codecs, _ := json.Marshal(sp["codecs"])
-	for _, frag := range []string{`"name":"opus"`, `"payload_type":120`, `"name":"VP8"`, `"payload_type":105`, `"rtx_payload_type":106`} {
-		if !strings.Contains(string(codecs), frag) {
-			t.Errorf("codecs %s lack %s", codecs, frag)
-		}
+	if codecs, ok := sp["codecs"]; ok {
+		t.Errorf("select protocol has codecs %v; Discord documents no such field", codecs)
+	}
+	if err := conn.SendVP8([]byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a}, true); !errors.Is(err, voice.ErrVideoOff) {
+		t.Errorf("SendVP8 without Options.Video: %v, want ErrVideoOff", err)
 	}
 	last := w.heartbeats[len(w.heartbeats)-1]["d"].(map[string]any)
 	if last["seq_ack"].(float64) != float64(w.lastSeq) || last["t"].(float64) == 0 {
@@ -306,7 +316,7 @@ func TestWireFormat(t *testing.T) {
 // at least the pause (in 960-sample steps) with the marker set.
 func TestPacerTimeline(t *testing.T) {
 	w := startWireServer(t)
-	c := voice.NewClient(voice.Options{Signaler: &staticSignaler{endpoint: w.endpoint()}, UserID: botID,
+	c := voice.NewClient(voice.Options{Signaler: newMainGateway(t, &fixedServer{endpoint: w.endpoint()}, botID), UserID: botID,
 		TLSConfig: w.tlsConfig(), Logger: testLogger(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/voicebridge/bridge/emulator/voiceemu"
-	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/internal/audiotest"
 	"github.com/voicebridge/bridge/voice"
 )
@@ -183,7 +182,7 @@ func TestResumeAfterSocketDrop(t *testing.T) {
 			t.Fatalf("gap of %d samples (%d missing) at frame %d", dt, received[i].Missing, i)
 		}
 	}
-	joins, _ := r.sig.counts()
+	joins, _ := r.sig.counts(t)
 	if joins != 1 {
 		t.Fatalf("%d op 4 joins; a resume needs none", joins)
 	}
@@ -227,7 +226,6 @@ func TestCloseCodes(t *testing.T) {
 		wantText string
 		wantErr  error
 	}{
-		{4014, true, "4014", nil},
 		{4022, true, "4022", nil},
 		{4016, false, "no common encryption mode", voice.ErrNoCommonMode},
 		{4017, false, "DAVE (E2EE) required", voice.ErrDAVERequired},
@@ -264,7 +262,7 @@ func TestCloseCodes(t *testing.T) {
 					t.Fatalf("final event %+v, want error naming %q", final, c.wantText)
 				}
 			}
-			if joins, _ := r.sig.counts(); joins != 1 {
+			if joins, _ := r.sig.counts(t); joins != 1 {
 				t.Fatalf("%d op 4 joins: close %d must not be retried", joins, c.code)
 			}
 			if r.evs.count(isState(voice.StateResuming)) != 0 || r.evs.count(isState(voice.StateReconnecting)) != 0 {
@@ -284,8 +282,10 @@ func TestSessionInvalidStartsNewSession(t *testing.T) {
 	r.srv.CloseSession(botID, 4006)
 	i := r.evs.await(t, 0, "reconnecting", isState(voice.StateReconnecting))
 	r.evs.await(t, i, "connected", isState(voice.StateConnected))
-	if joins, _ := r.sig.counts(); joins != 2 {
-		t.Fatalf("%d op 4 joins, want 2", joins)
+	// The emulator, as Discord, answers the repeated op 4 with only a
+	// voice state: enough to reconnect, without leaving the channel.
+	if joins, leaves := r.sig.counts(t); joins != 2 || leaves != 0 {
+		t.Fatalf("%d op 4 joins and %d leaves, want 2 and 0", joins, leaves)
 	}
 	if r.evs.count(isState(voice.StateResuming)) != 0 {
 		t.Fatal("resumed after 4006")
@@ -320,7 +320,7 @@ func sendAndHear(t *testing.T, r *rig) {
 
 func TestDAVERequiredFailsJoin(t *testing.T) {
 	srv := startServer(t, voiceemu.Options{RequireDAVE: true})
-	sig := newSignaler(srv)
+	sig := newMainGateway(t, srv, botID)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
@@ -329,18 +329,16 @@ func TestDAVERequiredFailsJoin(t *testing.T) {
 	if !errors.Is(err, voice.ErrDAVERequired) || !strings.Contains(err.Error(), "DAVE (E2EE) required") {
 		t.Fatalf("Join: %v, want the DAVE requirement named", err)
 	}
-	if _, leaves := sig.counts(); leaves != 1 {
-		t.Fatalf("%d op 4 leaves after the failed join, want 1", leaves)
-	}
+	eventually(t, "one op 4 leave after the failed join", func() bool { _, leaves := sig.counts(t); return leaves == 1 })
 }
 
 // TestServerMove: a new VOICE_SERVER_UPDATE moves the connection to the
 // new server as a new session; a null endpoint waits for the next.
 func TestServerMove(t *testing.T) {
 	r := join(t, voiceemu.Options{})
-	r.sig.move(true)
+	r.sig.move(t, true)
 	i := r.evs.await(t, 0, "waiting for server", isState(voice.StateWaitingForServer))
-	r.sig.move(false)
+	r.sig.move(t, false)
 	i = r.evs.await(t, i, "reconnecting", isState(voice.StateReconnecting))
 	r.evs.await(t, i, "connected", isState(voice.StateConnected))
 	sendAndHear(t, r)
@@ -438,7 +436,7 @@ func TestFrameSeam(t *testing.T) {
 	// DAVE off: the emulator's DAVE members could not read the XOR seam's
 	// frames, so the call runs at DAVE protocol 0.
 	seam := &xorSeam{users: map[string]int{}}
-	c := voice.NewClient(voice.Options{Signaler: newSignaler(srv), UserID: botID, TLSConfig: srv.TLSConfig(),
+	c := voice.NewClient(voice.Options{Signaler: newMainGateway(t, srv, botID), UserID: botID, TLSConfig: srv.TLSConfig(),
 		Logger: testLogger(t), Encryptor: seam, Decryptor: seam, DisableDAVE: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -468,6 +466,8 @@ func TestFrameSeam(t *testing.T) {
 		t.Fatal("member heard nothing")
 	}
 	evs.await(t, 0, "member speaking", func(ev voice.Event) bool { s, ok := ev.(voice.Speaking); return ok && s.UserID == memberID })
+	// The member joined a DAVE call; the bot without DAVE downgrades it.
+	eventually(t, "the call at DAVE protocol 0 for the member", func() bool { return member.ProtocolVersion() == 0 })
 	if err := member.SendOpus([]byte{7, 8, 9}); err != nil {
 		t.Fatal(err)
 	}
@@ -481,9 +481,6 @@ func TestFrameSeam(t *testing.T) {
 		t.Fatalf("decryptor saw users %v", seam.users)
 	}
 }
-
-// The main gateway client is the Signaler the voice client uses.
-var _ voice.Signaler = (*gateway.Client)(nil)
 
 // eventually polls cond (counters without a notification hook) until the
 // deadline.
@@ -526,7 +523,7 @@ func TestRTCPCountedNotDelivered(t *testing.T) {
 // stops with an error.
 func TestGivesUpWhenServerGone(t *testing.T) {
 	srv := startServer(t, voiceemu.Options{})
-	sig := newSignaler(srv)
+	sig := newMainGateway(t, srv, botID)
 	c := voice.NewClient(voice.Options{Signaler: sig, UserID: botID, TLSConfig: srv.TLSConfig(),
 		Logger: testLogger(t), JoinTimeout: 2 * time.Second, MaxReconnects: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -557,9 +554,7 @@ func TestGivesUpWhenServerGone(t *testing.T) {
 // moderator disconnected the bot) ends the connection with Left.
 func TestKickedByMainGateway(t *testing.T) {
 	r := join(t, voiceemu.Options{})
-	r.sig.mu.Lock()
-	r.sig.pushLocked(voice.VoiceUpdate{SessionID: "sess-1"})
-	r.sig.mu.Unlock()
+	r.sig.kick(t)
 	i := r.evs.await(t, 0, "left", func(ev voice.Event) bool { _, ok := ev.(voice.Left); return ok })
 	r.evs.wait()
 	r.evs.mu.Lock()

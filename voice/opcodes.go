@@ -101,8 +101,8 @@ type identifyData struct {
 	SessionID              string       `json:"session_id"`
 	Token                  string       `json:"token"`
 	MaxDAVEProtocolVersion int          `json:"max_dave_protocol_version"`
-	Video                  bool         `json:"video"`
-	Streams                []streamSpec `json:"streams"`
+	Video                  bool         `json:"video,omitempty"`
+	Streams                []streamSpec `json:"streams,omitempty"`
 }
 
 type readyData struct {
@@ -124,7 +124,7 @@ type codecSpec struct {
 type selectProtocolData struct {
 	Protocol string             `json:"protocol"`
 	Data     selectProtocolAddr `json:"data"`
-	Codecs   []codecSpec        `json:"codecs"`
+	Codecs   []codecSpec        `json:"codecs,omitempty"`
 }
 
 type selectProtocolAddr struct {
@@ -216,10 +216,16 @@ const (
 	closeStop
 	// closeLeft ends the connection cleanly: we are no longer in the call.
 	closeLeft
+	// closeAwaitServer waits briefly for a voice update: Discord closes
+	// with 4014 both when the bot was removed (a VOICE_STATE_UPDATE with a
+	// null channel follows) and when it was moved or its voice server
+	// changed (a VOICE_SERVER_UPDATE follows). Without either it starts a
+	// new session.
+	closeAwaitServer
 )
 
 func (a closeAction) String() string {
-	return [...]string{"resume", "new session", "stop", "left"}[a]
+	return [...]string{"resume", "new session", "stop", "left", "await server"}[a]
 }
 
 // closeCode is one row of the voice close code table.
@@ -243,7 +249,7 @@ var closeCodes = map[int]closeCode{
 	4009: {"session timeout", closeNewSession, nil},
 	4011: {"server not found", closeNewSession, nil},
 	4012: {"unknown protocol", closeStop, ErrClosedByServer},
-	4014: {"disconnected (kicked, moved, channel deleted or main session dropped)", closeLeft, nil},
+	4014: {"disconnected (kicked, moved, channel deleted, voice server changed or main session dropped)", closeAwaitServer, nil},
 	4015: {"voice server crashed", closeResume, nil},
 	4016: {"unknown encryption mode: no common encryption mode", closeStop, ErrNoCommonMode},
 	4017: {"E2EE/DAVE protocol required", closeStop, ErrDAVERequired},

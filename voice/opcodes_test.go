@@ -14,7 +14,7 @@ func TestCloseCodeTable(t *testing.T) {
 	}{
 		{4001, closeNewSession}, {4002, closeNewSession}, {4003, closeNewSession}, {4004, closeNewSession},
 		{4005, closeNewSession}, {4006, closeNewSession}, {4009, closeNewSession}, {4011, closeNewSession},
-		{4012, closeStop}, {4014, closeLeft}, {4015, closeResume}, {4016, closeStop}, {4017, closeStop},
+		{4012, closeStop}, {4014, closeAwaitServer}, {4015, closeResume}, {4016, closeStop}, {4017, closeStop},
 		{4020, closeStop}, {4021, closeStop}, {4022, closeLeft},
 		{4099, closeNewSession}, {1000, closeResume}, {1006, closeResume}, {0, closeResume},
 	}

@@ -17,6 +17,11 @@ const (
 	// pendingLimit bounds frames held for an SSRC no op 5/12 has mapped
 	// to a user yet (1 s of audio).
 	pendingLimit = 50
+	// departedGrace is how long the state of an SSRC that no user owns
+	// (its user left, op 13, or it never had one) is kept after its last
+	// packet: then it goes, counters included, so a call that users join
+	// and leave for days holds only the streams of those present.
+	departedGrace = 10 * time.Second
 )
 
 // silenceFrame is Opus's 3-byte silence frame; DAVE leaves it
@@ -118,6 +123,7 @@ type stream struct {
 	pending  []Frame
 	abandons int
 	stats    StreamStats
+	last     time.Time // the last packet
 }
 
 type rxPacket struct {
@@ -172,6 +178,7 @@ func (rx *receiver) packet(t *transport, b []byte, now time.Time) {
 		return
 	}
 	s := rx.stream(ssrc, kind)
+	s.last = now
 	if s.kind != kind {
 		st.add(func(s *connStats) { s.unknown++ })
 		return
@@ -241,7 +248,7 @@ func (rx *receiver) deliver(s *stream, f Frame) {
 		out, err := rx.c.decryptFrame(f.UserID, f.Kind, f.Payload)
 		if err != nil {
 			s.stats.FrameDecryptFailures++
-			rx.c.log.Debug("frame decrypt failed", "user", f.UserID, "ssrc", s.ssrc, "err", err)
+			rx.c.log.Debug("frame decrypt failed", "user_id", f.UserID, "ssrc", s.ssrc, "err", err)
 			return
 		}
 		f.Payload = out
@@ -300,5 +307,21 @@ func (rx *receiver) tick(now time.Time) {
 		if s.rb.Stats().Lost != before {
 			rx.publish(s)
 		}
+	}
+	rx.forgetDeparted(now)
+}
+
+// forgetDeparted drops the state and counters of SSRCs no user owns that
+// have been silent for departedGrace.
+func (rx *receiver) forgetDeparted(now time.Time) {
+	for ssrc, s := range rx.streams {
+		if now.Sub(s.last) < departedGrace {
+			continue
+		}
+		if _, ok := rx.c.ssrcOwner(ssrc); ok {
+			continue
+		}
+		delete(rx.streams, ssrc)
+		rx.c.stats.add(func(cs *connStats) { delete(cs.streams, ssrc) })
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtp/codecs"
 	"github.com/voicebridge/bridge/voice/dave"
 )
 
@@ -52,7 +53,7 @@ type sender struct {
 	vseq   uint16
 	vts0   uint32
 	vstart time.Time
-	vp8    VP8Packetizer
+	vp8    codecs.VP8Payloader // EnablePictureID set by newSender
 	venc   []byte
 }
 
@@ -66,6 +67,7 @@ func newSender(c *Conn) *sender {
 		vseq:   uint16(rand.Uint32()),
 		vts0:   rand.Uint32(),
 		vstart: time.Now(),
+		vp8:    codecs.VP8Payloader{EnablePictureID: true},
 		abuf:   make([]byte, 0, maxOpusFrame+dave.MaxEncryptedOverhead),
 	}
 	for range cap(s.free) {
@@ -177,6 +179,7 @@ func (s *sender) run(ctx context.Context) {
 			silence--
 			if silence == 0 {
 				talking = false
+				s.endSpeaking()
 			}
 		}
 		lastSlot = slot
@@ -250,24 +253,47 @@ func (s *sender) skip() {
 	s.gap = true
 }
 
-// announce sends Speaking once per transport. The flag stays set for the
-// session rather than toggling per talk spurt, which Discord rate limits
-// (close 4008).
+// announce makes sure op 5 with speaking 1 (the microphone bit) went out
+// on the current gateway connection before audio does: after every
+// connect and resume, and after the end of a talk spurt, as Discord's
+// clients and discord.js do (Discord voice docs, "Speaking"). Without a
+// gateway connection (resuming) audio goes on only inside a talk spurt
+// already announced.
 func (s *sender) announce(t *transport) bool {
-	if t.speakingSent.Load() {
-		return true
-	}
 	g := s.c.gwPtr.Load()
 	if g == nil {
-		return false
+		return t.speaking.Load()
+	}
+	if g.speaking {
+		return true
 	}
 	delay := 0
 	if err := g.send(OpSpeaking, speakingData{Speaking: 1, Delay: &delay, SSRC: t.ssrc}); err != nil {
 		s.c.log.Debug("speaking announce failed", "err", err)
 		return false
 	}
-	t.speakingSent.Store(true)
+	g.speaking = true
+	t.speaking.Store(true)
 	return true
+}
+
+// endSpeaking sends op 5 with speaking 0 once a talk spurt ended (after
+// its five silence frames), so Discord users do not see the bot speaking
+// forever.
+func (s *sender) endSpeaking() {
+	g, t := s.c.gwPtr.Load(), s.c.trPtr.Load()
+	if t != nil {
+		t.speaking.Store(false)
+	}
+	if g == nil || t == nil || !g.speaking {
+		return
+	}
+	delay := 0
+	if err := g.send(OpSpeaking, speakingData{Speaking: 0, Delay: &delay, SSRC: t.ssrc}); err != nil {
+		s.c.log.Debug("speaking end failed", "err", err)
+		return
+	}
+	g.speaking = false
 }
 
 // SendVP8 sends one VP8 frame at once (video is not paced): through the
@@ -277,6 +303,9 @@ func (s *sender) announce(t *transport) bool {
 // frame's P bit. The first video frame of a session announces the stream
 // (op 12). Real Discord does not let bots send camera video (see doc.go).
 func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
+	if !c.opts.Video {
+		return ErrVideoOff
+	}
 	if len(frame) == 0 {
 		return fmt.Errorf("voice: empty VP8 frame: %w", ErrBadVP8)
 	}
@@ -322,15 +351,15 @@ func (c *Conn) SendVP8(frame []byte, keyframe bool) error {
 	ts := s.vts0 + uint32(time.Since(s.vstart)*videoClock/time.Second)
 	h := Header{PayloadType: PayloadTypeVP8, Timestamp: ts, SSRC: t.videoSSRC}
 	sent := 0
-	err = s.vp8.Packetize(frame, func(payload []byte, marker bool) error {
-		h.Sequence, h.Marker = s.vseq, marker
+	payloads := s.vp8.Payload(DefaultVP8MaxPayload, frame)
+	for i, payload := range payloads {
+		h.Sequence, h.Marker = s.vseq, i == len(payloads)-1
 		s.vseq++
-		if err := t.send(&h, payload); err != nil {
-			return err
+		if err = t.send(&h, payload); err != nil {
+			break
 		}
 		sent++
-		return nil
-	})
+	}
 	c.stats.add(func(st *connStats) { st.videoSent += uint64(sent) })
 	return err
 }

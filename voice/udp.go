@@ -46,7 +46,10 @@ type transport struct {
 	sendBuf []byte
 	opener  *Cipher
 
-	speakingSent   atomic.Bool
+	// speaking: op 5 speaking 1 went out for this transport and no
+	// speaking 0 since. While the gateway resumes, audio keeps flowing
+	// on it; the new connection announces again before the next frame.
+	speaking       atomic.Bool
 	videoAnnounced atomic.Bool
 
 	// dave is the DAVE session our media is encrypted with for this
@@ -96,10 +99,19 @@ func newTransport(c *Conn, ready readyData, mode Mode) (*transport, error) {
 func (t *transport) discover(ctx context.Context) (netip.AddrPort, error) {
 	req := AppendDiscoveryRequest(nil, t.ssrc)
 	buf := make([]byte, maxDatagram)
-	var lastErr error
+	// answerErr (a malformed answer, or one for another SSRC) says more
+	// than the timeout or cancellation that follows it: fail keeps it.
+	var answerErr error
+	fail := func(what string, cause error) (netip.AddrPort, error) {
+		if answerErr != nil {
+			return netip.AddrPort{}, fmt.Errorf("voice: IP discovery %s: %w (last answer: %w)", what, cause, answerErr)
+		}
+		return netip.AddrPort{}, fmt.Errorf("voice: IP discovery %s: %w", what, cause)
+	}
+	var readErr error
 	for try := 0; try < discoveryTries; try++ {
-		if err := ctx.Err(); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("voice: IP discovery: %w", context.Cause(ctx))
+		if ctx.Err() != nil {
+			return fail("stopped", context.Cause(ctx))
 		}
 		deadline := time.Now().Add(discoveryTimeout)
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -107,28 +119,28 @@ func (t *transport) discover(ctx context.Context) (netip.AddrPort, error) {
 		}
 		_ = t.udp.SetWriteDeadline(deadline)
 		if _, err := t.udp.Write(req); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("voice: IP discovery request: %w", err)
+			return fail("request", err)
 		}
 		_ = t.udp.SetReadDeadline(deadline)
 		for {
 			n, err := t.udp.Read(buf)
 			if err != nil {
-				lastErr = err
+				readErr = err
 				break
 			}
 			r, err := ParseDiscoveryResponse(buf[:n])
 			if err != nil {
-				lastErr = err
+				answerErr = err
 				continue // not the answer (media may already flow)
 			}
 			if r.SSRC != t.ssrc {
-				lastErr = fmt.Errorf("voice: discovery answer for SSRC %d, ours is %d: %w", r.SSRC, t.ssrc, ErrBadDiscovery)
+				answerErr = fmt.Errorf("voice: discovery answer for SSRC %d, ours is %d: %w", r.SSRC, t.ssrc, ErrBadDiscovery)
 				continue
 			}
 			return r.Addr, nil
 		}
 	}
-	return netip.AddrPort{}, fmt.Errorf("voice: IP discovery failed after %d tries: %w", discoveryTries, lastErr)
+	return fail(fmt.Sprintf("failed after %d tries", discoveryTries), readErr)
 }
 
 // setKey creates the two ciphers from Session Description's key.

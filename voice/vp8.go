@@ -142,49 +142,11 @@ func (d *VP8Descriptor) AppendTo(dst []byte) []byte {
 // of the first byte, is 0 for key frames (RFC 7741 §4.3, RFC 6386 §9.1).
 func VP8IsKeyframe(frame []byte) bool { return len(frame) > 0 && frame[0]&0x01 == 0 }
 
-// DefaultVP8MaxPayload keeps RTP packets well under a 1200-byte path MTU
-// once RTP header, descriptor, tag and nonce are added.
+// DefaultVP8MaxPayload bounds each outgoing VP8 RTP payload, descriptor
+// included: it keeps RTP packets well under a 1200-byte path MTU once RTP
+// header, tag and nonce are added. pion's codecs.VP8Payloader splits the
+// frames (RFC 7741 §4.4, a 15-bit picture ID advancing per frame).
 const DefaultVP8MaxPayload = 1100
-
-// VP8Packetizer splits VP8 frames into RTP payloads (RFC 7741 §4.4): a
-// descriptor with a 15-bit picture ID that advances per frame, S set and
-// PID 0 on the first packet. It reuses one buffer.
-type VP8Packetizer struct {
-	// MaxPayload bounds each RTP payload, descriptor included; zero means
-	// DefaultVP8MaxPayload.
-	MaxPayload int
-	pictureID  uint16
-	buf        []byte
-}
-
-// Packetize calls emit for each RTP payload of frame, marker true on the
-// last. The payload is only valid during the call.
-func (p *VP8Packetizer) Packetize(frame []byte, emit func(payload []byte, marker bool) error) error {
-	if len(frame) == 0 {
-		return fmt.Errorf("voice: empty VP8 frame: %w", ErrBadVP8)
-	}
-	maxPayload := p.MaxPayload
-	if maxPayload == 0 {
-		maxPayload = DefaultVP8MaxPayload
-	}
-	const descLen = 4 // b0, ext, 2-byte picture ID
-	chunk := maxPayload - descLen
-	if chunk < 1 {
-		return fmt.Errorf("voice: VP8 max payload %d leaves no room for data: %w", maxPayload, ErrBadVP8)
-	}
-	d := VP8Descriptor{HasPictureID: true, LongPictureID: true, PictureID: p.pictureID}
-	p.pictureID = (p.pictureID + 1) & 0x7fff
-	for off := 0; off < len(frame); off += chunk {
-		end := min(off+chunk, len(frame))
-		d.Start = off == 0
-		p.buf = d.AppendTo(p.buf[:0])
-		p.buf = append(p.buf, frame[off:end]...)
-		if err := emit(p.buf, end == len(frame)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // VP8Result is what VP8Assembler.Push produced.
 type VP8Result struct {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pion/rtp/codecs"
 )
 
 func TestVP8DescriptorLayouts(t *testing.T) {
@@ -49,21 +51,18 @@ type vp8pkt struct {
 
 func packetizeFrames(t *testing.T, frames [][]byte) []vp8pkt {
 	t.Helper()
-	var p VP8Packetizer
+	p := codecs.VP8Payloader{EnablePictureID: true}
 	var out []vp8pkt
 	seq := uint16(65530) // crosses the wrap
 	for i, f := range frames {
 		ts := uint32(i) * 3000
-		err := p.Packetize(f, func(payload []byte, marker bool) error {
+		payloads := p.Payload(DefaultVP8MaxPayload, f)
+		for j, payload := range payloads {
 			if len(payload) > DefaultVP8MaxPayload {
 				t.Fatalf("payload %d > %d", len(payload), DefaultVP8MaxPayload)
 			}
-			out = append(out, vp8pkt{seq, ts, marker, append([]byte(nil), payload...)})
+			out = append(out, vp8pkt{seq, ts, j == len(payloads)-1, payload})
 			seq++
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 	}
 	return out

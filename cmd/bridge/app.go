@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/media"
+	"github.com/voicebridge/bridge/media/opusenc"
 	"github.com/voicebridge/bridge/web"
 )
 
@@ -30,9 +30,18 @@ type app struct {
 	media *media.Manager
 	srv   *http.Server
 	ln    net.Listener
+	calls *presence         // browsers in each room's call, for GET /api/rooms
 	front *front            // HTTPS, redirect and trusted proxies (tls.go)
 	turn  *media.TURNServer // embedded TURN server, nil unless TURN_PORT
-	done  chan error
+	conns *connLimiter
+	// serving is set once Serve owns the listener.
+	serving bool
+	// verifier checks tokens against JWKS_URL (nil with dev auth).
+	verifier *hub.Verifier
+	done     chan error
+
+	cluster *cluster    // the instances sharing REDIS_URL (scale.go)
+	metrics *appMetrics // GET /metrics (metrics.go)
 }
 
 // devIssuer and devAudience are the claims of dev-auth tokens.
@@ -48,28 +57,51 @@ type tuning struct {
 	gateway func(*gateway.Options)
 	media   func(*media.Options)
 	turn    func(*media.TURNOptions)
+	server  serverLimits
 }
 
 func newApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	return newTunedApp(ctx, cfg, log, tuning{})
 }
 
-func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, done: make(chan error, 1)}
-	built := a // a is nil once an error is returned
-	defer func() {
-		if err != nil {
-			built.closeParts(context.Background())
+func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning) (*app, error) {
+	a := &app{cfg: cfg, log: log, calls: newPresence(), done: make(chan error, 1)}
+	if err := a.start(ctx, tune); err != nil {
+		// Whatever started is stopped again: a failed start leaves no
+		// listener and no goroutine behind.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if cerr := a.closeParts(closeCtx); cerr != nil {
+			log.Warn("cleanup after a failed start", "err", cerr)
 		}
-	}()
+		return nil, err
+	}
+	return a, nil
+}
+
+// start wires and starts every part; an error is a *StartError and a
+// failed start leaves a for closeParts to undo.
+func (a *app) start(ctx context.Context, tune tuning) error {
+	cfg, log := a.cfg, a.log
+	limits := tune.server.withDefaults()
+
+	// The port first: a busy LISTEN_ADDR is the commonest failure and
+	// needs nothing else started to be found.
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return &StartError{What: "LISTEN_ADDR " + cfg.ListenAddr, Err: err,
+			Fix: "stop whatever listens there, or set LISTEN_ADDR to a free address such as :8081"}
+	}
+	a.conns = newConnLimiter(ln, cfg.MaxConnsPerIP, cfg.MaxConns, cfg.TrustedProxies, log.With("component", "bridge"))
+	a.ln = a.conns
 
 	tokens, guildID, categoryID, apiBase := cfg.BotTokens, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
 		demoOpts := tune.demo
-		demoOpts.Logger = log
+		demoOpts.Logger = slog.New(quietHandler{log.Handler()})
 		a.demo, err = emulator.StartDemo(demoOpts)
 		if err != nil {
-			return nil, fmt.Errorf("embedded Discord emulator: %w", err)
+			return &StartError{What: "embedded Discord emulator", Err: err, Fix: "report this as a bug, or set DISCORD_BOT_TOKEN to run against Discord"}
 		}
 		o := a.demo.Discord.Options()
 		tokens, guildID, categoryID = []string{o.Token}, o.GuildID, o.CategoryID
@@ -77,16 +109,24 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 			tokens = append(tokens, b.Token)
 		}
 		apiBase = a.demo.Discord.URL() + "/api/v10"
-		log.Warn("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild", guildID)
+		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
 
+	if a.metrics, err = newAppMetrics(); err != nil {
+		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
+	}
 	a.bots, err = newBots(botSpec{
 		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
-		tune: tune.gateway,
+		httpClient: a.metrics.httpClient(),
+		tune:       tune.gateway,
 		publish: func(e gateway.Event) {
-			a.hub.Publish(e.Name, e.Payload)
+			if a.cluster.eventsSource() {
+				a.hub.Publish(e.Name, e.Payload)
+			}
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
+				a.hub.RoomEnded(p.ChannelID)
 				a.media.RoomEnded(p.ChannelID)
+				a.calls.roomEnded(p.ChannelID)
 			}
 		},
 		onChange: func() {
@@ -97,71 +137,94 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		log: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN(S), DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
 	a.gw = a.bots.first
 
+	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
+		return &StartError{What: "REDIS_URL", Err: err, Fix: "check that REDIS_URL points to a reachable Redis (redis://host:6379/0), or unset it to run one instance"}
+	}
 	hubOpts := hub.Options{
+		Bus:            a.cluster.hubBus(),
+		Cluster:        a.cluster.status,
 		GuildID:        guildID,
 		DefaultGuildID: guildID, // tokens without a guilds claim keep the one guild
-		Rooms:          roomsAdapter{a.bots.leadRooms},
+		Rooms:          roomsAdapter{r: a.bots.leadRooms, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
+		OperatorToken:  []byte(cfg.OperatorToken),
+		AdminClaim:     cfg.AdminClaim,
+		AdminRole:      cfg.AdminRole,
+		RoomsPerHour:   cfg.RoomsPerUser,
+		SocketsPerUser: cfg.SocketsPerUser,
 		Status:         func() any { return a.bots.status() },
-		Ready:          func() bool { return a.bots.pool.Healthy() },
-		Logger:         log.With("part", "hub"),
+		Ready:          func() error { return a.cluster.readiness(a.bots.readiness()) },
+		Logger:         log.With("component", "hub"),
 	}
 	if cfg.DevAuth {
 		dev, err := hub.NewDevAuth(devIssuer, devAudience)
 		if err != nil {
-			return nil, fmt.Errorf("dev auth: %w", err)
+			return &StartError{What: "dev auth", Err: err, Fix: "report this as a bug"}
 		}
 		hubOpts.DevAuth = dev
 		hubOpts.Auth = dev.Verifier()
-		log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		if !cfg.Embedded { // the embedded default's banner says so
+			log.Warn("DEV AUTH IS ON: anyone who can reach this server can mint tokens at POST /api/dev/token; never expose it")
+		}
 	} else {
-		hubOpts.Auth, err = hub.NewVerifier(ctx, hub.VerifierOptions{
-			JWKSURL:     cfg.JWKSURL,
-			Issuer:      cfg.JWTIssuer,
-			Audience:    cfg.JWTAudience,
-			GuildsClaim: cfg.GuildsClaim,
+		a.verifier, err = hub.NewVerifier(ctx, hub.VerifierOptions{
+			JWKSURL:      cfg.JWKSURL,
+			Issuer:       cfg.JWTIssuer,
+			Audience:     cfg.JWTAudience,
+			GuildsClaim:  cfg.GuildsClaim,
+			FetchTimeout: cfg.JWKSTimeout,
+			Logger:       log.With("component", "hub"),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("JWKS_URL: %w", err)
+			return &StartError{What: "JWKS_URL " + cfg.JWKSURL, Err: err,
+				Fix: fmt.Sprintf("check that JWKS_URL is your identity provider's key set and answers within JWKS_TIMEOUT (%s)", cfg.JWKSTimeout)}
 		}
+		hubOpts.Auth = a.verifier
 	}
-	a.hub, err = hub.New(hubOpts)
-	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+	if a.hub, err = hub.New(hubOpts); err != nil {
+		return &StartError{What: "hub", Err: err, Fix: "check ALLOWED_ORIGINS, ADMIN_CLAIM and the per-user limits"}
 	}
 
 	if a.front, err = newFront(cfg, log); err != nil {
-		return nil, err
+		return &StartError{What: "HTTPS", Err: err,
+			Fix: "check that TLS_CERT_FILE and TLS_KEY_FILE are a readable PEM pair, or TLS_DOMAIN and ACME_CACHE_DIR"}
 	}
 	if a.turn, err = startTURN(cfg, a.front.tls, log, tune.turn); err != nil {
-		return nil, err
+		return &StartError{What: fmt.Sprintf("embedded TURN server (TURN_PORT %d)", cfg.TURNPort), Err: err,
+			Fix: "stop whatever uses that port, or set TURN_PORT to a free one"}
 	}
 	if a.media, err = media.NewManager(a.mediaOptions(guildID, tune)); err != nil {
-		return nil, fmt.Errorf("media: %w", err)
+		return &StartError{What: fmt.Sprintf("media (ICE_UDP_PORT %d)", cfg.ICEUDPPort), Err: err,
+			Fix: "stop whatever uses that UDP port, or set ICE_UDP_PORT to a free one"}
 	}
 	wireSignaling(a.hub, a.media)
+	if err := a.metrics.register(a); err != nil {
+		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
+	}
 
 	a.srv = &http.Server{
-		Handler:           trustProxies(cfg.TrustedProxies, routes(a.hub.Handler(), web.Handler())),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Handler:           limits.wrap(trustProxies(cfg.TrustedProxies, a.metrics.withMetrics(routes(a.hub.Handler(), web.Handler())))),
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "bridge").Handler(), slog.LevelWarn),
 	}
-	a.ln, err = net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
-	}
+	a.cluster.listening(a.URL(), a.hub)
 	warnInsecure(cfg, a.ln.Addr(), log)
-	if a.ln, err = a.front.listener(a.ln); err != nil {
-		return nil, err
+	tlsLn, err := a.front.listener(a.ln)
+	if err != nil {
+		return &StartError{What: "HTTPS", Err: err, Fix: "stop whatever listens on HTTP_REDIRECT_ADDR, or set HTTP_REDIRECT_ADDR=off"}
 	}
-	if err := a.bots.pool.Open(ctx); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	a.ln = tlsLn
+	if err := a.cluster.openGateway(ctx, a.bots.pool, log); err != nil {
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN(S) and the network path to Discord"}
 	}
+	a.serving = true
 	go func() {
 		err := a.srv.Serve(a.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -169,7 +232,20 @@ func newTunedApp(ctx context.Context, cfg *Config, log *slog.Logger, tune tuning
 		}
 		a.done <- err
 	}()
-	return a, nil
+	return nil
+}
+
+// gatewayReadiness says, for anyone to read on /readyz, why the bridge is
+// not ready: the gateway's state and its last problem, nothing of its
+// session.
+func gatewayReadiness(st gateway.Status) error {
+	switch {
+	case st.State == gateway.StateReady:
+		return nil
+	case st.LastError != "":
+		return fmt.Errorf("the Discord gateway is %s: %s", st.State, st.LastError)
+	}
+	return fmt.Errorf("the Discord gateway is %s", st.State)
 }
 
 // Addr is the address the HTTP server listens on.
@@ -212,12 +288,8 @@ func (a *app) Shutdown(ctx context.Context) error {
 // mediaOptions turns the ICE settings into media's options.
 func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	cfg := a.cfg
-	var voiceTLS *tls.Config
-	if a.demo != nil {
-		voiceTLS = a.demo.Voice.TLSConfig()
-	}
 	o := media.Options{
-		Joiner:  voiceJoiner{pool: a.bots.pool, tls: voiceTLS, log: a.log},
+		Joiner:  voiceJoiner{pool: a.bots.pool, tls: a.voiceTLS(), log: a.log, video: a.demo != nil, m: a.metrics},
 		GuildID: guildID,
 		Links:   a.bots.pool.Capacity,
 		RoomName: func(channelID string) string {
@@ -236,10 +308,15 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 			}
 			return false
 		},
-		ICEUDPListen: net.JoinHostPort("", strconv.Itoa(cfg.ICEUDPPort)),
-		Grace:        cfg.RoomGrace,
-		Logger:       a.log,
-		Publish:      func(event string, payload any) { a.hub.Publish(event, payload) },
+		ICEUDPListen: net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICEUDPPort)),
+		// A browser on the bridge's machine reaches it over loopback.
+		IncludeLoopback: sameMachine(cfg),
+		Grace:           cfg.RoomGrace,
+		Logger:          a.log, // media adds component=media itself
+		Publish: func(event string, payload any) {
+			a.calls.observe(event, payload)
+			a.hub.Publish(event, payload)
+		},
 		MemberName: func(userID string) string {
 			for _, r := range a.bots.lead().Rooms() {
 				for _, m := range r.Members {
@@ -254,10 +331,19 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	if cfg.ICEPublicIP != "" {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
 	}
+	if cfg.Mix {
+		o.Mix = media.MixOptions{
+			NewEncoder: func(bitrate int) (media.Encoder, error) {
+				return opusenc.New(opusenc.Options{Bitrate: bitrate})
+			},
+			Bitrate: cfg.MixBitrate, MaxSpeakers: cfg.MixMaxSpeakers,
+			JitterMin: cfg.MixJitterMin, JitterMax: cfg.MixJitterMax,
+		}
+	}
 	o.ICEServers = cfg.ICEServers
 	o.ICEServersFor = a.turnICEServers
 	if cfg.ICETCPPort >= 0 {
-		o.ICETCPListen = net.JoinHostPort("", strconv.Itoa(cfg.ICETCPPort))
+		o.ICETCPListen = net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICETCPPort))
 	}
 	if tune.media != nil {
 		tune.media(&o)
@@ -265,8 +351,40 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	return o
 }
 
+// mediaHost is where the media ports bind: where the HTTP listener is, so
+// LISTEN_ADDR=127.0.0.1:8080 keeps media off the other interfaces too.
+func mediaHost(cfg *Config) string {
+	host, _, _ := net.SplitHostPort(cfg.ListenAddr) // validated in loadConfig
+	return host
+}
+
+// sameMachine reports whether browsers are expected on the bridge's own
+// machine, so loopback candidates are offered: the embedded default (opened
+// at http://localhost), a loopback LISTEN_ADDR, or a loopback ICE_PUBLIC_IP.
+func sameMachine(cfg *Config) bool {
+	if cfg.Embedded {
+		return true
+	}
+	for _, h := range []string{mediaHost(cfg), cfg.ICEPublicIP} {
+		if h == "localhost" {
+			return true
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *app) closeParts(ctx context.Context) error {
 	var errs []error
+	if !a.serving && a.ln != nil {
+		// Opened but never served: no Shutdown will close the listener.
+		errs = append(errs, a.ln.Close())
+	}
+	if a.verifier != nil {
+		a.verifier.Close()
+	}
 	if a.media != nil {
 		errs = append(errs, a.media.Close(ctx))
 	}
@@ -276,6 +394,7 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.bots != nil {
 		errs = append(errs, a.bots.pool.Close(ctx))
 	}
+	errs = append(errs, a.cluster.close(ctx))
 	if a.demo != nil {
 		a.demo.Close()
 	}
@@ -287,7 +406,11 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-type roomsAdapter struct{ r func() *gateway.Rooms }
+// It adds the browsers in each room's call, which media knows.
+type roomsAdapter struct {
+	r     func() *gateway.Rooms // the lead bot's
+	calls *presence
+}
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
 	room, err := ra.r().CreateRoom(ctx, name, userLimit)
@@ -306,6 +429,7 @@ func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
 	out := make([]hub.Room, len(rooms))
 	for i, r := range rooms {
 		out[i] = toHubRoom(r)
+		out[i].Participants = ra.calls.in(r.ChannelID)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 
@@ -24,6 +25,7 @@ type botSpec struct {
 	tokens                       []string
 	shards                       int
 	guildID, categoryID, apiBase string
+	httpClient                   *http.Client // Discord REST, counted
 	tune                         func(*gateway.Options)
 	publish                      func(gateway.Event) // the lead's room events
 	onChange                     func()              // the pool's capacity changed
@@ -50,6 +52,7 @@ func newBots(spec botSpec) (*bots, error) {
 		log := spec.log.With("bot", name)
 		var c *gateway.Client
 		o := gateway.Options{
+			HTTPClient: spec.httpClient,
 			Shards:     spec.shards,
 			Token:      token,
 			GuildID:    spec.guildID,
@@ -72,6 +75,7 @@ func newBots(spec botSpec) (*bots, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		r, err := gateway.NewRooms(gateway.RoomsOptions{
+			HTTPClient: spec.httpClient,
 			Token:      token,
 			GuildID:    spec.guildID,
 			CategoryID: spec.categoryID,
@@ -104,6 +108,15 @@ func (b *bots) lead() *gateway.Client { return b.pool.Lead() }
 // leadRooms is the REST client of the first healthy bot: room calls use
 // any working bot, and rate limits are each bot's own.
 func (b *bots) leadRooms() *gateway.Rooms { return b.rooms[b.pool.Lead()] }
+
+// readiness is /readyz's gateway verdict: ready while some bot is, else
+// why the lead is not.
+func (b *bots) readiness() error {
+	if b.pool.Healthy() {
+		return nil
+	}
+	return gatewayReadiness(b.lead().Status())
+}
 
 // readyStatus is the gateway part of /readyz: the leading bot's gateway
 // status (the fields of the protocol's GatewayStatus), and beside them

@@ -41,6 +41,20 @@ type Config struct {
 
 	HMACSecret     string
 	AllowedOrigins []string
+	OperatorToken  string
+
+	// AdminClaim and AdminRole: a token whose AdminClaim claim is
+	// AdminRole, or a list holding it, may end any room.
+	AdminClaim, AdminRole string
+	// RoomsPerUser rooms a user may create per hour; SocketsPerUser
+	// /api/ws connections a user may hold at once.
+	RoomsPerUser, SocketsPerUser int
+	// MaxConnsPerIP and MaxConns cap connections that have not
+	// authenticated, from one address and in all.
+	MaxConnsPerIP, MaxConns int
+	// JWKSTimeout bounds each JWKS fetch; at start the bridge gives up
+	// after it.
+	JWKSTimeout time.Duration
 
 	LogLevel  string
 	LogFormat string
@@ -49,6 +63,14 @@ type Config struct {
 	ICEPublicIP string
 	ICEServers  []webrtc.ICEServer
 	RoomGrace   time.Duration
+
+	// The browsers' mix toward Discord; Mix false forwards the loudest
+	// browser untranscoded.
+	Mix            bool
+	MixBitrate     int
+	MixMaxSpeakers int
+	MixJitterMin   time.Duration
+	MixJitterMax   time.Duration
 
 	// ICETCPPort is the TCP port of ICE-TCP; -1 is off.
 	ICETCPPort int
@@ -70,6 +92,10 @@ type Config struct {
 	TURNSecret            string
 	TURNCredentialTTL     time.Duration
 	TURNUserKbps          int
+
+	// Several instances (scale.go): VoiceCAFile adds voice server roots,
+	// RedisURL shares the hub between instances.
+	VoiceCAFile, RedisURL, InstanceID, PublicURL string
 
 	// Embedded is true when no bot token is set: the binary runs the
 	// Discord emulator in process and connects to it.
@@ -96,9 +122,17 @@ var settings = []setting{
 	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
 	{"JWT_AUDIENCE", "", "expected aud claim; required with JWKS_URL"},
 	{"JWT_GUILDS_CLAIM", "guilds", "claim listing the Discord guild ids (strings) a token allows; a token without it may use DISCORD_GUILD_ID"},
+	{"JWKS_TIMEOUT", "10s", "how long one JWKS fetch may take; at start the bridge fails after it when the JWKS does not answer"},
 	{"DEV_AUTH", "", "1 turns on dev auth (self-issued tokens) even with a bot token; never in production"},
 	{"HUB_HMAC_SECRET", "", "secret for POST /api/internal/events signatures (at least 32 bytes); empty disables the endpoint"},
 	{"ALLOWED_ORIGINS", "", "comma-separated origins allowed to open /api/ws; empty allows same-origin only"},
+	{"OPERATOR_TOKEN", "", "bearer token (at least 32 bytes) that shows operators the parts' status and the process's memory on GET /readyz; empty shows only ready or not and why"},
+	{"ADMIN_CLAIM", "roles", "JWT claim that carries a user's roles (a string or a list of strings)"},
+	{"ADMIN_ROLE", "admin", "role in ADMIN_CLAIM that may end any room (others may end only the rooms they created)"},
+	{"ROOMS_PER_USER", "10", "rooms one user may create per hour; beyond it POST /api/create-room answers 429"},
+	{"SOCKETS_PER_USER", "8", "/api/ws connections one user may hold at once; beyond it the auth is refused with 4429"},
+	{"MAX_CONNS_PER_IP", "64", "connections one address may hold before it authenticates (behind a reverse proxy, all come from the proxy: raise it)"},
+	{"MAX_CONNS", "1024", "connections all addresses together may hold before they authenticate"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"ICE_UDP_PORT", "8443", "the one UDP port all WebRTC peers use"},
@@ -121,6 +155,15 @@ var settings = []setting{
 	{"TURN_SECRET", "", "shared secret of the TURN REST credentials (at least 32 bytes); empty makes a random one at each start"},
 	{"TURN_CREDENTIAL_TTL", "6h", "how long the TURN credentials handed to a browser stay valid"},
 	{"TURN_USER_KBPS", "5000", "relay bandwidth of each user through the embedded TURN server, in kbit/s each way"},
+	{"MIX", "on", "on mixes every browser speaking into the one stream Discord hears (decoded, mixed, encoded by the bridge); off forwards only the loudest browser, untranscoded"},
+	{"MIX_BITRATE", "64000", "bitrate of the mix toward Discord, in bit/s (6000 to 510000)"},
+	{"MIX_MAX_SPEAKERS", "8", "how many browsers are mixed at once, loudest first"},
+	{"MIX_JITTER_MIN", "20ms", "least delay of each browser's jitter buffer in the mix, rounded up to 20 ms frames"},
+	{"MIX_JITTER_MAX", "200ms", "most delay of each browser's jitter buffer in the mix; 1s at most"},
+	{"VOICE_CA_FILE", "", "PEM certificates to trust for Discord's voice servers besides the system roots (the standalone emulator's, which go run ./cmd/emulator writes)"},
+	{"REDIS_URL", "", "redis:// or rediss:// URL of the Redis that several bridge instances share; empty runs one instance with nothing to install"},
+	{"INSTANCE_ID", "", "this instance's name among the instances sharing REDIS_URL; default the host name and port"},
+	{"PUBLIC_URL", "", "URL browsers reach this instance at, announced to the other instances; default the listen address"},
 }
 
 // ConfigError names the variable at fault, what is wrong and how to fix it.
@@ -151,19 +194,22 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	get := func(name string) string { return strings.TrimSpace(*values[name]) }
 
 	c := &Config{
-		ListenAddr:  get("LISTEN_ADDR"),
-		BotToken:    get("DISCORD_BOT_TOKEN"),
-		GuildID:     get("DISCORD_GUILD_ID"),
-		CategoryID:  get("ROOM_CATEGORY_ID"),
-		APIBase:     get("DISCORD_API_BASE"),
-		JWKSURL:     get("JWKS_URL"),
-		JWTIssuer:   get("JWT_ISSUER"),
-		JWTAudience: get("JWT_AUDIENCE"),
-		GuildsClaim: get("JWT_GUILDS_CLAIM"),
-		HMACSecret:  *values["HUB_HMAC_SECRET"],
-		LogLevel:    strings.ToLower(get("LOG_LEVEL")),
-		LogFormat:   strings.ToLower(get("LOG_FORMAT")),
-		ICEPublicIP: get("ICE_PUBLIC_IP"),
+		ListenAddr:    get("LISTEN_ADDR"),
+		BotToken:      get("DISCORD_BOT_TOKEN"),
+		GuildID:       get("DISCORD_GUILD_ID"),
+		CategoryID:    get("ROOM_CATEGORY_ID"),
+		APIBase:       get("DISCORD_API_BASE"),
+		JWKSURL:       get("JWKS_URL"),
+		JWTIssuer:     get("JWT_ISSUER"),
+		JWTAudience:   get("JWT_AUDIENCE"),
+		GuildsClaim:   get("JWT_GUILDS_CLAIM"),
+		HMACSecret:    *values["HUB_HMAC_SECRET"],
+		OperatorToken: get("OPERATOR_TOKEN"),
+		AdminClaim:    get("ADMIN_CLAIM"),
+		AdminRole:     get("ADMIN_ROLE"),
+		LogLevel:      strings.ToLower(get("LOG_LEVEL")),
+		LogFormat:     strings.ToLower(get("LOG_FORMAT")),
+		ICEPublicIP:   get("ICE_PUBLIC_IP"),
 	}
 	var errs []error
 	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
@@ -234,6 +280,26 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	if c.HMACSecret != "" && len(c.HMACSecret) < 32 {
 		bad("HUB_HMAC_SECRET", fmt.Sprintf("is %d bytes, shorter than 32", len(c.HMACSecret)), "generate one with: openssl rand -hex 32")
 	}
+	if c.OperatorToken != "" && len(c.OperatorToken) < 32 {
+		bad("OPERATOR_TOKEN", fmt.Sprintf("is %d bytes, shorter than 32", len(c.OperatorToken)), "generate one with: openssl rand -hex 32")
+	}
+	if c.AdminClaim == "" {
+		bad("ADMIN_CLAIM", "is empty", "leave it unset for the default \"roles\", or name the claim your identity provider puts roles in")
+	}
+	if c.AdminRole == "" {
+		bad("ADMIN_ROLE", "is empty", "leave it unset for the default \"admin\", or name the role that may end any room")
+	}
+	for _, lim := range []struct {
+		name string
+		to   *int
+	}{{"ROOMS_PER_USER", &c.RoomsPerUser}, {"SOCKETS_PER_USER", &c.SocketsPerUser},
+		{"MAX_CONNS_PER_IP", &c.MaxConnsPerIP}, {"MAX_CONNS", &c.MaxConns}} {
+		if n, err := strconv.Atoi(get(lim.name)); err != nil || n < 1 {
+			bad(lim.name, fmt.Sprintf("%q is not a positive number", get(lim.name)), "use a whole number of at least 1")
+		} else {
+			*lim.to = n
+		}
+	}
 	for _, o := range c.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
 			bad("ALLOWED_ORIGINS", fmt.Sprintf("%q is not an origin", o), "list origins as scheme://host[:port], comma-separated")
@@ -268,12 +334,23 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		}
 		c.ICEServers = append(c.ICEServers, srv)
 	}
+	if d, err := time.ParseDuration(get("JWKS_TIMEOUT")); err != nil || d <= 0 {
+		bad("JWKS_TIMEOUT", fmt.Sprintf("%q is not a positive duration", get("JWKS_TIMEOUT")), "use a Go duration such as 10s")
+	} else {
+		c.JWKSTimeout = d
+	}
 	if d, err := time.ParseDuration(get("ROOM_GRACE_PERIOD")); err != nil || d < 0 {
 		bad("ROOM_GRACE_PERIOD", fmt.Sprintf("%q is not a duration", get("ROOM_GRACE_PERIOD")), "use a Go duration such as 30s or 2m")
+	} else if d == 0 {
+		// media reads a zero grace as its default (30 s): refuse it rather
+		// than keep the bot in the channel longer than asked.
+		bad("ROOM_GRACE_PERIOD", "0 is not supported (the bot would stay the default 30s)", "use a positive duration such as 1s to leave almost at once, or 30s")
 	} else {
 		c.RoomGrace = d
 	}
+	loadMix(c, get, bad)
 	loadReach(c, get, bad)
+	loadScale(c, get, bad)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -367,4 +444,37 @@ func botTokens(single, list, file string, bad func(v, problem, fix string)) []st
 		}
 	}
 	return out
+}
+
+// loadMix reads the mix's settings.
+func loadMix(c *Config, get func(string) string, bad func(v, problem, fix string)) {
+	switch v := strings.ToLower(get("MIX")); v {
+	case "on", "1", "true":
+		c.Mix = true
+	case "off", "0", "false":
+	default:
+		bad("MIX", fmt.Sprintf("%q is not on or off", v), "set MIX=on to mix the browsers, MIX=off to forward the loudest")
+	}
+	if n, err := strconv.Atoi(get("MIX_BITRATE")); err != nil || n < 6000 || n > 510000 {
+		bad("MIX_BITRATE", fmt.Sprintf("%q is not a bitrate from 6000 to 510000", get("MIX_BITRATE")), "give bit/s, e.g. 64000")
+	} else {
+		c.MixBitrate = n
+	}
+	if n, err := strconv.Atoi(get("MIX_MAX_SPEAKERS")); err != nil || n < 1 {
+		bad("MIX_MAX_SPEAKERS", fmt.Sprintf("%q is not a positive number", get("MIX_MAX_SPEAKERS")), "give how many browsers to mix at once, e.g. 8")
+	} else {
+		c.MixMaxSpeakers = n
+	}
+	lo, errLo := time.ParseDuration(get("MIX_JITTER_MIN"))
+	if errLo != nil || lo < 0 {
+		bad("MIX_JITTER_MIN", fmt.Sprintf("%q is not a duration", get("MIX_JITTER_MIN")), "use a Go duration such as 20ms")
+	}
+	hi, errHi := time.ParseDuration(get("MIX_JITTER_MAX"))
+	if errHi != nil || hi <= 0 || hi > time.Second {
+		bad("MIX_JITTER_MAX", fmt.Sprintf("%q is not a duration up to 1s", get("MIX_JITTER_MAX")), "use a Go duration such as 200ms")
+	}
+	if errLo == nil && errHi == nil && lo > hi {
+		bad("MIX_JITTER_MIN", fmt.Sprintf("%s is more than MIX_JITTER_MAX %s", lo, hi), "make the minimum at most the maximum")
+	}
+	c.MixJitterMin, c.MixJitterMax = lo, hi
 }

@@ -88,7 +88,14 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("ICE_PUBLIC_IP", "example.com"), []string{"ICE_PUBLIC_IP", "not an IP"}},
 		{with("ALLOWED_ORIGINS", "example.com"), []string{"ALLOWED_ORIGINS", "not an origin"}},
 		{with("ROOM_GRACE_PERIOD", "soon"), []string{"ROOM_GRACE_PERIOD", "not a duration"}},
+		{with("ROOM_GRACE_PERIOD", "0"), []string{"ROOM_GRACE_PERIOD", "0 is not supported", "1s"}},
+		{with("ROOM_GRACE_PERIOD", "0s"), []string{"ROOM_GRACE_PERIOD", "0 is not supported"}},
 		{with("DEV_AUTH", "yes"), []string{"DEV_AUTH", "not 1 or 0"}},
+		{with("MIX", "maybe"), []string{"MIX", "not on or off"}},
+		{with("MIX_BITRATE", "1000"), []string{"MIX_BITRATE", "6000 to 510000"}},
+		{with("MIX_MAX_SPEAKERS", "0"), []string{"MIX_MAX_SPEAKERS", "not a positive number"}},
+		{with("MIX_JITTER_MAX", "2s"), []string{"MIX_JITTER_MAX", "up to 1s"}},
+		{with("MIX_JITTER_MIN", "300ms"), []string{"MIX_JITTER_MIN", "more than MIX_JITTER_MAX"}},
 		{with("ICE_SERVERS", "turn:turn.example.com:3478"), []string{"ICE_SERVERS", "needs user:password@"}},
 		{with("ICE_SERVERS", "stun:u:p@stun.example.com"), []string{"ICE_SERVERS", "only TURN servers take credentials"}},
 		{with("ICE_SERVERS", "http://stun.example.com"), []string{"ICE_SERVERS", "not stun, stuns, turn or turns"}},
@@ -104,6 +111,13 @@ func TestConfigProductionNeedsAuthAndIDs(t *testing.T) {
 		{with("TURN_SECRET", "short"), []string{"TURN_SECRET", "shorter than 32"}},
 		{with("TURN_CREDENTIAL_TTL", "1ms"), []string{"TURN_CREDENTIAL_TTL", "a second or more"}},
 		{with("TURN_USER_KBPS", "10"), []string{"TURN_USER_KBPS", "64 kbit/s"}},
+		{with("OPERATOR_TOKEN", "short"), []string{"OPERATOR_TOKEN", "shorter than 32", "openssl rand"}},
+		{with("ROOMS_PER_USER", "0"), []string{"ROOMS_PER_USER", "not a positive number"}},
+		{with("SOCKETS_PER_USER", "many"), []string{"SOCKETS_PER_USER", "not a positive number"}},
+		{with("MAX_CONNS_PER_IP", "-1"), []string{"MAX_CONNS_PER_IP", "not a positive number"}},
+		{with("MAX_CONNS", "x"), []string{"MAX_CONNS", "not a positive number"}},
+		{with("JWKS_TIMEOUT", "0s"), []string{"JWKS_TIMEOUT", "not a positive duration"}},
+		{with("ADMIN_CLAIM", " "), []string{"ADMIN_CLAIM", "is empty"}},
 	}
 	for _, tc := range cases {
 		_, err := loadConfig(nil, envFrom(tc.env))

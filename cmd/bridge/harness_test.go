@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebridge/bridge/emulator/voiceemu"
+
 	"github.com/gorilla/websocket"
 
 	"github.com/voicebridge/bridge/gateway"
@@ -59,6 +61,8 @@ func startTestApp(t testing.TB, tune tuning, env map[string]string) *testApp {
 func fastTuning() tuning {
 	var tune tuning
 	tune.demo.Discord.HeartbeatInterval = 100 * time.Millisecond
+	// Tests read what the demo members heard.
+	tune.demo.Record = voiceemu.DefaultRecord
 	tune.demo.Discord.IdentifyInterval = time.Nanosecond
 	tune.demo.Discord.ChannelRateLimit = 1000
 	tune.gateway = func(o *gateway.Options) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/voicebridge/bridge/gateway/pool"
 	"github.com/voicebridge/bridge/hub"
+	"github.com/voicebridge/bridge/internal/metrics"
 	"github.com/voicebridge/bridge/media"
 	"github.com/voicebridge/bridge/voice"
 )
@@ -36,6 +37,10 @@ type voiceJoiner struct {
 	pool *pool.Pool
 	tls  *tls.Config // nil: system roots (Discord); the emulator's otherwise
 	log  *slog.Logger
+	// video: the voice server accepts bot video (the embedded emulator;
+	// Discord discards it), so the voice client sends its video fields.
+	video bool
+	m     *appMetrics // counts frames across the seam; nil counts nothing
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
@@ -61,18 +66,25 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 		lease.Release()
 		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
 	}
+	// A full room refuses a bot without Move Members silently: say so.
+	if err := gw.CheckJoin(channelID); err != nil {
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
+	}
 	vc := voice.NewClient(voice.Options{
-		Signaler:  gw,
+		Signaler:  voiceSignaler{gw},
 		UserID:    gw.Status().BotUserID,
 		TLSConfig: j.tls,
 		Logger:    j.log.With("bot", lease.Bot.Name), // voice names its component, guild and channel itself
+		Video:     j.video,
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {
 		lease.Release()
 		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
 	}
-	return voiceLink{conn: conn, lease: lease}, nil
+	j.m.opened(conn)
+	return voiceLink{conn: conn, lease: lease, m: j.m}, nil
 }
 
 // voiceLink is a voice connection as media's DiscordLink, on a leased bot.
@@ -81,6 +93,7 @@ func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media
 type voiceLink struct {
 	conn  *voice.Conn
 	lease *pool.Lease
+	m     *appMetrics
 }
 
 // Receive returns the connection's next frame, member departure or privacy
@@ -94,10 +107,11 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 			if !ok {
 				return nil, fmt.Errorf("%w: its frames ended", media.ErrLinkEnded)
 			}
-			kind := media.FrameAudio
+			kind, label := media.FrameAudio, "audio"
 			if f.Kind == voice.Video {
-				kind = media.FrameVideo
+				kind, label = media.FrameVideo, "video"
 			}
+			l.m.frame(metrics.ToBrowsers, label, len(f.Payload), nil)
 			return media.DiscordFrame{UserID: f.UserID, Kind: kind, Payload: f.Payload,
 				Missing: f.Missing, Keyframe: f.Keyframe, Received: f.Received}, nil
 		case e, ok := <-events:
@@ -119,14 +133,21 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 	}
 }
 
-func (l voiceLink) SendOpus(frame []byte) error { return l.conn.SendOpus(frame) }
+func (l voiceLink) SendOpus(frame []byte) error {
+	err := l.conn.SendOpus(frame)
+	l.m.frame(metrics.ToDiscord, "audio", len(frame), err)
+	return err
+}
 func (l voiceLink) SendVP8(frame []byte, keyframe bool) error {
-	return l.conn.SendVP8(frame, keyframe)
+	err := l.conn.SendVP8(frame, keyframe)
+	l.m.frame(metrics.ToDiscord, "video", len(frame), err)
+	return err
 }
 
 // Close leaves the voice channel and gives the bot back to the pool.
 func (l voiceLink) Close(ctx context.Context) error {
 	defer l.lease.Release()
+	l.m.closed(l.conn)
 	return l.conn.Close(ctx)
 }
 

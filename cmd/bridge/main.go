@@ -39,12 +39,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 	a, err := newApp(ctx, cfg, logger)
 	if err != nil {
-		logger.Error("start failed", "err", err)
+		// One line naming what failed and the fix, as for config errors.
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	logger.Info("listening", "addr", a.Addr(), "url", a.URL())
-	if cfg.Embedded {
-		logger.Info("embedded default: open " + a.URL() + " in a browser")
+	if cfg.Embedded && cfg.LogFormat == "json" {
+		logger.Info("embedded default: open " + a.URL() + " in a browser; stop with Ctrl+C")
+	} else if cfg.Embedded {
+		fmt.Fprintf(stderr, "\n  Voice Bridge is running: open %s in a browser.\n"+
+			"  Running: an emulated Discord server with a Lobby where members talk (no DISCORD_BOT_TOKEN),\n"+
+			"  and sign-in by name for anyone who can reach this machine (dev auth).\n"+
+			"  Stop: Ctrl+C.\n\n", a.URL())
 	}
 
 	select {

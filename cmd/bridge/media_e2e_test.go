@@ -574,7 +574,14 @@ func TestMediaE2EDiscordToneReachesTwoBrowsers(t *testing.T) {
 // the bot, untranscoded and in order: first only 1 kHz, then, after the
 // levels swap, only 440 Hz.
 func TestMediaE2EBrowsersSpeakToDiscordInTurn(t *testing.T) {
-	ta, ctx := startMediaE2E(t, mediaTuning())
+	// The loudest speaker forwarded untranscoded: the mix is off.
+	tune := mediaTuning()
+	base := tune.media
+	tune.media = func(o *bridgemedia.Options) {
+		base(o)
+		o.Mix = bridgemedia.MixOptions{}
+	}
+	ta, ctx := startMediaE2E(t, tune)
 	room := newVoiceRoom(t, ctx, ta, "tone-room")
 	listener := addDiscordMember(t, ta, "460000000000000001", "Listener", room)
 	high, low := audiotest.Tone(t, 1000), audiotest.Tone(t, 440)

@@ -156,11 +156,19 @@ func TestPoolWaitingRoomGetsTheFreedBot(t *testing.T) {
 }
 
 // TestPoolBotWithRevokedTokenHandsItsRoomOver: the bot holding a room is
-// closed with 4004; it leaves the pool, /readyz names it, and the room's
-// Discord member hears the browser again through the other bot within
-// 5 s.
+// closed with 4004; it leaves the pool, /readyz's operator view names
+// it, and the room's Discord member hears the browser again through the
+// other bot within 5 s.
 func TestPoolBotWithRevokedTokenHandsItsRoomOver(t *testing.T) {
-	ta, ctx := startMediaE2E(t, poolTuning(nil))
+	// The bots are in the gateway's status, the operator's view of /readyz.
+	const operator = "operator-token-of-at-least-32-bytes-0123456789"
+	checkLeaks(t)
+	ta := startTestApp(t, poolTuning(nil), map[string]string{"OPERATOR_TOKEN": operator})
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	t.Cleanup(cancel)
+	if err := ta.gw.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	bots := []string{primaryBotID, emulator.DemoSecondBotID}
 	room := newVoiceRoom(t, ctx, ta, "support-desk")
 	listener := addDiscordMember(t, ta, poolListenerID+"9", "Listener", room)
@@ -185,30 +193,34 @@ func TestPoolBotWithRevokedTokenHandsItsRoomOver(t *testing.T) {
 	audiotest.RequireTone(t, "the member after the move", listener.ReceivedOpus(other), 440)
 	t.Logf("audio resumed through the other bot %v after the 4004", time.Since(failed).Round(time.Millisecond))
 
-	resp, err := http.Get(ta.base + "/readyz")
+	req, _ := http.NewRequest(http.MethodGet, ta.base+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+operator)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var ready struct {
-		Ready   bool
-		Gateway struct {
-			Bots []struct {
-				Name    string
-				InPool  bool
-				Reason  string
-				Rooms   []string
-				Gateway struct{ BotUserID string }
+		Ready    bool
+		Operator struct {
+			Gateway struct {
+				Bots []struct {
+					Name    string
+					InPool  bool
+					Reason  string
+					Rooms   []string
+					Gateway struct{ BotUserID string }
+				}
 			}
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusOK || !ready.Ready || len(ready.Gateway.Bots) != 2 {
+	if resp.StatusCode != http.StatusOK || !ready.Ready || len(ready.Operator.Gateway.Bots) != 2 {
 		t.Fatalf("/readyz: %d %+v", resp.StatusCode, ready)
 	}
-	for _, bs := range ready.Gateway.Bots {
+	for _, bs := range ready.Operator.Gateway.Bots {
 		switch bs.Gateway.BotUserID {
 		case first:
 			if bs.InPool || !strings.Contains(bs.Reason, "4004") || len(bs.Rooms) != 0 {

@@ -114,7 +114,7 @@ func TestIdentifyReadyGuildCreate(t *testing.T) {
 	if err != nil || ru.Host != gu.Host || ru.Path == gu.Path || ru.Scheme != "ws" {
 		t.Errorf("resume_gateway_url %q must be another path on %s", resumeURL, gu.Host)
 	}
-	if app := ready["application"].(map[string]any); app["id"] == nil || app["flags"] == nil {
+	if app := ready["application"].(map[string]any); app["id"] == nil || app["flags"] == nil || app["flags_new"] != "0" {
 		t.Errorf("READY application = %v", app)
 	}
 
@@ -125,6 +125,11 @@ func TestIdentifyReadyGuildCreate(t *testing.T) {
 	guild := decodeMap(t, g.D)
 	if guild["id"] != s.Options().GuildID || guild["name"] != "Emulated Guild" || guild["unavailable"] != false {
 		t.Errorf("guild header = %v %v %v", guild["id"], guild["name"], guild["unavailable"])
+	}
+	for _, field := range []string{"hub_type", "incidents_data"} {
+		if v, ok := guild[field]; !ok || v != nil {
+			t.Errorf("GUILD_CREATE %s = %v (present %v), want null as Discord sends it", field, v, ok)
+		}
 	}
 	chans := map[string]map[string]any{}
 	for _, ch := range guild["channels"].([]any) {
@@ -244,11 +249,12 @@ func TestHeartbeatTimeoutCloses4009(t *testing.T) {
 	c := dialGateway(t, s)
 	c.identify(s)
 	sid := s.Stats().SessionID
-	// No heartbeats: closed with 4009 after 1.5 intervals; still resumable.
+	// No heartbeats: closed with 4009 after 1.5 intervals, which ends the
+	// session as documented ("Reconnect and start a new one").
 	c.expectClose(closeSessionTimedOut)
 	waitFor(t, s, "disconnect", func(st Stats) bool { return !st.Connected })
-	if st := s.Stats(); st.SessionID != sid {
-		t.Fatalf("session after timeout = %q, want %q kept for a resume", st.SessionID, sid)
+	if st := s.Stats(); st.SessionID != "" || sid == "" {
+		t.Fatalf("session after timeout = %q (was %q), want none: 4009 is not resumable", st.SessionID, sid)
 	}
 }
 
@@ -667,6 +673,25 @@ func TestVoiceJoinMoveLeave(t *testing.T) {
 	c.expectDispatch("VOICE_SERVER_UPDATE")
 	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
 	fv.expect(t, "allocate "+guild+" "+v2.ID+" "+bot+" "+moved["session_id"].(string))
+
+	// A repeated join of the same channel: as on Discord, only a voice
+	// state answers, with a new voice session id the backend is told of.
+	c.send(opVoiceStateUpdate, map[string]any{"guild_id": guild, "channel_id": v2.ID, "self_mute": false, "self_deaf": false})
+	again := decodeMap(t, c.expectDispatch("VOICE_STATE_UPDATE").D)
+	if again["channel_id"] != v2.ID || again["session_id"] == moved["session_id"] {
+		t.Fatalf("repeated join VOICE_STATE_UPDATE = %v", again)
+	}
+	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
+	fv.expect(t, "renew "+guild+" "+bot+" "+again["session_id"].(string))
+
+	// A voice server move: a new allocation, then VOICE_SERVER_UPDATE
+	// (the first dispatch after the repeated join's voice state).
+	if err := s.MoveVoiceServer(); err != nil {
+		t.Fatal(err)
+	}
+	fv.expect(t, "state "+guild+" "+bot+" "+v2.ID)
+	fv.expect(t, "allocate "+guild+" "+v2.ID+" "+bot+" "+again["session_id"].(string))
+	c.expectDispatch("VOICE_SERVER_UPDATE")
 
 	// A text channel or another guild changes nothing.
 	c.send(opVoiceStateUpdate, map[string]any{"guild_id": guild, "channel_id": text.ID, "self_mute": false, "self_deaf": false})

@@ -55,7 +55,16 @@
 // Voice: op 4 sets the bot's voice state, dispatches VOICE_STATE_UPDATE with
 // a fresh voice session_id (deliberately different from the gateway session
 // id, so a client must read it from the event), then VOICE_SERVER_UPDATE
-// with the endpoint and token from Options.Voice. Without a VoiceBackend the
+// with the endpoint and token from Options.Voice. A repeated op 4 for the
+// channel the bot is in gets only VOICE_STATE_UPDATE, with a new voice
+// session id (VoiceBackend.Renew), as on Discord; MoveVoiceServer
+// reallocates the voice server (4014 on the voice connection) and sends
+// VOICE_SERVER_UPDATE. A join of a channel whose user limit is reached is
+// ignored unless the bot has Move Members in the category (its role's
+// permissions, Options.BotPermissions, and Options.CategoryOverwrites;
+// GUILD_CREATE carries the roles and overwrites). Blackhole makes the
+// connection a zombie that loses everything both ways; close 4009 ends
+// the session and Options.SessionLifetime bounds resumes. Without a VoiceBackend the
 // endpoint is "127.0.0.1:1" (nothing listens there) and the token random.
 // VoiceBackend callbacks run on one goroutine owned by the Server, in the
 // order of the state changes, after the matching dispatch; they may call

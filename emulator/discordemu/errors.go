@@ -22,6 +22,8 @@ var (
 	// ErrNotVoiceChannel means the channel exists but is not a voice (2) or
 	// stage (13) channel, so nobody can be in it.
 	ErrNotVoiceChannel = errors.New("discordemu: not a voice channel")
+	// ErrNotInVoice means the bot is in no voice channel of the guild.
+	ErrNotInVoice = errors.New("discordemu: the bot is not in a voice channel")
 
 	// ErrInvalidChannel means a channel definition breaks Discord's rules
 	// for Create Guild Channel (name length, type, bitrate, user limit,

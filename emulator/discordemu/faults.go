@@ -31,11 +31,25 @@ func (s *Server) currentConnLocked() *conn {
 // frame. The session stays resumable and buffers dispatches meanwhile.
 func (s *Server) DropConnection() {
 	if c := s.currentConn(); c != nil {
-		s.log.Info("fault: dropping connection", "conn", c.id)
+		s.log.Info("fault: dropping connection", "conn_id", c.id)
 		s.mu.Lock()
 		s.connLog[c.id-1].ClosedByServer = true
 		s.mu.Unlock()
 		c.shutdown()
+	}
+}
+
+// Blackhole makes the current connection a real zombie: from now on
+// nothing the emulator sends arrives, nothing the client sends gets
+// through (heartbeats go unacknowledged, and its close frame is lost), and
+// the TCP connection stays open until the client drops it. The session
+// stays resumable and buffers dispatches meanwhile, so a client that
+// notices by its heartbeat and resumes gets them by replay.
+func (s *Server) Blackhole() {
+	if c := s.currentConn(); c != nil {
+		s.log.Info("fault: blackholing connection", "conn_id", c.id)
+		c.blackholed.Store(true)
+		_ = c.ws.SetReadDeadline(time.Time{}) // no heartbeat timeout either
 	}
 }
 
@@ -106,6 +120,21 @@ func (s *Server) SendVoiceServerUpdate(guildID string, endpoint *string, token s
 		u.endpoint = &e
 	}
 	s.queueEffectLocked(voiceEffect{voiceServer: &u})
+}
+
+// MoveVoiceServer moves the bot to another voice server, as Discord does
+// when it rebalances or a voice server goes away: the voice backend
+// allocates anew (closing the bot's voice connection with 4014) and a
+// VOICE_SERVER_UPDATE with the new token follows; no voice state changes.
+func (s *Server) MoveVoiceServer() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs, ok := s.guild.voice[s.opts.BotUserID]
+	if !ok {
+		return ErrNotInVoice
+	}
+	s.queueEffectLocked(voiceEffect{userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
+	return nil
 }
 
 // Script429 makes the next REST request whose method matches (method ""

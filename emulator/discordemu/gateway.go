@@ -5,10 +5,12 @@ import (
 	"compress/zlib"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -86,6 +88,8 @@ type conn struct {
 
 	done     chan struct{}
 	stopOnce sync.Once
+	// blackholed: nothing is sent or received any more (see Blackhole).
+	blackholed atomic.Bool
 
 	// Guarded by Server.mu.
 	sess     *session
@@ -94,6 +98,9 @@ type conn struct {
 }
 
 func (c *conn) enqueue(f outFrame) {
+	if c.blackholed.Load() {
+		return // lost; dispatches stay in the session buffer for a resume
+	}
 	c.qmu.Lock()
 	c.queue = append(c.queue, f)
 	c.qmu.Unlock()
@@ -122,6 +129,13 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	c := &conn{s: s, ws: ws, path: path, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if c.blackholed.Load() {
+			return nil // the close frame is lost, and so is our answer
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeTimeout))
+		return nil
+	})
 
 	s.mu.Lock()
 	if s.closed {
@@ -192,6 +206,15 @@ func (c *conn) readLoop(interval time.Duration) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
 	for {
 		_, data, err := c.ws.ReadMessage()
+		if c.blackholed.Load() {
+			if err != nil {
+				// Whatever the client sent last is lost; the TCP
+				// connection lives until the client drops it.
+				_, _ = io.Copy(io.Discard, c.ws.UnderlyingConn())
+				return
+			}
+			continue
+		}
 		if err != nil {
 			var ce *websocket.CloseError
 			var ne net.Error
@@ -201,7 +224,14 @@ func (c *conn) readLoop(interval time.Duration) {
 				// frame: no code was sent.
 				s.clientClosed(c, ce.Code)
 			case errors.As(err, &ne) && ne.Timeout():
-				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn", c.id)
+				// 4009: "Your session timed out. Reconnect and start a
+				// new one." (opcodes-and-status-codes.mdx): not resumable.
+				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
+				s.mu.Lock()
+				if c.sess != nil && c.sess == c.sess.bot.sess {
+					s.invalidateSessionLocked(c.sess.bot)
+				}
+				s.mu.Unlock()
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
 			}
 			return
@@ -268,7 +298,7 @@ func (c *conn) writeLoop() {
 			}
 			_ = c.ws.SetWriteDeadline(deadline)
 			if err := c.ws.WriteMessage(msgType, data); err != nil {
-				c.s.log.Debug("gateway write failed", "conn", c.id, "err", err)
+				c.s.log.Debug("gateway write failed", "conn_id", c.id, "err", err)
 				c.shutdown()
 				return
 			}
@@ -521,7 +551,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		"guilds":                  []any{},
 		"session_id":              sess.id,
 		"resume_gateway_url":      s.ResumeGatewayURL(),
-		"application":             map[string]any{"id": b.userID, "flags": 0},
+		"application":             map[string]any{"id": b.userID, "flags": 0, "flags_new": "0"},
 		"private_channels":        []any{},
 		"relationships":           []any{},
 		"user_settings":           map[string]any{},
@@ -540,7 +570,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if onShard {
 		s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
 	}
-	s.log.Info("identified", "conn", c.id, "session", sess.id, "user_id", b.userID, "intents", intents)
+	s.log.Info("identified", "conn_id", c.id, "session_id", sess.id, "user_id", b.userID, "intents", intents)
 	return 0, ""
 }
 
@@ -580,6 +610,13 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if seq > sess.seq {
 		return closeInvalidSeq, "Invalid seq."
 	}
+	if lt := s.opts.SessionLifetime; lt > 0 && sess.conn == nil && time.Since(sess.detached) > lt {
+		s.log.Info("resume after the session's lifetime refused", "session_id", sess.id)
+		s.stats.InvalidSessions++
+		s.invalidateSessionLocked(b)
+		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
+		return 0, ""
+	}
 	if old := sess.conn; old != nil && old != c {
 		// The session moves to the new connection; the old one is dropped.
 		old.sess = nil
@@ -603,7 +640,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	s.connLog[c.id-1].Resumed = true
 	s.dispatchToLocked(sess, "RESUMED", 0, map[string]any{})
-	s.log.Info("resumed", "conn", c.id, "session", sess.id, "from_seq", seq)
+	s.log.Info("resumed", "conn_id", c.id, "session_id", sess.id, "from_seq", seq)
 	return 0, ""
 }
 
@@ -628,7 +665,7 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 	if *d.GuildID != s.guild.id {
 		s.stats.RejectedVoiceUpdates++
 		s.notifyLocked()
-		s.log.Warn("op 4 for an unknown guild ignored", "guild", *d.GuildID)
+		s.log.Warn("op 4 for an unknown guild ignored", "guild_id", *d.GuildID)
 		return 0, ""
 	}
 	if channelID != "" {
@@ -636,12 +673,37 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 		if !ok || !isVoiceType(ch.typ) {
 			s.stats.RejectedVoiceUpdates++
 			s.notifyLocked()
-			s.log.Warn("op 4 for a channel that is not a voice channel ignored", "channel", channelID)
+			s.log.Warn("op 4 for a channel that is not a voice channel ignored", "channel_id", channelID)
 			return 0, ""
 		}
 	}
-	s.setVoiceLocked(c.sess.bot.userID, channelID, d.SelfMute, d.SelfDeaf)
+	botID := c.sess.bot.userID
+	if channelID != "" && s.channelFullLocked(channelID, botID) && s.guild.botPermissionsLocked(botID)&PermMoveMembers == 0 {
+		// Discord refuses the join of a full channel without Move
+		// Members silently: neither voice update arrives.
+		s.stats.RefusedFullJoins++
+		s.notifyLocked()
+		s.log.Warn("op 4 for a full voice channel without Move Members ignored", "channel_id", channelID)
+		return 0, ""
+	}
+	s.setVoiceLocked(botID, channelID, d.SelfMute, d.SelfDeaf)
 	return 0, ""
+}
+
+// channelFullLocked reports whether a voice channel's user limit is
+// reached by users other than the bot botID.
+func (s *Server) channelFullLocked(channelID, botID string) bool {
+	ch := s.guild.channels[channelID]
+	if ch == nil || ch.userLimit == 0 {
+		return false
+	}
+	n := 0
+	for uid, vs := range s.guild.voice {
+		if uid != botID && vs.channelID == channelID {
+			n++
+		}
+	}
+	return n >= ch.userLimit
 }
 
 // handleRequestGuildMembers answers op 8 with one GUILD_MEMBERS_CHUNK.

@@ -307,6 +307,10 @@ func (f *fakeVoice) MemberVoiceState(guildID, userID, channelID string) {
 	f.record("state " + guildID + " " + userID + " " + channelID)
 }
 
+func (f *fakeVoice) Renew(guildID, userID, sessionID string) {
+	f.record("renew " + guildID + " " + userID + " " + sessionID)
+}
+
 // expect waits for the next call and checks it.
 func (f *fakeVoice) expect(t testing.TB, want string) {
 	t.Helper()

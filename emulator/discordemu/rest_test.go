@@ -287,7 +287,7 @@ func TestDiscordgoREST(t *testing.T) {
 		t.Fatalf("GuildChannels = %d channels, created one found: %v", len(chans), found)
 	}
 	guild, err := dg.Guild(g)
-	if err != nil || guild.Name != "Emulated Guild" || len(guild.Roles) != 1 {
+	if err != nil || guild.Name != "Emulated Guild" || len(guild.Roles) != 2 || guild.Roles[1].Permissions != BotRolePermissions {
 		t.Fatalf("Guild = %+v, %v", guild, err)
 	}
 	me, err := dg.User("@me")

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,6 +70,21 @@ type Options struct {
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
 	ChannelRateLimit int
+	// SessionLifetime is how long a session that lost its connection may
+	// still be resumed; a later Resume gets Invalid Session (op 9) d:false.
+	// 0 keeps sessions resumable for as long as their buffer reaches back.
+	SessionLifetime time.Duration
+	// BotPermissions are the permissions of the bot's role (a bit set,
+	// Discord docs "Permissions"); 0 means BotRolePermissions. The
+	// @everyone role adds Discord's defaults (View Channel, Connect,
+	// Speak and others, not Manage Channels or Move Members).
+	BotPermissions int64
+	// CategoryOverwrites are the room category's permission overwrites.
+	CategoryOverwrites []PermissionOverwrite
+	// VoiceChannels are the ids of voice channels (type 2, 64 kbps, no user
+	// limit) under the category that exist from the start, named "Voice 1",
+	// "Voice 2" and so on, for callers that need ids known in advance.
+	VoiceChannels []string
 	// Voice, when set, allocates voice servers for the bot's op 4 and is
 	// told about every voice-state change.
 	Voice VoiceBackend
@@ -101,6 +115,11 @@ type VoiceBackend interface {
 	// MemberVoiceState is told every voice-state change in the guild (any
 	// user; channelID "" = left), after the dispatch.
 	MemberVoiceState(guildID, userID, channelID string)
+	// Renew is called when that user repeats a join (op 4) for the
+	// channel it is in: the allocation now answers to a new voice session
+	// id. As on Discord, only VOICE_STATE_UPDATE (with the new id) answers
+	// such a join; no VOICE_SERVER_UPDATE follows.
+	Renew(guildID, userID, sessionID string)
 }
 
 // GatewayFrame is one payload the bot sent on the gateway.
@@ -161,6 +180,10 @@ type Stats struct {
 	// RejectedVoiceUpdates counts op 4 payloads naming an unknown guild or a
 	// channel that is not a voice or stage channel; they change nothing.
 	RejectedVoiceUpdates int
+	// RefusedFullJoins counts op 4 joins of a voice channel whose user
+	// limit was reached, from a bot without Move Members: ignored, as
+	// Discord does.
+	RefusedFullJoins int
 
 	// RESTRequests counts REST requests answered.
 	RESTRequests int
@@ -277,7 +300,7 @@ func (o *Options) fill() error {
 		o.ChannelRateLimit = 5
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	tokens := map[string]bool{o.Token: true}
 	users := map[string]bool{o.BotUserID: true}
@@ -297,6 +320,11 @@ func (o *Options) fill() error {
 	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
 		if !isSnowflake(id) {
 			return fmt.Errorf("%w: %s %q is not a snowflake (a decimal uint64)", ErrInvalidOptions, name, id)
+		}
+	}
+	for i, id := range o.VoiceChannels {
+		if !isSnowflake(id) || id == o.GuildID || id == o.CategoryID {
+			return fmt.Errorf("%w: VoiceChannels[%d] %q is not a snowflake distinct from the guild and the category", ErrInvalidOptions, i, id)
 		}
 	}
 	if o.GuildID == o.CategoryID {

@@ -40,6 +40,8 @@ type session struct {
 	buffer []dispatch
 	// conn is the connection carrying the session, nil while none does.
 	conn *conn
+	// detached is when the session last lost its connection.
+	detached time.Time
 }
 
 // dispatch is one op 0 payload, encoded once.
@@ -195,7 +197,7 @@ func (s *Server) invalidateSessionLocked(b *botState) {
 		c.sess = nil
 		c.authed = false
 	}
-	s.log.Info("session invalidated", "session", b.sess.id, "user_id", b.userID)
+	s.log.Info("session invalidated", "session_id", b.sess.id, "user_id", b.userID)
 	b.sess = nil
 	s.notifyLocked()
 }
@@ -205,6 +207,7 @@ func (s *Server) invalidateSessionLocked(b *botState) {
 func (s *Server) detachLocked(c *conn) {
 	if c.sess != nil && c.sess.conn == c {
 		c.sess.conn = nil
+		c.sess.detached = time.Now()
 	}
 	c.sess = nil
 	c.authed = false

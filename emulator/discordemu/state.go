@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -74,6 +75,67 @@ type guildState struct {
 	memberOrder    []string
 	voice          map[string]*voiceState
 	manageChannels bool
+	botPerms       int64
+	catID          string
+	catOverwrites  []PermissionOverwrite
+}
+
+// Permission bits (developers/topics/permissions.mdx) the emulator checks.
+const (
+	PermAdministrator  int64 = 1 << 3
+	PermManageChannels int64 = 1 << 4
+	PermViewChannel    int64 = 1 << 10
+	PermConnect        int64 = 1 << 20
+	PermSpeak          int64 = 1 << 21
+	PermMoveMembers    int64 = 1 << 24
+	// BotRolePermissions is the bot role's default: what the bridge asks
+	// for in its invite.
+	BotRolePermissions = PermViewChannel | PermManageChannels | PermConnect | PermSpeak | PermMoveMembers
+	// everyonePermissions is Discord's default @everyone permission set.
+	everyonePermissions int64 = 1071698660929
+	// botRoleID is the id of the bot's managed role.
+	botRoleID = "600000000000000001"
+)
+
+// PermissionOverwrite is a channel permission overwrite (Discord docs,
+// "Overwrite Object"): Type 0 for a role, 1 for a member.
+type PermissionOverwrite struct {
+	ID          string
+	Type        int
+	Allow, Deny int64
+}
+
+// botPermissionsLocked computes the bot's permissions in the room category
+// as Discord does (permissions.mdx, "Permission Overwrites"): @everyone
+// and the bot's role, then the category's @everyone, role and member
+// overwrites in that order.
+func (g *guildState) botPermissionsLocked(botID string) int64 {
+	p := everyonePermissions | g.botPerms
+	if p&PermAdministrator != 0 {
+		return -1
+	}
+	apply := func(match func(PermissionOverwrite) bool) {
+		var allow, deny int64
+		for _, o := range g.catOverwrites {
+			if match(o) {
+				allow, deny = allow|o.Allow, deny|o.Deny
+			}
+		}
+		p = p&^deny | allow
+	}
+	apply(func(o PermissionOverwrite) bool { return o.Type == 0 && o.ID == g.id })
+	apply(func(o PermissionOverwrite) bool { return o.Type == 0 && o.ID == botRoleID })
+	apply(func(o PermissionOverwrite) bool { return o.Type == 1 && o.ID == botID })
+	return p
+}
+
+func overwritesJSON(ows []PermissionOverwrite) []any {
+	out := make([]any, 0, len(ows))
+	for _, o := range ows {
+		out = append(out, map[string]any{"id": o.ID, "type": o.Type,
+			"allow": strconv.FormatInt(o.Allow, 10), "deny": strconv.FormatInt(o.Deny, 10)})
+	}
+	return out
 }
 
 func newGuildState(o Options, now time.Time) guildState {
@@ -85,8 +147,17 @@ func newGuildState(o Options, now time.Time) guildState {
 		members:        make(map[string]*member),
 		voice:          make(map[string]*voiceState),
 		manageChannels: true,
+		botPerms:       o.BotPermissions,
+		catID:          o.CategoryID,
+		catOverwrites:  append([]PermissionOverwrite(nil), o.CategoryOverwrites...),
+	}
+	if g.botPerms == 0 {
+		g.botPerms = BotRolePermissions
 	}
 	g.addChannel(&channel{id: o.CategoryID, typ: channelTypeCategory, name: "Rooms"})
+	for i, id := range o.VoiceChannels {
+		g.addChannel(&channel{id: id, typ: channelTypeVoice, name: fmt.Sprintf("Voice %d", i+1), parentID: o.CategoryID, position: i, bitrate: 64000})
+	}
 	g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
 	for _, b := range o.ExtraBots {
 		g.addMember(&member{id: b.UserID, username: b.Name, bot: true, joinedAt: now})
@@ -261,12 +332,16 @@ func userJSON(m *member) map[string]any {
 }
 
 func memberJSON(m *member) map[string]any {
+	roles := []string{}
+	if m.bot {
+		roles = append(roles, botRoleID)
+	}
 	return map[string]any{
 		"user":          userJSON(m),
 		"nick":          nil,
 		"avatar":        nil,
 		"banner":        nil,
-		"roles":         []string{},
+		"roles":         roles,
 		"joined_at":     m.joinedAt.UTC().Format(time.RFC3339Nano),
 		"premium_since": nil,
 		"deaf":          false,
@@ -286,6 +361,9 @@ func (g *guildState) channelJSON(c *channel) map[string]any {
 		"permission_overwrites": []any{},
 		"flags":                 0,
 		"parent_id":             nil,
+	}
+	if c.typ == channelTypeCategory && c.id == g.catID {
+		out["permission_overwrites"] = overwritesJSON(g.catOverwrites)
 	}
 	if c.parentID != "" {
 		out["parent_id"] = c.parentID
@@ -342,10 +420,14 @@ func (g *guildState) voiceStateJSON(vs *voiceState, full bool) map[string]any {
 }
 
 func everyoneRoleJSON(guildID string) map[string]any {
+	return roleJSON(guildID, "@everyone", 0, everyonePermissions, false)
+}
+
+func roleJSON(id, name string, position int, perms int64, managed bool) map[string]any {
 	return map[string]any{
-		"id": guildID, "name": "@everyone", "color": 0, "colors": map[string]any{"primary_color": 0, "secondary_color": nil, "tertiary_color": nil},
-		"hoist": false, "icon": nil, "unicode_emoji": nil, "position": 0,
-		"permissions": "1071698660929", "managed": false, "mentionable": false, "flags": 0,
+		"id": id, "name": name, "color": 0, "colors": map[string]any{"primary_color": 0, "secondary_color": nil, "tertiary_color": nil},
+		"hoist": false, "icon": nil, "unicode_emoji": nil, "position": position,
+		"permissions": strconv.FormatInt(perms, 10), "managed": managed, "mentionable": false, "flags": 0,
 	}
 }
 
@@ -357,13 +439,13 @@ func (g *guildState) guildJSON() map[string]any {
 		"owner_id": ownerID, "afk_channel_id": nil, "afk_timeout": 300,
 		"widget_enabled": false, "widget_channel_id": nil, "verification_level": 0,
 		"default_message_notifications": 0, "explicit_content_filter": 0,
-		"roles": []any{everyoneRoleJSON(g.id)}, "emojis": []any{}, "stickers": []any{}, "features": []string{},
+		"roles": []any{everyoneRoleJSON(g.id), roleJSON(botRoleID, "bridge-bot", 1, g.botPerms, true)}, "emojis": []any{}, "stickers": []any{}, "features": []string{},
 		"mfa_level": 0, "application_id": nil, "system_channel_id": nil, "system_channel_flags": 0,
 		"rules_channel_id": nil, "vanity_url_code": nil, "description": nil, "banner": nil,
 		"premium_tier": 0, "premium_subscription_count": 0, "preferred_locale": "en-US",
 		"public_updates_channel_id": nil, "max_video_channel_users": 25, "max_stage_video_channel_users": 50,
 		"nsfw_level": 0, "premium_progress_bar_enabled": false, "safety_alerts_channel_id": nil,
-		"max_members": 500000, "max_presences": nil,
+		"max_members": 500000, "max_presences": nil, "hub_type": nil, "incidents_data": nil,
 	}
 }
 
@@ -588,6 +670,17 @@ func (s *Server) Channels() []*discordgo.Channel {
 	return out
 }
 
+// SetBotPermissions sets the permissions of the bot's role (0 restores
+// BotRolePermissions). Clients see the change in the next GUILD_CREATE.
+func (s *Server) SetBotPermissions(perms int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if perms == 0 {
+		perms = BotRolePermissions
+	}
+	s.guild.botPerms = perms
+}
+
 // SetManageChannels grants or revokes the bot's Manage Channels permission.
 // Without it, REST channel create and delete answer 403 with code 50013.
 func (s *Server) SetManageChannels(allowed bool) {
@@ -601,7 +694,7 @@ func (s *Server) SetManageChannels(allowed bool) {
 // voiceEffect is a VoiceBackend call owed after a voice-state change.
 type voiceEffect struct {
 	userID, channelID, sessionID string
-	allocate, release            bool
+	allocate, release, renew     bool
 	// voiceServer, when set, is a scripted VOICE_SERVER_UPDATE to dispatch
 	// in order with the backend's effects.
 	voiceServer *voiceServerUpdate
@@ -631,9 +724,9 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	case had:
 		vs = prev
 		vs.selfMute, vs.selfDeaf = selfMute, selfDeaf
-		if isBot && prev.channelID != channelID {
-			// A voice session per join or move, so a client cannot get
-			// away with the gateway session id.
+		if isBot {
+			// A voice session per join, move or repeated join, so a
+			// client must take the id from the newest voice state.
 			vs.sessionID = randomHex(16)
 		}
 	default:
@@ -647,6 +740,7 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	if isBot {
 		eff.allocate = channelID != "" && moved
 		eff.release = channelID == ""
+		eff.renew = channelID != "" && !moved
 	}
 	s.queueEffectLocked(eff)
 }
@@ -696,13 +790,17 @@ func (s *Server) runEffect(e voiceEffect) {
 		backend.MemberVoiceState(guildID, e.userID, e.channelID)
 	}
 	switch {
+	case e.renew:
+		if backend != nil {
+			backend.Renew(guildID, e.userID, e.sessionID)
+		}
 	case e.allocate:
 		endpoint, token := "127.0.0.1:1", randomHex(16)
 		if backend != nil {
 			var err error
 			endpoint, token, err = backend.Allocate(guildID, e.channelID, e.userID, e.sessionID)
 			if err != nil {
-				s.log.Error("voice backend allocation failed; no VOICE_SERVER_UPDATE sent", "channel", e.channelID, "err", err)
+				s.log.Error("voice backend allocation failed; no VOICE_SERVER_UPDATE sent", "channel_id", e.channelID, "err", err)
 				return
 			}
 		}

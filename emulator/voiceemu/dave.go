@@ -99,7 +99,7 @@ type note struct {
 }
 
 func (c *call) note(level slog.Level, msg string, args ...any) {
-	c.notes = append(c.notes, note{level: level, msg: msg, args: append([]any{"channel", c.channelID}, args...)})
+	c.notes = append(c.notes, note{level: level, msg: msg, args: append([]any{"channel_id", c.channelID}, args...)})
 }
 
 // participant is a client session or a simulated member in a call.
@@ -301,7 +301,7 @@ func (c *call) sendBinary(p *participant, op int, payload []byte) {
 // client would send them.
 func (c *call) queue(p *participant, op int, out []dave.Outbound, err error) {
 	if err != nil {
-		c.note(slog.LevelWarn, "simulated member refused a DAVE message", "user", p.userID, "op", op, "err", err)
+		c.note(slog.LevelWarn, "simulated member refused a DAVE message", "user_id", p.userID, "op", op, "err", err)
 	}
 	for _, o := range out {
 		payload := o.Binary
@@ -552,7 +552,7 @@ func (c *call) handle(p *participant, op int, payload []byte) {
 			TransitionID *uint16 `json:"transition_id"`
 		}
 		if err := json.Unmarshal(payload, &m); err != nil || m.TransitionID == nil {
-			c.note(slog.LevelInfo, "DAVE op without a transition id ignored", "user", p.userID, "op", op, "data", string(payload))
+			c.note(slog.LevelInfo, "DAVE op without a transition id ignored", "user_id", p.userID, "op", op, "data", string(payload))
 			return
 		}
 		if op == opReadyForTransition {
@@ -561,7 +561,7 @@ func (c *call) handle(p *participant, op int, payload []byte) {
 			c.invalid(p, *m.TransitionID)
 		}
 	default:
-		c.note(slog.LevelDebug, "DAVE op ignored", "user", p.userID, "op", op)
+		c.note(slog.LevelDebug, "DAVE op ignored", "user_id", p.userID, "op", op)
 	}
 }
 
@@ -569,7 +569,7 @@ func (c *call) handle(p *participant, op int, payload []byte) {
 // the participant's user id, lifetime) and proposed as an Add.
 func (c *call) keyPackage(p *participant, kp []byte) {
 	if c.protocol != 1 || !p.dave {
-		c.note(slog.LevelDebug, "key package outside DAVE ignored", "user", p.userID)
+		c.note(slog.LevelDebug, "key package outside DAVE ignored", "user_id", p.userID)
 		return
 	}
 	if _, in := c.xs.Members()[p.userID]; in {
@@ -590,7 +590,7 @@ func (c *call) keyPackage(p *participant, kp []byte) {
 
 // refuseKeyPackage drops a key package that failed validation.
 func (c *call) refuseKeyPackage(p *participant, err error) {
-	c.note(slog.LevelWarn, "DAVE key package refused", "user", p.userID, "err", err)
+	c.note(slog.LevelWarn, "DAVE key package refused", "user_id", p.userID, "err", err)
 	if p.ss != nil {
 		p.ss.counters.kpRefused.Add(1)
 	}
@@ -644,7 +644,7 @@ func (c *call) proposeRemove(userID string) {
 	}
 	prop, err := c.xs.ProposeRemove(userID)
 	if err != nil {
-		c.note(slog.LevelWarn, "DAVE remove proposal", "user", userID, "err", err)
+		c.note(slog.LevelWarn, "DAVE remove proposal", "user_id", userID, "err", err)
 		return
 	}
 	sp := &sentProposal{Proposal: prop, to: map[string]bool{}}
@@ -690,7 +690,7 @@ func (c *call) sendProposals(to *participant, props ...*sentProposal) {
 // revoke).
 func (c *call) revoke(sp *sentProposal) {
 	if err := c.xs.Revoke(sp.Ref); err != nil {
-		c.note(slog.LevelWarn, "DAVE revoke", "user", sp.UserID, "err", err)
+		c.note(slog.LevelWarn, "DAVE revoke", "user_id", sp.UserID, "err", err)
 	}
 	c.props = slices.DeleteFunc(c.props, func(q *sentProposal) bool { return q == sp })
 	for _, q := range c.order {
@@ -711,7 +711,7 @@ func (c *call) commit(p *participant, payload []byte) {
 	acc, err := c.xs.AcceptCommit(p.userID, payload)
 	if err != nil {
 		c.refused++
-		c.note(slog.LevelDebug, "DAVE commit not accepted", "user", p.userID, "err", err)
+		c.note(slog.LevelDebug, "DAVE commit not accepted", "user_id", p.userID, "err", err)
 		return
 	}
 	c.committers = append(c.committers, p.userID)
@@ -758,7 +758,7 @@ func (c *call) ready(p *participant, tid uint16) {
 // It is proposed for removal and added again when its new key package
 // arrives (whitepaper, "Recovery from Invalid Commit or Welcome").
 func (c *call) invalid(p *participant, tid uint16) {
-	c.note(slog.LevelInfo, "DAVE invalid commit or welcome reported", "user", p.userID, "transition", tid)
+	c.note(slog.LevelInfo, "DAVE invalid commit or welcome reported", "user_id", p.userID, "transition", tid)
 	if t := c.trans; t != nil && t.id == tid {
 		delete(t.waiting, p.userID)
 		t.to = slices.DeleteFunc(t.to, func(u string) bool { return u == p.userID })

@@ -23,6 +23,12 @@
 //	server -> Session Description (op 4: mode, secret_key)
 //	both   -> Speaking (op 5), Heartbeat (op 3) / ACK (op 6)
 //
+// A close with 4006 or 4009 invalidates the voice session id: Identify
+// with it gets 4006 until the main gateway renews it (Renew, on a
+// repeated op 4); a new allocation closes a live session with 4014 (a
+// voice server move). Blackhole makes a websocket a zombie that loses
+// everything both ways until the client gives up on it.
+//
 // Every message the server sends after Identify carries a top-level seq
 // and is kept in a per-session buffer, so a client that lost its socket
 // can Resume with seq_ack and have the missed messages replayed after
@@ -31,7 +37,10 @@
 // # Media
 //
 // Each RTP packet a client sends is decrypted with its session key,
-// given the header extension Discord's SFU adds, re-encrypted with each
+// refused when Select Protocol did not declare its payload type (its
+// codecs are checked against Discord's table) or, for Opus, when the
+// connection sent no Speaking (op 5) within a second (close 4002), given
+// a header extension that varies as Discord's SFU's does, re-encrypted with each
 // receiver's key and mode and sent to every other member of the channel.
 // Simulated members (AddMember) packetize Opus and VP8 (RFC 7741) into the
 // same path and receive what clients send. Loss, reordering and

@@ -2,9 +2,13 @@ package voiceemu
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -93,6 +97,8 @@ type wsConn struct {
 	mu   sync.Mutex
 	sess *session
 	beat time.Time
+	// blackholed: nothing is sent or received any more (see Blackhole).
+	blackholed atomic.Bool
 }
 
 func (c *wsConn) session() *session {
@@ -116,6 +122,9 @@ func (c *wsConn) lastBeat() time.Time {
 // enqueue queues a frame without blocking; a client too slow to take 256
 // messages loses its socket (and can resume).
 func (c *wsConn) enqueue(f wsFrame) {
+	if c.blackholed.Load() {
+		return // lost; the session keeps its messages for a resume
+	}
 	select {
 	case <-c.done:
 	case c.out <- f:
@@ -176,6 +185,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(readLimit)
 	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, out: make(chan wsFrame, outQueueSize), done: make(chan struct{}), beat: time.Now()}
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if c.blackholed.Load() {
+			return nil // the close frame is lost, and so is our answer
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(writeTimeout))
+		return nil
+	})
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -204,9 +220,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
-	c.enqueue(wsFrame{data: marshalEnvelope(opHello, map[string]any{"heartbeat_interval": s.opts.HeartbeatInterval.Milliseconds()}, nil)})
+	// Discord's voice Hello carries the interval as a float and the
+	// gateway version (voice-connections.mdx, "Heartbeating").
+	interval := json.Number(strconv.FormatFloat(float64(s.opts.HeartbeatInterval)/float64(time.Millisecond), 'f', 2, 64))
+	c.enqueue(wsFrame{data: marshalEnvelope(opHello, map[string]any{"v": 8, "heartbeat_interval": interval}, nil)})
 	for {
 		kind, data, err := ws.ReadMessage()
+		if c.blackholed.Load() {
+			if err != nil {
+				// The TCP connection lives until the client drops it.
+				_, _ = io.Copy(io.Discard, ws.NetConn())
+				return
+			}
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -335,14 +362,14 @@ func (s *Server) identify(c *wsConn, d json.RawMessage) {
 		code = 4006
 	case a == nil, a.guildID != id.ServerID, a.userID != id.UserID:
 		code = 4004
-	case a.sessionID != id.SessionID:
+	case a.sessionID != id.SessionID, a.stale:
 		code = 4006
 	case s.opts.RequireDAVE && id.MaxDAVE < 1:
 		code = 4017
 	}
 	if code != 0 {
 		s.mu.Unlock()
-		s.log.Info("identify refused", "user", id.UserID, "guild", id.ServerID, "code", code)
+		s.log.Info("identify refused", "user_id", id.UserID, "guild_id", id.ServerID, "code", code)
 		c.closeWith(code)
 		return
 	}
@@ -375,12 +402,12 @@ func (s *Server) identify(c *wsConn, d json.RawMessage) {
 		ssrc: audio, videoSSRC: video, rtxSSRC: rtx, maxDAVE: id.MaxDAVE,
 		conn: c, lastBeat: time.Now(), sources: map[uint32]*sourceCount{},
 	}
-	ss.log = s.log.With("user", ss.userID, "guild", ss.guildID, "ssrc", ss.ssrc)
+	ss.log = s.log.With("user_id", ss.userID, "guild_id", ss.guildID, "ssrc", ss.ssrc)
 	s.sessions[ss.token] = ss
 	s.bySSRC[audio], s.bySSRC[video], s.bySSRC[rtx] = ss, ss, ss
 	s.mu.Unlock()
 	c.setSession(ss)
-	ss.log.Info("voice session identified", "channel", ss.channelID, "max_dave", id.MaxDAVE)
+	ss.log.Info("voice session identified", "channel_id", ss.channelID, "max_dave", id.MaxDAVE)
 
 	ss.sendJSON(opReady, map[string]any{
 		"ssrc":               ss.ssrc,
@@ -427,8 +454,10 @@ func (s *Server) announceJoin(ss *session) {
 		}
 	}
 	for _, m := range members {
-		ss.sendJSON(opSpeaking, m.speakingPayload())
-		ss.sendJSON(opVideo, m.videoPayload())
+		if m.announced() {
+			ss.sendJSON(opSpeaking, m.speakingPayload())
+			ss.sendJSON(opVideo, m.videoPayload())
+		}
 	}
 }
 
@@ -449,8 +478,9 @@ func (s *Server) resume(c *wsConn, d json.RawMessage) {
 	}
 	s.mu.Lock()
 	ss := s.sessions[r.Token]
+	valid := ss != nil && ss.guildID == r.ServerID && ss.sessionID == r.SessionID
 	s.mu.Unlock()
-	if ss == nil || ss.guildID != r.ServerID || ss.sessionID != r.SessionID {
+	if !valid {
 		c.closeWith(4006)
 		return
 	}
@@ -463,12 +493,13 @@ func (s *Server) resume(c *wsConn, d json.RawMessage) {
 	if !ok {
 		ss.mu.Unlock()
 		ss.log.Info("resume refused: missed messages no longer buffered", "seq_ack", seqAck)
-		s.endSession(ss, 4006)
+		s.invalidate(ss, 4006)
 		c.closeWith(4006)
 		return
 	}
 	prev := ss.conn
 	ss.conn = c
+	ss.announced = false // Speaking goes again after a resume
 	ss.lastBeat = time.Now()
 	seq := wireSeq(ss.seq)
 	c.enqueue(wsFrame{data: marshalEnvelope(opResumed, nil, &seq)})
@@ -490,6 +521,47 @@ type selectProtocolData struct {
 		Port    uint16 `json:"port"`
 		Mode    string `json:"mode"`
 	} `json:"data"`
+	Codecs []codecData `json:"codecs"`
+}
+
+// codecData is one entry of Select Protocol's undocumented codecs list.
+type codecData struct {
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	PayloadType    int    `json:"payload_type"`
+	RTXPayloadType *int   `json:"rtx_payload_type"`
+}
+
+// knownCodecs are the payload types Discord's clients declare
+// (docs/discord-protocol.md, "Video over the voice connection"): name,
+// type, payload type and RTX payload type.
+var knownCodecs = map[string]struct {
+	kind    string
+	pt, rtx int
+}{
+	"opus": {"audio", 120, 0},
+	"H264": {"video", 101, 102},
+	"VP8":  {"video", 105, 106},
+	"VP9":  {"video", 107, 108},
+	"AV1":  {"video", 109, 110},
+}
+
+// declaredPayloadTypes checks Select Protocol's codecs against
+// knownCodecs and returns the payload types the client may send: Opus
+// always, video only when declared.
+func declaredPayloadTypes(codecs []codecData) (map[uint8]bool, error) {
+	out := map[uint8]bool{payloadTypeOpus: true}
+	for _, c := range codecs {
+		k, ok := knownCodecs[c.Name]
+		if !ok || k.kind != c.Type || k.pt != c.PayloadType || (c.RTXPayloadType != nil && *c.RTXPayloadType != k.rtx) {
+			return nil, fmt.Errorf("codec %+v does not match %s/%d", c, k.kind, k.pt)
+		}
+		out[uint8(k.pt)] = true
+		if c.RTXPayloadType != nil {
+			out[uint8(k.rtx)] = true
+		}
+	}
+	return out, nil
 }
 
 // selectProtocol takes op 1, picks a fresh secret key, joins the client to
@@ -514,6 +586,12 @@ func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 		c.closeWith(4016)
 		return
 	}
+	declared, err := declaredPayloadTypes(sp.Codecs)
+	if err != nil {
+		ss.log.Info("select protocol refused: bad codecs", "err", err)
+		c.closeWith(4002)
+		return
+	}
 	key := make([]byte, secretKeySize)
 	if _, err := randRead(key); err != nil {
 		c.closeWith(4015)
@@ -525,7 +603,7 @@ func (s *Server) selectProtocol(c *wsConn, ss *session, d json.RawMessage) {
 		return
 	}
 	ss.mu.Lock()
-	ss.mode, ss.cipher = sp.Data.Mode, tc
+	ss.mode, ss.cipher, ss.declared = sp.Data.Mode, tc, declared
 	if ip, err := netip.ParseAddr(sp.Data.Address); err == nil && sp.Data.Port != 0 {
 		ss.addr = netip.AddrPortFrom(ip.Unmap(), sp.Data.Port)
 	}
@@ -567,6 +645,8 @@ func (s *Server) speaking(c *wsConn, ss *session, d json.RawMessage) {
 	}
 	ss.mu.Lock()
 	ss.speaking = &sp.Speaking
+	ss.announced, ss.unannounced = true, time.Time{}
+	ss.flags = append(ss.flags, sp.Speaking)
 	ss.mu.Unlock()
 	peers, _ := s.channelPeers(ss.guildID, ss.channelID, ss.userID)
 	for _, p := range peers {

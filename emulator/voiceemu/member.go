@@ -35,7 +35,22 @@ type MemberOptions struct {
 	// with davey). The member calls it from the call's event handling, its
 	// sender and its receiver, so it must be safe for concurrent use.
 	DAVE MemberDAVE
+	// SpeakLate withholds the member's Speaking (op 5) and video (op 12),
+	// which map its SSRC to its user id, until its first PlayOpus: what
+	// SendOpus sends before arrives from an SSRC the clients cannot
+	// attribute yet, as can happen on Discord.
+	SpeakLate bool
+	// Record is how many of the latest frames the member keeps per sender
+	// and kind for ReceivedOpus, ReceivedOpusRTP and ReceivedVP8: a ring,
+	// so a member that runs for days holds no more than this. 0 means
+	// DefaultRecord; negative keeps nothing (OnOpus still sees every
+	// frame), for members nobody reads, as the embedded demo's.
+	Record int
 }
+
+// DefaultRecord is MemberOptions.Record's default: a minute of 20 ms
+// Opus frames, and as many RTP headers and VP8 frames.
+const DefaultRecord = 3000
 
 // MemberDAVE is what a simulated member needs of a DAVE client session:
 // the methods of *dave.Session it calls, with their meaning there.
@@ -94,14 +109,19 @@ type Member struct {
 	vStart    time.Time
 	pictureID uint16
 
-	mu      sync.Mutex
-	left    bool
+	mu   sync.Mutex
+	left bool
+	// quiet: the member's last op 5 said speaking 0 (PlayOpus ended).
+	quiet bool
+	// late: op 5 and op 12 are withheld (MemberOptions.SpeakLate).
+	late    bool
 	onOpus  func(fromUserID string, frame []byte)
 	opus    map[string][][]byte
 	opusRTP map[string][]RTPHeader
 	video   map[string][]VideoFrame
 	asm     map[string]*vp8Assembler
 	dropped int
+	record  int // MemberOptions.Record, defaulted
 }
 
 type memberPacket struct {
@@ -125,18 +145,23 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	}
 	ds := o.DAVE
 	if ds == nil {
-		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log.With("member", o.UserID)})
+		own, err := dave.NewSession(dave.SessionOptions{UserID: o.UserID, ChannelID: o.ChannelID, Logger: s.log})
 		if err != nil {
 			return nil, fmt.Errorf("%w: member %s: %w", ErrInvalidOptions, o.UserID, err)
 		}
 		ds = own
 	}
 	m := &Member{
-		srv: s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
+		late: o.SpeakLate,
+		srv:  s, userID: o.UserID, guildID: o.GuildID, channelID: o.ChannelID, dave: ds,
 		in: make(chan memberPacket, memberQueueSize), stop: make(chan struct{}), ready: make(chan struct{}),
 		aSeq: uint16(rand.Uint32()), aTS: rand.Uint32(), vSeq: uint16(rand.Uint32()), vTSBase: rand.Uint32(),
 		pictureID: uint16(rand.Uint32()) & 0x7fff,
 		opus:      map[string][][]byte{}, opusRTP: map[string][]RTPHeader{}, video: map[string][]VideoFrame{}, asm: map[string]*vp8Assembler{},
+		record: o.Record,
+	}
+	if m.record == 0 {
+		m.record = DefaultRecord
 	}
 	key := o.GuildID + "/" + o.UserID
 	s.mu.Lock()
@@ -166,8 +191,10 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	peers, _ := s.channelPeers(m.guildID, m.channelID, m.userID)
 	for _, p := range peers {
 		p.sendJSON(opClientsConnect, map[string]any{"user_ids": []string{m.userID}})
-		p.sendJSON(opSpeaking, m.speakingPayload())
-		p.sendJSON(opVideo, m.videoPayload())
+		if !o.SpeakLate {
+			p.sendJSON(opSpeaking, m.speakingPayload())
+			p.sendJSON(opVideo, m.videoPayload())
+		}
 	}
 	p := &participant{userID: m.userID, dave: true, m: m, e2ee: &m.e2ee}
 	if err := s.joinCall(m.guildID, m.channelID, p, nil); err != nil {
@@ -179,11 +206,11 @@ func (s *Server) AddMember(o MemberOptions) (*Member, error) {
 	case <-m.ready:
 	case <-m.stop: // left meanwhile
 	case <-wait.C:
-		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user", m.userID, "channel", m.channelID)
+		s.log.Warn("simulated member not in the DAVE group yet; its media is dropped until it is", "user_id", m.userID, "channel_id", m.channelID)
 	case <-s.stop:
 		return nil, ErrClosed
 	}
-	s.log.Info("simulated member added", "user", m.userID, "guild", m.guildID, "channel", m.channelID, "ssrc", m.ssrc,
+	s.log.Info("simulated member added", "user_id", m.userID, "guild_id", m.guildID, "channel_id", m.channelID, "ssrc", m.ssrc,
 		"dave_protocol", m.dave.ProtocolVersion(), "privacy_code", m.dave.PrivacyCode())
 	return m, nil
 }
@@ -250,7 +277,45 @@ func (m *Member) encrypt(kind dave.MediaKind, frame []byte) ([]byte, error) {
 func (m *Member) UserID() string { return m.userID }
 
 func (m *Member) speakingPayload() map[string]any {
-	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": 1}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	flag := 1
+	if m.quiet {
+		flag = 0
+	}
+	return map[string]any{"user_id": m.userID, "ssrc": m.ssrc, "speaking": flag}
+}
+
+// setSpeaking tells the channel's clients the member's speaking flag
+// (op 5) when it changes, as Discord's clients do when they start and
+// stop talking.
+func (m *Member) setSpeaking(on bool) {
+	m.mu.Lock()
+	late := on && m.late
+	changed := m.quiet == on || late
+	m.quiet = !on
+	if on {
+		m.late = false
+	}
+	m.mu.Unlock()
+	if !changed || !m.active() {
+		return
+	}
+	peers, _ := m.srv.channelPeers(m.guildID, m.channelID, m.userID)
+	p := m.speakingPayload()
+	for _, ss := range peers {
+		ss.sendJSON(opSpeaking, p)
+		if late {
+			ss.sendJSON(opVideo, m.videoPayload())
+		}
+	}
+}
+
+// announced reports whether the member's op 5 and op 12 may go out.
+func (m *Member) announced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.late
 }
 
 func (m *Member) videoPayload() map[string]any {
@@ -347,12 +412,15 @@ func (m *Member) sendOpus(frame []byte, paced bool) error {
 
 // PlayOpus sends frames every 20 ms on an absolute-deadline clock (a late
 // frame does not delay the rest), looping if asked, until the frames run
-// out, ctx is done, the member leaves or the server closes. Frames the
+// out, ctx is done, the member leaves or the server closes; then the
+// member's op 5 says speaking 0 (and the next PlayOpus says 1 again). Frames the
 // member holds no DAVE key for are skipped (and counted in Stats).
 func (m *Member) PlayOpus(ctx context.Context, frames [][]byte, loop bool) {
 	if len(frames) == 0 {
 		return
 	}
+	m.setSpeaking(true)
+	defer m.setSpeaking(false)
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -424,12 +492,13 @@ func (m *Member) OnOpus(f func(fromUserID string, frame []byte)) {
 }
 
 // ReceivedOpus returns the Opus frames received from a user, in arrival
-// order.
+// order: the last MemberOptions.Record of them.
 func (m *Member) ReceivedOpus(fromUserID string) [][]byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([][]byte, len(m.opus[fromUserID]))
-	for i, f := range m.opus[fromUserID] {
+	in := latest(m.opus[fromUserID], m.record)
+	out := make([][]byte, len(in))
+	for i, f := range in {
 		out[i] = append([]byte(nil), f...)
 	}
 	return out
@@ -437,20 +506,23 @@ func (m *Member) ReceivedOpus(fromUserID string) [][]byte {
 
 // ReceivedOpusRTP returns the RTP headers of every Opus packet the relay
 // delivered from a user, in arrival order, whether or not its frame
-// decrypted: the stream as it was on the wire.
+// decrypted: the stream as it was on the wire (the last
+// MemberOptions.Record headers).
 func (m *Member) ReceivedOpusRTP(fromUserID string) []RTPHeader {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]RTPHeader(nil), m.opusRTP[fromUserID]...)
+	return append([]RTPHeader(nil), latest(m.opusRTP[fromUserID], m.record)...)
 }
 
 // ReceivedVP8 returns the VP8 frames reassembled from a user's packets;
-// frames with a missing packet are discarded.
+// frames with a missing packet are discarded. It holds the last
+// MemberOptions.Record frames.
 func (m *Member) ReceivedVP8(fromUserID string) []VideoFrame {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]VideoFrame, len(m.video[fromUserID]))
-	for i, f := range m.video[fromUserID] {
+	in := latest(m.video[fromUserID], m.record)
+	out := make([]VideoFrame, len(in))
+	for i, f := range in {
 		out[i] = VideoFrame{Data: append([]byte(nil), f.Data...), Keyframe: f.Keyframe}
 	}
 	return out
@@ -485,7 +557,7 @@ func (m *Member) receive(pk memberPacket) {
 	switch pk.p.payloadType {
 	case payloadTypeOpus:
 		m.mu.Lock()
-		m.opusRTP[pk.from] = append(m.opusRTP[pk.from], RTPHeader{Sequence: pk.p.sequence, Timestamp: pk.p.timestamp, SSRC: pk.p.ssrc})
+		m.opusRTP[pk.from] = keep(m.opusRTP[pk.from], RTPHeader{Sequence: pk.p.sequence, Timestamp: pk.p.timestamp, SSRC: pk.p.ssrc}, m.record)
 		m.mu.Unlock()
 		frame, err := m.dave.DecryptFrame(nil, pk.from, dave.Audio, pk.p.payload)
 		if err != nil {
@@ -493,7 +565,7 @@ func (m *Member) receive(pk memberPacket) {
 			return
 		}
 		m.mu.Lock()
-		m.opus[pk.from] = append(m.opus[pk.from], frame)
+		m.opus[pk.from] = keep(m.opus[pk.from], frame, m.record)
 		cb := m.onOpus
 		m.mu.Unlock()
 		if cb != nil {
@@ -517,7 +589,31 @@ func (m *Member) receive(pk memberPacket) {
 			return
 		}
 		m.mu.Lock()
-		m.video[pk.from] = append(m.video[pk.from], VideoFrame{Data: plain, Keyframe: vp8IsKeyframe(plain)})
+		m.video[pk.from] = keep(m.video[pk.from], VideoFrame{Data: plain, Keyframe: vp8IsKeyframe(plain)}, m.record)
 		m.mu.Unlock()
 	}
+}
+
+// keep appends v to a record that holds the last limit entries (none for
+// a negative limit). The slice may hold up to twice limit: when it fills,
+// the last limit entries move to the front, so appending stays amortized
+// O(1) and memory stays bounded. latest returns the record's view.
+func keep[T any](s []T, v T, limit int) []T {
+	if limit < 0 {
+		return nil
+	}
+	if len(s) >= 2*limit {
+		n := copy(s, s[len(s)-limit+1:])
+		clear(s[n:])
+		s = s[:n]
+	}
+	return append(s, v)
+}
+
+// latest is the last limit entries of a record kept by keep.
+func latest[T any](s []T, limit int) []T {
+	if limit >= 0 && len(s) > limit {
+		return s[len(s)-limit:]
+	}
+	return s
 }

@@ -24,6 +24,9 @@ const (
 	// extensionProfileOneByte is the RFC 8285 one-byte header extension
 	// profile that Discord's SFU puts on the packets it relays.
 	extensionProfileOneByte = 0xBEDE
+	// extensionProfileTwoByte is the RFC 8285 §4.3 two-byte form's
+	// profile (0x100 and 4 bits of appbits, here 0).
+	extensionProfileTwoByte = 0x1000
 )
 
 // opusSilence is the Opus frame Discord uses for silence ("Voice Data
@@ -133,11 +136,22 @@ func (p rtpPacket) marshal() []byte {
 	return append(b, p.payload...)
 }
 
-// relayExtension is the header extension the relay puts on every packet it
-// forwards, as Discord's SFU does: an RFC 8285 one-byte element (id 1,
-// audio level, RFC 6464) padded to a 32-bit word.
-func relayExtension() []byte {
-	return []byte{0x10, 0x7f, 0x00, 0x00}
+// relayExtension is the header extension the relay puts on a packet it
+// forwards. Discord's SFU varies it from packet to packet, so the relay
+// cycles by sequence number through: none (X clear); an RFC 8285
+// one-byte element (id 1, audio level, RFC 6464) padded to a word; that
+// and a 3-byte element (id 3, abs-send-time), two words; and the two-byte
+// form (profile 0x1000, RFC 8285 §4.3) of the audio level.
+func relayExtension(seq uint16) (profile uint16, body []byte) {
+	switch seq % 4 {
+	case 0:
+		return 0, nil
+	case 1:
+		return extensionProfileOneByte, []byte{0x10, 0x7f, 0x00, 0x00}
+	case 2:
+		return extensionProfileOneByte, []byte{0x10, 0x7f, 0x32, 0x12, 0x34, 0x56, 0x00, 0x00}
+	}
+	return extensionProfileTwoByte, []byte{0x01, 0x01, 0x7f, 0x00}
 }
 
 // isDAVEFrame applies a DAVE receiver's frame check to a media frame

@@ -202,7 +202,8 @@ func TestDiscoveryReply(t *testing.T) {
 
 func BenchmarkSealOpen(b *testing.B) {
 	key := bytes.Repeat([]byte{1}, 32)
-	plain := rtpPacket{payloadType: 120, ssrc: 1, extProfile: 0xBEDE, extension: relayExtension(), payload: make([]byte, 160)}.marshal()
+	profile, ext := relayExtension(1)
+	plain := rtpPacket{payloadType: 120, ssrc: 1, extProfile: profile, extension: ext, payload: make([]byte, 160)}.marshal()
 	for _, mode := range []string{ModeAES256GCM, ModeXChaCha20Poly1305, ModeXSalsa20Lite} {
 		b.Run(mode, func(b *testing.B) {
 			c, _ := newTransportCipher(mode, key)

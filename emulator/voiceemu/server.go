@@ -147,6 +147,10 @@ type Server struct {
 // bot has the token.
 type allocation struct {
 	guildID, channelID, userID, sessionID, token string
+	// stale: the voice session ended with 4006 or 4009, which makes it
+	// invalid: an Identify with sessionID gets 4006 until the main gateway
+	// gives the user a new voice session id (Renew).
+	stale bool
 }
 
 // Start starts a server on 127.0.0.1 ports chosen by the system.
@@ -257,7 +261,9 @@ func (s *Server) Close() {
 // Discord does before sending VOICE_SERVER_UPDATE. The endpoint and token
 // go into that event; sessionID is the user's voice session_id from
 // VOICE_STATE_UPDATE. A new allocation for the same guild and user
-// replaces the previous one, whose token then fails with 4006.
+// replaces the previous one, whose token then fails with 4006, and closes
+// the user's live session with 4014, as Discord does when it moves a user
+// to another voice server (a VOICE_SERVER_UPDATE follows).
 func (s *Server) Allocate(guildID, channelID, userID, sessionID string) (endpoint, token string, err error) {
 	if !isSnowflake(guildID) || !isSnowflake(channelID) || !isSnowflake(userID) || sessionID == "" {
 		return "", "", fmt.Errorf("%w: Allocate needs guild, channel and user ids that are Discord snowflakes (decimal uint64) and a session id (got %q, %q, %q, %q)",
@@ -268,8 +274,8 @@ func (s *Server) Allocate(guildID, channelID, userID, sessionID string) (endpoin
 		return "", "", err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return "", "", ErrClosed
 	}
 	for t, a := range s.allocations {
@@ -279,7 +285,48 @@ func (s *Server) Allocate(guildID, channelID, userID, sessionID string) (endpoin
 		}
 	}
 	s.allocations[token] = &allocation{guildID: guildID, channelID: channelID, userID: userID, sessionID: sessionID, token: token}
+	var moved []*session
+	for _, ss := range s.sessions {
+		if ss.guildID == guildID && ss.userID == userID {
+			moved = append(moved, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range moved {
+		s.endSession(ss, 4014)
+	}
 	return s.Endpoint(), token, nil
+}
+
+// Renew gives a user's allocation in a guild a new voice session id, as
+// the main gateway does when the user repeats a join (op 4) for the
+// channel it is in: Discord then sends only VOICE_STATE_UPDATE, with the
+// new id, and no VOICE_SERVER_UPDATE, so the token stays. A session made
+// stale by 4006 or 4009 becomes usable again under the new id.
+func (s *Server) Renew(guildID, userID, sessionID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.allocations {
+		if a.guildID == guildID && a.userID == userID {
+			a.sessionID, a.stale = sessionID, false
+		}
+	}
+	for _, ss := range s.sessions {
+		if ss.guildID == guildID && ss.userID == userID {
+			ss.sessionID = sessionID
+		}
+	}
+}
+
+// invalidate ends a session with 4006 or 4009 and makes its voice
+// session id unusable (see allocation.stale).
+func (s *Server) invalidate(ss *session, code int) {
+	s.mu.Lock()
+	if a := s.allocations[ss.token]; a != nil && a.sessionID == ss.sessionID {
+		a.stale = true
+	}
+	s.mu.Unlock()
+	s.endSession(ss, code)
 }
 
 // Release ends a user's voice allocation in a guild (the user left voice):
@@ -337,6 +384,31 @@ func (s *Server) DropSockets() {
 	}
 }
 
+// Blackhole makes the voice websocket of every session of a user a real
+// zombie: nothing the server sends arrives, nothing the client sends gets
+// through (heartbeats go unacknowledged, its close frame is lost), and the
+// TCP connection stays open until the client drops it. The session stays
+// and buffers its messages, so a client that notices by its heartbeat
+// resumes and gets them by replay.
+func (s *Server) Blackhole(userID string) {
+	s.mu.Lock()
+	var conns []*wsConn
+	for _, ss := range s.sessions {
+		if ss.userID != userID {
+			continue
+		}
+		ss.mu.Lock()
+		if ss.conn != nil {
+			conns = append(conns, ss.conn)
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.blackholed.Store(true)
+	}
+}
+
 // SetHeartbeatACK turns Heartbeat ACK (op 6) on or off, to make a client
 // see a zombie connection.
 func (s *Server) SetHeartbeatACK(enabled bool) {
@@ -345,7 +417,8 @@ func (s *Server) SetHeartbeatACK(enabled bool) {
 
 // CloseSession closes the voice websocket of every session of a user with
 // code. After a resumable code (4015, or a code below 4000) the session
-// stays and can be resumed; after any other code it ends.
+// stays and can be resumed; after any other code it ends, and 4006 or 4009
+// also invalidate the voice session id (see Renew).
 func (s *Server) CloseSession(userID string, code int) {
 	s.mu.Lock()
 	var found []*session
@@ -360,6 +433,10 @@ func (s *Server) CloseSession(userID string, code int) {
 			if c := ss.detach(nil); c != nil {
 				c.closeWith(code)
 			}
+			continue
+		}
+		if code == 4006 || code == 4009 {
+			s.invalidate(ss, code)
 			continue
 		}
 		s.endSession(ss, code)
@@ -441,6 +518,18 @@ type SessionStats struct {
 	// validation: unparsable, a bad signature, or a credential that is not
 	// the session's user id.
 	KeyPackagesRefused int
+	// MediaBeforeSpeaking counts Opus packets that came from the client
+	// while its current connection had sent no Speaking (op 5). Discord
+	// disconnects such a client "with an invalid SSRC error"; the emulator
+	// lets such audio pass for speakingGrace (op 5 on the websocket and the
+	// first packets on UDP race), then closes with 4002.
+	MediaBeforeSpeaking int
+	// Speaking lists the flags of every op 5 the client sent, in order.
+	Speaking []int
+	// UndeclaredPayloadType counts RTP packets refused because Select
+	// Protocol did not declare their payload type (video is declared in
+	// its codecs; Opus always may be sent).
+	UndeclaredPayloadType int
 }
 
 // Stats is a snapshot of the server's counters.
@@ -530,7 +619,7 @@ func (s *Server) endSession(ss *session, code int) {
 	if c := ss.detach(nil); c != nil {
 		c.closeWith(code)
 	}
-	s.log.Info("voice session ended", "user", ss.userID, "guild", ss.guildID, "code", code)
+	s.log.Info("voice session ended", "user_id", ss.userID, "guild_id", ss.guildID, "code", code)
 	s.announceLeave(ss.guildID, ss.channelID, ss.userID)
 	s.leaveCall(ss.guildID, ss.channelID, ss.userID, ss, nil)
 }
@@ -583,10 +672,10 @@ func (s *Server) expire(now time.Time) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		if now.Sub(c.lastBeat()) > s.opts.HeartbeatTimeout {
+		if !c.blackholed.Load() && now.Sub(c.lastBeat()) > s.opts.HeartbeatTimeout {
 			s.log.Info("heartbeat timeout", "remote", c.remote)
 			if ss := c.session(); ss != nil {
-				s.endSession(ss, 4009)
+				s.invalidate(ss, 4009)
 			}
 			c.closeWith(4009)
 		}
@@ -596,7 +685,7 @@ func (s *Server) expire(now time.Time) {
 		stale := ss.conn == nil && now.Sub(ss.lastBeat) > s.opts.HeartbeatTimeout
 		ss.mu.Unlock()
 		if stale {
-			s.endSession(ss, 4009)
+			s.invalidate(ss, 4009)
 		}
 	}
 }

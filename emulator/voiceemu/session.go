@@ -17,9 +17,10 @@ type session struct {
 	srv *Server
 	log *slog.Logger
 
-	guildID, channelID, userID, sessionID, token string
-	ssrc, videoSSRC, rtxSSRC                     uint32
-	maxDAVE                                      int
+	guildID, channelID, userID, token string
+	sessionID                         string // guarded by srv.mu (Renew changes it)
+	ssrc, videoSSRC, rtxSSRC          uint32
+	maxDAVE                           int
 
 	mu       sync.Mutex
 	conn     *wsConn
@@ -29,7 +30,14 @@ type session struct {
 	mode     string
 	cipher   *transportCipher
 	addr     netip.AddrPort
-	speaking *int            // last Speaking flags, nil before the first op 5
+	speaking *int // last Speaking flags, nil before the first op 5
+	// announced: an op 5 came on the current connection (a resume starts
+	// without); unannounced is when audio first came without one.
+	announced   bool
+	unannounced time.Time
+	flags       []int // every op 5 flags value the client sent
+	// declared are the RTP payload types Select Protocol allowed.
+	declared map[uint8]bool
 	video    json.RawMessage // the client's last op 12, rewritten for peers
 	held     []byte          // packet held back by the reorder fault
 	heldAt   time.Time
@@ -59,7 +67,7 @@ type sourceCount struct {
 type counters struct {
 	packetsIn, packetsOut, mediaIn, rtcpIn, rtcpOut, keepalivesIn, discoveries atomic.Int64
 	decryptFailures, badPackets, relayed, dropped, reordered, duplicated       atomic.Int64
-	plaintextOpus, kpRefused                                                   atomic.Int64
+	plaintextOpus, kpRefused, beforeSpeaking, undeclared                       atomic.Int64
 }
 
 func (ss *session) snapshot(ended bool) SessionStats {
@@ -73,6 +81,8 @@ func (ss *session) snapshot(ended bool) SessionStats {
 		Relayed: int(c.relayed.Load()), Dropped: int(c.dropped.Load()),
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
 		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
+		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: ss.speakingFlags(),
+		UndeclaredPayloadType: int(c.undeclared.Load()),
 	}
 }
 
@@ -186,9 +196,15 @@ func (ss *session) handleDAVE(op int, payload []byte) {
 	ss.srv.withCall(ss.guildID, ss.channelID, false, func(c *call) {
 		p := c.parts[ss.userID]
 		if p == nil || p.ss != ss {
-			c.note(slog.LevelDebug, "DAVE message before Select Protocol ignored", "user", ss.userID, "op", op, "bytes", len(payload))
+			c.note(slog.LevelDebug, "DAVE message before Select Protocol ignored", "user_id", ss.userID, "op", op, "bytes", len(payload))
 			return
 		}
 		c.handle(p, op, payload)
 	})
+}
+
+func (ss *session) speakingFlags() []int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return append([]int(nil), ss.flags...)
 }

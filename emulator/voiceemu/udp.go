@@ -99,6 +99,16 @@ func (s *Server) handleDatagram(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	ss.counters.mediaIn.Add(1)
+	ss.mu.Lock()
+	allowed := ss.declared[p.payloadType]
+	ss.mu.Unlock()
+	if !allowed {
+		ss.counters.undeclared.Add(1)
+		return
+	}
+	if p.payloadType == payloadTypeOpus && !s.spoke(ss) {
+		return
+	}
 	if p.payloadType == payloadTypeOpus && ss.e2ee.leaks(time.Now(), p.payload) {
 		ss.counters.plaintextOpus.Add(1)
 		s.plaintext.Add(1)
@@ -162,7 +172,7 @@ func (s *Server) relay(guildID, channelID, fromUser string, p rtpPacket) {
 		return
 	}
 	out := p
-	out.extProfile, out.extension = extensionProfileOneByte, relayExtension()
+	out.extProfile, out.extension = relayExtension(p.sequence)
 	plain := out.marshal()
 	for _, r := range sessions {
 		s.sendMedia(r, plain, p)
@@ -238,4 +248,34 @@ func (s *Server) sendReports(now time.Time) {
 			}
 		}
 	}
+}
+
+// speakingGrace is how long audio may come from a connection before its
+// Speaking (op 5) is seen: the two travel on different sockets, and a
+// burst of packets can overtake the websocket message.
+const speakingGrace = time.Second
+
+// spoke checks an audio packet against Speaking: Discord requires op 5
+// before audio (Discord voice docs, "Speaking"); video has its own
+// announcement (op 12). Audio without op 5 for longer than speakingGrace
+// ends the session with 4002, and false is returned.
+func (s *Server) spoke(ss *session) bool {
+	now := time.Now()
+	ss.mu.Lock()
+	ok := ss.announced
+	if !ok && ss.unannounced.IsZero() {
+		ss.unannounced = now
+	}
+	since := ss.unannounced
+	ss.mu.Unlock()
+	if ok {
+		return true
+	}
+	ss.counters.beforeSpeaking.Add(1)
+	if now.Sub(since) <= speakingGrace {
+		return true
+	}
+	ss.log.Warn("audio from an SSRC that sent no Speaking (op 5): disconnecting", "since", now.Sub(since))
+	s.endSession(ss, 4002)
+	return false
 }

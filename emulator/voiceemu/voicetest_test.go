@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,8 +257,30 @@ func (c *rawClient) readUDP() []byte {
 
 func (c *rawClient) selectProtocol(mode string) {
 	c.t.Helper()
+	c.selectProtocolQuiet(mode)
+	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
+}
+
+// selectProtocolQuiet is selectProtocol without the Speaking (op 5) that
+// must precede media.
+func (c *rawClient) selectProtocolQuiet(mode string) {
+	c.t.Helper()
+	c.selectProtocolCodecs(mode, []map[string]any{
+		{"name": "opus", "type": "audio", "priority": 1000, "payload_type": 120},
+		{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 105, "rtx_payload_type": 106},
+	})
+}
+
+// selectProtocolCodecs is Select Protocol declaring codecs (nil: none, as
+// a client without video sends it).
+func (c *rawClient) selectProtocolCodecs(mode string, codecs []map[string]any) {
+	c.t.Helper()
 	addr, port := c.discover()
-	c.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}})
+	sp := map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": mode}}
+	if codecs != nil {
+		sp["codecs"] = codecs
+	}
+	c.send(opSelectProtocol, sp)
 	m := c.expect(opSessionDescription)
 	var sd struct {
 		Mode        string `json:"mode"`
@@ -279,7 +302,6 @@ func (c *rawClient) selectProtocol(mode string) {
 	for i, v := range sd.SecretKey {
 		c.key[i] = byte(v)
 	}
-	c.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": c.ready.SSRC})
 }
 
 // connect runs the whole handshake of the docs for a client without
@@ -442,10 +464,13 @@ func testOpen(mode string, key, pkt []byte) (recvPacket, error) {
 func TestHandshakeShapes(t *testing.T) {
 	s := startServer(t, Options{HeartbeatInterval: 5 * time.Second})
 	c := dialClient(t, s, "101", "202", "1014")
+	// A float interval and the version, as Discord sends them: a client
+	// that decodes the interval as an integer fails here as on Discord.
 	var hello struct {
-		Interval int64 `json:"heartbeat_interval"`
+		Interval float64 `json:"heartbeat_interval"`
+		V        int     `json:"v"`
 	}
-	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 {
+	if err := json.Unmarshal(c.hello.d, &hello); err != nil || hello.Interval != 5000 || hello.V != 8 || !strings.Contains(string(c.hello.d), "5000.00") {
 		t.Fatalf("Hello %s: %v", c.hello.d, err)
 	}
 	c.identify(1)
@@ -1107,5 +1132,165 @@ func TestCloseSaysGoingAwayAndIsIdempotent(t *testing.T) {
 	}
 	if _, _, err := s.Allocate("100", "200", "1010", "s"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Allocate after Close: %v", err)
+	}
+}
+
+// TestMediaBeforeSpeakingRefused: Discord disconnects a client whose audio
+// comes from an SSRC that announced no Speaking (op 5); the emulator lets
+// it pass for speakingGrace (the websocket and UDP race), then closes with
+// 4002 and counts the packets. A client that sent op 5 is relayed.
+func TestMediaBeforeSpeakingRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	quiet := dialClient(t, s, "100", "200", "1011")
+	quiet.identify(0)
+	quiet.selectProtocolQuiet(ModeAES256GCM)
+	tick := time.NewTicker(20 * time.Millisecond) // a paced talker
+	defer tick.Stop()
+	deadline := time.After(waitFor)
+	sent := 0
+	for closed := false; !closed; {
+		select {
+		case _, ok := <-quiet.in:
+			closed = !ok
+		case <-tick.C:
+			quiet.sendRTP(payloadTypeOpus, false, quiet.ready.SSRC, []byte{0xfc, 0x01})
+			sent++
+		case <-deadline:
+			t.Fatalf("audio without op 5 not refused after %d packets", sent)
+		}
+	}
+	if quiet.closeCode != 4002 {
+		t.Fatalf("closed with %d, want 4002", quiet.closeCode)
+	}
+	st, ok := s.Stats().Session("1011")
+	// Every packet that reached the server before the close is counted; a
+	// loaded machine may drop ticks, so the count is bounded by what was
+	// sent, not by the grace period's nominal 50 packets.
+	if !ok || !st.Ended || st.MediaBeforeSpeaking == 0 || st.MediaBeforeSpeaking > sent || len(st.Speaking) != 0 {
+		t.Fatalf("quiet client's session %+v after %d packets sent, want ended with the packets without op 5 counted", st, sent)
+	}
+
+	talker := connect(t, s, "100", "200", "1012", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return len(st.Speaking) == 1 })
+	for range 60 {
+		talker.sendRTP(payloadTypeOpus, false, talker.ready.SSRC, []byte{0xfc, 0x02})
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return st.MediaIn == 60 || st.Ended })
+	talker.send(opSpeaking, map[string]any{"speaking": 0, "delay": 0, "ssrc": talker.ready.SSRC})
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return slices.Equal(st.Speaking, []int{1, 0}) })
+	if st, _ := s.Stats().Session("1012"); st.Ended || st.MediaIn != 60 || st.MediaBeforeSpeaking != 0 {
+		t.Fatalf("client that sent op 5 first: %+v", st)
+	}
+}
+
+// TestUndeclaredPayloadTypesRefused: a client that declared no video
+// codecs in Select Protocol has its VP8 refused (counted, not relayed),
+// its Opus relayed; a codec entry that does not match Discord's table
+// closes the connection with 4002.
+func TestUndeclaredPayloadTypesRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	a := dialClient(t, s, "100", "200", "1021")
+	a.identify(0)
+	a.selectProtocolCodecs(ModeAES256GCM, nil)
+	a.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": a.ready.SSRC})
+	b := connect(t, s, "100", "200", "1022", ModeAES256GCM)
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return len(st.Speaking) == 1 })
+	a.sendRTP(payloadTypeVP8, true, a.ready.Streams[0].SSRC, []byte{0x90, 0x80, 0x80, 0x01, 0x00})
+	a.sendRTP(payloadTypeOpus, false, a.ready.SSRC, []byte{0xfc, 0x03})
+	for {
+		p := b.recv()
+		if p.rtcp {
+			continue
+		}
+		if p.pt != payloadTypeOpus {
+			t.Fatalf("b got payload type %d from a client that declared no video", p.pt)
+		}
+		break
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1021"); return st.UndeclaredPayloadType == 1 })
+
+	bad := dialClient(t, s, "100", "200", "1023")
+	bad.identify(0)
+	addr, port := bad.discover()
+	bad.send(opSelectProtocol, map[string]any{"protocol": "udp", "data": map[string]any{"address": addr, "port": port, "mode": ModeAES256GCM},
+		"codecs": []map[string]any{{"name": "VP8", "type": "video", "priority": 1000, "payload_type": 96}}})
+	bad.expectClose(4002)
+}
+
+// A member keeps the last MemberOptions.Record frames of each sender, in
+// order, and holds no more than twice that however long it runs; with a
+// negative Record it keeps none while OnOpus still sees every frame.
+func TestMemberRecordIsBounded(t *testing.T) {
+	s := startServer(t, Options{})
+	a, err := s.AddMember(MemberOptions{UserID: "1011", GuildID: "100", ChannelID: "200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Leave()
+	b, err := s.AddMember(MemberOptions{UserID: "1012", GuildID: "100", ChannelID: "200", Record: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Leave()
+	c, err := s.AddMember(MemberOptions{UserID: "1013", GuildID: "100", ChannelID: "200", Record: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Leave()
+	var heardB, heardC atomic.Int64
+	b.OnOpus(func(string, []byte) { heardB.Add(1) })
+	c.OnOpus(func(string, []byte) { heardC.Add(1) })
+
+	const n = 45
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = []byte{0xFC, byte(i)}
+		if err := a.SendOpus(frames[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return heardB.Load() == n && heardC.Load() == n })
+	if got := b.ReceivedOpus("1011"); !slices.EqualFunc(got, frames[n-8:], bytes.Equal) {
+		t.Fatalf("record of 8 holds %x, want the last 8 frames %x", got, frames[n-8:])
+	}
+	hdrs := b.ReceivedOpusRTP("1011")
+	if len(hdrs) != 8 {
+		t.Fatalf("record of 8 holds %d RTP headers", len(hdrs))
+	}
+	for i := 1; i < len(hdrs); i++ {
+		if hdrs[i].Sequence != hdrs[i-1].Sequence+1 {
+			t.Fatalf("RTP headers out of order: %+v", hdrs)
+		}
+	}
+	b.mu.Lock()
+	held, heldRTP := len(b.opus["1011"]), len(b.opusRTP["1011"])
+	b.mu.Unlock()
+	if held > 16 || heldRTP > 16 {
+		t.Fatalf("record of 8 holds %d frames and %d headers inside, more than twice its bound", held, heldRTP)
+	}
+	if got, hdrs := c.ReceivedOpus("1011"), c.ReceivedOpusRTP("1011"); len(got) != 0 || len(hdrs) != 0 {
+		t.Fatalf("member with Record -1 kept %d frames and %d headers", len(got), len(hdrs))
+	}
+}
+
+func TestRecordRing(t *testing.T) {
+	for _, limit := range []int{1, 2, 5} {
+		var s []int
+		for i := range 23 {
+			s = keep(s, i, limit)
+			if len(s) > 2*limit {
+				t.Fatalf("limit %d: holds %d after %d", limit, len(s), i+1)
+			}
+			want := make([]int, 0, limit)
+			for j := max(0, i+1-limit); j <= i; j++ {
+				want = append(want, j)
+			}
+			if got := latest(s, limit); !slices.Equal(got, want) {
+				t.Fatalf("limit %d after %d: latest %v, want %v", limit, i+1, got, want)
+			}
+		}
+	}
+	if s := keep([]int(nil), 1, -1); s != nil {
+		t.Fatalf("negative limit kept %v", s)
 	}
 }

@@ -26,10 +26,14 @@ type APIOptions struct {
 	// Mux, when set, carries all the browser's ICE traffic (over a socket
 	// a test can cut); nil: an ephemeral loopback port. The caller closes it.
 	Mux ice.UDPMux
+	// NetworkTypes are the candidates the browser gathers; nil: UDP4
+	// only. TCP4 alone makes it reach the bridge over ICE-TCP (active
+	// candidates dialing the bridge's passive ones).
+	NetworkTypes []webrtc.NetworkType
 }
 
-// NewAPI builds a browser's pion API: loopback UDP4 candidates only, no
-// mDNS, pion's default interceptors (NACK, RTCP reports, TWCC).
+// NewAPI builds a browser's pion API: loopback candidates only (UDP4
+// unless o.NetworkTypes says otherwise), no mDNS, pion's default interceptors (NACK, RTCP reports, TWCC).
 func NewAPI(o APIOptions) (*webrtc.API, error) {
 	me := o.MediaEngine
 	if me == nil {
@@ -49,7 +53,11 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := o.NetworkTypes
+	if networks == nil {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if o.Mux != nil {
 		se.SetICEUDPMux(o.Mux)

@@ -26,8 +26,29 @@ const opusFrameTicks = 960
 // RFC 6464 audio level the test sets, so the bridge's loudest-speaker
 // choice can be steered.
 type Mic struct {
-	level atomic.Uint32
-	err   atomic.Pointer[error]
+	level  atomic.Uint32
+	err    atomic.Pointer[error]
+	paused atomic.Bool
+	impair atomic.Pointer[Impairment]
+}
+
+// Impairment decides, for the i-th frame sent, whether the network loses
+// it and how long it holds it back (packets held back may overtake one
+// another, as on a real path).
+type Impairment func(i int) (lost bool, delay time.Duration)
+
+// SetPaused stops (true) or resumes the frames: a talker falling silent.
+// Sequence numbers and timestamps go on counting meanwhile.
+func (m *Mic) SetPaused(p bool) { m.paused.Store(p) }
+
+// SetImpairment puts f between the microphone and the bridge; nil
+// removes it.
+func (m *Mic) SetImpairment(f Impairment) {
+	if f == nil {
+		m.impair.Store(nil)
+		return
+	}
+	m.impair.Store(&f)
 }
 
 // SetLevel sets the audio level of the next frames (0 loudest, 127
@@ -60,7 +81,12 @@ func PublishOpus(pc *webrtc.PeerConnection, streamID string, frames [][]byte, le
 	}
 	m := &Mic{}
 	m.SetLevel(level)
-	wg.Add(2)
+	held := make(chan heldPacket, 64)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		holdBack(track, held, stop)
+	}()
 	go func() {
 		defer wg.Done()
 		for {
@@ -91,10 +117,66 @@ func PublishOpus(pc *webrtc.PeerConnection, streamID string, frames [][]byte, le
 					m.err.CompareAndSwap(nil, &err)
 				}
 			}
+			if m.paused.Load() {
+				continue
+			}
+			if f := m.impair.Load(); f != nil {
+				lost, delay := (*f)(i)
+				if lost {
+					continue
+				}
+				if delay > 0 {
+					select {
+					case held <- heldPacket{pkt, time.Now().Add(delay)}:
+					default: // more held back than the path holds: lost
+					}
+					continue
+				}
+			}
 			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 				return
 			}
 		}
 	}()
 	return m, nil
+}
+
+// heldPacket is a packet an Impairment holds back until at.
+type heldPacket struct {
+	pkt *rtp.Packet
+	at  time.Time
+}
+
+// holdBack sends held packets when their time comes, earliest first,
+// until stop closes.
+func holdBack(track *webrtc.TrackLocalStaticRTP, in <-chan heldPacket, stop <-chan struct{}) {
+	var pending []heldPacket
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if len(pending) > 0 {
+			timer.Reset(time.Until(pending[0].at))
+		}
+		select {
+		case <-stop:
+			return
+		case h := <-in:
+			k := len(pending)
+			for k > 0 && pending[k-1].at.After(h.at) {
+				k--
+			}
+			pending = append(pending[:k], append([]heldPacket{h}, pending[k:]...)...)
+		case <-timer.C:
+			now := time.Now()
+			for len(pending) > 0 && !pending[0].at.After(now) {
+				_ = track.WriteRTP(pending[0].pkt)
+				pending = pending[1:]
+			}
+		}
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+	}
 }

@@ -129,7 +129,7 @@ func NewSession(opts SessionOptions) (*Session, error) {
 	if now == nil {
 		now = time.Now
 	}
-	log = log.With("user", opts.UserID, "channel", opts.ChannelID)
+	log = log.With("user_id", opts.UserID, "channel_id", opts.ChannelID)
 	ms, err := newMLSSession(uid, cid)
 	if err != nil {
 		return nil, err

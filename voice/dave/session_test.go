@@ -482,7 +482,7 @@ func TestSessionLogs(t *testing.T) {
 	if err != nil || len(outs) != 2 || outs[0].Op != OpMLSInvalidCommitWelcome {
 		t.Fatalf("bad welcome: %+v %v", outs, err)
 	}
-	if got := buf.String(); !strings.Contains(got, "invalid commit or welcome") || !strings.Contains(got, "user="+sessUserA) || !strings.Contains(got, "transition=6") {
+	if got := buf.String(); !strings.Contains(got, "invalid commit or welcome") || !strings.Contains(got, "user_id="+sessUserA) || !strings.Contains(got, "transition=6") {
 		t.Fatalf("log output:\n%s", got)
 	}
 }

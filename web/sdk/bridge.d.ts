@@ -26,7 +26,9 @@ export class UnreachableError extends Error {
 }
 
 export interface Member { userId: string; name: string; bot?: boolean }
-export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[] }
+export interface Room { channelId: string; name: string; guildId: string; userLimit: number; members?: Member[]; participants?: RoomParticipant[]; /** The caller may end this room (its creator, or an admin). */ canEnd?: boolean }
+/** A browser in a room's call, as GET /api/rooms lists it. */
+export interface RoomParticipant { id: string; userId: string; name: string }
 export interface DevToken { token: string; userId: string; name: string; expiresAt: number }
 
 /** base: the bridge's base URL ('' = this page's origin). */
@@ -42,6 +44,8 @@ export interface Ack {
   guildId: string; userId: string; name: string; clientId: string;
   /** Unix seconds. */
   expiresAt: number;
+  /** The token carries the admin role: it may end any room. */
+  admin: boolean;
 }
 
 export type SocketState = 'idle' | 'connecting' | 'open' | 'retrying' | 'closed';

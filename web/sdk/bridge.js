@@ -96,6 +96,9 @@ async function failure(res, what) {
  */
 export async function devAuthAvailable(base = '') {
   const res = await request(base, '/.well-known/jwks.json');
+  // Read the body to its end: a response left unread is cancelled, which
+  // shows as an aborted request in the browser's network log.
+  await res.arrayBuffer().catch(() => {});
   return res.status === 200;
 }
 

@@ -8,7 +8,7 @@ import { Call, errorText } from './call.js';
 import { getLocalMedia, listDevices, mediaErrorText, LevelMeter } from './media.js';
 import {
   $, el, showView, announce, setError, fieldError, initials, hue,
-  hubStateText, callStateText, discordText,
+  hubStateText, callStateText, discordText, layoutTiles, offeredAddrs,
 } from './ui.js';
 
 const tokenKey = 'bridge.token';
@@ -34,7 +34,35 @@ const S = {
   offline: null, // {attempt, retryAt, timer, tick, retry}
   renewTimer: 0,
   hubTick: 0,
+  // lastCall is the call to go back to after the bridge restarts:
+  // {roomId, name, micId, camId, muted}; cleared when the person leaves.
+  lastCall: null,
+  resuming: false,
+  speakerView: false,
+  speaker: '', // participant id of the tile speaker view enlarges
 };
+
+// ---------------------------------------------------------------- theme
+
+const themeKey = 'bridge.theme';
+const darkQuery = matchMedia('(prefers-color-scheme: dark)');
+
+// applyTheme follows the system unless the toggle picked a theme.
+function applyTheme() {
+  const picked = localStorage.getItem(themeKey);
+  const dark = picked ? picked === 'dark' : darkQuery.matches;
+  if (picked) document.documentElement.dataset.theme = picked;
+  else delete document.documentElement.dataset.theme;
+  const b = $('theme-toggle');
+  b.setAttribute('aria-pressed', String(dark));
+}
+darkQuery.addEventListener('change', applyTheme);
+$('theme-toggle').addEventListener('click', () => {
+  const dark = $('theme-toggle').getAttribute('aria-pressed') !== 'true';
+  localStorage.setItem(themeKey, dark ? 'dark' : 'light');
+  applyTheme();
+});
+applyTheme();
 
 // ---------------------------------------------------------------- views
 
@@ -97,6 +125,12 @@ $('offline-retry').addEventListener('click', () => {
 // and removes it from the address bar and history.
 function takeFragmentToken() {
   const frag = new URLSearchParams(location.hash.replace(/^#/, ''));
+  // An invite link (#room=<id>) opens that room's join screen after sign-in.
+  const room = frag.get('room');
+  if (room) {
+    S.inviteRoom = room;
+    history.replaceState(null, '', location.pathname + location.search);
+  }
   const t = frag.get('token');
   if (t === null) return;
   history.replaceState(null, '', location.pathname + location.search);
@@ -125,11 +159,15 @@ async function boot(attempt = 0) {
   }
 }
 
-// signIn shows the sign-in view with an optional error in words.
-function signIn(error) {
+// signIn shows the sign-in view with an optional error in words, and the
+// server's own words behind a "Details" disclosure.
+function signIn(error, detail = '') {
   $('dev-form').hidden = !S.dev;
   $('token-form').hidden = S.dev;
-  setError('signin-error', error);
+  $('signin-error-text').textContent = error || '';
+  $('signin-error').hidden = !error;
+  $('signin-error-detail').textContent = detail;
+  $('signin-error-more').hidden = !detail;
   $('who').hidden = true;
   $('signout').hidden = true;
   $('hub-state').hidden = true;
@@ -158,13 +196,17 @@ async function enter(token, attempt = 0) {
       offline(() => enter(token, attempt + 1), attempt + 1, backoffDelay(attempt));
       return;
     }
+    if ((err.status === 401 || err.status === 403) && S.devName && await renewDevToken()) {
+      await enter(S.token);
+      return;
+    }
     if (err.status === 401 || err.status === 403) {
       forgetToken();
-      signIn(`The bridge refused this sign-in: ${err.message}. Sign in again.`);
+      signIn('This sign-in link is not valid. Ask for a new one, or sign in again.', err.message);
       return;
     }
     forgetToken();
-    signIn(`Signing in failed: ${err.message}`);
+    signIn('Signing in failed.', err.message);
     return;
   }
   clearOffline();
@@ -173,13 +215,16 @@ async function enter(token, attempt = 0) {
   setRooms(rooms);
   go('rooms');
   startHub();
+  const invited = S.inviteRoom && S.rooms.get(S.inviteRoom);
+  S.inviteRoom = '';
+  if (invited) openPrejoin(invited);
 }
 
 $('dev-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const input = $('dev-name');
   const name = input.value.trim();
-  setError('signin-error', '');
+  $('signin-error').hidden = true;
   if (!name) {
     fieldError(input, 'dev-name-error', 'Enter a name.');
     input.focus();
@@ -201,7 +246,7 @@ $('dev-form').addEventListener('submit', async (e) => {
       fieldError(input, 'dev-name-error', sentence(err.message));
       input.focus();
     } else {
-      setError('signin-error', `Signing in failed: ${err.message}`);
+      signIn('Signing in failed.', err.message);
     }
   } finally {
     button.disabled = false;
@@ -250,6 +295,22 @@ function scheduleRenew(expiresAt) {
   }, wait);
 }
 
+// renewDevToken gets a new dev token for the same name: after the bridge
+// restarted with another signing key the old one is refused, and the page
+// carries on without asking the person to sign in again.
+async function renewDevToken() {
+  if (!S.dev || !S.devName) return false;
+  try {
+    const t = await api.devToken(S.devName);
+    S.token = t.token;
+    sessionStorage.setItem(tokenKey, t.token);
+    scheduleRenew(t.expiresAt);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ------------------------------------------------------------------ hub
 
 function startHub() {
@@ -260,12 +321,16 @@ function startHub() {
   hub.addEventListener('ready', (e) => onHubReady(e.detail.ack));
   hub.addEventListener('event', (e) => onHubEvent(e.detail.event, e.detail.payload));
   hub.addEventListener('signal', (e) => { if (S.call) S.call.handleSignal(e.detail.msg); });
-  hub.addEventListener('unauthorized', (e) => {
+  hub.addEventListener('unauthorized', async (e) => {
+    if (S.hub === hub && await renewDevToken()) {
+      hub.start(); // the same socket object: the call keeps its hub
+      return;
+    }
     endCall();
     closePrejoin();
     stopHub();
     forgetToken();
-    signIn(`Your session expired or the token was refused${e.detail.reason ? ` (${e.detail.reason})` : ''}. Sign in again.`);
+    signIn('Your session expired or the bridge no longer accepts this sign-in. Sign in again.', e.detail.reason || '');
   });
   hub.start();
 }
@@ -278,12 +343,14 @@ function stopHub() {
 
 function onHubState({ state, retryAt, attempt }) {
   const pill = $('hub-state');
-  pill.hidden = false;
+  // In a call the call's indicator says it all: one indicator, not two.
+  pill.hidden = S.view === 'call';
   pill.dataset.state = state;
   clearInterval(S.hubTick);
   const render = () => {
     const left = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
     pill.textContent = hubStateText(state, left);
+    renderConn();
     if (S.call && !S.call.ended && state === 'retrying') {
       showCallNotice(`Lost the connection to the bridge. Reconnecting in ${left}s…`, { retry: true, retryLabel: 'Reconnect now' });
     }
@@ -300,7 +367,7 @@ function onHubState({ state, retryAt, attempt }) {
 }
 
 async function onHubReady(ack) {
-  S.me = { userId: ack.userId || '', name: ack.name || S.devName || '' };
+  S.me = { userId: ack.userId || '', name: ack.name || S.devName || '', admin: ack.admin === true };
   $('who').textContent = S.me.name ? `Signed in as ${S.me.name}` : 'Signed in';
   $('who').hidden = false;
   $('signout').hidden = false;
@@ -319,6 +386,8 @@ async function onHubReady(ack) {
   if (S.call && !S.call.ended) {
     hideCallNotice();
     S.call.rejoin();
+  } else if (S.resuming) {
+    resumeCall();
   }
 }
 
@@ -349,6 +418,7 @@ function onHubEvent(event, p) {
       for (const r of S.rooms.values()) r.members = r.members.filter((m) => m.userId !== p.userId);
       const r = S.rooms.get(p.channelId);
       if (r && event === 'voice.joined') r.members.push({ userId: p.userId, name: p.username || p.userId, bot: !!p.bot });
+      if (S.call && S.call.roomId === p.channelId) renderTiles();
       renderRooms();
       if (S.call) renderTiles();
       break;
@@ -376,7 +446,9 @@ function setRooms(list) {
   S.rooms = new Map();
   for (const r of list) {
     const prev = old.get(r.channelId);
-    S.rooms.set(r.channelId, { ...r, members: r.members || [], browsers: prev ? prev.browsers : new Map() });
+    // The snapshot lists the browsers in each call; events add to it later.
+    const browsers = new Map((r.participants || []).map((b) => [b.id, b.name || b.userId]));
+    S.rooms.set(r.channelId, { ...r, members: r.members || [], browsers: r.participants ? browsers : (prev ? prev.browsers : browsers) });
   }
   setError('rooms-error', '');
   renderRooms();
@@ -395,13 +467,15 @@ function renderRooms() {
       li = el('li', { class: 'room', 'data-testid': 'room-item', 'data-room-id': r.channelId });
       list.append(li);
     }
-    const people = [...r.members.map((m) => m.name), ...r.browsers.values()];
+    // The bridge's own bot is the way in, not a person in the room.
+    const members = r.members.filter((m) => !m.bot);
+    const people = [...members.map((m) => m.name), ...r.browsers.values()];
     const count = people.length;
     const limit = r.userLimit > 0 ? `${count} / ${r.userLimit}` : `${count}`;
     const full = r.userLimit > 0 && r.members.length >= r.userLimit;
     li.replaceChildren(
       el('div', { class: 'room-main' },
-        el('h3', { class: 'room-name', 'data-testid': 'room-name', text: r.name }),
+        el('h2', { class: 'room-name', 'data-testid': 'room-name', text: r.name }),
         el('p', { class: 'room-people muted small', 'data-testid': 'room-people' },
           el('span', { class: 'count', 'aria-label': `${count} ${count === 1 ? 'person' : 'people'} in the room`, text: `${limit} ` }),
           people.length ? people.join(', ') : 'Nobody here yet')),
@@ -410,14 +484,26 @@ function renderRooms() {
           type: 'button', class: 'btn btn-primary', 'data-testid': 'room-join', disabled: full,
           'aria-label': `Join ${r.name}`, text: full ? 'Full' : 'Join', onclick: () => openPrejoin(r),
         }),
-        el('button', {
+        // End only for those the bridge lets end it: its creator, or an admin.
+        r.canEnd || S.me.admin ? el('button', {
           type: 'button', class: 'btn btn-quiet', 'data-testid': 'room-end',
           'aria-label': `End ${r.name}`, text: 'End', onclick: () => confirmEnd(r),
-        })));
+        }) : null));
     list.append(li); // keeps the sorted order
   }
   for (const li of [...list.children]) if (!keep.has(li.dataset.roomId)) li.remove();
 }
+
+// A field's error goes as soon as its value is valid again.
+$('create-name').addEventListener('input', (e) => {
+  const name = e.target.value.trim();
+  if (name && Array.from(name).length <= maxRoomName) fieldError(e.target, 'create-name-error', '');
+});
+$('create-limit').addEventListener('input', (e) => {
+  const t = e.target.value.trim();
+  const n = t === '' ? 0 : Number(t);
+  if (Number.isInteger(n) && n >= 0 && n <= maxUserLimit) fieldError(e.target, 'create-limit-error', '');
+});
 
 $('create-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -449,8 +535,10 @@ $('create-form').addEventListener('submit', async (e) => {
   button.disabled = true;
   try {
     const room = await api.createRoom(S.token, name, limit);
-    if (room && room.channelId && !S.rooms.has(room.channelId)) {
-      S.rooms.set(room.channelId, { ...room, members: [], browsers: new Map() });
+    if (room && room.channelId) {
+      // The room.created event may have come first, without canEnd.
+      const prev = S.rooms.get(room.channelId);
+      S.rooms.set(room.channelId, prev ? { ...prev, canEnd: room.canEnd } : { ...room, members: [], browsers: new Map() });
       renderRooms();
     }
     nameInput.value = '';
@@ -493,9 +581,16 @@ function confirmEnd(room) {
       S.rooms.delete(room.channelId);
       renderRooms();
       announce(`Room ${room.name} ended.`);
-      $('create-name').focus();
+      if (S.call && S.call.roomId === room.channelId) {
+        S.lastCall = null;
+        S.call.end('room_ended', 'You ended this room for everyone.');
+      } else {
+        $('create-name').focus();
+      }
     } catch (err) {
-      setError('rooms-error', `Could not end "${room.name}": ${err.message}`);
+      const text = err.status === 403 ? `Only the room's creator or an admin can end "${room.name}".` : `Could not end "${room.name}": ${err.message}`;
+      if (S.view === 'call') showCallNotice(text);
+      else setError('rooms-error', text);
     }
   }, { once: true });
   dialog.showModal();
@@ -511,7 +606,7 @@ function audioCtx() {
 
 async function openPrejoin(room) {
   closePrejoin();
-  S.prejoin = { room, stream: null, meter: null, timer: 0 };
+  S.prejoin = { room, stream: null, meter: null, timer: 0, notes: { mic: '', cam: '' } };
   $('prejoin-room').textContent = room.name;
   setError('prejoin-error', '');
   $('prejoin-join').disabled = true;
@@ -520,34 +615,73 @@ async function openPrejoin(room) {
   await previewDevices('', '');
 }
 
+// openDevices opens the chosen microphone and camera; when the pair fails
+// it tries each alone, so a blocked camera still joins with audio and a
+// missing microphone still joins with video. notes says what is missing
+// and why: {mic, cam} each '', 'off', 'blocked', 'missing' or 'failed'.
+async function openDevices(micId, camId) {
+  const why = (err) => {
+    const n = err && err.name;
+    if (n === 'NotAllowedError' || n === 'SecurityError') return 'blocked';
+    if (n === 'NotFoundError' || n === 'OverconstrainedError') return 'missing';
+    return 'failed';
+  };
+  const notes = { mic: micId === 'none' ? 'off' : '', cam: camId === 'none' ? 'off' : '' };
+  try {
+    return { stream: await getLocalMedia(micId, camId), notes, error: null };
+  } catch (err) {
+    if (micId === 'none' || camId === 'none') {
+      notes[micId === 'none' ? 'cam' : 'mic'] = why(err);
+      return { stream: new MediaStream(), notes, error: err };
+    }
+    let first = err;
+    try {
+      const stream = await getLocalMedia(micId, 'none');
+      notes.cam = why(err);
+      return { stream, notes, error: null };
+    } catch (micErr) {
+      first = micErr;
+      notes.mic = why(micErr);
+    }
+    try {
+      const stream = await getLocalMedia('none', camId);
+      return { stream, notes, error: null };
+    } catch (camErr) {
+      notes.cam = why(camErr);
+    }
+    return { stream: new MediaStream(), notes, error: first };
+  }
+}
+
+// devicesText says in words which device the call goes without.
+function devicesText(notes, error) {
+  const parts = [];
+  if (notes.cam === 'blocked') parts.push('Camera blocked: the browser did not allow it, so you join with audio only. Allow the camera for this site to turn it on.');
+  else if (notes.cam === 'missing') parts.push('No camera found: you join with audio only.');
+  else if (notes.cam === 'failed') parts.push('The camera could not start (another program may use it): you join with audio only.');
+  if (notes.mic === 'blocked') parts.push('Microphone blocked: the browser did not allow it, so others will not hear you. Allow the microphone for this site to talk.');
+  else if (notes.mic === 'missing') parts.push('No microphone found: you join with your camera, and others will not hear you.');
+  else if (notes.mic === 'failed') parts.push('The microphone could not start (another program may use it): others will not hear you.');
+  if (error && !parts.length) parts.push(mediaErrorText(error));
+  return parts.join(' ');
+}
+
 // previewDevices opens the chosen devices, fills the pickers (labels are
 // only known after permission) and shows the preview and level.
 async function previewDevices(micId, camId) {
   const pj = S.prejoin;
   if (!pj) return;
   stopPreview();
-  let stream = null;
-  let error = '';
-  try {
-    stream = await getLocalMedia(micId, camId);
-  } catch (err) {
-    error = mediaErrorText(err);
-    // Without a camera the call still works: try the microphone alone.
-    if (camId !== 'none') {
-      try {
-        stream = await getLocalMedia(micId, 'none');
-        camId = 'none';
-      } catch {
-        stream = null;
-      }
-    }
-  }
+  const { stream, notes, error } = await openDevices(micId, camId);
   if (S.prejoin !== pj) {
-    if (stream) for (const t of stream.getTracks()) t.stop();
+    for (const t of stream.getTracks()) t.stop();
     return;
   }
-  pj.stream = stream || new MediaStream();
-  setError('prejoin-error', error);
+  pj.stream = stream;
+  pj.notes = notes;
+  const noDevice = !stream.getTracks().length && micId !== 'none' && camId !== 'none';
+  setError('prejoin-error', noDevice ? `${mediaErrorText(error)} You can still join to listen and watch.` : '');
+  setNote('prejoin-note', noDevice ? '' : devicesText(notes, error));
   let devices = { mics: [], cams: [] };
   try {
     devices = await listDevices();
@@ -562,6 +696,8 @@ async function previewDevices(micId, camId) {
   video.srcObject = cam ? new MediaStream([cam]) : null;
   video.hidden = !cam;
   $('prejoin-video-off').hidden = !!cam;
+  $('prejoin-video-off').textContent = notes.cam === 'blocked' ? 'Camera blocked' : 'Camera off';
+  $('prejoin-muted').disabled = !mic;
   if (mic) {
     pj.meter = new LevelMeter(audioCtx(), mic);
     const bar = $('prejoin-meter');
@@ -572,6 +708,12 @@ async function previewDevices(micId, camId) {
     }, 100);
   }
   $('prejoin-join').disabled = false;
+}
+
+// setNote shows or hides an informational line.
+function setNote(id, text) {
+  $(id).textContent = text || '';
+  $(id).hidden = !text;
 }
 
 function fillPicker(select, devices, current, what) {
@@ -613,43 +755,58 @@ $('prejoin-join').addEventListener('click', () => {
   if (pj.meter) pj.meter.close();
   const stream = pj.stream;
   pj.stream = null; // the call owns it now
-  const camId = $('cam-select').value;
+  const camId = stream.getVideoTracks().length ? $('cam-select').value : 'none';
   S.prejoin = null;
-  startCall(pj.room, stream, camId === 'none' ? '' : camId, $('prejoin-muted').checked);
+  startCall(pj.room, stream, camId === 'none' ? '' : camId, $('prejoin-muted').checked, pj.notes);
 });
 
 // ----------------------------------------------------------------- call
 
-function startCall(room, stream, camId, muted) {
+function startCall(room, stream, camId, muted, notes = { mic: '', cam: '' }) {
   endCall();
   S.callRoom = room;
+  // End room only for those the bridge lets end it: its creator, or an admin.
+  const known = S.rooms.get(room.channelId);
+  $('btn-end').hidden = !((known && known.canEnd) || room.canEnd || (S.me && S.me.admin));
+  const mic = stream.getAudioTracks()[0];
+  S.lastCall = {
+    roomId: room.channelId, name: room.name, muted, notes,
+    micId: mic ? mic.getSettings().deviceId || '' : 'none', camId: camId || 'none',
+  };
+  S.resuming = false;
   const call = new Call({
-    hub: S.hub, roomId: room.channelId, local: stream, camId, muted, me: S.me, audioCtx: audioCtx(),
+    hub: S.hub, roomId: room.channelId, local: stream, camId, muted: muted || !mic, me: S.me, audioCtx: audioCtx(),
   });
   S.call = call;
+  S.speaker = '';
   $('call-title').textContent = room.name;
   $('tiles').replaceChildren();
   $('privacy').hidden = true;
+  closePrivacy();
   $('discord-state').hidden = true;
+  $('call-offers').hidden = true;
   hideCallNotice();
   $('call-controls').hidden = false;
+  $('hub-state').hidden = true;
   setControls(true);
+  const note = devicesText(notes, null);
+  if (note) showCallNotice(note, { info: true });
   call.addEventListener('state', (e) => {
-    const pill = $('call-state');
-    pill.dataset.state = e.detail.state;
-    pill.textContent = callStateText(e.detail.state);
+    renderConn();
+    showOffers();
     if (e.detail.state === 'connected') {
-      hideCallNotice();
+      if (!note || $('call-notice-text').textContent !== note) hideCallNotice();
       announce(`Connected to ${room.name}.`);
     }
   });
   call.addEventListener('participants', () => renderTiles());
   call.addEventListener('discord', (e) => {
     const d = $('discord-state');
-    d.hidden = !e.detail.discord;
+    const text = e.detail.discord === 'connected' ? '' : discordText(e.detail.discord, e.detail.message);
+    d.hidden = !text;
     d.dataset.state = e.detail.discord;
-    d.textContent = discordText(e.detail.discord, e.detail.message);
-    announce(d.textContent);
+    d.textContent = text;
+    if (text) announce(text);
   });
   call.addEventListener('privacy', (e) => {
     $('privacy').hidden = !e.detail.code;
@@ -666,6 +823,7 @@ function startCall(room, stream, camId, muted) {
   go('call');
   call.join();
   renderTiles();
+  renderConn();
 }
 
 function endCall() {
@@ -676,33 +834,109 @@ function endCall() {
   $('tiles').replaceChildren();
 }
 
+// renderConn is the one connection indicator of the call: the socket to
+// the bridge and the media connection, in one word.
+function renderConn() {
+  const pill = $('call-state');
+  const call = S.call;
+  if (!call) return;
+  let state = call.ended ? 'ended' : call.state;
+  if (!call.ended && S.hub && S.hub.state === 'retrying') state = 'reconnecting';
+  pill.dataset.state = state;
+  pill.textContent = callStateText(state);
+}
+
+// showOffers says which addresses the bridge offers for media (its ICE
+// candidates in the answer), so a failed connection can be told apart:
+// an address the browser cannot reach points at ICE_PUBLIC_IP.
+function showOffers() {
+  const call = S.call;
+  const sdp = call && call.pc && call.pc.remoteDescription ? call.pc.remoteDescription.sdp : '';
+  const addrs = offeredAddrs(sdp);
+  if (!addrs.length) return;
+  const o = $('call-offers');
+  o.textContent = `Bridge offers ${addrs.join(', ')}`;
+  o.hidden = false;
+  S.offers = addrs;
+}
+
+// resumeCall goes back into the call the bridge dropped when it restarted:
+// the same room (by id, or by name when the restarted bridge made it anew),
+// the same devices.
+async function resumeCall() {
+  const last = S.lastCall;
+  S.resuming = false;
+  if (!last || !S.hub || S.hub.state !== 'open') return;
+  const room = S.rooms.get(last.roomId) || [...S.rooms.values()].find((r) => r.name === last.name);
+  if (!room) {
+    showCallNotice(`The room "${last.name}" is gone since the bridge restarted.`, { back: true });
+    return;
+  }
+  showCallNotice('The bridge restarted. Getting you back into the call…', { info: true });
+  const { stream } = await openDevices(last.micId, last.camId);
+  if (S.call && !S.call.ended) {
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  startCall(room, stream, last.camId === 'none' ? '' : last.camId, last.muted, last.notes);
+}
+
 function onCallEnded({ code, message, retry }) {
   setControls(false);
   $('call-controls').hidden = true;
   $('discord-state').hidden = true;
   $('privacy').hidden = true;
+  closePrivacy();
+  $('alone').hidden = true;
   $('tiles').replaceChildren();
+  renderConn();
   if (code === 'left') return;
-  showCallNotice(message, { retry, back: true, urgent: true });
+  // A restart of the bridge: its socket closes ('closed'), or the call
+  // comes back to a room the restarted bridge no longer knows.
+  if (S.lastCall && (code === 'closed' || code === 'unknown_room' || code === 'not_joined')) {
+    showCallNotice(code === 'closed'
+      ? 'The bridge is restarting. You will be back in the call as soon as it is up again.'
+      : 'The bridge restarted. Getting you back into the call…', { info: true });
+    S.resuming = true;
+    if (S.hub && S.hub.state === 'open') {
+      api.listRooms(S.token).then((rooms) => { setRooms(rooms); resumeCall(); }).catch(() => resumeCall());
+    }
+    return;
+  }
+  if (code === 'room_ended') S.lastCall = null;
+  let text = message;
+  let detail = '';
+  if (code === 'ice_failed') {
+    const offers = S.offers && S.offers.length ? S.offers.join(', ') : 'no address';
+    text = `${message} The bridge offered ${offers}; if your browser cannot reach that, the operator sets ICE_PUBLIC_IP to the address browsers reach the bridge at.`;
+  } else if (code === 'internal' || code === 'bad_sdp') {
+    text = 'The call could not be set up.';
+    detail = message;
+  }
+  showCallNotice(text, { retry, back: true, urgent: true, detail });
   $('view-call').dataset.ended = code;
 }
 
-function showCallNotice(text, { retry = false, back = false, urgent = false, retryLabel = 'Try again' } = {}) {
+function showCallNotice(text, { retry = false, back = false, urgent = false, retryLabel = 'Try again', info = false, detail = '' } = {}) {
   const n = $('call-notice');
   const changed = n.hidden || $('call-notice-text').textContent !== text;
   n.hidden = false;
-  n.className = `notice ${back ? 'notice-error' : 'notice-warn'}`;
+  n.className = `notice ${back ? 'notice-error' : info ? 'notice-info' : 'notice-warn'}`;
   $('call-notice-text').textContent = text;
+  $('call-notice-detail').textContent = detail;
+  $('call-notice-more').hidden = !detail;
   $('call-retry').hidden = !retry;
   $('call-retry').textContent = retryLabel;
   $('call-back').hidden = !back;
   if (changed && !/in \d+s…$/.test(text)) announce(text, urgent);
   if (back && changed) ($('call-retry').hidden ? $('call-back') : $('call-retry')).focus();
+  layout();
 }
 
 function hideCallNotice() {
   $('call-notice').hidden = true;
   delete $('view-call').dataset.ended;
+  layout();
 }
 
 $('call-retry').addEventListener('click', async () => {
@@ -725,30 +959,40 @@ $('call-retry').addEventListener('click', async () => {
 
 $('call-back').addEventListener('click', () => {
   S.call = null;
+  S.lastCall = null;
   hideCallNotice();
   go('rooms');
 });
 
 function setControls(on) {
-  for (const id of ['btn-mute', 'btn-camera', 'btn-leave']) $(id).disabled = !on;
+  for (const id of ['btn-mute', 'btn-camera', 'btn-leave', 'btn-end']) $(id).disabled = !on;
   if (!on) return;
   const call = S.call;
   updateMuteButton(call.muted);
   updateCameraButton(call.cameraOn);
   $('btn-camera').disabled = !call.camId && !call.cameraOn;
+  // Without a microphone there is nothing to mute.
+  const hasMic = call.local.getAudioTracks().length > 0;
+  $('btn-mute').disabled = !hasMic;
+  if (!hasMic) $('btn-mute').querySelector('.label').textContent = 'No microphone';
 }
 
+// The buttons keep one label and say their state with aria-pressed only:
+// "Mute, pressed" is muted, "Camera, pressed" would be ambiguous, so the
+// camera button is "Turn camera off/on" with no pressed state.
 function updateMuteButton(muted) {
   const b = $('btn-mute');
   b.setAttribute('aria-pressed', String(muted));
-  b.querySelector('.label').textContent = muted ? 'Unmute' : 'Mute';
+  b.querySelector('.label').textContent = 'Mute';
+  b.querySelector('.icon').className = `icon ${muted ? 'icon-mic-off' : 'icon-mic'}`;
   b.classList.toggle('off', muted);
 }
 
 function updateCameraButton(on) {
   const b = $('btn-camera');
-  b.setAttribute('aria-pressed', String(!on));
-  b.querySelector('.label').textContent = on ? 'Camera off' : 'Camera on';
+  b.removeAttribute('aria-pressed');
+  b.querySelector('.label').textContent = on ? 'Turn camera off' : 'Turn camera on';
+  b.querySelector('.icon').className = `icon ${on ? 'icon-cam' : 'icon-cam-off'}`;
   b.classList.toggle('off', !on);
 }
 
@@ -756,6 +1000,7 @@ $('btn-mute').addEventListener('click', () => {
   if (!S.call) return;
   S.call.setMuted(!S.call.muted);
   updateMuteButton(S.call.muted);
+  if (S.lastCall) S.lastCall.muted = S.call.muted;
   announce(S.call.muted ? 'Microphone muted.' : 'Microphone on.');
 });
 
@@ -776,10 +1021,96 @@ $('btn-camera').addEventListener('click', async () => {
 });
 
 $('btn-leave').addEventListener('click', () => {
+  S.lastCall = null;
   endCall();
   go('rooms');
   announce('You left the call.');
 });
+
+// End room: the bridge decides who may (the hub answers 403 otherwise).
+$('btn-end').addEventListener('click', () => {
+  const room = S.callRoom;
+  if (room) confirmEnd(room);
+});
+
+$('btn-layout').addEventListener('click', () => {
+  S.speakerView = !S.speakerView;
+  $('btn-layout').setAttribute('aria-pressed', String(S.speakerView));
+  layout();
+  announce(S.speakerView ? 'Speaker view: the person talking is shown large.' : 'Grid view.');
+});
+
+// ------------------------------------------------------- privacy popover
+
+function closePrivacy() {
+  $('privacy-pop').hidden = true;
+  $('privacy').setAttribute('aria-expanded', 'false');
+}
+
+$('privacy').addEventListener('click', () => {
+  const open = $('privacy-pop').hidden;
+  $('privacy-pop').hidden = !open;
+  $('privacy').setAttribute('aria-expanded', String(open));
+  if (open) $('privacy-copy').focus();
+});
+
+$('privacy-copy').addEventListener('click', async () => {
+  const code = $('privacy-code').textContent;
+  try {
+    await navigator.clipboard.writeText(code);
+    $('privacy-copy').textContent = 'Copied';
+    announce('Privacy code copied.');
+  } catch {
+    $('privacy-copy').textContent = 'Select the code to copy it';
+  }
+  setTimeout(() => { $('privacy-copy').textContent = 'Copy code'; }, 2000);
+});
+
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape') return;
+  if (!$('privacy-pop').hidden) {
+    closePrivacy();
+    $('privacy').focus();
+  }
+  for (const b of document.querySelectorAll('.tile-menu-btn[aria-expanded=true]')) {
+    b.setAttribute('aria-expanded', 'false');
+    b.nextElementSibling.hidden = true;
+    b.focus();
+  }
+});
+
+document.addEventListener('click', (e) => {
+  if (!$('privacy-pop').hidden && !e.target.closest('.pop-wrap')) closePrivacy();
+  for (const b of document.querySelectorAll('.tile-menu-btn[aria-expanded=true]')) {
+    if (!b.parentElement.contains(e.target)) {
+      b.setAttribute('aria-expanded', 'false');
+      b.nextElementSibling.hidden = true;
+    }
+  }
+});
+
+// ------------------------------------------------------------ invite link
+
+// The link opens the room's join screen (#room=<id>) after sign-in.
+function inviteLink(room) {
+  return `${location.origin}${location.pathname}#room=${encodeURIComponent(room.channelId)}`;
+}
+
+$('copy-invite').addEventListener('click', async () => {
+  const room = S.callRoom;
+  if (!room) return;
+  const b = $('copy-invite');
+  try {
+    await navigator.clipboard.writeText(inviteLink(room));
+    b.textContent = 'Link copied';
+    announce('Invite link copied.');
+  } catch {
+    b.textContent = inviteLink(room);
+  }
+  setTimeout(() => { b.textContent = 'Copy invite link'; }, 2500);
+});
+
+// ------------------------------------------------------------------ tiles
 
 // tileModels lists the people of the call: me, then media's participants,
 // then Discord members of the channel media has no track for yet.
@@ -789,7 +1120,7 @@ function tileModels() {
   const out = [{
     id: call.selfId || 'self', self: true, name: S.me.name || 'You', kind: 'browser',
     muted: call.muted, camera: call.cameraOn, speaking: call.speaking('self'),
-    stream: call.local, userId: S.me.userId,
+    stream: call.local, userId: S.me.userId, noMic: call.local.getAudioTracks().length === 0,
   }];
   const seen = new Set();
   const ps = [...call.participants.values()].sort((a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'browser' ? -1 : 1));
@@ -824,9 +1155,18 @@ function renderTiles() {
       li = $('tile-template').content.firstElementChild.cloneNode(true);
       li.dataset.participantId = m.id;
       const slider = li.querySelector('input[type=range]');
-      const sliderId = `vol-${m.id}`;
-      slider.id = sliderId;
-      li.querySelector('.tile-volume label').htmlFor = sliderId;
+      const n = list.children.length + Math.floor(Math.random() * 1e9);
+      slider.id = `vol-${n}`;
+      li.querySelector('.tile-volume label').htmlFor = slider.id;
+      const menuBtn = li.querySelector('.tile-menu-btn');
+      menuBtn.setAttribute('aria-controls', `volpop-${n}`);
+      li.querySelector('.tile-volume').id = `volpop-${n}`;
+      menuBtn.addEventListener('click', () => {
+        const open = menuBtn.getAttribute('aria-expanded') !== 'true';
+        menuBtn.setAttribute('aria-expanded', String(open));
+        menuBtn.nextElementSibling.hidden = !open;
+        if (open) slider.focus();
+      });
       slider.addEventListener('input', () => {
         if (S.call) S.call.setVolume(m.id, Number(slider.value) / 100);
         li.querySelector('audio').volume = Number(slider.value) / 100;
@@ -842,6 +1182,12 @@ function renderTiles() {
       li.remove();
     }
   }
+  // Speaker view follows the last person heard (not oneself).
+  const talking = models.find((m) => m.speaking && !m.muted && !m.self);
+  if (talking) S.speaker = talking.id;
+  if (!models.some((m) => m.id === S.speaker)) S.speaker = '';
+  $('alone').hidden = models.length !== 1 || !S.call || S.call.state !== 'connected';
+  layout();
 }
 
 function updateTile(li, m) {
@@ -854,14 +1200,28 @@ function updateTile(li, m) {
   if (m.stream) li.dataset.streamId = m.stream.id;
   const name = m.self ? `${m.name} (you)` : m.name;
   li.querySelector('.tile-name').textContent = name;
-  const tags = [];
-  if (m.kind === 'discord') tags.push('Discord');
-  if (m.muted) tags.push('Muted');
-  if (m.kind === 'browser' && !m.camera) tags.push('Camera off');
-  if (m.speaking && !m.muted) tags.push('Speaking');
-  const tagsEl = li.querySelector('.tile-tags');
-  tagsEl.replaceChildren(...tags.map((t) => el('span', { class: `tag tag-${t.toLowerCase().replace(/\s+/g, '-')}`, text: t })));
-  li.setAttribute('aria-label', [name, ...tags].join(', '));
+  const badges = [];
+  const said = [];
+  if (m.kind === 'discord') {
+    badges.push(el('span', { class: 'badge badge-discord', text: 'Discord' }));
+    said.push('on Discord');
+  }
+  if (m.muted || m.noMic) {
+    const what = m.noMic ? 'No microphone' : 'Muted';
+    badges.push(el('span', { class: 'badge badge-muted', title: what },
+      el('span', { class: 'icon icon-mic-off', 'aria-hidden': 'true' }), el('span', { class: 'sr-only', text: what })));
+    said.push(what.toLowerCase());
+  }
+  if (m.self && S.lastCall && S.lastCall.notes.cam === 'blocked') {
+    badges.push(el('span', { class: 'badge badge-camoff', title: 'Camera blocked' },
+      el('span', { class: 'icon icon-cam-off', 'aria-hidden': 'true' }), el('span', { class: 'sr-only', text: 'Camera blocked' })));
+    said.push('camera blocked');
+  } else if (m.kind === 'browser' && !m.camera) {
+    said.push('camera off');
+  }
+  if (m.speaking && !m.muted) said.push('speaking');
+  li.querySelector('.tile-tags').replaceChildren(...badges);
+  li.setAttribute('aria-label', [name, ...said].join(', '));
   const avatar = li.querySelector('.avatar');
   avatar.textContent = initials(m.name);
   avatar.style.setProperty('--hue', String(hue(m.userId || m.id)));
@@ -878,8 +1238,10 @@ function updateTile(li, m) {
   video.setAttribute('aria-label', `Video of ${m.name}`);
 
   const audio = li.querySelector('audio');
-  const volume = li.querySelector('.tile-volume');
-  const hasAudio = !m.self && !!m.stream && m.stream.getAudioTracks().length > 0;
+  const menu = li.querySelector('.tile-menu');
+  // Volume only for those one hears: not oneself, not a video-only member.
+  // A track that never carried a packet stays muted (a camera-only member).
+  const hasAudio = !m.self && !!m.stream && m.stream.getAudioTracks().some((t) => t.readyState === 'live' && !t.muted);
   if (hasAudio) {
     if (audio.srcObject !== m.stream) {
       audio.srcObject = m.stream;
@@ -889,9 +1251,45 @@ function updateTile(li, m) {
   } else if (audio.srcObject) {
     audio.srcObject = null;
   }
-  volume.hidden = !hasAudio;
-  volume.querySelector('label').textContent = `Volume of ${m.name}`;
+  menu.hidden = !hasAudio;
+  menu.querySelector('.tile-menu-btn').setAttribute('aria-label', `Volume of ${m.name}`);
+  menu.querySelector('label').textContent = `Volume of ${m.name}`;
 }
+
+// layout places the tiles in the stage: the grid that makes them largest
+// for this window and this many people, or in speaker view the person
+// talking large with the others in a strip.
+function layout() {
+  const stage = $('stage');
+  const top = document.querySelector('.topbar');
+  const topH = top ? `${top.offsetHeight}px` : '';
+  if (topH && document.documentElement.style.getPropertyValue('--topbar-h') !== topH) {
+    document.documentElement.style.setProperty('--topbar-h', topH);
+  }
+  if (S.view !== 'call') return;
+  const tiles = [...$('tiles').children];
+  const rect = { w: stage.clientWidth, h: stage.clientHeight };
+  const main = S.speakerView ? tiles.findIndex((li) => li.dataset.participantId === S.speaker) : -1;
+  const boxes = layoutTiles(rect, tiles.length, { speaker: S.speakerView ? Math.max(0, main) : -1 });
+  tiles.forEach((li, i) => {
+    const b = boxes[i];
+    li.style.setProperty('left', `${b.x}px`);
+    li.style.setProperty('top', `${b.y}px`);
+    li.style.setProperty('width', `${b.w}px`);
+    li.style.setProperty('height', `${b.h}px`);
+    li.dataset.main = String(S.speakerView && i === Math.max(0, main));
+  });
+  // What the tiles were placed for: tests wait for it to match the stage.
+  stage.dataset.layout = `${rect.w}x${rect.h}:${tiles.length}:${S.speakerView ? S.speaker : 'grid'}`;
+}
+
+// Placed in the next frame: laying out inside the observer's callback
+// would resize what it observes.
+let layoutFrame = 0;
+new ResizeObserver(() => {
+  cancelAnimationFrame(layoutFrame);
+  layoutFrame = requestAnimationFrame(() => layout());
+}).observe($('stage'));
 
 // ---------------------------------------------------------- debug hook
 

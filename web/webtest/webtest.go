@@ -243,6 +243,14 @@ type Transport struct {
 	Report func(error)
 }
 
+// CloseIdleConnections passes on to Next, so http.Client.CloseIdleConnections
+// still drops the keep-alive connections of a validated client.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.Next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.Next.RoundTrip(req)
