@@ -120,6 +120,10 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
 		publish: func(e gateway.Event) {
+			if p, ok := e.Payload.(gateway.VoicePayload); ok && !p.Bot && a.bots.own(p.UserID) {
+				p.Bot = true // another bot of the pool: the bridge's own too
+				e.Payload = p
+			}
 			if a.cluster.eventsSource() {
 				a.hub.Publish(e.Name, e.Payload)
 			}
@@ -149,7 +153,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		Cluster:        a.cluster.status,
 		GuildID:        guildID,
 		DefaultGuildID: guildID, // tokens without a guilds claim keep the one guild
-		Rooms:          roomsAdapter{r: a.bots.leadRooms, calls: a.calls},
+		Rooms:          roomsAdapter{r: a.bots.leadRooms, calls: a.calls, own: a.bots.own},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		OperatorToken:  []byte(cfg.OperatorToken),
@@ -406,15 +410,17 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-// It adds the browsers in each room's call, which media knows.
+// It adds the browsers in each room's call, which media knows, and marks
+// every bot of the pool as the bridge's own, not only the lead.
 type roomsAdapter struct {
 	r     func() *gateway.Rooms // the lead bot's
 	calls *presence
+	own   func(userID string) bool
 }
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
 	room, err := ra.r().CreateRoom(ctx, name, userLimit)
-	return toHubRoom(room), hubError(err)
+	return toHubRoom(room, ra.own), hubError(err)
 }
 
 func (ra roomsAdapter) EndRoom(ctx context.Context, channelID string) error {
@@ -428,16 +434,16 @@ func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
 	}
 	out := make([]hub.Room, len(rooms))
 	for i, r := range rooms {
-		out[i] = toHubRoom(r)
+		out[i] = toHubRoom(r, ra.own)
 		out[i].Participants = ra.calls.in(r.ChannelID)
 	}
 	return out, nil
 }
 
-func toHubRoom(r gateway.Room) hub.Room {
+func toHubRoom(r gateway.Room, own func(userID string) bool) hub.Room {
 	out := hub.Room{ChannelID: r.ChannelID, Name: r.Name, GuildID: r.GuildID, UserLimit: r.UserLimit}
 	for _, m := range r.Members {
-		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name, Bot: m.Bot})
+		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name, Bot: m.Bot || own(m.UserID)})
 	}
 	return out
 }

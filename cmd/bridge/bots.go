@@ -109,6 +109,17 @@ func (b *bots) lead() *gateway.Client { return b.pool.Lead() }
 // any working bot, and rate limits are each bot's own.
 func (b *bots) leadRooms() *gateway.Rooms { return b.rooms[b.pool.Lead()] }
 
+// own reports whether userID is one of the pool's bots, which member
+// lists mark as the bridge's own (each gateway marks only itself).
+func (b *bots) own(userID string) bool {
+	for c := range b.rooms {
+		if id := c.Status().BotUserID; id != "" && id == userID {
+			return true
+		}
+	}
+	return false
+}
+
 // readiness is /readyz's gateway verdict: ready while some bot is, else
 // why the lead is not.
 func (b *bots) readiness() error {
