@@ -16,8 +16,10 @@ import (
 )
 
 // Demo is the whole emulated Discord of the embedded default: the gateway
-// and REST emulator, the voice emulator wired to it, a "Lobby" room and
-// simulated members in it who talk, show video and echo what they hear.
+// and REST emulator with two bots (so two rooms are bridged at once), the
+// voice emulator wired to it, a "Lobby" room with simulated members who
+// talk, show video and echo what they hear, and a second room, "Table 2",
+// with a member of its own who talks.
 type Demo struct {
 	Discord *discordemu.Server
 	Voice   *voiceemu.Server
@@ -25,6 +27,9 @@ type Demo struct {
 
 	// Talker, Camera and Echo are the simulated members in the Lobby.
 	Talker, Camera, Echo *voiceemu.Member
+	// Table is the second room; TableTalker talks in it.
+	Table       *discordgo.Channel
+	TableTalker *voiceemu.Member
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,6 +55,12 @@ const (
 	DemoTalkerID = "400000000000000001"
 	DemoCameraID = "400000000000000002"
 	DemoEchoID   = "400000000000000003"
+	// DemoTableTalkerID talks in the second room.
+	DemoTableTalkerID = "400000000000000004"
+	// DemoSecondBotID is the demo's second bot, with token
+	// DemoSecondBotToken; Options.ExtraBots replaces it.
+	DemoSecondBotID    = "100000000000000002"
+	DemoSecondBotToken = "emulator-bot-token-2"
 )
 
 // StartDemo starts both emulators and populates the Lobby. The members play
@@ -89,11 +100,17 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 		return nil, fmt.Errorf("voice emulator: %w", err)
 	}
 	opts.Discord.Voice = d.Voice
+	if opts.Discord.ExtraBots == nil {
+		opts.Discord.ExtraBots = []discordemu.Bot{{Token: DemoSecondBotToken, UserID: DemoSecondBotID, Name: "bridge-bot-2"}}
+	}
 	if d.Discord, err = discordemu.Start(opts.Discord); err != nil {
 		return nil, fmt.Errorf("discord emulator: %w", err)
 	}
 	o := d.Discord.Options()
 	if d.Lobby, err = d.Discord.CreateChannel("Lobby", int(discordgo.ChannelTypeGuildVoice), o.CategoryID); err != nil {
+		return nil, err
+	}
+	if d.Table, err = d.Discord.CreateChannel("Table 2", int(discordgo.ChannelTypeGuildVoice), o.CategoryID); err != nil {
 		return nil, err
 	}
 	// Unless a test reads them, the demo members keep no recordings, so a
@@ -102,14 +119,15 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 	if record <= 0 {
 		record = -1
 	}
-	add := func(id, name string) (*voiceemu.Member, error) {
+	addTo := func(channelID, id, name string) (*voiceemu.Member, error) {
 		d.Discord.AddMember(id, name)
-		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: d.Lobby.ID, Record: record})
+		m, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: id, GuildID: o.GuildID, ChannelID: channelID, Record: record})
 		if err != nil {
 			return nil, err
 		}
-		return m, d.Discord.SetVoiceState(id, d.Lobby.ID)
+		return m, d.Discord.SetVoiceState(id, channelID)
 	}
+	add := func(id, name string) (*voiceemu.Member, error) { return addTo(d.Lobby.ID, id, name) }
 	if d.Talker, err = add(DemoTalkerID, "Ada (talks)"); err != nil {
 		return nil, err
 	}
@@ -122,8 +140,12 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.wg.Add(3)
-	go d.talk(ctx, speech)
+	if d.TableTalker, err = addTo(d.Table.ID, DemoTableTalkerID, "Lin (talks)"); err != nil {
+		return nil, err // Close, deferred above, cancels ctx
+	}
+	d.wg.Add(4)
+	go d.talk(ctx, d.Talker, speech)
+	go d.talk(ctx, d.TableTalker, speech)
 	go d.showVideo(ctx, pattern)
 	queue, dropped := d.listen()
 	go d.echo(ctx, queue, dropped, opts.EchoDelay, log)
@@ -131,14 +153,14 @@ func StartDemo(opts DemoOptions) (d *Demo, err error) {
 }
 
 // talk plays the speech clip, pauses a second, and starts again.
-func (d *Demo) talk(ctx context.Context, speech [][]byte) {
+func (d *Demo) talk(ctx context.Context, m *voiceemu.Member, speech [][]byte) {
 	defer d.wg.Done()
 	pause := time.NewTimer(0)
 	defer pause.Stop()
 	for {
-		d.Talker.PlayOpus(ctx, speech, false)
+		m.PlayOpus(ctx, speech, false)
 		for range 5 {
-			_ = d.Talker.SendOpus(silenceFrame)
+			_ = m.SendOpus(silenceFrame)
 		}
 		pause.Reset(time.Second)
 		select {

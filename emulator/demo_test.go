@@ -82,3 +82,50 @@ func TestDemoMembersTalkShowVideoAndEcho(t *testing.T) {
 	t.Fatalf("listener got %d speech frames and %d video frames in 10 s",
 		len(listener.ReceivedOpus(DemoTalkerID)), len(listener.ReceivedVP8(DemoCameraID)))
 }
+
+// TestDemoHasTwoBotsAndASecondRoom: the embedded default is a guild with
+// two bots and a second room whose own member talks there, heard by a
+// listener in that room and not by one in the Lobby.
+func TestDemoHasTwoBotsAndASecondRoom(t *testing.T) {
+	d, err := StartDemo(DemoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	o := d.Discord.Options()
+	if len(o.ExtraBots) != 1 || o.ExtraBots[0].UserID != DemoSecondBotID || o.ExtraBots[0].Token != DemoSecondBotToken {
+		t.Fatalf("extra bots %+v, want the demo's second bot", o.ExtraBots)
+	}
+	if d.Table.ParentID != o.CategoryID || d.Table.Name != "Table 2" {
+		t.Fatalf("second room %+v, want Table 2 under the rooms category", d.Table)
+	}
+	if got := d.Discord.VoiceStates()[DemoTableTalkerID]; got != d.Table.ID {
+		t.Fatalf("the table talker is in %q, want %s", got, d.Table.ID)
+	}
+	inTable, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: "498", GuildID: o.GuildID, ChannelID: d.Table.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inTable.Leave()
+	inLobby, err := d.Voice.AddMember(voiceemu.MemberOptions{UserID: "499", GuildID: o.GuildID, ChannelID: d.Lobby.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inLobby.Leave()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(inTable.ReceivedOpus(DemoTableTalkerID)) < 25 || len(inLobby.ReceivedOpus(DemoTalkerID)) < 25 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the table talker's speech did not arrive in the table (%d frames) or the Lobby's talker in the Lobby (%d)",
+				len(inTable.ReceivedOpus(DemoTableTalkerID)), len(inLobby.ReceivedOpus(DemoTalkerID)))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if n := len(inLobby.ReceivedOpus(DemoTableTalkerID)); n != 0 {
+		t.Fatalf("the Lobby heard %d frames of the table's talker", n)
+	}
+	if n := len(inTable.ReceivedOpus(DemoTalkerID)); n != 0 {
+		t.Fatalf("the table heard %d frames of the Lobby's talker", n)
+	}
+}

@@ -51,6 +51,12 @@ type Options struct {
 	// under a lock of the client. It may be slow: events queue up, the
 	// gateway keeps running. Nil means no events are reported.
 	OnEvent func(Event)
+	// Shards is how many shards the bot's guilds are split into (a bot in
+	// many guilds must shard, Gateway "Sharding"); the client connects the
+	// one shard that holds GuildID, (guild_id >> 22) % Shards. Zero follows
+	// GET /gateway/bot's recommendation, and a close 4011 (sharding
+	// required) asks again.
+	Shards int
 	// IdentifyInterval is the minimum time between two Identify payloads;
 	// zero means 5 s / max_concurrency from GET /gateway/bot.
 	IdentifyInterval time.Duration
@@ -194,6 +200,9 @@ func New(opts Options) (*Client, error) {
 	if opts.IdentifyInterval < 0 {
 		return nil, fmt.Errorf("%w: IdentifyInterval %v is negative", ErrOptions, opts.IdentifyInterval)
 	}
+	if opts.Shards < 0 {
+		return nil, fmt.Errorf("%w: Shards %d is negative; 0 follows Discord's recommendation", ErrOptions, opts.Shards)
+	}
 	return &Client{
 		opts:    opts,
 		token:   strings.TrimPrefix(opts.Token, "Bot "),
@@ -280,6 +289,14 @@ func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.status
+}
+
+// Changed returns a channel closed at the next change of Status, for
+// watchers that follow the client without polling.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
 }
 
 // WaitReady blocks until the client is ready (READY with the guild, or

@@ -20,6 +20,14 @@
 // max_concurrency. The client closes its sockets with non-1000 codes, so
 // Discord keeps the session for a Resume.
 //
+// A bot in many guilds must shard (Gateway, Sharding): the client
+// identifies as the one shard that carries its guild, [(guild_id >> 22) %
+// num_shards, num_shards], with num_shards from Options.Shards or GET
+// /gateway/bot; a close 4011 (sharding required) with the count left to
+// Discord asks GET /gateway/bot again and identifies with the new count.
+//
+// Package pool (gateway/pool) holds several bots, one Client each.
+//
 // One goroutine owns the session and the connection; a reader goroutine
 // per connection feeds it frames. Room events go through an unbounded
 // queue to one more goroutine that calls Options.OnEvent, in order, never

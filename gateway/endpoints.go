@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -14,6 +15,7 @@ import (
 // gatewayBot is GET /gateway/bot (Gateway, Get Gateway Bot).
 type gatewayBot struct {
 	URL               string `json:"url"`
+	Shards            int    `json:"shards"`
 	SessionStartLimit struct {
 		Total          int   `json:"total"`
 		Remaining      int   `json:"remaining"`
@@ -55,7 +57,10 @@ func (c *Client) fetchGateway(ctx context.Context) (gatewayInfo, error) {
 	if _, err := gatewayURL(gb.URL); err != nil {
 		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %w", ErrUpstream, err)
 	}
-	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval}
+	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval, shards: max(1, c.opts.Shards)}
+	if c.opts.Shards == 0 {
+		info.shards = max(1, gb.Shards)
+	}
 	if info.identifyInterval == 0 {
 		info.identifyInterval = identifyWindow / time.Duration(max(1, gb.SessionStartLimit.MaxConcurrency))
 	}
@@ -97,4 +102,15 @@ func parseAPIBase(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: APIBase %q must be an http(s) URL such as https://discord.com/api/v10", ErrOptions, raw)
 	}
 	return u, nil
+}
+
+// ShardOf is the shard that carries a guild's events among shards:
+// (guild_id >> 22) % shards (Gateway, "Sharding"). A malformed id or a
+// count below 2 gives shard 0.
+func ShardOf(guildID string, shards int) int {
+	id, err := strconv.ParseUint(guildID, 10, 64)
+	if err != nil || shards < 2 {
+		return 0
+	}
+	return int((id >> 22) % uint64(shards))
 }

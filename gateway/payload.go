@@ -168,6 +168,8 @@ type identifyData struct {
 	Token      string             `json:"token"`
 	Intents    int                `json:"intents"`
 	Properties identifyProperties `json:"properties"`
+	// Shard is [shard_id, num_shards]; absent for one shard.
+	Shard *[2]int `json:"shard,omitempty"`
 }
 
 type identifyProperties struct {

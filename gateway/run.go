@@ -22,6 +22,7 @@ type sessionInfo struct {
 type gatewayInfo struct {
 	url              string
 	identifyInterval time.Duration
+	shards           int // the shard count to identify with, at least 1
 }
 
 // next is what the run loop does after a connection ended.
@@ -39,6 +40,7 @@ const (
 type result struct {
 	next       next
 	err        error
+	reshard    bool // closed with 4011: ask GET /gateway/bot for the shard count again
 	ready      bool // the connection reached READY/RESUMED
 	dialFailed bool // no WebSocket was opened
 }
@@ -107,6 +109,20 @@ func (c *Client) run(ctx context.Context) {
 		if dialFails >= resumeDialAttempts && sess.resumeURL != "" {
 			c.log.Warn("resume_gateway_url unreachable; resuming through the gateway URL", "url", redactQuery(sess.resumeURL))
 			sess.resumeURL = ""
+		}
+		if res.reshard {
+			before := gw.shards
+			info, err := c.fetchGateway(ctx)
+			switch {
+			case err == nil && info.shards > before:
+				c.log.Warn("Discord requires more shards; identifying again", "shards", info.shards, "was", before)
+				gw = info
+			case ctx.Err() != nil:
+				return
+			default:
+				c.fail(fmt.Errorf("%w: %s (GET /gateway/bot recommends %d shards: %v)", ErrFatalClose, LookupCloseCode(4011).Reason(), info.shards, err))
+				return
+			}
 		}
 		switch res.next {
 		case nextStop:
@@ -222,13 +238,17 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 		err = l.write(outFrame{Op: opResume, D: resumeData{Token: c.token, SessionID: sess.id, Seq: sess.seq}})
 	} else {
 		sess.seq = 0 // a new session numbers its dispatches from 1
-		c.log.Info("identifying", "url", redactQuery(wsURL))
+		c.log.Info("identifying", "url", redactQuery(wsURL), "shards", gw.shards)
 		*lastIdent = time.Now()
-		err = l.write(outFrame{Op: opIdentify, D: identifyData{
+		id := identifyData{
 			Token:      c.token,
 			Intents:    c.opts.Intents,
 			Properties: identifyProperties{OS: runtime.GOOS, Browser: "voicebridge", Device: "voicebridge"},
-		}})
+		}
+		if gw.shards > 1 {
+			id.Shard = &[2]int{ShardOf(c.opts.GuildID, gw.shards), gw.shards}
+		}
+		err = l.write(outFrame{Op: opIdentify, D: id})
 	}
 	if err != nil {
 		hb.stop()
@@ -334,6 +354,8 @@ func (c *Client) afterReadError(err error, ready bool) result {
 	if errors.As(err, &ce) {
 		cc := LookupCloseCode(ce.Code)
 		switch {
+		case cc.Code == 4011 && c.opts.Shards == 0:
+			return result{next: nextIdentify, err: fmt.Errorf("gateway: closed with %s", cc.Reason()), ready: ready, reshard: true}
 		case !cc.Reconnect:
 			return result{next: nextFatal, err: fmt.Errorf("%w: %s", ErrFatalClose, cc.Reason()), ready: ready}
 		case !cc.Resume:

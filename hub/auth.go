@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,9 @@ type VerifierOptions struct {
 	// 0 means DefaultMinRefetchInterval. See DefaultMinRefetchInterval for
 	// what it means for rotated keys.
 	MinRefetchInterval time.Duration
+	// GuildsClaim names the claim listing the guilds a token allows;
+	// empty means "guilds".
+	GuildsClaim string
 	// FetchTimeout bounds one JWKS fetch; 0 means DefaultFetchTimeout.
 	FetchTimeout time.Duration
 	// RefreshInterval is how often the key set is fetched in the
@@ -78,6 +82,12 @@ type Claims struct {
 	Name string
 	// Expiry is "exp"; hub connections close at this instant.
 	Expiry time.Time
+	// Guilds are the Discord guild ids the token allows: the "guilds"
+	// claim (VerifierOptions.GuildsClaim), an array of id strings.
+	// GuildsSet is false when the token has no such claim; then only
+	// Options.DefaultGuildID applies.
+	Guilds    []string
+	GuildsSet bool
 	// private are the token's other claims, where Options.AdminClaim is
 	// looked up.
 	private map[string]any
@@ -100,6 +110,8 @@ type Verifier struct {
 	leeway   time.Duration
 	keys     keySource
 	now      func() time.Time
+	// guildsClaim is VerifierOptions.GuildsClaim; "" means "guilds".
+	guildsClaim string
 }
 
 // NewVerifier fetches the JWKS once, within FetchTimeout (failing if it
@@ -131,7 +143,7 @@ func NewVerifier(ctx context.Context, opts VerifierOptions) (*Verifier, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	v := &Verifier{issuer: opts.Issuer, audience: opts.Audience, leeway: opts.Leeway, now: time.Now}
+	v := &Verifier{issuer: opts.Issuer, audience: opts.Audience, leeway: opts.Leeway, now: time.Now, guildsClaim: opts.GuildsClaim}
 	rk := newRemoteKeys(ctx, opts)
 	if err := rk.fetch(ctx); err != nil {
 		rk.close()
@@ -220,7 +232,34 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if c.Name == "" {
 		c.Name = c.Subject
 	}
+	claim := v.guildsClaim
+	if claim == "" {
+		claim = "guilds"
+	}
+	if val, ok := tok.Get(claim); ok {
+		list, ok := val.([]any)
+		if !ok {
+			return Claims{}, refuse(reasonGuilds, "claim %q is %T", claim, val)
+		}
+		c.GuildsSet = true
+		for _, g := range list {
+			id, ok := g.(string)
+			if !ok || id == "" {
+				return Claims{}, refuse(reasonGuilds, "claim %q holds %v", claim, g)
+			}
+			c.Guilds = append(c.Guilds, id)
+		}
+	}
 	return c, nil
+}
+
+// allowsGuild reports whether a token's claims let its user into guildID:
+// the guilds claim when present, else only the default guild.
+func allowsGuild(c Claims, guildID, defaultGuildID string) bool {
+	if c.GuildsSet {
+		return slices.Contains(c.Guilds, guildID)
+	}
+	return defaultGuildID != "" && guildID == defaultGuildID
 }
 
 // checkCompact refuses what jwx would be lenient about: each part must be
@@ -276,6 +315,7 @@ const (
 	reasonIssuer     = "the token's issuer (iss) is not the one this bridge accepts"
 	reasonAudience   = "the token's audience (aud) does not include this bridge"
 	reasonClaims     = "the token lacks a claim or has one of the wrong type (sub and exp are required; exp, nbf and iat are numbers)"
+	reasonGuilds     = "the token's guilds claim must be an array of guild id strings (ids as strings: they exceed JSON's exact numbers)"
 	reasonNoKeys     = "the identity provider's key set cannot be loaded right now; try again shortly"
 	reasonTimeout    = "the token check did not finish in time; try again"
 )

@@ -521,6 +521,9 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 		c.log.Debug("token refused", "err", err) // the detail may quote the token: logs only
 		return c.authFailed(msg.ID, again, PublicReason(err))
 	}
+	if !allowsGuild(claims, c.hub.opts.GuildID, c.hub.opts.DefaultGuildID) {
+		return c.authFailed(msg.ID, again, errGuildNotAllowed(c.hub.opts.GuildID))
+	}
 	c.mu.Lock()
 	if again && claims.Subject != c.userID {
 		c.mu.Unlock()

@@ -75,6 +75,11 @@ type Options struct {
 	// GuildID is the Discord guild the bridge serves; clients see it in
 	// the auth ack.
 	GuildID string
+	// DefaultGuildID is the guild a token without a guilds claim may use
+	// (Claims.GuildsSet false); empty: such a token may use none. A token
+	// not allowed GuildID gets 403 on REST and is refused by the hub, so
+	// no event and no signaling of the guild reach it.
+	DefaultGuildID string
 	// Rooms serves the room REST endpoints.
 	Rooms Rooms
 	// Auth verifies bearer tokens on REST and the token of the hub's auth

@@ -140,7 +140,7 @@ type tokenSpec struct {
 	exp, nbf  time.Time
 	noExp     bool
 	extraHead map[string]any
-	claims    map[string]any // more claims (roles)
+	claims    map[string]any // more claims (roles, guilds)
 }
 
 func (idp *testIDP) token(t testing.TB, s tokenSpec) string {
@@ -280,7 +280,7 @@ type env struct {
 func newEnv(t testing.TB, mutate func(*Options)) *env {
 	t.Helper()
 	e := &env{idp: newTestIDP(t), rooms: &fakeRooms{}}
-	opts := Options{GuildID: testGuild, Rooms: e.rooms, Auth: e.idp.verifier(t, time.Hour)}
+	opts := Options{GuildID: testGuild, DefaultGuildID: testGuild, Rooms: e.rooms, Auth: e.idp.verifier(t, time.Hour)}
 	if mutate != nil {
 		mutate(&opts)
 	}

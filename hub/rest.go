@@ -72,8 +72,18 @@ func (h *Hub) requireAuth(fn func(http.ResponseWriter, *http.Request, Claims)) h
 			writeError(w, http.StatusUnauthorized, apiError{Code: "invalid_token", Message: PublicReason(err)})
 			return
 		}
+		if !allowsGuild(claims, h.opts.GuildID, h.opts.DefaultGuildID) {
+			h.log.Info("token not allowed this guild", "path", r.URL.Path, "user_id", claims.Subject)
+			writeError(w, http.StatusForbidden, apiError{Code: "forbidden", Message: errGuildNotAllowed(h.opts.GuildID)})
+			return
+		}
 		fn(w, r, claims)
 	}
+}
+
+// errGuildNotAllowed says why a token may not use the bridge's guild.
+func errGuildNotAllowed(guildID string) string {
+	return fmt.Sprintf("your token does not allow the Discord server %s: its guilds claim must list it", guildID)
 }
 
 // decodeBody reads one JSON object of at most MaxBody bytes into v,

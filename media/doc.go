@@ -90,12 +90,16 @@
 //
 // Discord allows a bot at most one voice connection per guild ("A bot is in
 // at most one voice channel per guild", voice-connections in Discord's
-// developer documentation). The manager therefore lets one room of the
-// guild hold the link at a time. Browsers of another room of the same guild
-// still meet each other (browser to browser only) and are told
-// "discord":"unavailable" with the message "the bot is in another room of
-// this server"; when the holding room lets the link go, the next room with
-// browsers takes it.
+// developer documentation). The manager therefore lets as many rooms of
+// the guild hold a link at once as the guild has bots (Options.Links; one
+// without it). Browsers of a room beyond that still meet each other
+// (browser to browser only) and are told "discord":"unavailable" with a
+// message naming the rooms that hold the bots and saying they will be
+// bridged when one frees; when a room lets its link go (its grace period
+// ended) or a bot is added (LinksChanged), the room that has waited
+// longest takes it. A bridge of several guilds says which guild each room
+// is in (Options.GuildOf): links, the line and the Joiner's guild are the
+// room's guild's.
 //
 // # Concurrency
 //

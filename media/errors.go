@@ -14,6 +14,10 @@ var (
 	ErrBadMessage = errors.New("media: malformed signaling message")
 	// ErrUnknownType reports a signaling message type media does not know.
 	ErrUnknownType = errors.New("media: unknown signaling message type")
+	// ErrNoFreeBot is what a [Joiner] wraps when no bot of the guild is
+	// free for the room (another room took the last one, or a bot left);
+	// the room then waits in line for a bot instead of retrying.
+	ErrNoFreeBot = errors.New("media: no bot of this server is free")
 	// ErrUnknownRoom reports a join for a room (voice channel) that does
 	// not exist.
 	ErrUnknownRoom = errors.New("media: unknown room")

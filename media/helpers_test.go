@@ -20,7 +20,9 @@ import (
 
 const (
 	testGuild = "100000000000000001"
-	waitLong  = 10 * time.Second
+	// otherGuild is a second guild, for the tests of several guilds.
+	otherGuild = "100000000000000002"
+	waitLong   = 10 * time.Second
 )
 
 // loopbackOnly keeps a test's ICE on 127.0.0.1.
@@ -81,6 +83,7 @@ type serverMsg struct {
 // ---- fake Discord leg ----
 
 type fakeLink struct {
+	guild   string
 	channel string
 	frames  chan LinkEvent
 	dead    chan struct{} // closed by die: the voice connection ended
@@ -151,14 +154,15 @@ func (l *fakeLink) send(f LinkEvent) bool {
 
 type fakeJoiner struct {
 	mu    sync.Mutex
-	fail  int // next Join calls that fail
+	fail  int  // next Join calls that fail
+	busy  bool // Join calls fail with ErrNoFreeBot
 	joins chan *fakeLink
 }
 
 func newFakeJoiner() *fakeJoiner { return &fakeJoiner{joins: make(chan *fakeLink, 16)} }
 
 func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLink, error) {
-	if guild != testGuild {
+	if guild != testGuild && guild != otherGuild {
 		return nil, fmt.Errorf("wrong guild %s", guild)
 	}
 	j.mu.Lock()
@@ -166,11 +170,16 @@ func (j *fakeJoiner) Join(ctx context.Context, guild, channel string) (DiscordLi
 	if fail {
 		j.fail--
 	}
+	busy := j.busy
 	j.mu.Unlock()
+	if busy {
+		return nil, fmt.Errorf("%w: every bot is in another room", ErrNoFreeBot)
+	}
 	if fail {
 		return nil, errors.New("voice server unreachable")
 	}
 	l := newFakeLink(channel)
+	l.guild = guild
 	j.joins <- l
 	return l, nil
 }

@@ -13,6 +13,8 @@ import (
 type Joiner interface {
 	// Join makes the bot join channelID of guildID and returns the live
 	// link; ctx bounds the join and is cancelled when the room lets go.
+	// An error wrapping [ErrNoFreeBot] makes the room wait in line for a
+	// bot (see Options.Links) instead of retrying.
 	Join(ctx context.Context, guildID, channelID string) (DiscordLink, error)
 }
 

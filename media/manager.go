@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,18 @@ type Options struct {
 	// RoomExists reports whether a channel id is a room browsers may join.
 	// Nil accepts every well-formed channel id.
 	RoomExists func(channelID string) bool
+	// GuildOf says which guild a room (voice channel) belongs to, for a
+	// bridge that serves several guilds; nil, or "", means GuildID. Rooms,
+	// links and the line for bots are kept per guild.
+	GuildOf func(channelID string) string
+	// Links says how many rooms of a guild may hold a Discord voice link
+	// at once: one per bot of the guild, since Discord lets a bot be in
+	// one voice channel per guild. Nil means 1. When it changes, call
+	// LinksChanged. Rooms beyond it wait, longest waiting first.
+	Links func(guildID string) int
+	// RoomName names a room (its Discord channel) in the words browsers
+	// read while they wait for a bot; nil or "" uses the channel id.
+	RoomName func(channelID string) string
 
 	// ICEServers are handed to browsers in the "joined" message.
 	ICEServers []webrtc.ICEServer
@@ -101,15 +114,16 @@ type Manager struct {
 	// room holds the guild's voice link. A room's own state is its
 	// goroutine's (room.go); nothing is called and nothing sent while mu
 	// is held.
-	mu          sync.Mutex
-	closed      bool
-	rooms       map[string]*room    // by channel id
-	byPeer      map[string]*session // by Peer.ID()
-	byUser      map[string]*session // by Peer.UserID()
-	ended       map[string]bool     // channels whose room ended (the latest maxEndedRooms)
-	endedOrder  []string            // ended's keys, oldest first
-	guildHolder string              // room holding the guild's voice link
-	nextID      uint64
+	mu         sync.Mutex
+	closed     bool
+	rooms      map[string]*room           // by channel id
+	byPeer     map[string]*session        // by Peer.ID()
+	byUser     map[string]*session        // by Peer.UserID()
+	ended      map[string]bool            // channels whose room ended (the latest maxEndedRooms)
+	endedOrder []string                   // ended's keys, oldest first
+	holders    map[string]map[string]bool // by guild: rooms holding one of its voice links
+	waiting    map[string][]string        // by guild: rooms waiting for a link, longest waiting first
+	nextID     uint64
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -152,20 +166,22 @@ func NewManager(opts Options) (*Manager, error) {
 			return nil, err
 		}
 	}
-	log := opts.Logger.With("component", "media", "guild_id", opts.GuildID)
+	log := opts.Logger.With("component", "media") // rooms add their guild_id
 	eng, err := newEngine(&opts, log)
 	if err != nil {
 		return nil, err
 	}
 	return &Manager{
-		opts:   opts,
-		log:    log,
-		eng:    eng,
-		mix:    mix,
-		rooms:  make(map[string]*room),
-		byPeer: make(map[string]*session),
-		byUser: make(map[string]*session),
-		ended:  make(map[string]bool),
+		opts:    opts,
+		log:     log,
+		eng:     eng,
+		mix:     mix,
+		rooms:   make(map[string]*room),
+		byPeer:  make(map[string]*session),
+		byUser:  make(map[string]*session),
+		ended:   make(map[string]bool),
+		holders: make(map[string]map[string]bool),
+		waiting: make(map[string][]string),
 	}, nil
 }
 
@@ -440,38 +456,94 @@ func (m *Manager) removeSessionAsync(s *session, reason error) {
 	}()
 }
 
-// claimGuild gives room id the guild's voice link if nobody holds it.
-func (m *Manager) claimGuild(id string) bool {
+// guildOf is the guild of room (channel) id.
+func (m *Manager) guildOf(id string) string {
+	if m.opts.GuildOf != nil {
+		if g := m.opts.GuildOf(id); g != "" {
+			return g
+		}
+	}
+	return m.opts.GuildID
+}
+
+// linkCapacity is how many rooms of guild may hold a voice link now.
+func (m *Manager) linkCapacity(guild string) int {
+	if m.opts.Links == nil {
+		return 1
+	}
+	return m.opts.Links(guild)
+}
+
+// claimGuild gives room id one of its guild's voice links if one is free
+// and no room of the guild has waited longer; otherwise id waits in line,
+// and the second result names the rooms that hold the guild's links.
+func (m *Manager) claimGuild(guild, id string) (bool, []string) {
+	capacity := m.linkCapacity(guild)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return false
+		return false, nil
 	}
-	if m.guildHolder == "" {
-		m.guildHolder = id
+	held := m.holders[guild]
+	if held[id] {
+		return true, nil
 	}
-	return m.guildHolder == id
+	line := m.waiting[guild]
+	at := slices.Index(line, id)
+	if at < 0 {
+		line = append(line, id)
+		at = len(line) - 1
+	}
+	if at < capacity-len(held) {
+		m.waiting[guild] = slices.Delete(line, at, at+1)
+		if held == nil {
+			held = make(map[string]bool)
+			m.holders[guild] = held
+		}
+		held[id] = true
+		return true, nil
+	}
+	m.waiting[guild] = line
+	busy := make([]string, 0, len(held))
+	for h := range held {
+		busy = append(busy, h)
+	}
+	slices.Sort(busy)
+	return false, busy
 }
 
-// releaseGuild lets go of the guild's voice link and offers it to the
-// other rooms; one that has browsers takes it.
-func (m *Manager) releaseGuild(id string) {
+// releaseGuild lets go of room id's voice link, or its place in line, and
+// offers the free links to the waiting rooms; the longest waiting take
+// them.
+func (m *Manager) releaseGuild(guild, id string) {
 	m.mu.Lock()
-	if m.guildHolder != id {
-		m.mu.Unlock()
-		return
+	held := m.holders[guild][id]
+	delete(m.holders[guild], id)
+	if at := slices.Index(m.waiting[guild], id); at >= 0 {
+		m.waiting[guild] = slices.Delete(m.waiting[guild], at, at+1)
 	}
-	m.guildHolder = ""
-	var others []*room
+	m.mu.Unlock()
+	if held {
+		m.LinksChanged()
+	}
+}
+
+// LinksChanged tells the rooms waiting for a voice link that one may be
+// free: a room let go of one, or Options.Links grew (a bot became ready).
+func (m *Manager) LinksChanged() {
+	m.mu.Lock()
+	var waiting []*room
 	if !m.closed {
-		for _, r := range m.rooms {
-			if r.id != id {
-				others = append(others, r)
+		for _, line := range m.waiting {
+			for _, id := range line {
+				if r := m.rooms[id]; r != nil {
+					waiting = append(waiting, r)
+				}
 			}
 		}
 	}
 	m.mu.Unlock()
-	for _, r := range others {
+	for _, r := range waiting {
 		r.post(tryLinkAction{})
 	}
 }

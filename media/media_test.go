@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,8 +337,8 @@ func TestOneVoiceConnectionPerGuild(t *testing.T) {
 	c.join("301")
 	c.next(isType("joined"), "joined")
 	st := c.next(isType("status"), "status")
-	if st.Discord != StatusUnavailable || st.Message != msgOtherRoom {
-		t.Fatalf("room 301 status %+v, want unavailable: %s", st, msgOtherRoom)
+	if st.Discord != StatusUnavailable || !strings.Contains(st.Message, `waiting for a bot: the bot is in "300"`) || !strings.Contains(st.Message, "as soon as one frees") {
+		t.Fatalf("room 301 status %+v, want unavailable, waiting for the bot in 300", st)
 	}
 	// Browser to browser still works in 301.
 	d := newBrowser(t, m, "d", "204", false)
@@ -352,6 +354,136 @@ func TestOneVoiceConnectionPerGuild(t *testing.T) {
 		t.Fatalf("bot joined %s, want 301", l2.channel)
 	}
 	c.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "status connected")
+}
+
+// With two links for the guild, two rooms are bridged at once; the third
+// and fourth wait, are told which rooms hold the bots (by name), and the
+// one that waited longest gets the first bot that frees.
+func TestLinksGoToTheLongestWaiting(t *testing.T) {
+	j := newFakeJoiner()
+	m, _ := newTestManager(t, j, func(o *Options) {
+		o.Grace = 50 * time.Millisecond
+		o.Links = func(guild string) int {
+			if guild != testGuild {
+				t.Errorf("Links asked for guild %s", guild)
+			}
+			return 2
+		}
+		o.RoomName = func(id string) string { return "Room " + id }
+	})
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	linkA := waitLink(t, j)
+	b := newBrowser(t, m, "b", "202", false)
+	b.join("301")
+	b.next(isType("joined"), "joined")
+	linkB := waitLink(t, j)
+	if got := []string{linkA.channel, linkB.channel}; !slices.Contains(got, "300") || !slices.Contains(got, "301") {
+		t.Fatalf("links joined %v, want 300 and 301", got)
+	}
+	c := newBrowser(t, m, "c", "203", false)
+	c.join("302")
+	c.next(isType("joined"), "joined")
+	st := c.next(isType("status"), "status")
+	if st.Discord != StatusUnavailable || !strings.Contains(st.Message, `"Room 300", "Room 301"`) || !strings.Contains(st.Message, "as soon as one frees") {
+		t.Fatalf("room 302 status %+v, want unavailable naming Room 300 and Room 301", st)
+	}
+	d := newBrowser(t, m, "d", "204", false)
+	d.join("303")
+	d.next(isType("joined"), "joined")
+	d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "status unavailable")
+
+	b.signal(map[string]any{"type": "leave"})
+	waitClosed(t, linkB)
+	l := waitLink(t, j)
+	if l.channel != "302" {
+		t.Fatalf("the freed bot joined %s, want 302 (waiting longest)", l.channel)
+	}
+	c.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "302 connected")
+	a.signal(map[string]any{"type": "leave"})
+	waitClosed(t, linkA)
+	if l := waitLink(t, j); l.channel != "303" {
+		t.Fatalf("the next freed bot joined %s, want 303", l.channel)
+	}
+	d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "303 connected")
+}
+
+// A room whose bot went away (the Joiner finds no free bot) waits in line,
+// told which room holds the remaining bot, and is bridged once a bot is
+// back (LinksChanged).
+func TestRoomWaitsWhenItsBotLeaves(t *testing.T) {
+	j := newFakeJoiner()
+	var links atomic.Int32
+	links.Store(2)
+	m, _ := newTestManager(t, j, func(o *Options) { o.Links = func(string) int { return int(links.Load()) } })
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	waitLink(t, j)
+	b := newBrowser(t, m, "b", "202", false)
+	b.join("301")
+	b.next(isType("joined"), "joined")
+	linkB := waitLink(t, j)
+	b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "301 connected")
+
+	// 301's bot leaves the pool: one link left, and no bot free for 301.
+	links.Store(1)
+	j.mu.Lock()
+	j.busy = true
+	j.mu.Unlock()
+	linkB.die()
+	waitClosed(t, linkB)
+	st := b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "301 waiting")
+	if !strings.Contains(st.Message, `"300"`) {
+		t.Fatalf("301 was told %q, want the room that holds the bot", st.Message)
+	}
+
+	j.mu.Lock()
+	j.busy = false
+	j.mu.Unlock()
+	links.Store(2)
+	m.LinksChanged()
+	if l := waitLink(t, j); l.channel != "301" {
+		t.Fatalf("the returning bot joined %s, want 301", l.channel)
+	}
+	b.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusConnected }, "301 connected again")
+}
+
+// Each guild has its own bots: a room of each guild is bridged at once,
+// with the room's guild given to the Joiner, and a second room of the
+// first guild waits for that guild's bot, named by room, not for the
+// other guild's.
+func TestEachGuildHasItsOwnLinks(t *testing.T) {
+	j := newFakeJoiner()
+	m, _ := newTestManager(t, j, func(o *Options) {
+		o.GuildOf = func(id string) string {
+			if strings.HasPrefix(id, "4") {
+				return otherGuild
+			}
+			return "" // the default guild
+		}
+		o.Links = func(string) int { return 1 }
+	})
+	a := newBrowser(t, m, "a", "201", false)
+	a.join("300")
+	a.next(isType("joined"), "joined")
+	if l := waitLink(t, j); l.guild != testGuild || l.channel != "300" {
+		t.Fatalf("first link: guild %s channel %s", l.guild, l.channel)
+	}
+	c := newBrowser(t, m, "c", "203", false)
+	c.join("400")
+	c.next(isType("joined"), "joined")
+	if l := waitLink(t, j); l.guild != otherGuild || l.channel != "400" {
+		t.Fatalf("second link: guild %s channel %s, want the other guild's 400", l.guild, l.channel)
+	}
+	d := newBrowser(t, m, "d", "204", false)
+	d.join("301")
+	d.next(isType("joined"), "joined")
+	st := d.next(func(m serverMsg) bool { return m.Type == "status" && m.Discord == StatusUnavailable }, "301 waiting")
+	if !strings.Contains(st.Message, `"300"`) || strings.Contains(st.Message, `"400"`) {
+		t.Fatalf("301 was told %q, want the bot of its guild in 300", st.Message)
+	}
 }
 
 func TestGlareResolves(t *testing.T) {

@@ -11,8 +11,9 @@ const (
 	// levelQueueLen bounds audio levels waiting for the room's goroutine;
 	// when it is full a level is dropped (the next packet brings another).
 	levelQueueLen = 256
-	// msgOtherRoom explains a room without Discord leg.
-	msgOtherRoom = "the bot is in another room of this server"
+	// msgNoBot explains a room without Discord leg because no bot of the
+	// guild works (Options.Links is 0).
+	msgNoBot = "waiting for a bot: no bot of this server is working now; this room will be bridged to Discord as soon as one is"
 )
 
 // room is one Discord voice channel and the browsers in it.
@@ -27,6 +28,7 @@ const (
 // route; run alone changes both.
 type room struct {
 	id     string
+	guild  string // the Discord guild of the channel
 	m      *Manager
 	log    *slog.Logger
 	box    *mailbox
@@ -85,10 +87,12 @@ type linkRun struct {
 }
 
 func newRoom(m *Manager, id string) *room {
+	guild := m.guildOf(id)
 	r := &room{
 		id:      id,
+		guild:   guild,
 		m:       m,
-		log:     m.log.With("room_id", id),
+		log:     m.log.With("guild_id", guild, "room_id", id),
 		box:     newMailbox(),
 		levels:  make(chan levelReport, levelQueueLen),
 		done:    make(chan struct{}),

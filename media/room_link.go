@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +33,8 @@ func (r *room) ensureLink() {
 	if r.shut || len(r.members) == 0 || r.link != nil {
 		return
 	}
-	if !r.m.claimGuild(r.id) {
-		r.setStatus(StatusUnavailable, msgOtherRoom)
+	if ok, busy := r.m.claimGuild(r.guild, r.id); !ok {
+		r.setStatus(StatusUnavailable, r.m.waitingMessage(busy))
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,6 +46,30 @@ func (r *room) ensureLink() {
 		defer r.m.wg.Done()
 		r.runLink(ctx)
 	}()
+}
+
+// waitingMessage tells browsers of a room that waits for a bot which rooms
+// hold the bots, and that they will be bridged when one frees.
+func (m *Manager) waitingMessage(busy []string) string {
+	if len(busy) == 0 {
+		return msgNoBot
+	}
+	names := make([]string, len(busy))
+	for i, id := range busy {
+		name := ""
+		if m.opts.RoomName != nil {
+			name = m.opts.RoomName(id)
+		}
+		if name == "" {
+			name = id
+		}
+		names[i] = strconv.Quote(name)
+	}
+	bots := "the bot is"
+	if len(busy) > 1 {
+		bots = "every bot of this server is busy:"
+	}
+	return fmt.Sprintf("waiting for a bot: %s in %s; this room will be bridged to Discord as soon as one frees", bots, strings.Join(names, ", "))
 }
 
 // stopLink asks the link goroutine to leave the voice channel; linkDone
@@ -65,9 +91,22 @@ func (r *room) runLink(ctx context.Context) {
 	state, message := StatusConnecting, "joining the voice channel"
 	for {
 		r.post(statusAction{state, message})
-		link, err := r.m.opts.Joiner.Join(ctx, r.m.opts.GuildID, r.id)
+		link, err := r.m.opts.Joiner.Join(ctx, r.guild, r.id)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrNoFreeBot) {
+				// Fewer bots than the room thought: give the claim back
+				// (linkDone) and wait in line, after a pause, so that a
+				// pool that disagrees with Options.Links cannot spin.
+				r.log.Info("no bot free for the room; waiting in line", "err", err)
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 				return
 			}
 			r.log.Warn("joining the voice channel failed", "err", err, "retry_in", backoff)
@@ -229,7 +268,7 @@ type linkDone struct{}
 
 func (linkDone) apply(r *room) {
 	r.link = nil
-	r.m.releaseGuild(r.id)
+	r.m.releaseGuild(r.guild, r.id)
 	r.ensureLink()
 }
 

@@ -99,7 +99,7 @@ func (a *leaveAction) apply(r *room) {
 	}
 	switch {
 	case r.link == nil:
-		r.m.releaseGuild(r.id)
+		r.m.releaseGuild(r.guild, r.id)
 	case !r.shut && !r.link.stopping && r.grace == nil:
 		r.grace = time.NewTimer(r.m.opts.Grace)
 	}

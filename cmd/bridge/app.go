@@ -23,8 +23,9 @@ type app struct {
 	cfg *Config
 	log *slog.Logger
 
-	demo  *emulator.Demo // the embedded default's emulated Discord
-	gw    *gateway.Client
+	demo  *emulator.Demo  // the embedded default's emulated Discord
+	gw    *gateway.Client // the first bot's gateway
+	bots  *bots           // every bot: the pool (bots.go)
 	hub   *hub.Hub
 	media *media.Manager
 	srv   *http.Server
@@ -94,7 +95,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	a.conns = newConnLimiter(ln, cfg.MaxConnsPerIP, cfg.MaxConns, cfg.TrustedProxies, log.With("component", "bridge"))
 	a.ln = a.conns
 
-	token, guildID, categoryID, apiBase := cfg.BotToken, cfg.GuildID, cfg.CategoryID, cfg.APIBase
+	tokens, guildID, categoryID, apiBase := cfg.BotTokens, cfg.GuildID, cfg.CategoryID, cfg.APIBase
 	if cfg.Embedded {
 		demoOpts := tune.demo
 		demoOpts.Logger = slog.New(quietHandler{log.Handler()})
@@ -103,7 +104,10 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 			return &StartError{What: "embedded Discord emulator", Err: err, Fix: "report this as a bug, or set DISCORD_BOT_TOKEN to run against Discord"}
 		}
 		o := a.demo.Discord.Options()
-		token, guildID, categoryID = o.Token, o.GuildID, o.CategoryID
+		tokens, guildID, categoryID = []string{o.Token}, o.GuildID, o.CategoryID
+		for _, b := range o.ExtraBots {
+			tokens = append(tokens, b.Token)
+		}
 		apiBase = a.demo.Discord.URL() + "/api/v10"
 		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
 	}
@@ -111,14 +115,15 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	if a.metrics, err = newAppMetrics(); err != nil {
 		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
 	}
-	gwOpts := gateway.Options{
-		HTTPClient: a.metrics.httpClient(),
-		Token:      token,
-		GuildID:    guildID,
-		CategoryID: categoryID,
-		APIBase:    apiBase,
-		Logger:     log,
-		OnEvent: func(e gateway.Event) {
+	a.bots, err = newBots(botSpec{
+		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
+		httpClient: a.metrics.httpClient(),
+		tune:       tune.gateway,
+		publish: func(e gateway.Event) {
+			if p, ok := e.Payload.(gateway.VoicePayload); ok && !p.Bot && a.bots.own(p.UserID) {
+				p.Bot = true // another bot of the pool: the bridge's own too
+				e.Payload = p
+			}
 			if a.cluster.eventsSource() {
 				a.hub.Publish(e.Name, e.Payload)
 			}
@@ -128,25 +133,17 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 				a.calls.roomEnded(p.ChannelID)
 			}
 		},
-	}
-	if tune.gateway != nil {
-		tune.gateway(&gwOpts)
-	}
-	if a.gw, err = gateway.New(gwOpts); err != nil {
-		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
-	}
-	rooms, err := gateway.NewRooms(gateway.RoomsOptions{
-		HTTPClient: a.metrics.httpClient(),
-		Token:      token,
-		GuildID:    guildID,
-		CategoryID: categoryID,
-		APIBase:    apiBase,
-		Logger:     log,
-		Members:    a.gw.Members,
+		onChange: func() {
+			if a.media != nil {
+				a.media.LinksChanged()
+			}
+		},
+		log: log,
 	})
 	if err != nil {
-		return &StartError{What: "Discord rooms", Err: err, Fix: "check DISCORD_BOT_TOKEN, DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN(S), DISCORD_GUILD_ID and ROOM_CATEGORY_ID"}
 	}
+	a.gw = a.bots.first
 
 	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
 		return &StartError{What: "REDIS_URL", Err: err, Fix: "check that REDIS_URL points to a reachable Redis (redis://host:6379/0), or unset it to run one instance"}
@@ -155,7 +152,8 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		Bus:            a.cluster.hubBus(),
 		Cluster:        a.cluster.status,
 		GuildID:        guildID,
-		Rooms:          roomsAdapter{r: rooms, calls: a.calls},
+		DefaultGuildID: guildID, // tokens without a guilds claim keep the one guild
+		Rooms:          roomsAdapter{r: a.bots.leadRooms, calls: a.calls, own: a.bots.own},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		OperatorToken:  []byte(cfg.OperatorToken),
@@ -163,8 +161,8 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		AdminRole:      cfg.AdminRole,
 		RoomsPerHour:   cfg.RoomsPerUser,
 		SocketsPerUser: cfg.SocketsPerUser,
-		Status:         func() any { return a.gw.Status() },
-		Ready:          func() error { return a.cluster.readiness(gatewayReadiness(a.gw.Status())) },
+		Status:         func() any { return a.bots.status() },
+		Ready:          func() error { return a.cluster.readiness(a.bots.readiness()) },
 		Logger:         log.With("component", "hub"),
 	}
 	if cfg.DevAuth {
@@ -182,6 +180,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 			JWKSURL:      cfg.JWKSURL,
 			Issuer:       cfg.JWTIssuer,
 			Audience:     cfg.JWTAudience,
+			GuildsClaim:  cfg.GuildsClaim,
 			FetchTimeout: cfg.JWKSTimeout,
 			Logger:       log.With("component", "hub"),
 		})
@@ -226,8 +225,8 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		return &StartError{What: "HTTPS", Err: err, Fix: "stop whatever listens on HTTP_REDIRECT_ADDR, or set HTTP_REDIRECT_ADDR=off"}
 	}
 	a.ln = tlsLn
-	if err := a.cluster.openGateway(ctx, a.gw, log); err != nil {
-		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN and the network path to Discord"}
+	if err := a.cluster.openGateway(ctx, a.bots.pool, log); err != nil {
+		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN(S) and the network path to Discord"}
 	}
 	a.serving = true
 	go func() {
@@ -294,10 +293,19 @@ func (a *app) Shutdown(ctx context.Context) error {
 func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	cfg := a.cfg
 	o := media.Options{
-		Joiner:  voiceJoiner{gw: a.gw, tls: a.voiceTLS(), log: a.log, video: a.demo != nil, m: a.metrics},
+		Joiner:  voiceJoiner{pool: a.bots.pool, tls: a.voiceTLS(), log: a.log, video: a.demo != nil, m: a.metrics},
 		GuildID: guildID,
+		Links:   a.bots.pool.Capacity,
+		RoomName: func(channelID string) string {
+			for _, r := range a.bots.lead().Rooms() {
+				if r.ChannelID == channelID {
+					return r.Name
+				}
+			}
+			return ""
+		},
 		RoomExists: func(channelID string) bool {
-			for _, r := range a.gw.Rooms() {
+			for _, r := range a.bots.lead().Rooms() {
 				if r.ChannelID == channelID {
 					return true
 				}
@@ -314,7 +322,7 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 			a.hub.Publish(event, payload)
 		},
 		MemberName: func(userID string) string {
-			for _, r := range a.gw.Rooms() {
+			for _, r := range a.bots.lead().Rooms() {
 				for _, m := range r.Members {
 					if m.UserID == userID {
 						return m.Name
@@ -387,8 +395,8 @@ func (a *app) closeParts(ctx context.Context) error {
 	if a.turn != nil {
 		errs = append(errs, a.turn.Close())
 	}
-	if a.gw != nil {
-		errs = append(errs, a.gw.Close(ctx))
+	if a.bots != nil {
+		errs = append(errs, a.bots.pool.Close(ctx))
 	}
 	errs = append(errs, a.cluster.close(ctx))
 	if a.demo != nil {
@@ -402,38 +410,40 @@ func (a *app) closeParts(ctx context.Context) error {
 
 // roomsAdapter presents gateway.Rooms as hub.Rooms: the hub declares what it
 // needs and knows nothing of Discord.
-// It adds the browsers in each room's call, which media knows.
+// It adds the browsers in each room's call, which media knows, and marks
+// every bot of the pool as the bridge's own, not only the lead.
 type roomsAdapter struct {
-	r     *gateway.Rooms
+	r     func() *gateway.Rooms // the lead bot's
 	calls *presence
+	own   func(userID string) bool
 }
 
 func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
-	room, err := ra.r.CreateRoom(ctx, name, userLimit)
-	return toHubRoom(room), hubError(err)
+	room, err := ra.r().CreateRoom(ctx, name, userLimit)
+	return toHubRoom(room, ra.own), hubError(err)
 }
 
 func (ra roomsAdapter) EndRoom(ctx context.Context, channelID string) error {
-	return hubError(ra.r.EndRoom(ctx, channelID))
+	return hubError(ra.r().EndRoom(ctx, channelID))
 }
 
 func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
-	rooms, err := ra.r.ListRooms(ctx)
+	rooms, err := ra.r().ListRooms(ctx)
 	if err != nil {
 		return nil, hubError(err)
 	}
 	out := make([]hub.Room, len(rooms))
 	for i, r := range rooms {
-		out[i] = toHubRoom(r)
+		out[i] = toHubRoom(r, ra.own)
 		out[i].Participants = ra.calls.in(r.ChannelID)
 	}
 	return out, nil
 }
 
-func toHubRoom(r gateway.Room) hub.Room {
+func toHubRoom(r gateway.Room, own func(userID string) bool) hub.Room {
 	out := hub.Room{ChannelID: r.ChannelID, Name: r.Name, GuildID: r.GuildID, UserLimit: r.UserLimit}
 	for _, m := range r.Members {
-		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name, Bot: m.Bot})
+		out.Members = append(out.Members, hub.Member{UserID: m.UserID, Name: m.Name, Bot: m.Bot || own(m.UserID)})
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,13 @@ import (
 type Config struct {
 	ListenAddr string
 
-	BotToken   string
+	BotToken string
+	// BotTokens are every bot of the pool, BotToken first; one voice
+	// connection per bot per guild, so each bot is one more room bridged
+	// at once.
+	BotTokens []string
+	// Shards is the bots' shard count; 0 follows Discord.
+	Shards     int
 	GuildID    string
 	CategoryID string
 	APIBase    string
@@ -28,6 +35,8 @@ type Config struct {
 	JWKSURL     string
 	JWTIssuer   string
 	JWTAudience string
+	// GuildsClaim names the claim listing the guilds a token allows.
+	GuildsClaim string
 	DevAuth     bool
 
 	HMACSecret     string
@@ -102,13 +111,17 @@ type setting struct {
 
 var settings = []setting{
 	{"LISTEN_ADDR", ":8080", "HTTP listen address (web UI, REST API, /api/ws)"},
-	{"DISCORD_BOT_TOKEN", "", "bot token; empty runs the embedded Discord emulator with dev auth"},
+	{"DISCORD_BOT_TOKEN", "", "bot token; empty (and no DISCORD_BOT_TOKENS) runs the embedded Discord emulator with dev auth"},
+	{"DISCORD_BOT_TOKENS", "", "comma-separated tokens of further bots (each its own Discord application), one more room bridged at once per bot"},
+	{"DISCORD_SHARDS", "", "how many shards the bots' guilds are split into (a bot in many guilds must shard); empty follows GET /gateway/bot and close 4011"},
+	{"DISCORD_BOT_TOKENS_FILE", "", "file of bot tokens, one a line or comma-separated, added to DISCORD_BOT_TOKENS (for secrets mounted as files)"},
 	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves; required with a token"},
 	{"ROOM_CATEGORY_ID", "", "id of the category under which rooms are created; required with a token"},
 	{"DISCORD_API_BASE", "https://discord.com/api/v10", "Discord REST base URL"},
 	{"JWKS_URL", "", "JWKS URL of the identity provider whose JWTs the API accepts; required with a token unless DEV_AUTH=1"},
 	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
 	{"JWT_AUDIENCE", "", "expected aud claim; required with JWKS_URL"},
+	{"JWT_GUILDS_CLAIM", "guilds", "claim listing the Discord guild ids (strings) a token allows; a token without it may use DISCORD_GUILD_ID"},
 	{"JWKS_TIMEOUT", "10s", "how long one JWKS fetch may take; at start the bridge fails after it when the JWKS does not answer"},
 	{"DEV_AUTH", "", "1 turns on dev auth (self-issued tokens) even with a bot token; never in production"},
 	{"HUB_HMAC_SECRET", "", "secret for POST /api/internal/events signatures (at least 32 bytes); empty disables the endpoint"},
@@ -189,6 +202,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		JWKSURL:       get("JWKS_URL"),
 		JWTIssuer:     get("JWT_ISSUER"),
 		JWTAudience:   get("JWT_AUDIENCE"),
+		GuildsClaim:   get("JWT_GUILDS_CLAIM"),
 		HMACSecret:    *values["HUB_HMAC_SECRET"],
 		OperatorToken: get("OPERATOR_TOKEN"),
 		AdminClaim:    get("ADMIN_CLAIM"),
@@ -197,15 +211,25 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		LogFormat:     strings.ToLower(get("LOG_FORMAT")),
 		ICEPublicIP:   get("ICE_PUBLIC_IP"),
 	}
+	var errs []error
+	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
+	c.BotTokens = botTokens(c.BotToken, get("DISCORD_BOT_TOKENS"), get("DISCORD_BOT_TOKENS_FILE"), bad)
+	if c.BotToken == "" && len(c.BotTokens) > 0 {
+		c.BotToken = c.BotTokens[0]
+	}
 	c.Embedded = c.BotToken == ""
+	if v := get("DISCORD_SHARDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			bad("DISCORD_SHARDS", fmt.Sprintf("%q is not a positive number", v), "give GET /gateway/bot's shards, or leave it empty to follow Discord")
+		}
+		c.Shards = n
+	}
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
 	}
-
-	var errs []error
-	bad := func(v, problem, fix string) { errs = append(errs, &ConfigError{v, problem, fix}) }
 
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("LISTEN_ADDR", fmt.Sprintf("%q is not host:port", c.ListenAddr), "use a form like :8080 or 127.0.0.1:8080")
@@ -221,8 +245,10 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		// The embedded default always runs dev auth against its own emulator.
 		c.DevAuth = true
 	} else {
-		if strings.HasPrefix(strings.ToLower(c.BotToken), "bot ") {
-			bad("DISCORD_BOT_TOKEN", "starts with \"Bot \"", "give the bare token from the Developer Portal; the bridge adds the prefix")
+		for i, t := range c.BotTokens {
+			if strings.HasPrefix(strings.ToLower(t), "bot ") {
+				bad("DISCORD_BOT_TOKEN", fmt.Sprintf("token %d starts with \"Bot \"", i+1), "give the bare token from the Developer Portal; the bridge adds the prefix")
+			}
 		}
 		checkSnowflake := func(name, val, fix string) {
 			if val == "" {
@@ -382,6 +408,42 @@ func envExample() string {
 		fmt.Fprintf(&b, "# %s\n%s=%s\n\n", s.help, s.env, s.def)
 	}
 	return b.String()
+}
+
+// botTokens gathers the pool's tokens: DISCORD_BOT_TOKEN first, then
+// DISCORD_BOT_TOKENS, then the file's. A token given twice is an error,
+// since one bot cannot hold two rooms' voice connections.
+func botTokens(single, list, file string, bad func(v, problem, fix string)) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v, t string) {
+		if t = strings.TrimSpace(t); t == "" {
+			return
+		}
+		if seen[t] {
+			bad(v, fmt.Sprintf("token %d is given twice", len(out)+1), "give each bot's token once; every bot must be its own Discord application")
+			return
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	add("DISCORD_BOT_TOKEN", single)
+	for _, t := range strings.Split(list, ",") {
+		add("DISCORD_BOT_TOKENS", t)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			bad("DISCORD_BOT_TOKENS_FILE", err.Error(), "name a readable file with one token a line")
+			return out
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, t := range strings.Split(line, ",") {
+				add("DISCORD_BOT_TOKENS_FILE", t)
+			}
+		}
+	}
+	return out
 }
 
 // loadMix reads the mix's settings.

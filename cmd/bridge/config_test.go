@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +186,53 @@ func TestEnvExampleIsCurrent(t *testing.T) {
 	for _, s := range settings {
 		if !strings.Contains(string(b), s.env+"=") {
 			t.Errorf(".env.example lacks %s", s.env)
+		}
+	}
+}
+
+func TestConfigBotTokens(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("t3\nt4, t5\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"DISCORD_BOT_TOKENS":      "t1, t2",
+		"DISCORD_BOT_TOKENS_FILE": file,
+		"DISCORD_GUILD_ID":        "123456789012345678",
+		"ROOM_CATEGORY_ID":        "223456789012345678",
+		"DEV_AUTH":                "1",
+	}
+	c, err := loadConfig(nil, envFrom(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Embedded || c.BotToken != "t1" || strings.Join(c.BotTokens, " ") != "t1 t2 t3 t4 t5" {
+		t.Fatalf("Embedded=%v BotToken=%q BotTokens=%q", c.Embedded, c.BotToken, c.BotTokens)
+	}
+	env["DISCORD_BOT_TOKEN"] = "t4"
+	_, err = loadConfig(nil, envFrom(env))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Var != "DISCORD_BOT_TOKENS_FILE" || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("a token given twice: %v", err)
+	}
+	env["DISCORD_BOT_TOKEN"] = ""
+	env["DISCORD_BOT_TOKENS_FILE"] = filepath.Join(t.TempDir(), "missing")
+	if _, err := loadConfig(nil, envFrom(env)); err == nil || !strings.Contains(err.Error(), "DISCORD_BOT_TOKENS_FILE") {
+		t.Fatalf("a missing tokens file: %v", err)
+	}
+}
+
+func TestConfigShards(t *testing.T) {
+	env := map[string]string{"DISCORD_SHARDS": "16"}
+	c, err := loadConfig(nil, envFrom(env))
+	if err != nil || c.Shards != 16 {
+		t.Fatalf("DISCORD_SHARDS=16: %v, Shards %d", err, c.Shards)
+	}
+	for _, bad := range []string{"0", "-2", "many"} {
+		env["DISCORD_SHARDS"] = bad
+		var ce *ConfigError
+		if _, err := loadConfig(nil, envFrom(env)); !errors.As(err, &ce) || ce.Var != "DISCORD_SHARDS" {
+			t.Fatalf("DISCORD_SHARDS=%s: %v", bad, err)
 		}
 	}
 }

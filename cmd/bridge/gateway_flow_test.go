@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -28,13 +28,17 @@ import (
 // once and in order. Then an Invalid Session that loses dispatches is
 // reconciled from GUILD_CREATE, and a 4004 close stops the bridge for good.
 func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
+	// One bot: the faults act on it and the counts are its own; the pool
+	// tests run several.
 	tune := fastTuning()
+	tune.demo.Discord.ExtraBots = []discordemu.Bot{}
 	// A heartbeat later than 1.5 intervals ends the session with 4009 (as
 	// on Discord), which would turn a resume into an identify and lose the
 	// events meanwhile; under the race detector on a loaded machine 150 ms
 	// stalls happen, so this script, which is about resumes, leaves more room.
 	tune.demo.Discord.HeartbeatInterval = 500 * time.Millisecond
-	ta := startTestApp(t, tune, map[string]string{"SOCKETS_PER_USER": "100"})
+	const operator = "operator-token-of-at-least-32-bytes-0123456789"
+	ta := startTestApp(t, tune, map[string]string{"SOCKETS_PER_USER": "100", "OPERATOR_TOKEN": operator})
 	emu := ta.demo.Discord
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -43,7 +47,7 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 	}
 
 	// Three more rooms and twenty members who are not in voice yet.
-	rooms := []string{ta.demo.Lobby.ID}
+	rooms := []string{ta.demo.Lobby.ID, ta.demo.Table.ID}
 	for i := range 3 {
 		ch, err := emu.CreateChannel(fmt.Sprintf("room-%d", i), int(discordgo.ChannelTypeGuildVoice), emu.Options().CategoryID)
 		if err != nil {
@@ -209,17 +213,41 @@ func TestVoiceEventsReachEveryHubClientExactlyOnceThroughFaults(t *testing.T) {
 		}
 	}
 
-	// 4004: no more reconnects, and /readyz says why.
+	// 4004: no more reconnects, and /readyz says why; its operator view
+	// shows the one bot left the pool.
 	emu.CloseWithCode(4004, "Authentication failed.")
 	waitUntil(t, ctx, "gateway reports a fatal stop", func() bool { return ta.gw.Status().Fatal })
-	resp, err := http.Get(ta.base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	var ready struct {
+		Reasons  []string
+		Operator struct {
+			Gateway struct {
+				Bots []struct {
+					Name   string
+					InPool bool
+					Reason string
+				}
+			}
+		}
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "4004") {
-		t.Fatalf("/readyz after 4004: %d %s", resp.StatusCode, body)
+	waitUntil(t, ctx, "/readyz names the failed bot", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, ta.base+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil {
+			t.Fatal(err)
+		}
+		bots := ready.Operator.Gateway.Bots
+		return resp.StatusCode == http.StatusServiceUnavailable && len(bots) == 1 && !bots[0].InPool
+	})
+	if b := ready.Operator.Gateway.Bots[0]; b.Name != "bot 1" || !strings.Contains(b.Reason, "4004") {
+		t.Fatalf("/readyz bot after 4004: %+v", b)
+	}
+	if len(ready.Reasons) != 1 || !strings.Contains(ready.Reasons[0], "4004") {
+		t.Fatalf("/readyz reasons after 4004: %q", ready.Reasons)
 	}
 	conns = emu.Stats().Connections
 	// Absence of a reconnect can only be observed over time: ten times the
@@ -250,7 +278,7 @@ func viewFrom(t testing.TB, c *hubClient) map[string]string {
 
 func mapsEqual(a, b map[string]string) bool {
 	// Demo members were in voice before any client connected.
-	for _, id := range []string{emulator.DemoTalkerID, emulator.DemoCameraID, emulator.DemoEchoID} {
+	for _, id := range []string{emulator.DemoTalkerID, emulator.DemoCameraID, emulator.DemoEchoID, emulator.DemoTableTalkerID} {
 		delete(b, id)
 	}
 	if len(a) != len(b) {

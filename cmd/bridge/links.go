@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 
-	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/gateway/pool"
 	"github.com/voicebridge/bridge/hub"
 	"github.com/voicebridge/bridge/internal/metrics"
 	"github.com/voicebridge/bridge/media"
@@ -29,12 +30,13 @@ func routes(api, ui http.Handler) http.Handler {
 	})
 }
 
-// voiceJoiner joins the bot to a voice channel with our voice client; the
-// connection is the room's media.DiscordLink.
+// voiceJoiner joins a free bot of the pool to a voice channel with our
+// voice client; the connection is the room's media.DiscordLink, and the
+// bot is the room's until the link closes.
 type voiceJoiner struct {
-	gw  *gateway.Client
-	tls *tls.Config // nil: system roots (Discord); the emulator's otherwise
-	log *slog.Logger
+	pool *pool.Pool
+	tls  *tls.Config // nil: system roots (Discord); the emulator's otherwise
+	log  *slog.Logger
 	// video: the voice server accepts bot video (the embedded emulator;
 	// Discord discards it), so the voice client sends its video fields.
 	video bool
@@ -42,34 +44,56 @@ type voiceJoiner struct {
 }
 
 func (j voiceJoiner) Join(ctx context.Context, guildID, channelID string) (media.DiscordLink, error) {
-	if err := j.gw.WaitReady(ctx); err != nil {
+	lease, err := j.pool.Acquire(guildID, channelID)
+	if errors.Is(err, pool.ErrNoFreeBot) || errors.Is(err, pool.ErrNoBot) {
+		return nil, fmt.Errorf("%w: %w", media.ErrNoFreeBot, err) // the room waits in line
+	}
+	if err != nil {
 		return nil, err
+	}
+	gw := lease.Bot.Client
+	// The join ends early when the bot leaves the pool meanwhile.
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer cancel()
+	if err := gw.WaitReady(ctx); err != nil {
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
 	}
 	// A full room refuses a bot without Move Members silently: say so.
-	if err := j.gw.CheckJoin(channelID); err != nil {
-		return nil, err
+	if err := gw.CheckJoin(channelID); err != nil {
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
 	}
 	vc := voice.NewClient(voice.Options{
-		Signaler:  voiceSignaler{j.gw},
-		UserID:    j.gw.Status().BotUserID,
+		Signaler:  voiceSignaler{gw},
+		UserID:    gw.Status().BotUserID,
 		TLSConfig: j.tls,
-		Logger:    j.log, // voice names its component, guild and channel itself
+		Logger:    j.log.With("bot", lease.Bot.Name), // voice names its component, guild and channel itself
 		Video:     j.video,
 	})
 	conn, err := vc.Join(ctx, guildID, channelID)
 	if err != nil {
-		return nil, err
+		lease.Release()
+		return nil, fmt.Errorf("%s: %w", lease.Bot.Name, err)
 	}
 	j.m.opened(conn)
-	return voiceLink{conn, j.m}, nil
+	return voiceLink{conn: conn, lease: lease, m: j.m}, nil
 }
 
-// voiceLink is a voice connection as media's DiscordLink. It has no
-// goroutine of its own: Receive waits on the connection's frames and
-// events in the caller's.
+// voiceLink is a voice connection as media's DiscordLink, on a leased bot.
+// It has no goroutine of its own: Receive waits on the connection's frames
+// and events in the caller's.
 type voiceLink struct {
-	conn *voice.Conn
-	m    *appMetrics
+	conn  *voice.Conn
+	lease *pool.Lease
+	m     *appMetrics
 }
 
 // Receive returns the connection's next frame, member departure or privacy
@@ -101,6 +125,8 @@ func (l voiceLink) Receive(ctx context.Context) (media.LinkEvent, error) {
 			case voice.PrivacyCodeChanged:
 				return media.PrivacyCode{Code: e.Code}, nil
 			}
+		case <-l.lease.Lost():
+			return nil, fmt.Errorf("%w: %s left the pool", media.ErrLinkEnded, l.lease.Bot.Name)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -117,7 +143,10 @@ func (l voiceLink) SendVP8(frame []byte, keyframe bool) error {
 	l.m.frame(metrics.ToDiscord, "video", len(frame), err)
 	return err
 }
+
+// Close leaves the voice channel and gives the bot back to the pool.
 func (l voiceLink) Close(ctx context.Context) error {
+	defer l.lease.Release()
 	l.m.closed(l.conn)
 	return l.conn.Close(ctx)
 }

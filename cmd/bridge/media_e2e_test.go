@@ -121,6 +121,8 @@ type serverMessage struct {
 	Participants []bridgemedia.Participant `json:"participants"`
 	PrivacyCode  string                    `json:"privacyCode"` // in "joined"
 	Code         string                    `json:"code"`        // in "privacy"
+	Discord      string                    `json:"discord"`     // in "status"
+	Status       string                    `json:"message"`     // in "status": the words
 	at           time.Time
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/internal/metrics"
 	"github.com/voicebridge/bridge/voice"
 )
@@ -52,8 +53,8 @@ func (m *appMetrics) httpClient() *http.Client {
 func (m *appMetrics) register(a *app) error {
 	s := metrics.Sources{
 		Hub:     a.hub.Stats,
-		Gateway: a.gw.Status,
-		Rooms:   a.gw.Rooms,
+		Gateway: func() gateway.Status { return a.bots.lead().Status() },
+		Rooms:   func() []gateway.Room { return a.bots.lead().Rooms() },
 		Voice:   m.voiceTotals,
 	}
 	if a.cluster.bus != nil {

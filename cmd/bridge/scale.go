@@ -16,7 +16,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/hub"
 )
 
@@ -105,7 +104,7 @@ type cluster struct {
 	// The gateway opens when this instance becomes the events source
 	// (see openGateway).
 	gmu      sync.Mutex
-	gw       *gateway.Client
+	gw       opener
 	gwCtx    context.Context
 	gwLog    *slog.Logger
 	isSource bool
@@ -158,6 +157,12 @@ func (cl *cluster) hubBus() hub.Bus {
 	return cl.bus
 }
 
+// opener is the bots' gateways (the pool), opened and closed as one.
+type opener interface {
+	Open(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
 // openGateway opens the gateway now when alone. With other instances only
 // the events source holds the bot's gateway session (Discord delivers a
 // shard's events to one session; a second identify ends the first), so
@@ -165,7 +170,7 @@ func (cl *cluster) hubBus() hub.Bus {
 // loses it closes its gateway for good and reports unready until
 // restarted: without the bot pool's fenced leases it cannot tell whether
 // the new holder has taken over yet.
-func (cl *cluster) openGateway(ctx context.Context, gw *gateway.Client, log *slog.Logger) error {
+func (cl *cluster) openGateway(ctx context.Context, gw opener, log *slog.Logger) error {
 	if cl == nil || cl.bus == nil {
 		return gw.Open(ctx)
 	}

@@ -1,6 +1,13 @@
 // Package discordemu is a Discord emulator for tests and local runs: the main
-// gateway (v10, JSON) and the REST API (v9 and v10) of a single bot in a
-// single guild, served on 127.0.0.1 in the manner of net/http/httptest.
+// gateway (v10, JSON) and the REST API (v9 and v10) of bots in a single
+// guild, served on 127.0.0.1 in the manner of net/http/httptest.
+//
+// One bot is the primary (Options.Token); Options.ExtraBots adds more, each
+// its own application: its own token, user, gateway session, identify
+// pacing and REST rate limits (Script429 acts on the primary's). Guild events reach every bot's session; READY, GUILD_CREATE,
+// answers to a bot's requests and its VOICE_SERVER_UPDATE reach only that
+// bot. The fault controls act on the primary bot; CloseBotWithCode closes
+// any bot's connection (4004 also revokes its token).
 //
 // It is built from Discord's public documentation (discord/discord-api-docs:
 // developers/events/gateway.mdx, developers/events/gateway-events.mdx,

@@ -14,10 +14,17 @@ func (s *Server) currentConn() *conn {
 }
 
 func (s *Server) currentConnLocked() *conn {
-	if s.sess != nil && s.sess.conn != nil {
-		return s.sess.conn
+	if sess := s.bots[0].sess; sess != nil && sess.conn != nil {
+		return sess.conn
 	}
-	return s.current
+	// The newest open connection that carries no other bot's session.
+	var newest *conn
+	for c := range s.conns {
+		if (c.sess == nil || c.sess.bot == s.bots[0]) && (newest == nil || c.id > newest.id) {
+			newest = c
+		}
+	}
+	return newest
 }
 
 // DropConnection ends the current connection abruptly: TCP close, no close
@@ -86,7 +93,7 @@ func (s *Server) SendInvalidSession(resumable bool) {
 		s.stats.InvalidSessions++
 	}
 	if !resumable {
-		s.invalidateSessionLocked()
+		s.invalidateSessionLocked(s.bots[0])
 	}
 	s.notifyLocked()
 }
@@ -107,7 +114,7 @@ func (s *Server) CloseWithCode(code int, reason string) {
 func (s *Server) SendVoiceServerUpdate(guildID string, endpoint *string, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := voiceServerUpdate{guildID: guildID, token: token}
+	u := voiceServerUpdate{userID: s.opts.BotUserID, guildID: guildID, token: token}
 	if endpoint != nil {
 		e := *endpoint
 		u.endpoint = &e
@@ -139,4 +146,37 @@ func (s *Server) Script429(method, pathPrefix string, retryAfter time.Duration, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limiter.script(method, pathPrefix, retryAfter, global)
+}
+
+// CloseBotWithCode closes the connection carrying the session of the bot
+// with user id botUserID with a close frame carrying code and reason, and
+// forgets that session; with code 4004 the bot's token is refused from
+// then on, as Discord does once a token is reset. It reports whether the
+// bot has a connection to close.
+func (s *Server) CloseBotWithCode(botUserID string, code int, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.botByUserLocked(botUserID)
+	if b == nil {
+		return false
+	}
+	if code == closeAuthenticationFailed {
+		b.revoked = true
+	}
+	if b.sess == nil || b.sess.conn == nil {
+		return false
+	}
+	c := b.sess.conn
+	s.invalidateSessionLocked(b)
+	c.enqueue(outFrame{closeCode: code, closeReason: reason})
+	return true
+}
+
+// SetShards changes how many shards the bot needs (Options.Shards), as
+// when it joins many guilds: GET /gateway/bot recommends the new count and
+// later identifies with fewer are closed with 4011. Live sessions stay.
+func (s *Server) SetShards(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Shards = n
 }

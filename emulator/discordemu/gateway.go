@@ -46,6 +46,7 @@ const (
 	closeRateLimited          = 4008
 	closeSessionTimedOut      = 4009
 	closeInvalidShard         = 4010
+	closeShardingRequired     = 4011
 	closeInvalidAPIVersion    = 4012
 	closeInvalidIntents       = 4013
 	closeDisallowedIntents    = 4014
@@ -145,7 +146,6 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	s.stats.Connections++
 	c.id = s.stats.Connections
 	s.conns[c] = struct{}{}
-	s.current = c
 	s.connLog = append(s.connLog, ConnInfo{ID: c.id, Path: path, Query: r.URL.RawQuery, Opened: time.Now()})
 	s.wg.Add(1)
 	s.notifyLocked()
@@ -228,8 +228,8 @@ func (c *conn) readLoop(interval time.Duration) {
 				// new one." (opcodes-and-status-codes.mdx): not resumable.
 				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
 				s.mu.Lock()
-				if c.sess != nil && c.sess == s.sess {
-					s.invalidateSessionLocked()
+				if c.sess != nil && c.sess == c.sess.bot.sess {
+					s.invalidateSessionLocked(c.sess.bot)
 				}
 				s.mu.Unlock()
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
@@ -333,8 +333,8 @@ func (s *Server) clientClosed(c *conn, code int) {
 	if !info.ClosedByServer {
 		info.CloseCode = code
 	}
-	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && s.sess == c.sess {
-		s.invalidateSessionLocked()
+	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.bot.sess == c.sess {
+		s.invalidateSessionLocked(c.sess.bot)
 	}
 }
 
@@ -343,14 +343,6 @@ func (s *Server) connEnded(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if s.current == c {
-		s.current = nil
-		for other := range s.conns {
-			if s.current == nil || other.id > s.current.id {
-				s.current = other
-			}
-		}
-	}
 	s.detachLocked(c)
 	s.connLog[c.id-1].Closed = time.Now()
 	s.notifyLocked()
@@ -428,7 +420,7 @@ func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int
 	case opVoiceStateUpdate:
 		return s.handleVoiceStateUpdate(c, in.D)
 	case opRequestGuildMembers:
-		return s.handleRequestGuildMembers(in.D)
+		return s.handleRequestGuildMembers(c, in.D)
 	case opRequestSoundboard:
 		var d struct {
 			GuildIDs []string `json:"guild_ids"`
@@ -439,7 +431,7 @@ func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int
 		s.mu.Lock()
 		for _, id := range d.GuildIDs {
 			if id == s.guild.id {
-				s.dispatchLocked("SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
+				s.dispatchToLocked(c.sess, "SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
 			}
 		}
 		s.mu.Unlock()
@@ -482,10 +474,6 @@ type identifyData struct {
 	Presence       *json.RawMessage `json:"presence"`
 }
 
-func (s *Server) tokenOK(token string) bool {
-	return token == s.opts.Token || token == "Bot "+s.opts.Token
-}
-
 // handleIdentify starts a session ("Identifying"): READY then GUILD_CREATE.
 func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	var d identifyData
@@ -497,7 +485,11 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if c.authed {
 		return closeAlreadyAuthenticated, "Already authenticated."
 	}
-	if d.Token == nil || !s.tokenOK(*d.Token) {
+	var b *botState
+	if d.Token != nil {
+		b = s.botByTokenLocked(*d.Token)
+	}
+	if b == nil {
 		return closeAuthenticationFailed, "Authentication failed."
 	}
 	if d.Intents == nil || *d.Intents < 0 || *d.Intents&^intentsKnown != 0 {
@@ -510,30 +502,45 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil && (len(d.Shard) != 2 || d.Shard[1] < 1 || d.Shard[0] < 0 || d.Shard[0] >= d.Shard[1]) {
 		return closeInvalidShard, "Invalid shard."
 	}
+	shard := [2]int{0, 1}
+	if d.Shard != nil {
+		shard = [2]int{d.Shard[0], d.Shard[1]}
+	}
+	if s.opts.Shards > 1 && shard[1] < s.opts.Shards {
+		// Too many guilds for so few shards ("Sharding").
+		return closeShardingRequired, "Sharding required."
+	}
+	// max_concurrency buckets: shard_id % max_concurrency ("Max
+	// Concurrency"); each bucket takes one identify per interval.
+	bucket := shard[0] % s.opts.MaxConcurrency
 	now := time.Now()
-	if !s.lastIdentify.IsZero() && now.Sub(s.lastIdentify) < s.opts.IdentifyInterval {
+	if last := b.lastIdentify[bucket]; !last.IsZero() && now.Sub(last) < s.opts.IdentifyInterval {
 		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
-		s.stats.IdentifyViolations++
+		if b == s.bots[0] {
+			s.stats.IdentifyViolations++
+		}
 		s.stats.InvalidSessions++
 		s.notifyLocked()
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
-	s.lastIdentify = now
-	s.stats.Identifies++
+	b.lastIdentify[bucket] = now
+	if b == s.bots[0] {
+		s.stats.Identifies++
+	}
 
-	if old := s.sess; old != nil && old.conn != nil && old.conn != c {
-		// One session at a time: the previous one ends with its connection.
+	if old := b.sess; old != nil && old.conn != nil && old.conn != c {
+		// One session a bot: the previous one ends with its connection.
 		old.conn.shutdown()
 	}
-	s.invalidateSessionLocked()
-	sess := &session{id: randomHex(16), intents: intents, compress: d.Compress, conn: c}
-	s.sess = sess
+	s.invalidateSessionLocked(b)
+	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c, shard: shard}
+	b.sess = sess
 	c.sess = sess
 	c.authed = true
 	s.connLog[c.id-1].Identified = true
 
-	bot := s.guild.members[s.opts.BotUserID]
+	bot := s.guild.members[b.userID]
 	user := userJSON(bot)
 	user["verified"] = true
 	user["mfa_enabled"] = false
@@ -541,10 +548,10 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	ready := map[string]any{
 		"v":                       10,
 		"user":                    user,
-		"guilds":                  []any{map[string]any{"id": s.guild.id, "unavailable": true}},
+		"guilds":                  []any{},
 		"session_id":              sess.id,
 		"resume_gateway_url":      s.ResumeGatewayURL(),
-		"application":             map[string]any{"id": s.opts.BotUserID, "flags": 0, "flags_new": "0"},
+		"application":             map[string]any{"id": b.userID, "flags": 0, "flags_new": "0"},
 		"private_channels":        []any{},
 		"relationships":           []any{},
 		"user_settings":           map[string]any{},
@@ -555,9 +562,15 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		ready["shard"] = d.Shard
 	}
-	s.dispatchLocked("READY", 0, ready)
-	s.dispatchLocked("GUILD_CREATE", 0, s.guild.guildCreateJSON(s.opts.BotUserID, intents&intentGuildPresences != 0))
-	s.log.Info("identified", "conn_id", c.id, "session_id", sess.id, "intents", intents)
+	onShard := s.guildOnShardLocked(sess)
+	if onShard {
+		ready["guilds"] = []any{map[string]any{"id": s.guild.id, "unavailable": true}}
+	}
+	s.dispatchToLocked(sess, "READY", 0, ready)
+	if onShard {
+		s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
+	}
+	s.log.Info("identified", "conn_id", c.id, "session_id", sess.id, "user_id", b.userID, "intents", intents)
 	return 0, ""
 }
 
@@ -576,14 +589,18 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if c.authed {
 		return closeAlreadyAuthenticated, "Already authenticated."
 	}
-	if d.Token == nil || !s.tokenOK(*d.Token) {
+	var b *botState
+	if d.Token != nil {
+		b = s.botByTokenLocked(*d.Token)
+	}
+	if b == nil {
 		return closeAuthenticationFailed, "Authentication failed."
 	}
 	var seq int64
 	if d.Seq != nil {
 		seq = *d.Seq
 	}
-	sess := s.sess
+	sess := b.sess
 	if sess == nil || d.SessionID == nil || *d.SessionID != sess.id || seq < 0 {
 		s.stats.InvalidSessions++
 		s.notifyLocked()
@@ -596,7 +613,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if lt := s.opts.SessionLifetime; lt > 0 && sess.conn == nil && time.Since(sess.detached) > lt {
 		s.log.Info("resume after the session's lifetime refused", "session_id", sess.id)
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked()
+		s.invalidateSessionLocked(b)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
@@ -608,19 +625,21 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	if !s.replayLocked(sess, c, seq) {
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked()
+		s.invalidateSessionLocked(b)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
 	sess.conn = c
 	c.sess = sess
 	c.authed = true
-	s.stats.Resumes++
-	if c.path != resumePath {
-		s.stats.MisdirectedResumes++
+	if b == s.bots[0] {
+		s.stats.Resumes++
+		if c.path != resumePath {
+			s.stats.MisdirectedResumes++
+		}
 	}
 	s.connLog[c.id-1].Resumed = true
-	s.dispatchLocked("RESUMED", 0, map[string]any{})
+	s.dispatchToLocked(sess, "RESUMED", 0, map[string]any{})
 	s.log.Info("resumed", "conn_id", c.id, "session_id", sess.id, "from_seq", seq)
 	return 0, ""
 }
@@ -658,7 +677,8 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 			return 0, ""
 		}
 	}
-	if channelID != "" && s.channelFullLocked(channelID) && s.guild.botPermissionsLocked(s.opts.BotUserID)&PermMoveMembers == 0 {
+	botID := c.sess.bot.userID
+	if channelID != "" && s.channelFullLocked(channelID, botID) && s.guild.botPermissionsLocked(botID)&PermMoveMembers == 0 {
 		// Discord refuses the join of a full channel without Move
 		// Members silently: neither voice update arrives.
 		s.stats.RefusedFullJoins++
@@ -666,20 +686,20 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 		s.log.Warn("op 4 for a full voice channel without Move Members ignored", "channel_id", channelID)
 		return 0, ""
 	}
-	s.setVoiceLocked(s.opts.BotUserID, channelID, d.SelfMute, d.SelfDeaf)
+	s.setVoiceLocked(botID, channelID, d.SelfMute, d.SelfDeaf)
 	return 0, ""
 }
 
 // channelFullLocked reports whether a voice channel's user limit is
-// reached by users other than the bot.
-func (s *Server) channelFullLocked(channelID string) bool {
+// reached by users other than the bot botID.
+func (s *Server) channelFullLocked(channelID, botID string) bool {
 	ch := s.guild.channels[channelID]
 	if ch == nil || ch.userLimit == 0 {
 		return false
 	}
 	n := 0
 	for uid, vs := range s.guild.voice {
-		if uid != s.opts.BotUserID && vs.channelID == channelID {
+		if uid != botID && vs.channelID == channelID {
 			n++
 		}
 	}
@@ -687,7 +707,7 @@ func (s *Server) channelFullLocked(channelID string) bool {
 }
 
 // handleRequestGuildMembers answers op 8 with one GUILD_MEMBERS_CHUNK.
-func (s *Server) handleRequestGuildMembers(raw json.RawMessage) (int, string) {
+func (s *Server) handleRequestGuildMembers(c *conn, raw json.RawMessage) (int, string) {
 	var d struct {
 		GuildID *string         `json:"guild_id"`
 		Query   *string         `json:"query"`
@@ -741,6 +761,6 @@ func (s *Server) handleRequestGuildMembers(raw json.RawMessage) (int, string) {
 	if d.Nonce != "" && len(d.Nonce) <= 32 {
 		chunk["nonce"] = d.Nonce
 	}
-	s.dispatchLocked("GUILD_MEMBERS_CHUNK", 0, chunk)
+	s.dispatchToLocked(c.sess, "GUILD_MEMBERS_CHUNK", 0, chunk)
 	return 0, ""
 }

@@ -31,6 +31,8 @@ type apiRequest struct {
 	method string
 	params map[string]string
 	body   []byte
+	// bot is the calling bot; nil on routes without auth.
+	bot *botState
 }
 
 // apiResponse is a REST answer: status and a JSON-encodable body.
@@ -201,11 +203,16 @@ func (s *Server) routeLocked(now time.Time, r *http.Request, path string, body [
 	if rt.channelBucket {
 		lim = routeLimit{limit: s.opts.ChannelRateLimit, window: time.Second}
 	}
-	if rt.auth && r.Header.Get("Authorization") != "Bot "+s.opts.Token {
+	caller := s.botByTokenLocked(strings.TrimPrefix(r.Header.Get("Authorization"), "Bot "))
+	if rt.auth && (caller == nil || !strings.HasPrefix(r.Header.Get("Authorization"), "Bot ")) {
 		copyHeader(header, s.limiter.peek(now, routeKey, major, lim))
 		return apiError(http.StatusUnauthorized, codeGeneral, "401: Unauthorized")
 	}
-	lr := s.limiter.take(now, r.Method, path, routeKey, major, lim)
+	limiter := s.limiter // the primary bot's, and unauthenticated routes
+	if caller != nil && caller.limiter != nil {
+		limiter = caller.limiter // each bot its own buckets and global limit
+	}
+	lr := limiter.take(now, r.Method, path, routeKey, major, lim)
 	copyHeader(header, lr.header)
 	if !lr.ok {
 		s.log.Info("REST rate limited", "method", r.Method, "path", path, "retry_after", lr.retryAfter, "global", lr.global)
@@ -215,7 +222,7 @@ func (s *Server) routeLocked(now time.Time, r *http.Request, path string, body [
 			"global":      lr.global,
 		}}
 	}
-	return rt.handle(s, &apiRequest{method: r.Method, params: params, body: body})
+	return rt.handle(s, &apiRequest{method: r.Method, params: params, body: body, bot: caller})
 }
 
 func (s *Server) restGetGateway(*apiRequest) apiResponse {
@@ -223,7 +230,8 @@ func (s *Server) restGetGateway(*apiRequest) apiResponse {
 }
 
 // restGetGatewayBot is Get Gateway Bot with a session start limit of 1000
-// identifies a day and max_concurrency 1.
+// identifies a day, the recommended shards (Options.Shards) and
+// Options.MaxConcurrency.
 func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
 	remaining := 1000 - s.stats.Identifies
 	if remaining < 0 {
@@ -231,18 +239,18 @@ func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
 	}
 	return apiResponse{status: http.StatusOK, body: map[string]any{
 		"url":    s.GatewayURL(),
-		"shards": 1,
+		"shards": max(1, s.opts.Shards),
 		"session_start_limit": map[string]any{
 			"total":           1000,
 			"remaining":       remaining,
 			"reset_after":     (24 * time.Hour).Milliseconds(),
-			"max_concurrency": 1,
+			"max_concurrency": s.opts.MaxConcurrency,
 		},
 	}}
 }
 
-func (s *Server) restGetMe(*apiRequest) apiResponse {
-	u := userJSON(s.guild.members[s.opts.BotUserID])
+func (s *Server) restGetMe(req *apiRequest) apiResponse {
+	u := userJSON(s.guild.members[req.bot.userID])
 	u["verified"] = true
 	u["mfa_enabled"] = false
 	u["email"] = nil

@@ -398,7 +398,7 @@ func FuzzCreateChannelBody(f *testing.F) {
 func BenchmarkDispatchBuffered(b *testing.B) {
 	s := startServer(b, nil)
 	s.mu.Lock()
-	s.sess = &session{id: "bench", intents: testIntents}
+	s.bots[0].sess = &session{bot: s.bots[0], id: "bench", intents: testIntents}
 	payload := s.guild.channelJSON(s.guild.channels[s.opts.CategoryID])
 	s.mu.Unlock()
 	b.ReportAllocs()

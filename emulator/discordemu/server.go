@@ -36,6 +36,11 @@ type Options struct {
 	// BotUserID and BotName describe the bot user; defaults
 	// "100000000000000001" and "bridge-bot".
 	BotUserID, BotName string
+	// ExtraBots are further bots in the guild, each its own application
+	// with its own token, gateway session and identify pacing; they see
+	// the same guild and its events. The bot above is the primary: the
+	// fault controls act on it, and Stats' session fields describe it.
+	ExtraBots []Bot
 	// GuildID and GuildName describe the one guild the bot is in; defaults
 	// "200000000000000001" and "Emulated Guild".
 	GuildID, GuildName string
@@ -50,6 +55,17 @@ type Options struct {
 	// 1 per interval); 0 means the default 5s, so tests wanting no limit
 	// set 1ns. Faster identifies get op 9 d=false.
 	IdentifyInterval time.Duration
+	// Shards, when above 1, makes the bot need that many shards, as Discord
+	// does for a bot in many guilds: GET /gateway/bot recommends it, an
+	// identify with fewer shards is closed with 4011, and a session gets
+	// the guild's events only when its shard holds the guild
+	// ((guild_id >> 22) % num_shards). One session a bot at a time.
+	Shards int
+	// MaxConcurrency is GET /gateway/bot's max_concurrency, default 1:
+	// identifies of shards in different buckets (shard_id %
+	// max_concurrency) may come together; one a bucket per
+	// IdentifyInterval.
+	MaxConcurrency int
 	// ChannelRateLimit is the size of the per-second REST buckets of
 	// channel create and delete; default 5. Tests that create many
 	// channels in a burst raise it.
@@ -74,6 +90,14 @@ type Options struct {
 	Voice VoiceBackend
 	// Logger receives the emulator's logs; default discards.
 	Logger *slog.Logger
+}
+
+// Bot is one emulated bot application: its token and its user.
+type Bot struct {
+	// Token is what Identify and REST's "Authorization: Bot" carry.
+	Token string
+	// UserID and Name describe the bot user, a member of the guild.
+	UserID, Name string
 }
 
 // VoiceBackend is the voice half of the emulator, which answers the bot's
@@ -126,7 +150,9 @@ type RESTCall struct {
 	Response []byte
 }
 
-// Stats counts what happened on the gateway and the REST API.
+// Stats counts what happened on the gateway and the REST API. The session
+// counters (Identifies, Resumes, IdentifyViolations, MisdirectedResumes)
+// and fields (LastSeq, Connected, SessionID) are the primary bot's.
 type Stats struct {
 	// Connections counts gateway WebSocket connections accepted.
 	Connections int
@@ -207,16 +233,14 @@ type Server struct {
 	guild   guildState
 	ids     snowflakes
 
-	sess         *session
-	conns        map[*conn]struct{}
-	current      *conn
-	connLog      []ConnInfo
-	lastIdentify time.Time
-	ackEnabled   bool
-	stats        Stats
-	sent         []GatewayFrame
-	rest         []RESTCall
-	limiter      *rateLimiter
+	bots       []*botState // bots[0] is the primary bot
+	conns      map[*conn]struct{}
+	connLog    []ConnInfo
+	ackEnabled bool
+	stats      Stats
+	sent       []GatewayFrame
+	rest       []RESTCall
+	limiter    *rateLimiter
 
 	effects    []voiceEffect
 	effectWake chan struct{}
@@ -266,11 +290,32 @@ func (o *Options) fill() error {
 	if o.IdentifyInterval == 0 {
 		o.IdentifyInterval = 5 * time.Second
 	}
+	if o.MaxConcurrency == 0 {
+		o.MaxConcurrency = 1
+	}
+	if o.Shards < 0 || o.MaxConcurrency < 0 {
+		return fmt.Errorf("%w: Shards %d and MaxConcurrency %d must not be negative", ErrInvalidOptions, o.Shards, o.MaxConcurrency)
+	}
 	if o.ChannelRateLimit == 0 {
 		o.ChannelRateLimit = 5
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	tokens := map[string]bool{o.Token: true}
+	users := map[string]bool{o.BotUserID: true}
+	o.ExtraBots = append([]Bot(nil), o.ExtraBots...)
+	for i, b := range o.ExtraBots {
+		switch {
+		case b.Token == "" || tokens[b.Token]:
+			return fmt.Errorf("%w: ExtraBots[%d] needs a token of its own", ErrInvalidOptions, i)
+		case !isSnowflake(b.UserID) || users[b.UserID]:
+			return fmt.Errorf("%w: ExtraBots[%d].UserID %q is not a snowflake of its own", ErrInvalidOptions, i, b.UserID)
+		}
+		tokens[b.Token], users[b.UserID] = true, true
+		if b.Name == "" {
+			o.ExtraBots[i].Name = "bridge-bot-" + strconv.Itoa(i+2)
+		}
 	}
 	for name, id := range map[string]string{"BotUserID": o.BotUserID, "GuildID": o.GuildID, "CategoryID": o.CategoryID} {
 		if !isSnowflake(id) {
@@ -329,6 +374,10 @@ func Start(opts Options) (*Server, error) {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.guild = newGuildState(opts, time.Now())
+	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}}}
+	for _, b := range opts.ExtraBots {
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, limiter: newRateLimiter()})
+	}
 	s.ids.next(time.Now())
 
 	mux := http.NewServeMux()
@@ -419,10 +468,10 @@ func (s *Server) statsLocked() Stats {
 	st.Connected = false
 	st.SessionID = ""
 	st.LastSeq = 0
-	if s.sess != nil {
-		st.SessionID = s.sess.id
-		st.LastSeq = s.sess.seq
-		st.Connected = s.sess.conn != nil
+	if sess := s.bots[0].sess; sess != nil {
+		st.SessionID = sess.id
+		st.LastSeq = sess.seq
+		st.Connected = sess.conn != nil
 	}
 	return st
 }

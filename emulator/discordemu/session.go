@@ -2,6 +2,8 @@ package discordemu
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,7 +30,9 @@ const maxBuffered = 10000
 // session is a gateway session: what Identify creates and Resume continues.
 // Guarded by Server.mu.
 type session struct {
+	bot      *botState
 	id       string
+	shard    [2]int // [shard_id, num_shards] from Identify
 	intents  int
 	compress bool
 	seq      int64
@@ -70,12 +74,66 @@ func itoa(n int) string {
 	return string(b)
 }
 
-// dispatchLocked numbers a dispatch, keeps it in the session buffer and
+// botState is one bot application: its token, user and gateway session.
+// Guarded by Server.mu.
+type botState struct {
+	token, userID string
+	// sess is the bot's session, nil before the first identify and after
+	// an invalidation.
+	sess *session
+	// lastIdentify is the last identify of each max_concurrency bucket.
+	lastIdentify map[int]time.Time
+	// revoked refuses the token (close 4004), as after a token reset.
+	revoked bool
+	// limiter is the bot's REST rate limits; nil for the primary bot,
+	// whose are Server.limiter (where Script429 acts).
+	limiter *rateLimiter
+}
+
+// botByTokenLocked finds the bot whose token this is, with or without the
+// "Bot " prefix; nil when none.
+func (s *Server) botByTokenLocked(token string) *botState {
+	token = strings.TrimPrefix(token, "Bot ")
+	for _, b := range s.bots {
+		if b.token == token && !b.revoked {
+			return b
+		}
+	}
+	return nil
+}
+
+// botByUserLocked finds the bot with this user id; nil when none.
+func (s *Server) botByUserLocked(userID string) *botState {
+	for _, b := range s.bots {
+		if b.userID == userID {
+			return b
+		}
+	}
+	return nil
+}
+
+// dispatchLocked sends a guild event to every bot's session (each bot is in
+// the guild) whose shard holds the guild; see dispatchToLocked.
+func (s *Server) dispatchLocked(event string, intent int, d any) {
+	for _, b := range s.bots {
+		if b.sess != nil && s.guildOnShardLocked(b.sess) {
+			s.dispatchToLocked(b.sess, event, intent, d)
+		}
+	}
+}
+
+// guildOnShardLocked reports whether the guild's events go to sess's
+// shard: shard_id = (guild_id >> 22) % num_shards ("Sharding").
+func (s *Server) guildOnShardLocked(sess *session) bool {
+	id, _ := strconv.ParseUint(s.guild.id, 10, 64) // validated at Start
+	return int((id>>22)%uint64(sess.shard[1])) == sess.shard[0]
+}
+
+// dispatchToLocked numbers a dispatch, keeps it in the session buffer and
 // sends it if a connection carries the session. Without a session (none
 // identified yet, or invalidated) the event is lost, as on Discord. intent
 // 0 means the event needs no intent.
-func (s *Server) dispatchLocked(event string, intent int, d any) {
-	sess := s.sess
+func (s *Server) dispatchToLocked(sess *session, event string, intent int, d any) {
 	if sess == nil {
 		return
 	}
@@ -129,18 +187,18 @@ func (s *Server) replayLocked(sess *session, c *conn, seq int64) bool {
 	return true
 }
 
-// invalidateSessionLocked forgets the session: it cannot be resumed and
-// dispatches until the next identify are lost.
-func (s *Server) invalidateSessionLocked() {
-	if s.sess == nil {
+// invalidateSessionLocked forgets bot b's session: it cannot be resumed
+// and dispatches until the next identify are lost.
+func (s *Server) invalidateSessionLocked(b *botState) {
+	if b.sess == nil {
 		return
 	}
-	if c := s.sess.conn; c != nil {
+	if c := b.sess.conn; c != nil {
 		c.sess = nil
 		c.authed = false
 	}
-	s.log.Info("session invalidated", "session_id", s.sess.id)
-	s.sess = nil
+	s.log.Info("session invalidated", "session_id", b.sess.id, "user_id", b.userID)
+	b.sess = nil
 	s.notifyLocked()
 }
 

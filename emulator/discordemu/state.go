@@ -159,6 +159,9 @@ func newGuildState(o Options, now time.Time) guildState {
 		g.addChannel(&channel{id: id, typ: channelTypeVoice, name: fmt.Sprintf("Voice %d", i+1), parentID: o.CategoryID, position: i, bitrate: 64000})
 	}
 	g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
+	for _, b := range o.ExtraBots {
+		g.addMember(&member{id: b.UserID, username: b.Name, bot: true, joinedAt: now})
+	}
 	return g
 }
 
@@ -511,7 +514,7 @@ func (s *Server) AddMember(userID, username string) {
 		m.username = username
 		return
 	}
-	s.guild.addMember(&member{id: userID, username: username, bot: userID == s.opts.BotUserID, joinedAt: time.Now()})
+	s.guild.addMember(&member{id: userID, username: username, bot: s.botByUserLocked(userID) != nil, joinedAt: time.Now()})
 }
 
 // SetVoiceState joins, moves or (channelID "") disconnects a member's voice
@@ -698,6 +701,7 @@ type voiceEffect struct {
 }
 
 type voiceServerUpdate struct {
+	userID   string // the bot it goes to
 	guildID  string
 	endpoint *string
 	token    string
@@ -711,7 +715,7 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	if !had && channelID == "" {
 		return
 	}
-	isBot := userID == s.opts.BotUserID
+	isBot := s.botByUserLocked(userID) != nil
 	var vs *voiceState
 	switch {
 	case channelID == "":
@@ -806,7 +810,7 @@ func (s *Server) runEffect(e voiceEffect) {
 		if vs, ok := s.guild.voice[e.userID]; !ok || vs.channelID != e.channelID || vs.sessionID != e.sessionID {
 			return
 		}
-		s.dispatchVoiceServerLocked(voiceServerUpdate{guildID: guildID, endpoint: &endpoint, token: token})
+		s.dispatchVoiceServerLocked(voiceServerUpdate{userID: e.userID, guildID: guildID, endpoint: &endpoint, token: token})
 	case e.release:
 		if backend != nil {
 			backend.Release(guildID, e.userID)
@@ -822,5 +826,7 @@ func (s *Server) dispatchVoiceServerLocked(u voiceServerUpdate) {
 	if u.endpoint != nil {
 		d["endpoint"] = *u.endpoint
 	}
-	s.dispatchLocked("VOICE_SERVER_UPDATE", 0, d)
+	if b := s.botByUserLocked(u.userID); b != nil {
+		s.dispatchToLocked(b.sess, "VOICE_SERVER_UPDATE", 0, d)
+	}
 }

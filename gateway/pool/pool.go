@@ -1,0 +1,314 @@
+// Package pool holds the bridge's bots. Discord lets a bot hold one voice
+// connection per guild, so a bridge that bridges several rooms of a guild
+// at once needs several bots, each its own application with its own token,
+// gateway connection, rate-limit buckets and identity.
+//
+// A room that wants Discord takes a Lease on a free bot of its guild and
+// gives it back when its voice connection ends. A bot whose gateway
+// stopped for good (a bad or reset token: close 4004, or another fatal
+// close) leaves the pool: an error log line names it, Status reports it,
+// and every lease it held is told through Lease.Lost, so that its rooms
+// move to another bot. The pool does not decide which room gets a bot
+// when bots are scarce: media's room registry does, longest waiting first,
+// with Capacity as its limit.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/voicebridge/bridge/gateway"
+)
+
+// Sentinel errors of package pool.
+var (
+	// ErrOptions means Options were incomplete; the text names the field.
+	ErrOptions = errors.New("pool: invalid options")
+	// ErrNoFreeBot means every healthy bot of the guild holds a room.
+	ErrNoFreeBot = errors.New("pool: every bot of this server is in another room")
+	// ErrNoBot means no bot of the guild is healthy.
+	ErrNoBot = errors.New("pool: no working bot serves this server")
+	// ErrClosed means the pool was closed.
+	ErrClosed = errors.New("pool: closed")
+)
+
+// Bot is one bot of the pool: its gateway client and the guilds it serves.
+type Bot struct {
+	// Name names the bot in logs and Status (for example "bot 2"); never
+	// the token.
+	Name string
+	// Client is the bot's gateway connection; the pool opens and closes
+	// it.
+	Client *gateway.Client
+	// Guilds are the ids of the guilds the bot was added to and serves.
+	Guilds []string
+}
+
+// Options configures a Pool.
+type Options struct {
+	// Bots are the pool's bots, at least one. The first healthy one leads:
+	// Lead returns it, for the room events and REST calls one bot is
+	// enough for.
+	Bots []Bot
+	// OnChange is called when the pool's capacity changed: a bot became
+	// ready or left the pool. It runs on a goroutine of the pool, never
+	// under its lock, and must not block for long.
+	OnChange func()
+	// Logger receives the pool's logs; default: discarded.
+	Logger *slog.Logger
+}
+
+// Pool is the set of bots. Its methods are safe for concurrent use.
+type Pool struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	bots   []*member
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// member is a bot and what the pool knows of it. Guarded by Pool.mu.
+type member struct {
+	Bot
+	failed bool
+	reason string
+	leases map[string]*Lease // by guild id: the bot's one voice connection there
+}
+
+// Lease is one bot held for one room's voice connection.
+type Lease struct {
+	// Bot is the held bot.
+	Bot       *Bot
+	guildID   string
+	channelID string
+	p         *Pool
+	m         *member
+	lost      chan struct{}
+	once      sync.Once
+}
+
+// Lost is closed when the bot left the pool while leased: the voice
+// connection it carries should end, and the room take another bot.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Release gives the bot back. It is idempotent.
+func (l *Lease) Release() {
+	l.once.Do(func() {
+		l.p.mu.Lock()
+		if l.m.leases[l.guildID] == l {
+			delete(l.m.leases, l.guildID)
+		}
+		l.p.mu.Unlock()
+	})
+}
+
+// New builds a pool of opts.Bots; Open connects them.
+func New(opts Options) (*Pool, error) {
+	if len(opts.Bots) == 0 {
+		return nil, fmt.Errorf("%w: Bots is empty; give at least one bot token", ErrOptions)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.OnChange == nil {
+		opts.OnChange = func() {}
+	}
+	p := &Pool{opts: opts, log: opts.Logger.With("component", "gateway"), stop: make(chan struct{})}
+	for i, b := range opts.Bots {
+		if b.Client == nil {
+			return nil, fmt.Errorf("%w: Bots[%d] (%s) has no gateway client", ErrOptions, i, b.Name)
+		}
+		if len(b.Guilds) == 0 {
+			return nil, fmt.Errorf("%w: Bots[%d] (%s) serves no guild", ErrOptions, i, b.Name)
+		}
+		p.bots = append(p.bots, &member{Bot: b, leases: make(map[string]*Lease)})
+	}
+	return p, nil
+}
+
+// Open connects every bot's gateway and starts following their health. A
+// bot that fails later leaves the pool; Open fails only when a gateway
+// cannot be started at all.
+func (p *Pool) Open(ctx context.Context) error {
+	for _, m := range p.bots {
+		if err := m.Client.Open(ctx); err != nil {
+			return fmt.Errorf("pool: %s: %w", m.Name, err)
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watch(m)
+		}()
+	}
+	return nil
+}
+
+// watch follows one bot's gateway: its first READY adds capacity, a fatal
+// stop takes it out of the pool.
+func (p *Pool) watch(m *member) {
+	wasReady := false
+	for {
+		changed := m.Client.Changed()
+		st := m.Client.Status()
+		if st.State == gateway.StateReady && !wasReady {
+			wasReady = true
+			p.opts.OnChange()
+		}
+		if st.Fatal {
+			p.fail(m, st.LastError)
+			return
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// fail takes m out of the pool and tells its leases.
+func (p *Pool) fail(m *member, reason string) {
+	p.mu.Lock()
+	m.failed, m.reason = true, reason
+	var lost []*Lease
+	for _, l := range m.leases {
+		lost = append(lost, l)
+	}
+	p.mu.Unlock()
+	rooms := make([]string, 0, len(lost))
+	for _, l := range lost {
+		rooms = append(rooms, l.channelID)
+		close(l.lost)
+	}
+	slices.Sort(rooms)
+	p.log.Error("bot left the pool: its gateway stopped for good; its rooms move to another bot",
+		"bot", m.Name, "user_id", m.Client.Status().BotUserID, "reason", reason, "rooms", rooms)
+	p.opts.OnChange()
+}
+
+// Acquire leases a free healthy bot of guildID for the voice connection
+// of channelID. A bot already leased for channelID counts as busy.
+func (p *Pool) Acquire(guildID, channelID string) (*Lease, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	healthy := 0
+	for _, m := range p.bots {
+		if m.failed || !slices.Contains(m.Guilds, guildID) {
+			continue
+		}
+		healthy++
+		if m.leases[guildID] != nil {
+			continue
+		}
+		l := &Lease{Bot: &m.Bot, guildID: guildID, channelID: channelID, p: p, m: m, lost: make(chan struct{})}
+		m.leases[guildID] = l
+		return l, nil
+	}
+	if healthy == 0 {
+		return nil, fmt.Errorf("%w (guild %s)", ErrNoBot, guildID)
+	}
+	return nil, fmt.Errorf("%w (guild %s, %d bots)", ErrNoFreeBot, guildID, healthy)
+}
+
+// Capacity is how many rooms of guildID can hold a voice connection at
+// once: its healthy bots.
+func (p *Pool) Capacity(guildID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, m := range p.bots {
+		if !m.failed && slices.Contains(m.Guilds, guildID) {
+			n++
+		}
+	}
+	return n
+}
+
+// Lead is the first healthy bot (the first bot when none is): the one
+// whose gateway reports room events and whose token makes REST calls.
+func (p *Pool) Lead() *gateway.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.bots {
+		if !m.failed {
+			return m.Client
+		}
+	}
+	return p.bots[0].Client
+}
+
+// Healthy reports whether some bot is ready.
+func (p *Pool) Healthy() bool {
+	p.mu.Lock()
+	bots := slices.Clone(p.bots)
+	p.mu.Unlock()
+	for _, m := range bots {
+		if m.Client.Status().State == gateway.StateReady {
+			return true
+		}
+	}
+	return false
+}
+
+// BotStatus is one bot as /readyz shows it.
+type BotStatus struct {
+	Name string `json:"name"`
+	// InPool is false once the bot left the pool; Reason says why.
+	InPool bool   `json:"inPool"`
+	Reason string `json:"reason,omitempty"`
+	// Gateway is the bot's gateway status.
+	Gateway gateway.Status `json:"gateway"`
+	// Rooms are the channels the bot holds a voice connection in.
+	Rooms []string `json:"rooms"`
+}
+
+// Status describes every bot, in the pool's order.
+func (p *Pool) Status() []BotStatus {
+	p.mu.Lock()
+	out := make([]BotStatus, len(p.bots))
+	clients := make([]*gateway.Client, len(p.bots))
+	for i, m := range p.bots {
+		out[i] = BotStatus{Name: m.Name, InPool: !m.failed, Reason: m.reason, Rooms: []string{}}
+		for _, l := range m.leases {
+			out[i].Rooms = append(out[i].Rooms, l.channelID)
+		}
+		slices.Sort(out[i].Rooms)
+		clients[i] = m.Client
+	}
+	p.mu.Unlock()
+	for i, c := range clients {
+		out[i].Gateway = c.Status()
+	}
+	return out
+}
+
+// Close closes every bot's gateway and waits for the pool's goroutines.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	var errs []error
+	for _, m := range p.bots {
+		if err := m.Client.Close(ctx); err != nil && !errors.Is(err, gateway.ErrClosed) && !errors.Is(err, gateway.ErrNotOpen) {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

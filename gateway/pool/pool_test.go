@@ -1,0 +1,176 @@
+package pool_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/voicebridge/bridge/emulator/discordemu"
+	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/gateway/pool"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	secondToken = "second-bot-token"
+	secondBotID = "100000000000000002"
+)
+
+// startPool runs an emulator with two bots and a pool of both.
+func startPool(t *testing.T, onChange func()) (*discordemu.Server, *pool.Pool) {
+	t.Helper()
+	emu, err := discordemu.Start(discordemu.Options{
+		IdentifyInterval: time.Nanosecond,
+		ExtraBots:        []discordemu.Bot{{Token: secondToken, UserID: secondBotID}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(hc.CloseIdleConnections)
+	o := emu.Options()
+	var bots []pool.Bot
+	for i, token := range []string{o.Token, secondToken} {
+		c, err := gateway.New(gateway.Options{
+			Token: token, GuildID: o.GuildID, CategoryID: o.CategoryID,
+			APIBase: emu.URL() + "/api/v10", HTTPClient: hc,
+			BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+			IdentifyInterval: time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bots = append(bots, pool.Bot{Name: []string{"bot 1", "bot 2"}[i], Client: c, Guilds: []string{o.GuildID}})
+	}
+	p, err := pool.New(pool.Options{Bots: bots, OnChange: onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, b := range bots {
+		if err := b.Client.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return emu, p
+}
+
+func TestLeasesOneBotPerRoom(t *testing.T) {
+	emu, p := startPool(t, nil)
+	guild := emu.Options().GuildID
+	if n := p.Capacity(guild); n != 2 {
+		t.Fatalf("capacity %d, want 2", n)
+	}
+	l1, err := p.Acquire(guild, "301")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := p.Acquire(guild, "302")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l1.Bot == l2.Bot {
+		t.Fatal("two rooms got the same bot")
+	}
+	if _, err := p.Acquire(guild, "303"); !errors.Is(err, pool.ErrNoFreeBot) {
+		t.Fatalf("third room: %v, want ErrNoFreeBot", err)
+	}
+	if _, err := p.Acquire("999", "303"); !errors.Is(err, pool.ErrNoBot) {
+		t.Fatalf("unknown guild: %v, want ErrNoBot", err)
+	}
+	l1.Release()
+	l1.Release()
+	l3, err := p.Acquire(guild, "303")
+	if err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	if l3.Bot != l1.Bot {
+		t.Fatal("the released bot was not the one leased again")
+	}
+	st := p.Status()
+	if len(st) != 2 || st[0].Rooms[0] != "303" || st[1].Rooms[0] != "302" || !st[0].InPool || !st[1].InPool {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// A bot closed with 4004 leaves the pool: its lease is lost, the capacity
+// shrinks, Status says why, and the other bot goes on leading.
+func TestBotWithRevokedTokenLeavesThePool(t *testing.T) {
+	var changes atomic.Int32
+	emu, p := startPool(t, func() { changes.Add(1) })
+	guild := emu.Options().GuildID
+	before := changes.Load()
+	l1, err := p.Acquire(guild, "301")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := p.Acquire(guild, "302")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := l2
+	if l1.Bot.Name == "bot 2" {
+		second = l1
+	}
+	if !emu.CloseBotWithCode(secondBotID, 4004, "Authentication failed.") {
+		t.Fatal("the second bot had no connection")
+	}
+	select {
+	case <-second.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease of the failed bot was not lost")
+	}
+	if n := p.Capacity(guild); n != 1 {
+		t.Fatalf("capacity %d after the failure, want 1", n)
+	}
+	st := p.Status()
+	if st[1].InPool || !strings.Contains(st[1].Reason, "4004") || st[0].InPool != true {
+		t.Fatalf("status after the failure %+v", st)
+	}
+	if changes.Load() == before {
+		t.Fatal("OnChange was not called for the failure")
+	}
+	if p.Lead() != st0Client(t, p, l1, l2) {
+		t.Fatal("the failed bot still leads")
+	}
+	if !p.Healthy() {
+		t.Fatal("the pool is not healthy with one bot ready")
+	}
+}
+
+// st0Client is the first bot's gateway client.
+func st0Client(t *testing.T, _ *pool.Pool, leases ...*pool.Lease) *gateway.Client {
+	for _, l := range leases {
+		if l.Bot.Name == "bot 1" {
+			return l.Bot.Client
+		}
+	}
+	t.Fatal("no lease of bot 1")
+	return nil
+}
+
+func TestOptionsNeedBots(t *testing.T) {
+	if _, err := pool.New(pool.Options{}); !errors.Is(err, pool.ErrOptions) {
+		t.Fatalf("no bots: %v", err)
+	}
+	if _, err := pool.New(pool.Options{Bots: []pool.Bot{{Name: "x"}}}); !errors.Is(err, pool.ErrOptions) {
+		t.Fatalf("no client: %v", err)
+	}
+}
