@@ -211,6 +211,13 @@ func (b *Browser) Deliver(raw []byte) {
 }
 
 // errorf reports a failure unless the browser is closing.
+// closedUnder reports whether err only says that the peer connection was
+// closed while a message for it was handled: a teardown race, not a
+// fault of the bridge.
+func (b *Browser) closedUnder(err error) bool {
+	return errors.Is(err, webrtc.ErrConnectionClosed) || b.pc.ConnectionState() == webrtc.PeerConnectionStateClosed
+}
+
 func (b *Browser) errorf(format string, args ...any) {
 	select {
 	case <-b.stop:
@@ -248,7 +255,7 @@ func (b *Browser) loop() {
 			b.queue = nil
 			b.mu.Unlock()
 			for _, m := range q {
-				if err := b.negotiate(neg, m); err != nil {
+				if err := b.negotiate(neg, m); err != nil && !b.closedUnder(err) {
 					b.errorf("%s: %v", m.Type, err)
 				}
 			}
