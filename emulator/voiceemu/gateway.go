@@ -647,7 +647,6 @@ func (s *Server) speaking(c *wsConn, ss *session, d json.RawMessage) {
 	ss.speaking = &sp.Speaking
 	ss.announced, ss.unannounced = true, time.Time{}
 	ss.flags = append(ss.flags, sp.Speaking)
-	ss.flagsAt = append(ss.flagsAt, int(ss.counters.opusIn.Load()))
 	ss.mu.Unlock()
 	peers, _ := s.channelPeers(ss.guildID, ss.channelID, ss.userID)
 	for _, p := range peers {

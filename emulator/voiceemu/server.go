@@ -493,9 +493,6 @@ type SessionStats struct {
 	PacketsOut int
 	// MediaIn counts RTP packets from the client that decrypted.
 	MediaIn int
-	// OpusIn counts the Opus packets among them (of a declared payload
-	// type, before or after op 5): what SpeakingAt counts.
-	OpusIn int
 	// RTCPIn and RTCPOut count RTCP packets from and to the client.
 	RTCPIn, RTCPOut int
 	// KeepalivesIn counts datagrams too short for RTP (UDP keepalives).
@@ -529,10 +526,6 @@ type SessionStats struct {
 	MediaBeforeSpeaking int
 	// Speaking lists the flags of every op 5 the client sent, in order.
 	Speaking []int
-	// SpeakingAt orders each op 5 against the audio: SpeakingAt[i] is how
-	// many Opus packets had come from the client (authentic, of a declared
-	// payload type, before or after op 5) when Speaking[i] arrived.
-	SpeakingAt []int
 	// UndeclaredPayloadType counts RTP packets refused because Select
 	// Protocol did not declare their payload type (video is declared in
 	// its codecs; Opus always may be sent).

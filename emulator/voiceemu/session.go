@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +36,6 @@ type session struct {
 	announced   bool
 	unannounced time.Time
 	flags       []int // every op 5 flags value the client sent
-	// flagsAt is, for each of flags, how many Opus packets had come from
-	// the client when that op 5 arrived.
-	flagsAt []int
 	// declared are the RTP payload types Select Protocol allowed.
 	declared map[uint8]bool
 	video    json.RawMessage // the client's last op 12, rewritten for peers
@@ -72,23 +68,20 @@ type counters struct {
 	packetsIn, packetsOut, mediaIn, rtcpIn, rtcpOut, keepalivesIn, discoveries atomic.Int64
 	decryptFailures, badPackets, relayed, dropped, reordered, duplicated       atomic.Int64
 	plaintextOpus, kpRefused, beforeSpeaking, undeclared                       atomic.Int64
-	// opusIn counts the Opus packets among mediaIn (payload type declared).
-	opusIn atomic.Int64
 }
 
 func (ss *session) snapshot(ended bool) SessionStats {
 	c := &ss.counters
-	flags, at := ss.speakingFlags()
 	return SessionStats{
 		UserID: ss.userID, GuildID: ss.guildID, ChannelID: ss.channelID, Ended: ended,
 		PacketsIn: int(c.packetsIn.Load()), PacketsOut: int(c.packetsOut.Load()),
-		MediaIn: int(c.mediaIn.Load()), OpusIn: int(c.opusIn.Load()), RTCPIn: int(c.rtcpIn.Load()), RTCPOut: int(c.rtcpOut.Load()),
+		MediaIn: int(c.mediaIn.Load()), RTCPIn: int(c.rtcpIn.Load()), RTCPOut: int(c.rtcpOut.Load()),
 		KeepalivesIn: int(c.keepalivesIn.Load()), Discoveries: int(c.discoveries.Load()),
 		DecryptFailures: int(c.decryptFailures.Load()), BadPackets: int(c.badPackets.Load()),
 		Relayed: int(c.relayed.Load()), Dropped: int(c.dropped.Load()),
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
 		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
-		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: flags, SpeakingAt: at,
+		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: ss.speakingFlags(),
 		UndeclaredPayloadType: int(c.undeclared.Load()),
 	}
 }
@@ -210,8 +203,8 @@ func (ss *session) handleDAVE(op int, payload []byte) {
 	})
 }
 
-func (ss *session) speakingFlags() (flags, at []int) {
+func (ss *session) speakingFlags() []int {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return slices.Clone(ss.flags), slices.Clone(ss.flagsAt)
+	return append([]int(nil), ss.flags...)
 }

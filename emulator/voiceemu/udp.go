@@ -106,11 +106,8 @@ func (s *Server) handleDatagram(pkt []byte, from netip.AddrPort) {
 		ss.counters.undeclared.Add(1)
 		return
 	}
-	if p.payloadType == payloadTypeOpus {
-		ss.counters.opusIn.Add(1)
-		if !s.spoke(ss) {
-			return
-		}
+	if p.payloadType == payloadTypeOpus && !s.spoke(ss) {
+		return
 	}
 	if p.payloadType == payloadTypeOpus && ss.e2ee.leaks(time.Now(), p.payload) {
 		ss.counters.plaintextOpus.Add(1)
