@@ -616,7 +616,7 @@ export class Call extends EventTarget {
       if (sender) {
         await sender.replaceTrack(track);
       } else if (this.pc) {
-        trimHeaderExtensions(this.pc, this.pc.addTrack(track, this.local)); // renegotiates
+        publish(this.pc, track, this.local); // renegotiates
       }
       this.cameraOn = true;
     }
@@ -754,7 +754,7 @@ export class Call extends EventTarget {
     clearTimeout(this.addTimer);
     if (this.pc !== pc || this.localAdded) return;
     this.localAdded = true;
-    for (const t of this.local.getTracks()) trimHeaderExtensions(pc, pc.addTrack(t, this.local));
+    for (const t of this.local.getTracks()) publish(pc, t, this.local);
     // Receive even when not sending, so the server has a section to add tracks to.
     if (!this.local.getAudioTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
   }
@@ -1007,14 +1007,23 @@ const wantedExtensions = new Set([
   'urn:3gpp:video-orientation',
 ]);
 
+// publish sends a local track on a transceiver of its own, send-only.
+// With addTrack, a section either side created for receiving would be
+// shared: the browser would send on a section the server created for a
+// Discord user, and the server would send a Discord user's video on the
+// section of this page's camera. Chromium then may leave such a received
+// track muted although its packets decode, and the page shows no video.
+function publish(pc, track, stream) {
+  trimHeaderExtensions(pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }));
+}
+
 // trimHeaderExtensions stops offering the header extensions the server
 // ignores on a new transceiver. Chromium gives a new m-section its default
 // extension ids and keeps them even when the server already took one of
 // those ids for another extension in the BUNDLE group (the server numbers
 // transport-cc 5, Chromium's default for playout-delay), and then refuses
 // its own offer. Offering only what the server uses avoids the clash.
-function trimHeaderExtensions(pc, sender) {
-  const t = pc.getTransceivers().find((x) => x.sender === sender);
+function trimHeaderExtensions(t) {
   if (!t || typeof t.getHeaderExtensionsToNegotiate !== 'function') return;
   const exts = t.getHeaderExtensionsToNegotiate().map((e) => (
     wantedExtensions.has(e.uri) || e.direction === 'stopped' ? e : { ...e, direction: 'stopped' }));
