@@ -127,13 +127,19 @@ var oggCRC = func() *[256]uint32 {
 	return &t
 }()
 
-// OggOpus wraps 20 ms Opus frames in an Ogg Opus file (RFC 7845): a
-// stereo OpusHead without pre-skip (Discord's streams are stereo; a mono
-// packet decodes in it too), empty OpusTags, one frame per page.
-func OggOpus(frames [][]byte) []byte {
+// OggOpus wraps 20 ms Opus frames in a stereo Ogg Opus file (Discord's
+// streams are stereo; a mono packet decodes in it too): OggOpusChannels
+// with two channels.
+func OggOpus(frames [][]byte) []byte { return OggOpusChannels(frames, 2) }
+
+// OggOpusChannels wraps 20 ms Opus frames in an Ogg Opus file (RFC 7845):
+// an OpusHead of the given channel count (1 or 2, mapping family 0)
+// without pre-skip, empty OpusTags, one frame per page. The channel count
+// is what a decoder such as opusdec writes out.
+func OggOpusChannels(frames [][]byte, channels int) []byte {
 	const serial = 0x6d1c
 	head := []byte("OpusHead")
-	head = append(head, 1, 2)
+	head = append(head, 1, byte(channels))
 	head = binary.LittleEndian.AppendUint16(head, 0)
 	head = binary.LittleEndian.AppendUint32(head, SampleRate)
 	head = binary.LittleEndian.AppendUint16(head, 0)

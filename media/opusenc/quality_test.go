@@ -203,7 +203,7 @@ func TestTonesDecodeAtTheirFrequencyAndLevel(t *testing.T) {
 	for _, hz := range []float64{440, 1000, 2500} {
 		src := sine(hz, 0.25, 1.5)
 		packets, _ := encodeAll(t, opusenc.Options{}, src)
-		fromLibopus, _ := opusdec(t, oggOpus(packets))
+		fromLibopus, _ := opusdec(t, audiotest.OggOpusChannels(packets, 1))
 		for name, out := range map[string][]float32{"pion/opus": audiotest.DecodeOpus(t, packets), "opusdec": fromLibopus} {
 			if got := audiotest.DominantFrequency(out, opusenc.SampleRate); math.Abs(got-hz) > hz*0.01 {
 				t.Fatalf("%v Hz through %s: dominant frequency %v Hz", hz, name, got)
@@ -241,7 +241,7 @@ func TestDecodersAgree(t *testing.T) {
 	} {
 		for _, rate := range []int{24000, 64000, 256000} {
 			packets, _ := encodeAll(t, opusenc.Options{Bitrate: rate}, in.pcm)
-			libopus, _ := opusdec(t, oggOpus(packets))
+			libopus, _ := opusdec(t, audiotest.OggOpusChannels(packets, 1))
 			pion := audiotest.DecodeOpus(t, packets)
 			if len(libopus) != len(pion) {
 				t.Fatalf("%s at %d bit/s: opusdec gave %d samples, pion/opus %d", in.name, rate, len(libopus), len(pion))
@@ -278,7 +278,7 @@ func TestSpeechCloseToLibopus(t *testing.T) {
 	src := toInt16(speech(t))
 	for _, kbps := range []int{32, 64, 128} {
 		packets, _ := encodeAll(t, opusenc.Options{Bitrate: kbps * 1000}, src)
-		decoded, _ := opusdec(t, oggOpus(packets))
+		decoded, _ := opusdec(t, audiotest.OggOpusChannels(packets, 1))
 		ours, lag := align(src, decoded, 1500)
 		if lag != opusenc.Delay {
 			t.Fatalf("%d kbit/s: our decoded speech lags by %d samples, want Delay = %d", kbps, lag, opusenc.Delay)
@@ -316,7 +316,7 @@ func TestAttacksKeepTheirNoiseAfterThem(t *testing.T) {
 		return 10 * math.Log10(e/s)
 	}
 	packets, _ := encodeAll(t, opusenc.Options{}, src)
-	decoded, _ := opusdec(t, oggOpus(packets))
+	decoded, _ := opusdec(t, audiotest.OggOpusChannels(packets, 1))
 	ours, _ := align(src, decoded, 1500)
 	ref, _ := align(src, libopusRoundTrip(t, src, 64), 1500)
 	got, want := preEcho(ours), preEcho(ref)
@@ -336,7 +336,7 @@ func TestPitchFilterIsUndone(t *testing.T) {
 	const minSNR = 45
 	src := toInt16(speech(t))
 	packets, _ := encodeAll(t, opusenc.Options{Bitrate: opusenc.MaxBitrate}, src)
-	decoded, _ := opusdec(t, oggOpus(packets))
+	decoded, _ := opusdec(t, audiotest.OggOpusChannels(packets, 1))
 	out, _ := align(src, decoded, 1500)
 	var sig, noise float64
 	for i := range src[:len(src)-opusenc.FrameSize] {
