@@ -1,6 +1,7 @@
 package media
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,49 @@ type outPacket struct {
 	// observe, when set, takes the time from at to the write (the
 	// fanout's, see fanout.observe).
 	observe func(time.Duration)
+	// shared, when set, is the pooled packet pkt points into; each queue
+	// that holds p holds a reference to it (see sharedPacket).
+	shared *sharedPacket
+}
+
+// sharedPacket is a packet that the queues of several subscribers hold
+// until each has written it: pooled, so the queued path allocates nothing
+// per packet. Its sender holds one reference while it offers the packet,
+// each queue one from push to write; the last release returns it.
+type sharedPacket struct {
+	pkt  rtp.Packet
+	buf  [receiveMTU]byte
+	refs atomic.Int32
+}
+
+var sharedPackets = sync.Pool{New: func() any { return new(sharedPacket) }}
+
+// newSharedPacket takes a packet from the pool, held once by the caller.
+func newSharedPacket() *sharedPacket {
+	sp := sharedPackets.Get().(*sharedPacket)
+	sp.refs.Store(1)
+	return sp
+}
+
+// load fills the packet from a received datagram: copied into the
+// packet's own buffer, then parsed.
+func (sp *sharedPacket) load(data []byte) error {
+	return sp.pkt.Unmarshal(sp.buf[:copy(sp.buf[:], data)])
+}
+
+func (sp *sharedPacket) hold() { sp.refs.Add(1) }
+
+// release drops one reference; the last returns the packet to the pool,
+// keeping the header's slices for the next use.
+func (sp *sharedPacket) release() {
+	if n := sp.refs.Add(-1); n > 0 {
+		return
+	} else if n < 0 {
+		panic("media: shared packet released more often than held")
+	}
+	h := sp.pkt.Header
+	sp.pkt = rtp.Packet{Header: rtp.Header{CSRC: h.CSRC[:0], Extensions: h.Extensions[:0]}}
+	sharedPackets.Put(sp)
 }
 
 // sendQueue is one browser's way out for media: a bounded queue drained
@@ -130,7 +174,13 @@ func (q *sendQueue) offer(p *outPacket, lent *bool) bool {
 	if *lent {
 		p.pkt, *lent = p.pkt.Clone(), false
 	}
+	if p.shared != nil {
+		p.shared.hold()
+	}
 	ok := q.push(*p)
+	if !ok && p.shared != nil {
+		p.shared.release()
+	}
 	q.state.Add(^uint64(statePush - 1)) // - statePush
 	return ok
 }
@@ -156,6 +206,9 @@ func (q *sendQueue) run(stop <-chan struct{}) {
 			return
 		case p := <-q.ch:
 			q.write(p)
+			if p.shared != nil {
+				p.shared.release()
+			}
 		case <-q.kick:
 		}
 	}
@@ -330,9 +383,19 @@ func (f *fanout) list() []*downTrack {
 // an inline subscriber, queued to the others. It returns how many queues
 // were full.
 func (f *fanout) send(pkt *rtp.Packet, at time.Time) (dropped int) {
+	return f.sendShared(pkt, nil, at)
+}
+
+// sendShared is send for a packet that is sp's (sp may be nil): each queue
+// that takes it holds sp, and the caller's own reference is released once
+// every subscriber has it.
+func (f *fanout) sendShared(pkt *rtp.Packet, sp *sharedPacket, at time.Time) (dropped int) {
+	if sp != nil {
+		defer sp.release()
+	}
 	lent := f.lent
 	f.lent = false
-	p := outPacket{pkt: pkt, at: at, observe: f.observe}
+	p := outPacket{pkt: pkt, at: at, observe: f.observe, shared: sp}
 	for _, dt := range f.list() {
 		p.dt = dt
 		if !dt.q.offer(&p, &lent) {
@@ -402,8 +465,11 @@ func newDiscordSource(userID string, seq uint16, ts uint32, observe func(time.Du
 func (d *discordSource) forward(payload []byte, missing int, received, now time.Time) int {
 	seq, ts, marker := d.rw.next(missing)
 	pkt := &d.scratch
+	var sp *sharedPacket
 	if !d.fan.inlineOnly() {
-		pkt = new(rtp.Packet) // queued: shared by the queues until written
+		// Queued: shared by the queues until written.
+		sp = newSharedPacket()
+		pkt = &sp.pkt
 	}
 	*pkt = rtp.Packet{
 		Header: rtp.Header{
@@ -419,7 +485,7 @@ func (d *discordSource) forward(payload []byte, missing int, received, now time.
 	if received.IsZero() {
 		received = now
 	}
-	return d.fan.send(pkt, received)
+	return d.fan.sendShared(pkt, sp, received)
 }
 
 // discordStreamID and discordTrackID name a Discord user's audio in

@@ -1,8 +1,10 @@
 package media
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -401,5 +403,121 @@ func TestSendCopiesLentPacketForQueue(t *testing.T) {
 	f.send(own, time.Now())
 	if got := <-q.ch; got.pkt != own {
 		t.Fatal("a packet the sender gave away was copied")
+	}
+}
+
+// payloadRecorder checks that each packet written to it still carries
+// the payload it was sent with (its first two bytes are its sequence
+// number); gate, when set, holds each write until it is closed.
+type payloadRecorder struct {
+	gate  chan struct{}
+	mu    sync.Mutex
+	seqs  []uint16
+	wrong int
+}
+
+func (w *payloadRecorder) WriteRTP(p *rtp.Packet) error {
+	if w.gate != nil {
+		<-w.gate
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(p.Payload) < 2 || binary.BigEndian.Uint16(p.Payload) != p.SequenceNumber {
+		w.wrong++
+	}
+	w.seqs = append(w.seqs, p.SequenceNumber)
+	return nil
+}
+
+func (w *payloadRecorder) written() (seqs []uint16, wrong int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seqs), w.wrong
+}
+
+// Queued subscribers share one pooled packet per forwarded packet: none
+// goes back to the pool while a queue still holds it, so every subscriber
+// writes what was sent, once and in order, and one whose queue is full
+// (its writes held back) drops only its own copies. Both senders: a
+// browser's read loop (the datagram copied into the pooled packet from a
+// reused read buffer) and the Discord link's reader (the header rewritten
+// into it).
+func TestQueuedFanoutNeverReusesAHeldPacket(t *testing.T) {
+	const n = 3000
+	for _, from := range []string{"browser", "discord"} {
+		t.Run(from, func(t *testing.T) {
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer func() { close(stop); wg.Wait() }()
+			fast := []*payloadRecorder{{}, {}}
+			slow := &payloadRecorder{gate: make(chan struct{})}
+			d := newDiscordSource("400", 64000, 0, nil) // wraps around
+			for i, w := range []*payloadRecorder{fast[0], fast[1], slow} {
+				q := newSendQueue(n) // the fast ones never drop
+				if w == slow {
+					q = newSendQueue(8)
+				}
+				d.fan.add(&downTrack{key: strconv.Itoa(i), sink: w, q: q})
+				wg.Add(1)
+				go func() { defer wg.Done(); q.run(stop) }()
+			}
+			buf := make([]byte, receiveMTU) // reused, as readUp's is
+			dropped := 0
+			for k := range n {
+				seq := uint16(64000 + k)
+				if from == "discord" {
+					payload := binary.BigEndian.AppendUint16(nil, seq)
+					dropped += d.forward(payload, 0, time.Time{}, time.Now())
+					continue
+				}
+				raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: opusPayloadType, SequenceNumber: seq},
+					Payload: binary.BigEndian.AppendUint16(nil, seq)}).Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sp := newSharedPacket()
+				if err := sp.load(buf[:copy(buf, raw)]); err != nil {
+					t.Fatal(err)
+				}
+				clear(buf)
+				dropped += d.fan.sendShared(&sp.pkt, sp, time.Now())
+			}
+			close(slow.gate)
+			waitUntilT(t, "the fast subscribers wrote everything", func() bool {
+				a, _ := fast[0].written()
+				b, _ := fast[1].written()
+				return len(a) == n && len(b) == n
+			})
+			waitUntilT(t, "the held-back subscriber wrote what it kept", func() bool {
+				s, _ := slow.written()
+				return len(s)+dropped == n
+			})
+			for i, w := range []*payloadRecorder{fast[0], fast[1], slow} {
+				seqs, wrong := w.written()
+				if wrong != 0 {
+					t.Errorf("subscriber %d wrote %d packets whose payload was not the one sent with them", i, wrong)
+				}
+				for k := 1; k < len(seqs); k++ {
+					if int16(seqs[k]-seqs[k-1]) <= 0 {
+						t.Fatalf("subscriber %d: seq %d after %d", i, seqs[k], seqs[k-1])
+					}
+				}
+			}
+			if dropped == 0 {
+				t.Error("the held-back subscriber dropped nothing: its queue never filled")
+			}
+		})
+	}
+}
+
+// waitUntilT polls cond until it holds, failing the test after 10 s.
+func waitUntilT(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

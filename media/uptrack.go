@@ -119,13 +119,20 @@ func (s *session) readUp(u *upTrack) {
 			return
 		}
 		now := time.Now()
-		pkt, data := &scratch, buf[:n]
-		if !u.fan.inlineOnly() {
+		pkt := &scratch
+		var sp *sharedPacket
+		if u.fan.inlineOnly() {
+			if err := pkt.Unmarshal(buf[:n]); err != nil {
+				continue
+			}
+		} else {
 			// Queued: the queues share the packet until written.
-			pkt, data = new(rtp.Packet), append([]byte(nil), data...)
-		}
-		if err := pkt.Unmarshal(data); err != nil {
-			continue
+			sp = newSharedPacket()
+			if err := sp.load(buf[:n]); err != nil {
+				sp.release()
+				continue
+			}
+			pkt = &sp.pkt
 		}
 		if u.isVideo {
 			s.videoToDiscord(u, pkt)
@@ -155,7 +162,7 @@ func (s *session) readUp(u *upTrack) {
 		// publisher's, their own interceptors add what they negotiated.
 		pkt.Header.Extension = false
 		pkt.Header.Extensions = pkt.Header.Extensions[:0]
-		s.m.eng.burst(func() { u.fan.send(pkt, now) })
+		s.m.eng.burst(func() { u.fan.sendShared(pkt, sp, now) })
 	}
 }
 
