@@ -165,9 +165,9 @@ type Client struct {
 	abandon    bool    // Abandon: close without ending the session
 	// saved is the guild view last reported through OnSession; owned by
 	// the run goroutine.
-	saved *session.Saved
-	cancel     context.CancelFunc
-	done       chan struct{} // closed when every goroutine has ended
+	saved  *session.Saved
+	cancel context.CancelFunc
+	done   chan struct{} // closed when every goroutine has ended
 }
 
 // command is an outgoing payload handed to the run goroutine.
