@@ -334,3 +334,47 @@ func TestRedisBusInstances(t *testing.T) {
 
 // busOperatorToken is the operator token of the cluster tests' hubs.
 const busOperatorToken = "bus-test-operator-token-0123456789abcdef"
+
+// TestRedisBusFenced: an event tied to a lease is appended only while the
+// lease holds its holder's value, a stale token's entry that got into the
+// stream is skipped behind a newer one, and AfterPublished runs once the
+// events published before it are in Redis.
+func TestRedisBusFenced(t *testing.T) {
+	rs := startRedis(t)
+	b := newRedisBus(t, rs.URL(), "i1", nil)
+	e := newEnv(t, func(o *Options) { o.Bus = b })
+	waitBusAtEnd(t, b)
+	c, _ := e.connect(t, e.idp.token(t, tokenSpec{sub: "ann"}))
+	raw := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer raw.Close()
+	ctx := context.Background()
+	const key = "bridge:g:gateway:bot1:0"
+	old, cur := Fence{Key: key, Token: 1, Value: "1/a"}, Fence{Key: key, Token: 2, Value: "2/b"}
+
+	raw.Set(ctx, key, old.Value, 0)
+	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "a"})
+	inRedis := make(chan int64, 1)
+	b.AfterPublished(func() { inRedis <- raw.XLen(ctx, b.Stream()).Val() })
+	if n := <-inRedis; n != 1 {
+		t.Fatalf("AfterPublished ran with %d entries in the stream, want the one published before it", n)
+	}
+	raw.Set(ctx, key, cur.Value, 0) // another instance took the lease
+	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "stale"})
+	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "b"})
+	if got := readEvents(t, c, 2); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("events %v, want [a b]", got)
+	}
+	// A stale holder's entry that reached the stream (appended before
+	// Redis saw the takeover, read after) is skipped behind token 2.
+	if err := raw.XAdd(ctx, &redis.XAddArgs{Stream: b.Stream(), Values: []any{"p", "other/1", "s", "1", "m",
+		`{"v":1,"type":"event","event":"room.updated","payload":{"n":"late"},"ts":1}`, "f", key, "t", "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "c"})
+	if got := readEvents(t, c, 1); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("events %v, want [c]", got)
+	}
+	if s := b.Stats(); s.Fenced != 2 || s.Delivered != 3 {
+		t.Fatalf("stats %+v, want 2 fenced and 3 delivered", s)
+	}
+}
