@@ -51,9 +51,10 @@ type RedisBusOptions struct {
 	// Announce, if set, gives the public URL and load this instance
 	// announces with each heartbeat (bus_instances.go).
 	Announce func() Instance
-	// OnEventsSource, if set, is called on the heartbeat goroutine each
-	// time this instance gains (true) or loses (false) the events source.
-	OnEventsSource func(bool)
+	// EventsSource, if set, says whether this instance publishes its
+	// gateway's events for all (it holds the leading bot's gateway
+	// lease); announced with each heartbeat and in Stats.
+	EventsSource func() bool
 	// Logger receives the bus's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -106,7 +107,7 @@ type RedisBus struct {
 	closing bool
 
 	published, delivered, duplicates, dropped, resyncs, errs, ops, fenced atomic.Uint64
-	connected, source                                                     atomic.Bool
+	connected                                                             atomic.Bool
 	lastErr, lastID                                                       atomic.Value // string
 }
 
@@ -263,7 +264,7 @@ func (b *RedisBus) Stats() BusStats {
 		Published: b.published.Load(), Delivered: b.delivered.Load(), Duplicates: b.duplicates.Load(),
 		Dropped: b.dropped.Load(), Fenced: b.fenced.Load(), Resyncs: b.resyncs.Load(), Errors: b.errs.Load(), Operations: b.ops.Load(),
 		Connected: b.connected.Load(), LastError: b.lastErr.Load().(string), LastID: b.lastID.Load().(string),
-		EventsSource: b.source.Load(),
+		EventsSource: b.EventsSource(),
 	}
 }
 
