@@ -194,25 +194,26 @@ func (b *RedisBus) Start(deliver func([]byte), resync func()) {
 
 // Publish implements Bus: it queues msg for the writer, or drops it if the
 // outbox is full.
-func (b *RedisBus) Publish(msg []byte) { b.enqueue(busEntry{msg: msg}) }
+func (b *RedisBus) Publish(msg []byte) { _ = b.enqueue(busEntry{msg: msg}) }
 
 // PublishFenced is Publish for an event that only the holder of a lease
 // may publish (see Fence). An event whose fence no longer holds when the
 // writer appends it is dropped and counted in BusStats.Fenced.
-func (b *RedisBus) PublishFenced(msg []byte, f Fence) { b.enqueue(busEntry{msg: msg, fence: &f}) }
+func (b *RedisBus) PublishFenced(msg []byte, f Fence) { _ = b.enqueue(busEntry{msg: msg, fence: &f}) }
 
 // AfterPublished calls fn on the writer's goroutine once every event
 // published before it is in Redis (or dropped by its fence), in order
 // with them. A gateway's holder saves its session there, so that the
 // sequence it saves never runs ahead of the events it published. fn must
-// not block for long; it is not called if the bus closes first.
-func (b *RedisBus) AfterPublished(fn func()) { b.enqueue(busEntry{then: fn}) }
+// not block for long; it is not called if the bus closes first. False
+// means fn was not queued (the bus is closing, or its outbox is full).
+func (b *RedisBus) AfterPublished(fn func()) bool { return b.enqueue(busEntry{then: fn}) }
 
-func (b *RedisBus) enqueue(e busEntry) {
+func (b *RedisBus) enqueue(e busEntry) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
-		return
+		return false
 	}
 	if e.then == nil {
 		b.seq++
@@ -220,10 +221,15 @@ func (b *RedisBus) enqueue(e busEntry) {
 	}
 	select {
 	case b.outbox <- e:
+		return true
 	default:
+		if e.then != nil {
+			return false
+		}
 		if b.dropped.Add(1) == 1 {
 			b.log.Warn("event outbox full while Redis is unreachable: dropping events", "outbox", b.opts.Outbox)
 		}
+		return false
 	}
 }
 

@@ -59,6 +59,11 @@ func (m *appMetrics) register(a *app) error {
 	}
 	if a.cluster.bus != nil {
 		s.Bus = a.cluster.bus.Stats
+		leases, err := metrics.NewLeases(m.reg, a.cluster.leasesHeld)
+		if err != nil {
+			return err
+		}
+		a.cluster.onChange = leases.Changed
 	}
 	return metrics.Register(m.reg, s)
 }

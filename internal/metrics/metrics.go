@@ -65,6 +65,7 @@ var (
 	busDelivered    = desc("redis_events_read_total", "Events read from the Redis stream and fanned out here.")
 	busDuplicates   = desc("redis_events_duplicate_total", "Stream entries skipped because their event was already delivered (a retried XADD).")
 	busOutboxDrops  = desc("redis_events_outbox_dropped_total", "Events dropped because the outbox was full while Redis was unreachable.")
+	busFenced       = desc("redis_events_fenced_total", "Events dropped because the gateway lease they were published under had passed to another holder.")
 	busResyncs      = desc("redis_resyncs_total", "Times events were lost to stream trimming and the sockets closed to resync.")
 	redisOps        = desc("redis_operations_total", "Redis round trips made by the hub's bus.")
 	redisErrors     = desc("redis_operation_errors_total", "Redis round trips that failed (each retried).")
@@ -108,6 +109,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(busDuplicates, st.Duplicates)
 		counter(busOutboxDrops, st.Dropped)
 		counter(busResyncs, st.Resyncs)
+		counter(busFenced, st.Fenced)
 		counter(redisOps, st.Operations)
 		counter(redisErrors, st.Errors)
 		gauge(redisUp, boolFloat(st.Connected))
@@ -253,3 +255,33 @@ func (s *Seam) LinkClosed() {
 		s.links.Add(-1)
 	}
 }
+
+// Leases counts the changes of the bots' gateway leases on this instance
+// (with several instances on Redis): acquired, lost (taken by another, or
+// not renewed in time) and released (handed on at shutdown).
+type Leases struct{ changes *prometheus.CounterVec }
+
+// LeaseChanges are the values of bridge_gateway_lease_changes_total's
+// "change" label.
+var LeaseChanges = []string{"acquired", "lost", "released"}
+
+// NewLeases registers the lease counters on reg, and a gauge of the leases
+// held now read from held.
+func NewLeases(reg prometheus.Registerer, held func() int) (*Leases, error) {
+	l := &Leases{changes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "gateway_lease_changes_total",
+		Help: "Changes of this instance's gateway leases: acquired, lost, released."}, []string{"change"})}
+	for _, c := range LeaseChanges {
+		l.changes.WithLabelValues(c)
+	}
+	for _, c := range []prometheus.Collector{l.changes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "gateway_leases_held", Help: "Bots' gateway leases this instance holds."},
+		func() float64 { return float64(held()) })} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Changed counts one change (one of LeaseChanges).
+func (l *Leases) Changed(change string) { l.changes.WithLabelValues(change).Inc() }
