@@ -144,7 +144,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	}
 	a.gw = a.bots.first
 
-	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
+	if a.cluster, err = startCluster(cfg, guildID, a.bots, a.announce, log); err != nil {
 		return &StartError{What: "REDIS_URL", Err: err, Fix: "check that REDIS_URL points to a reachable Redis (redis://host:6379/0), or unset it to run one instance"}
 	}
 	hubOpts := hub.Options{

@@ -122,12 +122,14 @@ type cluster struct {
 	log        *slog.Logger
 	onChange   func(change string) // a lease was acquired, lost or released (metrics)
 
-	// The gateway leases, one per bot, set by openGateway.
+	// The gateway leases, one per bot; openGateway starts keeping them.
 	bots   *bots
 	leases []*botLease
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+	// closeOnce makes close idempotent (Shutdown may be called again).
+	closeOnce sync.Once
 }
 
 // botLease is one bot's gateway lease as this instance holds it (or not).
@@ -168,7 +170,7 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 // startCluster connects to REDIS_URL; with none it returns the zero
 // cluster. A Redis that is down at start is not fatal: the bus waits for
 // it, and /readyz says so.
-func startCluster(cfg *Config, guildID string, announce func() hub.Instance, log *slog.Logger) (*cluster, error) {
+func startCluster(cfg *Config, guildID string, b *bots, announce func() hub.Instance, log *slog.Logger) (*cluster, error) {
 	if cfg.RedisURL == "" {
 		return &cluster{}, nil
 	}
@@ -181,6 +183,15 @@ func startCluster(cfg *Config, guildID string, announce func() hub.Instance, log
 	cl := &cluster{client: redis.NewClient(o), instanceID: cfg.instanceID(), guildID: guildID, stop: make(chan struct{}),
 		log: log.With("component", "cluster", "instance_id", cfg.instanceID())}
 	cl.publicURL.Store(cfg.PublicURL)
+	cl.bots = b
+	for i, c := range b.clients {
+		l, err := lease.New(lease.Options{Client: cl.client, Key: leaseKey(guildID, b.tokens[i]), Owner: strings.ReplaceAll(cl.instanceID, "/", "_"), TTL: leaseTTL})
+		if err != nil {
+			_ = cl.client.Close()
+			return nil, err
+		}
+		cl.leases = append(cl.leases, &botLease{bot: i, name: b.names[i], lease: l, client: c})
+	}
 	cl.bus, err = hub.NewRedisBus(hub.RedisBusOptions{
 		Client:       cl.client,
 		GuildID:      guildID,
@@ -225,14 +236,6 @@ func leaseKey(guildID, token string) string {
 func (cl *cluster) openGateway(ctx context.Context, b *bots) error {
 	if cl == nil || cl.bus == nil {
 		return b.pool.Open(ctx)
-	}
-	cl.bots = b
-	for i, c := range b.clients {
-		l, err := lease.New(lease.Options{Client: cl.client, Key: leaseKey(cl.guildID, b.tokens[i]), Owner: strings.ReplaceAll(cl.instanceID, "/", "_"), TTL: leaseTTL})
-		if err != nil {
-			return err
-		}
-		cl.leases = append(cl.leases, &botLease{bot: i, name: b.names[i], lease: l, client: c})
 	}
 	cl.wg.Add(1)
 	go func() {
@@ -594,7 +597,7 @@ func (a *app) announce() hub.Instance {
 	return inst
 }
 
-// close flushes the bus and closes the Redis client.
+// close flushes the bus and closes the Redis client, once.
 func (cl *cluster) close(ctx context.Context) error {
 	if cl == nil || cl.client == nil {
 		return nil
@@ -603,10 +606,12 @@ func (cl *cluster) close(ctx context.Context) error {
 		cl.once.Do(func() { close(cl.stop) })
 		cl.wg.Wait()
 	}
-	var errs []error
-	if cl.bus != nil {
-		errs = append(errs, cl.bus.Close(ctx))
-	}
-	errs = append(errs, cl.client.Close())
-	return errors.Join(errs...)
+	var err error
+	cl.closeOnce.Do(func() {
+		if cl.bus != nil {
+			err = cl.bus.Close(ctx)
+		}
+		err = errors.Join(err, cl.client.Close())
+	})
+	return err
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/voicebridge/bridge/emulator/discordemu"
+	"github.com/voicebridge/bridge/internal/redistest"
+)
+
+// TestGatewayHandoverAtShutdown: two instances in process on one Redis
+// and one emulated Discord. The lease holder shuts down cleanly: it hands
+// its gateway on (session left resumable, saved, lease released), the
+// other takes the lease at its next try and resumes the session, and a
+// room Discord dispatched in between reaches the remaining instance's
+// socket once.
+func TestGatewayHandoverAtShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two bridges, Redis and an emulator")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := redistest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	emu, err := discordemu.Start(discordemu.Options{IdentifyInterval: time.Nanosecond, HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	o := emu.Options()
+	env := func(id string) map[string]string {
+		return map[string]string{"DISCORD_BOT_TOKEN": o.Token, "DISCORD_API_BASE": emu.URL() + "/api/v10", "DISCORD_GUILD_ID": o.GuildID,
+			"ROOM_CATEGORY_ID": o.CategoryID, "DEV_AUTH": "1", "REDIS_URL": rs.URL(), "INSTANCE_ID": id, "OPERATOR_TOKEN": multiOperatorToken}
+	}
+	holds := func(a *testApp) bool {
+		v, err := readLeases(a.Addr())
+		return err == nil && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held && v.Operator.Gateway.State == "ready"
+	}
+	a := startTestApp(t, tuning{}, env("a"))
+	waitUntil(t, ctx, "instance a holds the gateway", func() bool { return holds(a) })
+	b := startTestApp(t, tuning{}, env("b"))
+	sock := dialInstance(t, ctx, b.Addr())
+	sessionID := emu.Stats().SessionID
+
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := a.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := emu.CreateChannel("between", 2, o.CategoryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "instance b holds the gateway", func() bool { return holds(b) })
+	if st := emu.Stats(); st.Identifies != 1 || st.Resumes != 1 || st.SessionID != sessionID {
+		t.Fatalf("emulator %+v: want session %s resumed by b, no second identify", st, sessionID)
+	}
+	last, err := emu.CreateChannel("last", 2, o.CategoryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "b's socket sees the last room", func() bool {
+		return slices.Contains(sock.snapshot(), "room.created "+last.ID)
+	})
+	got := sock.snapshot()
+	for _, id := range []string{ch.ID, last.ID} {
+		if n := countOf(got, "room.created "+id); n != 1 {
+			t.Errorf("room.created %s seen %d times: %v", id, n, got)
+		}
+	}
+	if fmt.Sprint(b.cluster.leasesHeld()) != "1" {
+		t.Errorf("b holds %d leases", b.cluster.leasesHeld())
+	}
+}
