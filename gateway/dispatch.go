@@ -105,6 +105,7 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 		evs := make([]Event, len(changes))
 		for i, ch := range changes {
 			evs[i] = toEvent(c.opts.GuildID, sess.botUserID, ch)
+			evs[i].Session, evs[i].Seq, evs[i].Index = sess.id, f.S, i
 		}
 		c.events.push(evs...)
 	}

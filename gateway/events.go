@@ -19,6 +19,13 @@ const (
 type Event struct {
 	Name    string
 	Payload any
+	// Session, Seq and Index place the event in the gateway session: the
+	// session id, the sequence of the dispatch it came from and its place
+	// among that dispatch's events. A resumed session replays dispatches
+	// as they were, so an event seen before has the same place again.
+	Session string
+	Seq     int64
+	Index   int
 }
 
 // RoomPayload is the payload of room.created and room.deleted.

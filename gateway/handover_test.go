@@ -85,7 +85,11 @@ func TestHandoverResumesSavedSession(t *testing.T) {
 	if err := next.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := describe(rec.waitN(t, 1, 5*time.Second))
+	evs := rec.waitN(t, 1, 5*time.Second)
+	got := describe(evs)
+	if ev := evs[0]; ev.Session != st.ID || ev.Seq <= st.Seq || ev.Index != 0 {
+		t.Fatalf("the replayed event's place %q %d %d, want session %q past seq %d", ev.Session, ev.Seq, ev.Index, st.ID, st.Seq)
+	}
 	if es := f.emu.Stats(); es.Identifies != 1 || es.Resumes != 1 || es.SessionID != st.ID {
 		t.Fatalf("emulator stats %+v: want the one session resumed, not a new identify", es)
 	}

@@ -125,16 +125,26 @@ type busEntry struct {
 // readers drop an event whose token is below one they already saw for the
 // same key, so that a holder that lost its lease without knowing cannot
 // publish after the instance that took over.
+//
+// An event may also name its place in the source's own order (Place): a
+// new holder that resumes the source (a gateway session) from a point the
+// old one had passed replays events already published, and readers skip
+// an event whose place, in the same session, is not after the last one
+// they saw under the lease.
 type Fence struct {
 	Key   string // the lease's key
 	Token int64  // the holder's fencing token
 	Value string // what the key holds while the lease is the holder's
+	// Place orders the events of one source session: "" for none, else
+	// the session, and Seq and Index the event's position in it.
+	Session    string
+	Seq, Index int64
 }
 
 // fencedXAdd appends one event if the lease still holds the value.
 const fencedXAdd = `
 if redis.call("GET", KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[2], "*", "p", ARGV[3], "s", ARGV[4], "m", ARGV[5], "f", KEYS[2], "t", ARGV[6])
+redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[2], "*", "p", ARGV[3], "s", ARGV[4], "m", ARGV[5], "f", KEYS[2], "t", ARGV[6], "o", ARGV[7])
 return 1`
 
 // NewRedisBus checks opts; the bus starts with Hub's New and stops with
@@ -364,7 +374,7 @@ func (b *RedisBus) writeBatch(batch []busEntry) bool {
 				seq := strconv.FormatUint(e.seq, 10)
 				if e.fence != nil {
 					p.Eval(ctx, fencedXAdd, []string{b.stream, e.fence.Key},
-						e.fence.Value, b.opts.Retention, b.producer, seq, e.msg, e.fence.Token)
+						e.fence.Value, b.opts.Retention, b.producer, seq, e.msg, e.fence.Token, e.fence.place())
 					continue
 				}
 				p.XAdd(ctx, &redis.XAddArgs{
@@ -406,7 +416,7 @@ func (b *RedisBus) writeBatch(batch []busEntry) bool {
 // once, in stream order.
 func (b *RedisBus) read(deliver func([]byte), resync func()) {
 	seen := map[string]producerMark{} // producer → last sequence delivered
-	fences := map[string]int64{}      // lease key → highest token seen
+	fences := map[string]fenceMark{}  // lease key → highest token and last place seen
 	lastID := ""
 	var backoff time.Duration
 	recovering := false
@@ -485,11 +495,17 @@ func (b *RedisBus) read(deliver func([]byte), resync func()) {
 				}
 				if key, _ := m.Values["f"].(string); key != "" {
 					tok, _ := strconv.ParseInt(fmt.Sprint(m.Values["t"]), 10, 64)
-					if tok < fences[key] {
+					place, _ := m.Values["o"].(string)
+					mark := fences[key]
+					switch {
+					case tok < mark.token:
 						b.fenced.Add(1)
 						continue
+					case !placeAfter(place, mark.place):
+						b.duplicates.Add(1)
+						continue
 					}
-					fences[key] = tok
+					fences[key] = fenceMark{token: tok, place: place}
 				}
 				seen[producer] = producerMark{seq: seq, at: now}
 				b.delivered.Add(1)
@@ -503,6 +519,41 @@ func (b *RedisBus) read(deliver func([]byte), resync func()) {
 			}
 		}
 	}
+}
+
+// fenceMark is what a reader keeps of a lease's events.
+type fenceMark struct {
+	token int64
+	place string
+}
+
+// place encodes the fence's place as "session seq index".
+func (f *Fence) place() string {
+	if f.Session == "" {
+		return ""
+	}
+	return f.Session + " " + strconv.FormatInt(f.Seq, 10) + " " + strconv.FormatInt(f.Index, 10)
+}
+
+// placeAfter reports whether place comes after last: always when either
+// has none or their sessions differ (a new session starts afresh).
+func placeAfter(place, last string) bool {
+	ps, pseq, pidx, ok1 := splitPlace(place)
+	ls, lseq, lidx, ok2 := splitPlace(last)
+	if !ok1 || !ok2 || ps != ls {
+		return true
+	}
+	return pseq > lseq || (pseq == lseq && pidx > lidx)
+}
+
+func splitPlace(p string) (session string, seq, idx int64, ok bool) {
+	f := strings.Fields(p)
+	if len(f) != 3 {
+		return "", 0, 0, false
+	}
+	seq, err1 := strconv.ParseInt(f[1], 10, 64)
+	idx, err2 := strconv.ParseInt(f[2], 10, 64)
+	return f[0], seq, idx, err1 == nil && err2 == nil
 }
 
 type producerMark struct {

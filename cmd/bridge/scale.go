@@ -389,6 +389,7 @@ func (cl *cluster) publish(h *hub.Hub, bot int, e gateway.Event) {
 		return
 	}
 	if f, ok := cl.fence(bot); ok {
+		f.Session, f.Seq, f.Index = e.Session, e.Seq, int64(e.Index)
 		h.PublishFenced(f, e.Name, e.Payload)
 	}
 }
