@@ -115,10 +115,17 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	if a.metrics, err = newAppMetrics(); err != nil {
 		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
 	}
+	var saveSession func(int, gateway.Session)
+	if cfg.RedisURL != "" {
+		// With other instances, each gateway session is saved for the
+		// next holder of its lease (scale.go).
+		saveSession = func(bot int, s gateway.Session) { a.cluster.saveSession(bot, s) }
+	}
 	a.bots, err = newBots(botSpec{
 		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
+		session:    saveSession,
 		publish: func(bot int, e gateway.Event) {
 			if p, ok := e.Payload.(gateway.VoicePayload); ok && !p.Bot && a.bots.own(p.UserID) {
 				p.Bot = true // another bot of the pool: the bridge's own too
@@ -131,7 +138,6 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 				a.calls.roomEnded(p.ChannelID)
 			}
 		},
-		session: func(bot int, s gateway.Session) { a.cluster.saveSession(bot, s) },
 		onChange: func() {
 			if a.media != nil {
 				a.media.LinksChanged()

@@ -30,9 +30,9 @@ type botSpec struct {
 	guildID, categoryID, apiBase string
 	httpClient                   *http.Client // Discord REST, counted
 	tune                         func(*gateway.Options)
-	publish                      func(bot int, e gateway.Event) // the lead's room events
-	session                      func(bot int, s gateway.Session)
-	onChange                     func() // the pool's capacity changed
+	publish                      func(bot int, e gateway.Event)   // the lead's room events
+	session                      func(bot int, s gateway.Session) // nil: sessions are not saved (one instance)
+	onChange                     func()                           // the pool's capacity changed
 	log                          *slog.Logger
 }
 
