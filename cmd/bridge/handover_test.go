@@ -3,9 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/voicebridge/bridge/emulator/discordemu"
 	"github.com/voicebridge/bridge/internal/redistest"
@@ -77,4 +83,84 @@ func TestGatewayHandoverAtShutdown(t *testing.T) {
 	if fmt.Sprint(b.cluster.leasesHeld()) != "1" {
 		t.Errorf("b holds %d leases", b.cluster.leasesHeld())
 	}
+}
+
+// TestGatewayLeaseLostIsGivenUp: when the lease passes to another holder
+// behind the holder's back (a takeover it did not see), the holder's next
+// renewal fails; it abandons the gateway (closing with a code that keeps
+// the session resumable for the new holder), reports unready, counts the
+// change, and its later session saves are refused by the fence.
+func TestGatewayLeaseLostIsGivenUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a bridge, Redis and an emulator")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := redistest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	emu, err := discordemu.Start(discordemu.Options{IdentifyInterval: time.Nanosecond, HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	o := emu.Options()
+	a := startTestApp(t, tuning{}, map[string]string{"DISCORD_BOT_TOKEN": o.Token, "DISCORD_API_BASE": emu.URL() + "/api/v10",
+		"DISCORD_GUILD_ID": o.GuildID, "ROOM_CATEGORY_ID": o.CategoryID, "DEV_AUTH": "1", "REDIS_URL": rs.URL(),
+		"INSTANCE_ID": "a", "OPERATOR_TOKEN": multiOperatorToken})
+	waitUntil(t, ctx, "a holds the gateway", func() bool {
+		v, err := readLeases(a.Addr())
+		return err == nil && v.Ready && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held
+	})
+	sessionID := emu.Stats().SessionID
+	bl := a.cluster.leases[0]
+	bl.mu.Lock()
+	held := bl.held
+	bl.mu.Unlock()
+
+	raw := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer raw.Close()
+	if err := raw.Set(ctx, held.Key, "99/intruder", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "a gives the gateway up", func() bool {
+		v, err := readLeases(a.Addr())
+		return err == nil && !v.Ready && len(v.Operator.Cluster.Leases) == 1 && !v.Operator.Cluster.Leases[0].Held &&
+			v.Operator.Cluster.Leases[0].Holder == "intruder" && v.Operator.Gateway.State == "stopped"
+	})
+	waitUntil(t, ctx, "the emulator sees the connection end", func() bool { return !emu.Stats().Connected })
+	conns := emu.Connections()
+	if st := emu.Stats(); st.SessionID != sessionID || conns[len(conns)-1].CloseCode == 1000 {
+		t.Fatalf("after the loss the emulator has session %q (want %q kept) and the last close code %d", st.SessionID, sessionID, conns[len(conns)-1].CloseCode)
+	}
+	if err := bl.lease.Save(ctx, held, []byte(`{}`)); err == nil {
+		t.Fatal("a save with the lost lease was accepted")
+	}
+	if got := scrapeCounter(t, a.Addr(), `bridge_gateway_lease_changes_total{change="lost"}`); got != 1 {
+		t.Fatalf("lease changes lost = %v, want 1", got)
+	}
+}
+
+// scrapeCounter reads one sample of an instance's /metrics.
+func scrapeCounter(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", series)
+	return 0
 }

@@ -324,7 +324,9 @@ func (cl *cluster) lose(bl *botLease, why string) {
 	bl.mu.Unlock()
 	cl.changed("lost")
 	cl.log.Error("this instance lost the bot's gateway lease: abandoning its gateway; restart it to serve as a standby", "bot", bl.name, "token", token, "reason", why)
+	cl.wg.Add(1) // the keeper, calling, holds the group open
 	go func() {
+		defer cl.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := bl.client.Abandon(ctx); err != nil {
