@@ -112,7 +112,7 @@ func TestGatewayLeaseLostIsGivenUp(t *testing.T) {
 		"INSTANCE_ID": "a", "OPERATOR_TOKEN": multiOperatorToken})
 	waitUntil(t, ctx, "a holds the gateway", func() bool {
 		v, err := readLeases(a.Addr())
-		return err == nil && v.Ready && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held
+		return err == nil && v.Ready && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held && v.Operator.Gateway.State == "ready"
 	})
 	sessionID := emu.Stats().SessionID
 	bl := a.cluster.leases[0]
