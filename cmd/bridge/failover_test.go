@@ -98,21 +98,25 @@ func TestMultiInstanceGatewayFailover(t *testing.T) {
 	c := startCluster3(t, ctx)
 
 	holder, token := -1, int64(0)
-	for i, addr := range c.addrs {
-		v, err := readLeases(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l := v.Operator.Cluster.Leases; len(l) == 1 && l[0].Held {
-			if holder >= 0 {
-				t.Fatalf("instances %d and %d both hold the lease", holder+1, i+1)
+	waitUntil(t, ctx, "one instance holds the gateway lease, ready", func() bool {
+		holder, token = -1, 0
+		for i, addr := range c.addrs {
+			v, err := readLeases(addr)
+			if err != nil {
+				return false
 			}
-			holder, token = i, l[0].Token
+			if l := v.Operator.Cluster.Leases; len(l) == 1 && l[0].Held {
+				if holder >= 0 {
+					t.Fatalf("instances %d and %d both hold the lease", holder+1, i+1)
+				}
+				if v.Operator.Gateway.State != "ready" {
+					return false
+				}
+				holder, token = i, l[0].Token
+			}
 		}
-	}
-	if holder < 0 || token < 1 {
-		t.Fatalf("no instance holds the bot's gateway lease (token %d)", token)
-	}
+		return holder >= 0 && token >= 1
+	})
 	before := readEmuStats(t, ctx, c.emu["EMULATOR_CONTROL_URL"])
 	if before.Identifies != 1 || before.SessionID == "" {
 		t.Fatalf("emulator before the kill: %+v", before)
