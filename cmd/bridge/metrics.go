@@ -52,10 +52,19 @@ func (m *appMetrics) httpClient() *http.Client {
 // register adds the collector reading the app's parts.
 func (m *appMetrics) register(a *app) error {
 	s := metrics.Sources{
-		Hub:     a.hub.Stats,
-		Gateway: func() gateway.Status { return a.bots.lead().Status() },
-		Rooms:   func() []gateway.Room { return a.bots.lead().Rooms() },
-		Voice:   m.voiceTotals,
+		Hub:         a.hub.Stats,
+		Gateway:     func() gateway.Status { return a.bots.lead().Status() },
+		Rooms:       func() []gateway.Room { return a.bots.lead().Rooms() },
+		Voice:       m.voiceTotals,
+		ICEFailures: func() uint64 { return a.media.Stats().ICEFailures },
+		RoomCounts: func() []metrics.RoomCount {
+			rs := a.bots.lead().Rooms()
+			out := make([]metrics.RoomCount, len(rs))
+			for i, r := range rs {
+				out[i] = metrics.RoomCount{Room: r.ChannelID, Browsers: len(a.calls.in(r.ChannelID)), DiscordMembers: len(r.Members)}
+			}
+			return out
+		},
 	}
 	if a.cluster.bus != nil {
 		s.Bus = a.cluster.bus.Stats

@@ -7,7 +7,8 @@
 // registry passed in: no global state.
 //
 // Labels are bounded: directions, kinds, states, HTTP methods and status
-// codes. No label carries a user id, a channel id or a token.
+// codes, and a room's channel id on the per-room series, which exist only
+// while the room does. No label carries a user id or a token.
 package metrics
 
 import (
@@ -32,6 +33,19 @@ type Sources struct {
 	Gateway func() gateway.Status
 	Rooms   func() []gateway.Room
 	Voice   func() VoiceTotals
+	// ICEFailures counts browsers whose WebRTC connection failed.
+	ICEFailures func() uint64
+	// RoomCounts are the rooms that exist now with their browsers and
+	// Discord members: one series each, gone with the room.
+	RoomCounts func() []RoomCount
+}
+
+// RoomCount is one room's browsers (in its call on this instance) and
+// Discord members.
+type RoomCount struct {
+	Room           string // the room's channel id
+	Browsers       int
+	DiscordMembers int
 }
 
 // VoiceTotals sum the voice connections' counters, those that ended
@@ -80,6 +94,9 @@ var (
 	voiceFrame      = desc("voice_frame_decrypt_failures_total", "Voice frames the DAVE frame decryptor rejected.")
 	voiceEncrypt    = desc("dave_encrypt_failures_total", "Our frames the DAVE encryptor refused (dropped, never sent in clear).")
 	voiceNoKey      = desc("dave_no_key_dropped_total", "Our frames dropped while DAVE was in force without a media key yet.")
+	iceFailures     = desc("ice_connection_failures_total", "Browsers whose WebRTC connection failed (ICE or DTLS) or stayed disconnected too long.")
+	roomBrowsers    = desc("room_browsers", "Browsers in a room's call on this instance, per room while it exists.", "room")
+	roomMembers     = desc("room_discord_members", "Discord members in a room's voice channel, the bot included, per room while it exists.", "room")
 	gatewayStateSet = []gateway.State{gateway.StateIdle, gateway.StateConnecting, gateway.StateResuming, gateway.StateReady, gateway.StateReconnecting, gateway.StateStopped, gateway.StateFailed}
 )
 
@@ -131,6 +148,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(rooms, float64(len(rs)))
 		gauge(discordMembers, float64(members))
+	}
+	if c.s.ICEFailures != nil {
+		counter(iceFailures, c.s.ICEFailures())
+	}
+	if c.s.RoomCounts != nil {
+		for _, r := range c.s.RoomCounts() {
+			gauge(roomBrowsers, float64(r.Browsers), r.Room)
+			gauge(roomMembers, float64(r.DiscordMembers), r.Room)
+		}
 	}
 	if c.s.Voice != nil {
 		v := c.s.Voice()
