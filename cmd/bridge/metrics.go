@@ -136,6 +136,7 @@ func addVoice(t *metrics.VoiceTotals, s voice.Stats) {
 	}
 	t.DAVEEncryptFailures += s.DAVE.EncryptFailures
 	t.DAVENoKeyDropped += s.DAVE.NoKeyDropped
+	t.DAVEEpochs += s.DAVE.Epochs
 }
 
 // frame counts one frame across the seam.

@@ -134,6 +134,9 @@ func TestMetricsScriptedCall(t *testing.T) {
 	if _, ok := during["bridge_ice_connection_failures_total"]; !ok {
 		t.Error("/metrics lacks bridge_ice_connection_failures_total")
 	}
+	if v, _ := sample(during, "bridge_dave_epochs_total"); v < 1 {
+		t.Errorf("bridge_dave_epochs_total = %v during a DAVE call, want at least 1", v)
+	}
 	ann.close()
 	var counted float64
 	waitUntil(t, ctx, "the counter equals the browser's frames the member heard", func() bool {

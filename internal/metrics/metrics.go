@@ -55,6 +55,7 @@ type VoiceTotals struct {
 	FrameDecryptFailures     uint64
 	DAVEEncryptFailures      uint64
 	DAVENoKeyDropped         uint64
+	DAVEEpochs               uint64
 }
 
 // Handler serves reg's metrics in the Prometheus text format.
@@ -93,6 +94,7 @@ var (
 	voiceTransport  = desc("voice_transport_decrypt_failures_total", "Voice packets failing transport authentication.")
 	voiceFrame      = desc("voice_frame_decrypt_failures_total", "Voice frames the DAVE frame decryptor rejected.")
 	voiceEncrypt    = desc("dave_encrypt_failures_total", "Our frames the DAVE encryptor refused (dropped, never sent in clear).")
+	daveEpochs      = desc("dave_epochs_total", "MLS epochs the bridge's DAVE sessions entered (a commit or welcome that changed a call's keys).")
 	voiceNoKey      = desc("dave_no_key_dropped_total", "Our frames dropped while DAVE was in force without a media key yet.")
 	iceFailures     = desc("ice_connection_failures_total", "Browsers whose WebRTC connection failed (ICE or DTLS) or stayed disconnected too long.")
 	roomBrowsers    = desc("room_browsers", "Browsers in a room's call on this instance, per room while it exists.", "room")
@@ -164,6 +166,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(voiceFrame, v.FrameDecryptFailures)
 		counter(voiceEncrypt, v.DAVEEncryptFailures)
 		counter(voiceNoKey, v.DAVENoKeyDropped)
+		counter(daveEpochs, v.DAVEEpochs)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestCollectorSeries(t *testing.T) {
 		Rooms: func() []gateway.Room {
 			return []gateway.Room{{Members: []gateway.Member{{}, {}}}, {Members: []gateway.Member{{}}}}
 		},
-		Voice:       func() VoiceTotals { return VoiceTotals{FrameDecryptFailures: 5} },
+		Voice:       func() VoiceTotals { return VoiceTotals{FrameDecryptFailures: 5, DAVEEpochs: 4} },
 		ICEFailures: func() uint64 { return 2 },
 		RoomCounts:  func() []RoomCount { return rooms },
 	})
@@ -85,6 +85,9 @@ bridge_voice_frame_decrypt_failures_total 5
 		t.Fatal(err)
 	}
 	perRoom := `
+# HELP bridge_dave_epochs_total MLS epochs the bridge's DAVE sessions entered (a commit or welcome that changed a call's keys).
+# TYPE bridge_dave_epochs_total counter
+bridge_dave_epochs_total 4
 # HELP bridge_ice_connection_failures_total Browsers whose WebRTC connection failed (ICE or DTLS) or stayed disconnected too long.
 # TYPE bridge_ice_connection_failures_total counter
 bridge_ice_connection_failures_total 2
@@ -97,7 +100,7 @@ bridge_room_browsers{room="302"} 0
 bridge_room_discord_members{room="301"} 3
 bridge_room_discord_members{room="302"} 1
 `
-	names := []string{"bridge_ice_connection_failures_total", "bridge_room_browsers", "bridge_room_discord_members"}
+	names := []string{"bridge_dave_epochs_total", "bridge_ice_connection_failures_total", "bridge_room_browsers", "bridge_room_discord_members"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(perRoom), names...); err != nil {
 		t.Fatal(err)
 	}
