@@ -11,6 +11,7 @@ import (
 
 	"github.com/voicebridge/bridge/emulator/discordemu"
 	"github.com/voicebridge/bridge/gateway"
+	"github.com/voicebridge/bridge/gateway/session"
 )
 
 // sessions records OnSession calls.
@@ -145,5 +146,42 @@ func TestOpenSessionNeedsID(t *testing.T) {
 	}
 	if err := c.OpenSession(context.Background(), gateway.Session{Seq: 3}); err == nil {
 		t.Fatal("OpenSession without a session id: no error")
+	}
+}
+
+// TestHandoverRefusedReconcilesSavedView: when the saved session cannot be
+// resumed, the new session's guild is reconciled with the saved view, so
+// only the net changes since it are reported: a room the view held that
+// is gone is deleted, a room created since is created, a room both know
+// is not reported again.
+func TestHandoverRefusedReconcilesSavedView(t *testing.T) {
+	f := start(t, discordemu.Options{HeartbeatInterval: 200 * time.Millisecond, IdentifyInterval: time.Nanosecond}, gateway.Options{})
+	cat := f.emu.Options().CategoryID
+	kept, err := f.emu.CreateChannel("kept", int(discordgo.ChannelTypeGuildVoice), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added, err := f.emu.CreateChannel("added", int(discordgo.ChannelTypeGuildVoice), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := &session.Saved{Rooms: []session.SavedRoom{{ChannelID: kept.ID, Name: "kept"}, {ChannelID: "399999999999999999", Name: "gone"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.client.OpenSession(ctx, gateway.Session{ID: "expired", ResumeURL: f.emu.ResumeGatewayURL(), Seq: 3, Guild: view}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := f.client.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := f.client.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := describe(f.rec.waitN(t, 2, 5*time.Second))
+	want := []string{"room.deleted 399999999999999999", "room.created " + added.ID}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events after the refused resume %v, want %v", got, want)
 	}
 }
