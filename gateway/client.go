@@ -63,10 +63,32 @@ type Options struct {
 	// BackoffMin and BackoffMax bound the jittered exponential wait between
 	// reconnects; defaults 1 s and 60 s.
 	BackoffMin, BackoffMax time.Duration
+	// OnSession receives the session's resume state (id, resume URL, last
+	// sequence) each time it changes, on the goroutine that calls
+	// OnEvent and after the OnEvent calls of the dispatches it covers, so
+	// that a consumer which saves it knows every event up to Seq was
+	// handed over. Changes that come together are reported once, the
+	// latest. Nil means none are reported.
+	OnSession func(Session)
 	// InvalidSessionWait is the random wait range after Invalid Session
 	// (op 9) d:false before identifying anew; default 1 s to 5 s (Gateway
 	// Events, Invalid Session).
 	InvalidSessionWait [2]time.Duration
+}
+
+// Session is what a Resume needs (Gateway, Resuming): the session id and
+// resume_gateway_url from READY and the last dispatch sequence processed,
+// with the bot's user id, which READY gave and a resume does not repeat.
+// A client can start from one another client saved (OpenSession), so that
+// a gateway connection moves between processes without losing an event.
+type Session struct {
+	ID        string `json:"sessionId"`
+	ResumeURL string `json:"resumeUrl"`
+	Seq       int64  `json:"seq"`
+	BotUserID string `json:"botUserId"`
+	// Guild is the guild view (rooms, who sits where) as of Seq, which a
+	// resume does not send again; nil when unknown.
+	Guild *session.Saved `json:"guild,omitempty"`
 }
 
 // State is where the client is in its connection life.
@@ -139,8 +161,13 @@ type Client struct {
 	subs       map[*voiceSub]struct{}
 	opened     bool
 	closed     bool
-	cancel     context.CancelFunc
-	done       chan struct{} // closed when every goroutine has ended
+	start      Session // the session OpenSession resumes; zero for Open
+	abandon    bool    // Abandon: close without ending the session
+	// saved is the guild view last reported through OnSession; owned by
+	// the run goroutine.
+	saved  *session.Saved
+	cancel context.CancelFunc
+	done   chan struct{} // closed when every goroutine has ended
 }
 
 // command is an outgoing payload handed to the run goroutine.
@@ -222,9 +249,22 @@ func New(opts Options) (*Client, error) {
 // Open starts the client's goroutines and returns. Connecting, and
 // reconnecting after failures, happen in the background; Status and
 // WaitReady tell how it goes. ctx is not kept: Close stops the client.
-func (c *Client) Open(ctx context.Context) error {
+func (c *Client) Open(ctx context.Context) error { return c.OpenSession(ctx, Session{}) }
+
+// OpenSession is Open starting from a session another client held (see
+// Options.OnSession): the first connection resumes it (op 6 with its id
+// and sequence, to its resume URL), so Discord replays what was dispatched
+// since, rather than identifying anew. The guild view starts from
+// s.Guild, as of s.Seq (a resume does not send the guild again). If
+// Discord refuses the resume (op 9
+// not resumable), the client identifies anew and says so in its log. A
+// zero Session is Open.
+func (c *Client) OpenSession(ctx context.Context, s Session) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.ID == "" && s != (Session{}) {
+		return fmt.Errorf("%w: a session to resume needs its id", ErrOptions)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -235,17 +275,18 @@ func (c *Client) Open(ctx context.Context) error {
 		return ErrAlreadyOpen
 	}
 	c.opened = true
+	c.start = s
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	stopEvents := make(chan struct{})
 	eventsDone := make(chan struct{})
 	go func() {
 		defer close(eventsDone)
-		if c.opts.OnEvent == nil {
+		if c.opts.OnEvent == nil && c.opts.OnSession == nil {
 			<-stopEvents
 			return
 		}
-		c.events.run(stopEvents, c.opts.OnEvent)
+		c.events.run(stopEvents, c.opts.OnEvent, c.opts.OnSession)
 	}()
 	go func() {
 		defer close(c.done)
@@ -282,6 +323,17 @@ func (c *Client) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("gateway: close: %w", ctx.Err())
 	}
+}
+
+// Abandon stops the client like Close but leaves the session resumable:
+// the socket closes with a code other than 1000/1001, so that another
+// client resuming the session (OpenSession) continues it. A client whose
+// right to the connection ended (its lease taken) abandons it.
+func (c *Client) Abandon(ctx context.Context) error {
+	c.mu.Lock()
+	c.abandon = true
+	c.mu.Unlock()
+	return c.Close(ctx)
 }
 
 // Status returns a snapshot of the connection state.

@@ -105,8 +105,16 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 		evs := make([]Event, len(changes))
 		for i, ch := range changes {
 			evs[i] = toEvent(c.opts.GuildID, sess.botUserID, ch)
+			evs[i].Session, evs[i].Seq, evs[i].Index = sess.id, f.S, i
 		}
 		c.events.push(evs...)
+	}
+	if c.opts.OnSession != nil && sess.id != "" {
+		if len(changes) > 0 || st != stepNone || c.saved == nil {
+			v := c.state.Save() // the view as of this dispatch, shared read-only
+			c.saved = &v
+		}
+		c.events.pushSession(Session{ID: sess.id, ResumeURL: sess.resumeURL, Seq: sess.seq, BotUserID: sess.botUserID, Guild: c.saved})
 	}
 	return st
 }

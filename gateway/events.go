@@ -19,6 +19,13 @@ const (
 type Event struct {
 	Name    string
 	Payload any
+	// Session, Seq and Index place the event in the gateway session: the
+	// session id, the sequence of the dispatch it came from and its place
+	// among that dispatch's events. A resumed session replays dispatches
+	// as they were, so an event seen before has the same place again.
+	Session string
+	Seq     int64
+	Index   int
 }
 
 // RoomPayload is the payload of room.created and room.deleted.
@@ -61,10 +68,18 @@ func toEvent(guildID, botUserID string, ch session.Change) Event {
 // calls OnEvent, so a slow consumer never stalls the gateway (heartbeats
 // keep flowing). The queue is unbounded: room events are few and each is
 // needed (a dropped voice.left leaves a ghost member in every browser).
+// Session changes travel in the same queue, behind the events of the
+// dispatches they cover.
 type eventQueue struct {
 	mu     sync.Mutex
-	items  []Event
+	items  []queued
 	signal chan struct{} // capacity 1: "items is not empty"
+}
+
+// queued is an event or, with sess set, a session change.
+type queued struct {
+	ev   Event
+	sess *Session
 }
 
 func newEventQueue() *eventQueue {
@@ -76,15 +91,29 @@ func (q *eventQueue) push(evs ...Event) {
 		return
 	}
 	q.mu.Lock()
-	q.items = append(q.items, evs...)
+	for _, e := range evs {
+		q.items = append(q.items, queued{ev: e})
+	}
 	q.mu.Unlock()
+	q.wake()
+}
+
+// pushSession queues a session change behind the events queued so far.
+func (q *eventQueue) pushSession(s Session) {
+	q.mu.Lock()
+	q.items = append(q.items, queued{sess: &s})
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *eventQueue) wake() {
 	select {
 	case q.signal <- struct{}{}:
 	default:
 	}
 }
 
-func (q *eventQueue) take() []Event {
+func (q *eventQueue) take() []queued {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.items
@@ -93,18 +122,31 @@ func (q *eventQueue) take() []Event {
 }
 
 // run calls fn for every event in order until stop closes, then delivers
-// what is still queued and returns. fn is called without any lock held.
-func (q *eventQueue) run(stop <-chan struct{}, fn func(Event)) {
+// what is still queued and returns. After each batch it calls onSession
+// once with the batch's last session change, if any: that change covers
+// every event of the batch. Neither is called with a lock held; either may
+// be nil.
+func (q *eventQueue) run(stop <-chan struct{}, fn func(Event), onSession func(Session)) {
+	deliver := func() {
+		var last *Session
+		for _, it := range q.take() {
+			switch {
+			case it.sess != nil:
+				last = it.sess
+			case fn != nil:
+				fn(it.ev)
+			}
+		}
+		if last != nil && onSession != nil {
+			onSession(*last)
+		}
+	}
 	for {
 		select {
 		case <-q.signal:
-			for _, e := range q.take() {
-				fn(e)
-			}
+			deliver()
 		case <-stop:
-			for _, e := range q.take() {
-				fn(e)
-			}
+			deliver()
 			return
 		}
 	}

@@ -61,6 +61,16 @@ func (c *Client) run(ctx context.Context) {
 		conns     int
 		dialFails int
 	)
+	if st := c.start; st.ID != "" {
+		sess = sessionInfo{id: st.ID, resumeURL: st.ResumeURL, seq: st.Seq, botUserID: st.BotUserID}
+		c.state.SetSelf(st.BotUserID)
+		c.setStatus(func(s *Status) { s.SessionID, s.Seq, s.BotUserID = st.ID, st.Seq, st.BotUserID })
+		c.log.Info("starting from a saved gateway session: resuming it", "session_id", st.ID, "seq", st.Seq)
+		if st.Guild != nil {
+			c.state.Restore(*st.Guild)
+			c.saved = st.Guild
+		}
+	}
 	defer func() {
 		if ctx.Err() != nil {
 			// Closed: stopped, unless a fatal error ended the run first
@@ -131,6 +141,10 @@ func (c *Client) run(ctx context.Context) {
 			c.fail(res.err)
 			return
 		case nextIdentify, nextInvalidated:
+			if c.start.ID != "" && sess.id == c.start.ID {
+				c.log.Warn("Discord refused to resume the saved gateway session: identifying anew; events dispatched since it was saved are lost",
+					"session_id", sess.id, "seq", sess.seq, "err", res.err)
+			}
 			sess = sessionInfo{botUserID: sess.botUserID}
 			c.setStatus(func(s *Status) { s.SessionID = "" })
 		}
@@ -212,7 +226,7 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 	var hb *heartbeat
 	select {
 	case <-ctx.Done():
-		l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
+		c.closeAtStop(l)
 		return fail(result{next: nextStop})
 	case err := <-l.errs:
 		return fail(c.afterReadError(err, false))
@@ -281,7 +295,7 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 	for {
 		select {
 		case <-ctx.Done():
-			l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
+			c.closeAtStop(l)
 			return result{next: nextStop, ready: ready}
 		case err := <-l.errs:
 			return c.afterReadError(err, ready)
@@ -345,6 +359,19 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 			}
 		}
 	}
+}
+
+// closeAtStop closes the socket when the client stops: with 1000, which
+// ends the session, unless the client abandons it to another (Abandon).
+func (c *Client) closeAtStop(l *link) {
+	c.mu.Lock()
+	abandon := c.abandon
+	c.mu.Unlock()
+	if abandon {
+		l.closeAndWait(closeResumable, "handing the session over")
+		return
+	}
+	l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
 }
 
 // afterReadError turns a read failure into what to do next, from the close

@@ -108,9 +108,13 @@ func voiceStateJSON(user, channel string) map[string]any {
 		"member": map[string]any{"user": map[string]any{"id": user, "username": "name" + user}}}
 }
 
-func eventNames(evs []Event) []string {
+func eventNames(evs []queued) []string {
 	var out []string
-	for _, e := range evs {
+	for _, it := range evs {
+		if it.sess != nil {
+			continue
+		}
+		e := it.ev
 		p := e.Payload.(VoicePayload)
 		out = append(out, fmt.Sprintf("%s %s@%s", e.Name, p.UserID, p.ChannelID))
 	}

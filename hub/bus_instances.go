@@ -5,18 +5,14 @@ import (
 	"encoding/json"
 	"sort"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Heartbeat timings of the instances sharing a RedisBus.
 const (
-	// InstanceHeartbeat is how often an instance renews its key and its
-	// claim on the events source.
+	// InstanceHeartbeat is how often an instance renews its key.
 	InstanceHeartbeat = 2 * time.Second
-	// InstanceTTL is how long an instance's key and claim outlive its
-	// last heartbeat: another instance takes over the events source
-	// within InstanceTTL + InstanceHeartbeat of the holder's death.
+	// InstanceTTL is how long an instance's key outlives its last
+	// heartbeat.
 	InstanceTTL = 6 * time.Second
 )
 
@@ -33,24 +29,13 @@ type Instance struct {
 	Seen         time.Time `json:"seen"`
 }
 
-// renewClaim extends the events-source claim if this instance holds it.
-var renewClaim = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
-
-// releaseClaim gives up the events-source claim if this instance holds it.
-var releaseClaim = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-
-// release hands the events source and this instance's key back at Close,
-// so that another instance takes over at its next heartbeat rather than
-// after InstanceTTL.
+// release deletes this instance's key at Close, so that the others stop
+// listing it at once rather than after InstanceTTL.
 func (b *RedisBus) release(ctx context.Context) {
-	if b.source.Swap(false) {
-		b.result(releaseClaim.Run(ctx, b.opts.Client, []string{b.claimKey()}, b.producer).Err())
-	}
 	b.result(b.opts.Client.Del(ctx, b.instanceKey(b.opts.InstanceID)).Err())
 }
 
-// heartbeat announces this instance every InstanceHeartbeat and keeps or
-// takes the events-source claim, until Close.
+// heartbeat announces this instance every InstanceHeartbeat, until Close.
 func (b *RedisBus) heartbeat() {
 	for {
 		b.beat()
@@ -63,35 +48,11 @@ func (b *RedisBus) heartbeat() {
 func (b *RedisBus) instanceKey(id string) string {
 	return "bridge:" + b.opts.GuildID + ":instance:" + id
 }
-func (b *RedisBus) claimKey() string { return "bridge:" + b.opts.GuildID + ":events-source" }
 
 func (b *RedisBus) beat() {
 	ctx, cancel := b.opCtx(InstanceHeartbeat)
 	defer cancel()
-	ttl := InstanceTTL.Milliseconds()
-	held, err := renewClaim.Run(ctx, b.opts.Client, []string{b.claimKey()}, b.producer, ttl).Int()
-	b.result(err)
-	if err != nil {
-		// Without Redis this instance cannot know who holds the claim;
-		// it keeps publishing as it did, so that a lone instance cut off
-		// from Redis still serves its sockets once Redis returns.
-		return
-	}
-	if held == 0 {
-		took, err := b.opts.Client.SetNX(ctx, b.claimKey(), b.producer, InstanceTTL).Result()
-		b.result(err)
-		if err != nil {
-			return
-		}
-		held = map[bool]int{true: 1}[took]
-	}
-	if was := b.source.Swap(held == 1); was != (held == 1) {
-		b.log.Info("events source changed", "events_source", held == 1)
-		if b.opts.OnEventsSource != nil {
-			b.opts.OnEventsSource(held == 1)
-		}
-	}
-	inst := Instance{ID: b.opts.InstanceID, EventsSource: held == 1, Seen: time.Now().UTC()}
+	inst := Instance{ID: b.opts.InstanceID, EventsSource: b.EventsSource(), Seen: time.Now().UTC()}
 	if b.opts.Announce != nil {
 		a := b.opts.Announce()
 		inst.PublicURL, inst.Load = a.PublicURL, a.Load
@@ -101,12 +62,11 @@ func (b *RedisBus) beat() {
 }
 
 // EventsSource reports whether this instance's gateway events are the ones
-// published on the bus. Every instance runs a gateway connection and sees
-// every Discord event; exactly one of them, holding a claim in Redis that
-// it renews with its heartbeat, publishes them, so that sockets get each
-// event once. (The bot pool replaces this with a lease per gateway
-// connection and a fencing token.)
-func (b *RedisBus) EventsSource() bool { return b.source.Load() }
+// published on the bus: RedisBusOptions.EventsSource's answer (the holder
+// of the leading bot's gateway lease), false without it.
+func (b *RedisBus) EventsSource() bool {
+	return b.opts.EventsSource != nil && b.opts.EventsSource()
+}
 
 // Instances lists the instances whose heartbeat has not expired, by id.
 func (b *RedisBus) Instances(ctx context.Context) ([]Instance, error) {

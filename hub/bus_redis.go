@@ -51,9 +51,10 @@ type RedisBusOptions struct {
 	// Announce, if set, gives the public URL and load this instance
 	// announces with each heartbeat (bus_instances.go).
 	Announce func() Instance
-	// OnEventsSource, if set, is called on the heartbeat goroutine each
-	// time this instance gains (true) or loses (false) the events source.
-	OnEventsSource func(bool)
+	// EventsSource, if set, says whether this instance publishes its
+	// gateway's events for all (it holds the leading bot's gateway
+	// lease); announced with each heartbeat and in Stats.
+	EventsSource func() bool
 	// Logger receives the bus's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -64,6 +65,10 @@ type BusStats struct {
 	Delivered  uint64 // events read from the stream and fanned out here
 	Duplicates uint64 // events read twice (a retried XADD) and skipped
 	Dropped    uint64 // events refused because the outbox was full
+	// Fenced counts events dropped because their lease's holder had
+	// changed: refused by Redis when appended, or skipped by the reader
+	// behind a newer token.
+	Fenced     uint64
 	Resyncs    uint64 // times events were lost and the sockets resynced
 	Errors     uint64 // failed Redis operations (each retried)
 	Operations uint64 // Redis round trips made
@@ -101,15 +106,46 @@ type RedisBus struct {
 	seq     uint64
 	closing bool
 
-	published, delivered, duplicates, dropped, resyncs, errs, ops atomic.Uint64
-	connected, source                                             atomic.Bool
-	lastErr, lastID                                               atomic.Value // string
+	published, delivered, duplicates, dropped, resyncs, errs, ops, fenced atomic.Uint64
+	connected                                                             atomic.Bool
+	lastErr, lastID                                                       atomic.Value // string
 }
 
 type busEntry struct {
-	seq uint64
-	msg []byte
+	seq   uint64
+	msg   []byte
+	fence *Fence
+	// then, when set, makes the entry a barrier: the writer calls it once
+	// every entry queued before it is in Redis (or dropped by its fence).
+	then func()
 }
+
+// Fence ties published events to a lease (see gateway/lease): Redis
+// appends such an event only while the lease's key holds Value, and
+// readers drop an event whose token is below one they already saw for the
+// same key, so that a holder that lost its lease without knowing cannot
+// publish after the instance that took over.
+//
+// An event may also name its place in the source's own order (Place): a
+// new holder that resumes the source (a gateway session) from a point the
+// old one had passed replays events already published, and readers skip
+// an event whose place, in the same session, is not after the last one
+// they saw under the lease.
+type Fence struct {
+	Key   string // the lease's key
+	Token int64  // the holder's fencing token
+	Value string // what the key holds while the lease is the holder's
+	// Place orders the events of one source session: "" for none, else
+	// the session, and Seq and Index the event's position in it.
+	Session    string
+	Seq, Index int64
+}
+
+// fencedXAdd appends one event if the lease still holds the value.
+const fencedXAdd = `
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[2], "*", "p", ARGV[3], "s", ARGV[4], "m", ARGV[5], "f", KEYS[2], "t", ARGV[6], "o", ARGV[7])
+return 1`
 
 // NewRedisBus checks opts; the bus starts with Hub's New and stops with
 // Close.
@@ -168,19 +204,42 @@ func (b *RedisBus) Start(deliver func([]byte), resync func()) {
 
 // Publish implements Bus: it queues msg for the writer, or drops it if the
 // outbox is full.
-func (b *RedisBus) Publish(msg []byte) {
+func (b *RedisBus) Publish(msg []byte) { _ = b.enqueue(busEntry{msg: msg}) }
+
+// PublishFenced is Publish for an event that only the holder of a lease
+// may publish (see Fence). An event whose fence no longer holds when the
+// writer appends it is dropped and counted in BusStats.Fenced.
+func (b *RedisBus) PublishFenced(msg []byte, f Fence) { _ = b.enqueue(busEntry{msg: msg, fence: &f}) }
+
+// AfterPublished calls fn on the writer's goroutine once every event
+// published before it is in Redis (or dropped by its fence), in order
+// with them. A gateway's holder saves its session there, so that the
+// sequence it saves never runs ahead of the events it published. fn must
+// not block for long; it is not called if the bus closes first. False
+// means fn was not queued (the bus is closing, or its outbox is full).
+func (b *RedisBus) AfterPublished(fn func()) bool { return b.enqueue(busEntry{then: fn}) }
+
+func (b *RedisBus) enqueue(e busEntry) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
-		return
+		return false
 	}
-	b.seq++
+	if e.then == nil {
+		b.seq++
+		e.seq = b.seq
+	}
 	select {
-	case b.outbox <- busEntry{seq: b.seq, msg: msg}:
+	case b.outbox <- e:
+		return true
 	default:
+		if e.then != nil {
+			return false
+		}
 		if b.dropped.Add(1) == 1 {
 			b.log.Warn("event outbox full while Redis is unreachable: dropping events", "outbox", b.opts.Outbox)
 		}
+		return false
 	}
 }
 
@@ -219,9 +278,9 @@ func (b *RedisBus) Close(ctx context.Context) error {
 func (b *RedisBus) Stats() BusStats {
 	return BusStats{
 		Published: b.published.Load(), Delivered: b.delivered.Load(), Duplicates: b.duplicates.Load(),
-		Dropped: b.dropped.Load(), Resyncs: b.resyncs.Load(), Errors: b.errs.Load(), Operations: b.ops.Load(),
+		Dropped: b.dropped.Load(), Fenced: b.fenced.Load(), Resyncs: b.resyncs.Load(), Errors: b.errs.Load(), Operations: b.ops.Load(),
 		Connected: b.connected.Load(), LastError: b.lastErr.Load().(string), LastID: b.lastID.Load().(string),
-		EventsSource: b.source.Load(),
+		EventsSource: b.EventsSource(),
 	}
 }
 
@@ -267,49 +326,88 @@ func nextBackoff(d time.Duration) time.Duration {
 
 // write appends queued events in order, a pipelined batch at a time, and
 // retries a failed batch until Redis takes it: a batch Redis took before
-// the failure shows up twice and its second copy is skipped by readers.
+// the failure shows up twice and its second copy is skipped by readers. A
+// barrier (AfterPublished) ends a batch and runs once the batch is in.
 func (b *RedisBus) write() {
 	batch := make([]busEntry, 0, busWriteBatch)
 	for {
+		var barrier func()
 		select {
 		case <-b.stop:
 			return
 		case e := <-b.outbox:
 			batch = append(batch[:0], e)
 		}
+		if batch[0].then != nil {
+			barrier, batch = batch[0].then, batch[:0]
+		}
 	fill:
-		for len(batch) < busWriteBatch {
+		for barrier == nil && len(batch) < busWriteBatch {
 			select {
 			case e := <-b.outbox:
+				if e.then != nil {
+					barrier = e.then
+					break fill
+				}
 				batch = append(batch, e)
 			default:
 				break fill
 			}
 		}
-		var backoff time.Duration
-		for {
-			ctx, cancel := b.opCtx(5 * time.Second)
-			_, err := b.opts.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, e := range batch {
-					p.XAdd(ctx, &redis.XAddArgs{
-						Stream: b.stream,
-						MaxLen: b.opts.Retention,
-						Approx: true,
-						Values: []any{"p", b.producer, "s", strconv.FormatUint(e.seq, 10), "m", e.msg},
-					})
+		if len(batch) > 0 && !b.writeBatch(batch) {
+			return
+		}
+		if barrier != nil {
+			barrier()
+		}
+	}
+}
+
+// writeBatch appends batch, retrying until Redis takes it; false when the
+// bus closed first.
+func (b *RedisBus) writeBatch(batch []busEntry) bool {
+	var backoff time.Duration
+	for {
+		ctx, cancel := b.opCtx(5 * time.Second)
+		cmds, err := b.opts.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, e := range batch {
+				seq := strconv.FormatUint(e.seq, 10)
+				if e.fence != nil {
+					p.Eval(ctx, fencedXAdd, []string{b.stream, e.fence.Key},
+						e.fence.Value, b.opts.Retention, b.producer, seq, e.msg, e.fence.Token, e.fence.place())
+					continue
 				}
-				return nil
-			})
-			cancel()
-			b.result(err)
-			if err == nil {
-				b.published.Add(uint64(len(batch)))
-				break
+				p.XAdd(ctx, &redis.XAddArgs{
+					Stream: b.stream,
+					MaxLen: b.opts.Retention,
+					Approx: true,
+					Values: []any{"p", b.producer, "s", seq, "m", e.msg},
+				})
 			}
-			backoff = nextBackoff(backoff)
-			if !b.sleep(backoff) {
-				return
+			return nil
+		})
+		cancel()
+		b.result(err)
+		if err == nil {
+			var fenced uint64
+			for i, c := range cmds {
+				if batch[i].fence == nil {
+					continue
+				}
+				if n, _ := c.(*redis.Cmd).Int(); n == 0 {
+					fenced++
+				}
 			}
+			if fenced > 0 {
+				b.fenced.Add(fenced)
+				b.log.Warn("events of a lease this instance no longer holds were dropped", "events", fenced)
+			}
+			b.published.Add(uint64(len(batch)) - fenced)
+			return true
+		}
+		backoff = nextBackoff(backoff)
+		if !b.sleep(backoff) {
+			return false
 		}
 	}
 }
@@ -318,6 +416,7 @@ func (b *RedisBus) write() {
 // once, in stream order.
 func (b *RedisBus) read(deliver func([]byte), resync func()) {
 	seen := map[string]producerMark{} // producer → last sequence delivered
+	fences := map[string]fenceMark{}  // lease key → highest token and last place seen
 	lastID := ""
 	var backoff time.Duration
 	recovering := false
@@ -394,6 +493,20 @@ func (b *RedisBus) read(deliver func([]byte), resync func()) {
 					b.duplicates.Add(1)
 					continue
 				}
+				if key, _ := m.Values["f"].(string); key != "" {
+					tok, _ := strconv.ParseInt(fmt.Sprint(m.Values["t"]), 10, 64)
+					place, _ := m.Values["o"].(string)
+					mark := fences[key]
+					switch {
+					case tok < mark.token:
+						b.fenced.Add(1)
+						continue
+					case !placeAfter(place, mark.place):
+						b.duplicates.Add(1)
+						continue
+					}
+					fences[key] = fenceMark{token: tok, place: place}
+				}
 				seen[producer] = producerMark{seq: seq, at: now}
 				b.delivered.Add(1)
 				deliver([]byte(msg))
@@ -406,6 +519,41 @@ func (b *RedisBus) read(deliver func([]byte), resync func()) {
 			}
 		}
 	}
+}
+
+// fenceMark is what a reader keeps of a lease's events.
+type fenceMark struct {
+	token int64
+	place string
+}
+
+// place encodes the fence's place as "session seq index".
+func (f *Fence) place() string {
+	if f.Session == "" {
+		return ""
+	}
+	return f.Session + " " + strconv.FormatInt(f.Seq, 10) + " " + strconv.FormatInt(f.Index, 10)
+}
+
+// placeAfter reports whether place comes after last: always when either
+// has none or their sessions differ (a new session starts afresh).
+func placeAfter(place, last string) bool {
+	ps, pseq, pidx, ok1 := splitPlace(place)
+	ls, lseq, lidx, ok2 := splitPlace(last)
+	if !ok1 || !ok2 || ps != ls {
+		return true
+	}
+	return pseq > lseq || (pseq == lseq && pidx > lidx)
+}
+
+func splitPlace(p string) (session string, seq, idx int64, ok bool) {
+	f := strings.Fields(p)
+	if len(f) != 3 {
+		return "", 0, 0, false
+	}
+	seq, err1 := strconv.ParseInt(f[1], 10, 64)
+	idx, err2 := strconv.ParseInt(f[2], 10, 64)
+	return f[0], seq, idx, err1 == nil && err2 == nil
 }
 
 type producerMark struct {

@@ -260,13 +260,14 @@ func TestNewRedisBusOptions(t *testing.T) {
 	}
 }
 
-// TestRedisBusInstances: each instance announces itself with its URL and
-// load, exactly one holds the events source, /readyz reports Redis and the
-// instances, and a stopped instance's claim passes to another.
+// TestRedisBusInstances: each instance announces itself with its URL,
+// load and whether it is the events source, /readyz reports Redis and the
+// instances, and a closed instance's key is gone at once.
 func TestRedisBusInstances(t *testing.T) {
 	rs := startRedis(t)
 	a := newRedisBus(t, rs.URL(), "a", func(o *RedisBusOptions) {
 		o.Announce = func() Instance { return Instance{PublicURL: "https://a.example", Load: 7} }
+		o.EventsSource = func() bool { return true }
 	})
 	b := newRedisBus(t, rs.URL(), "b", nil)
 	e := newEnv(t, func(o *Options) {
@@ -280,16 +281,20 @@ func TestRedisBusInstances(t *testing.T) {
 	var st ClusterStatus
 	for {
 		st = a.Status(context.Background())
-		if len(st.Instances) == 2 && a.EventsSource() != b.EventsSource() {
+		if len(st.Instances) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("instances never both announced with one events source: %+v", st)
+			t.Fatalf("instances never both announced: %+v", st)
 		}
 		time.Sleep(20 * time.Millisecond) // polling heartbeats with a deadline
 	}
-	if st.Redis != "connected" || st.Instances[0].ID != "a" || st.Instances[0].PublicURL != "https://a.example" || st.Instances[0].Load != 7 || st.Instances[1].ID != "b" {
+	if st.Redis != "connected" || !st.EventsSource || st.Instances[0].ID != "a" || st.Instances[0].PublicURL != "https://a.example" ||
+		st.Instances[0].Load != 7 || !st.Instances[0].EventsSource || st.Instances[1].ID != "b" || st.Instances[1].EventsSource {
 		t.Fatalf("status %+v", st)
+	}
+	if !a.Stats().EventsSource || b.Stats().EventsSource {
+		t.Fatalf("stats' events source: a %v, b %v", a.Stats().EventsSource, b.Stats().EventsSource)
 	}
 	// The cluster is the operator's view of /readyz.
 	_, body := doJSON(t, "GET", e.srv.URL+"/readyz", "", "")
@@ -303,23 +308,13 @@ func TestRedisBusInstances(t *testing.T) {
 		t.Fatalf("/readyz cluster %v", body)
 	}
 
-	// The holder stops and gives up its claim: the other takes it at its
-	// next heartbeat.
-	holder, other := a, b
-	if b.EventsSource() {
-		holder, other = b, a
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := holder.Close(ctx); err != nil {
+	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(2*InstanceHeartbeat + waitLimit)
-	for !other.EventsSource() {
-		if time.Now().After(deadline) {
-			t.Fatal("the events source never passed to the remaining instance")
-		}
-		time.Sleep(50 * time.Millisecond) // polling heartbeats with a deadline
+	if st := a.Status(ctx); len(st.Instances) != 1 || st.Instances[0].ID != "a" {
+		t.Fatalf("after b closed: %+v", st.Instances)
 	}
 
 	if err := rs.Stop(); err != nil {
@@ -334,3 +329,86 @@ func TestRedisBusInstances(t *testing.T) {
 
 // busOperatorToken is the operator token of the cluster tests' hubs.
 const busOperatorToken = "bus-test-operator-token-0123456789abcdef"
+
+// TestRedisBusFenced: an event tied to a lease is appended only while the
+// lease holds its holder's value, a stale token's entry that got into the
+// stream is skipped behind a newer one, and AfterPublished runs once the
+// events published before it are in Redis.
+func TestRedisBusFenced(t *testing.T) {
+	rs := startRedis(t)
+	b := newRedisBus(t, rs.URL(), "i1", nil)
+	e := newEnv(t, func(o *Options) { o.Bus = b })
+	waitBusAtEnd(t, b)
+	c, _ := e.connect(t, e.idp.token(t, tokenSpec{sub: "ann"}))
+	raw := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer raw.Close()
+	ctx := context.Background()
+	const key = "bridge:g:gateway:bot1:0"
+	old, cur := Fence{Key: key, Token: 1, Value: "1/a"}, Fence{Key: key, Token: 2, Value: "2/b"}
+
+	raw.Set(ctx, key, old.Value, 0)
+	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "a"})
+	inRedis := make(chan int64, 1)
+	b.AfterPublished(func() { inRedis <- raw.XLen(ctx, b.Stream()).Val() })
+	if n := <-inRedis; n != 1 {
+		t.Fatalf("AfterPublished ran with %d entries in the stream, want the one published before it", n)
+	}
+	raw.Set(ctx, key, cur.Value, 0) // another instance took the lease
+	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "stale"})
+	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "b"})
+	if got := readEvents(t, c, 2); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("events %v, want [a b]", got)
+	}
+	// A stale holder's entry that reached the stream (appended before
+	// Redis saw the takeover, read after) is skipped behind token 2.
+	if err := raw.XAdd(ctx, &redis.XAddArgs{Stream: b.Stream(), Values: []any{"p", "other/1", "s", "1", "m",
+		`{"v":1,"type":"event","event":"room.updated","payload":{"n":"late"},"ts":1}`, "f", key, "t", "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "c"})
+	if got := readEvents(t, c, 1); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("events %v, want [c]", got)
+	}
+	if s := b.Stats(); s.Fenced != 2 || s.Delivered != 3 {
+		t.Fatalf("stats %+v, want 2 fenced and 3 delivered", s)
+	}
+}
+
+// TestRedisBusFencedReplaySkipped: a new holder that resumed its source
+// from before the old holder's last events publishes them again; readers
+// skip each event whose place in the session is not after the last seen
+// under the lease, and take a new session's events from its start.
+func TestRedisBusFencedReplaySkipped(t *testing.T) {
+	rs := startRedis(t)
+	b := newRedisBus(t, rs.URL(), "i1", nil)
+	e := newEnv(t, func(o *Options) { o.Bus = b })
+	waitBusAtEnd(t, b)
+	c, _ := e.connect(t, e.idp.token(t, tokenSpec{sub: "ann"}))
+	raw := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer raw.Close()
+	ctx := context.Background()
+	const key = "bridge:g:gateway:bot1:0"
+	at := func(tok int64, sess string, seq, idx int64) Fence {
+		return Fence{Key: key, Token: tok, Value: fmt.Sprintf("%d/x", tok), Session: sess, Seq: seq, Index: idx}
+	}
+	pub := func(f Fence, n string) { e.hub.PublishFenced(f, "room.updated", map[string]any{"n": n}) }
+	raw.Set(ctx, key, "1/x", 0)
+	pub(at(1, "S", 5, 0), "5.0")
+	pub(at(1, "S", 5, 1), "5.1")
+	pub(at(1, "S", 6, 0), "6.0")
+	if got := readEvents(t, c, 3); !slices.Equal(got, []string{"5.0", "5.1", "6.0"}) {
+		t.Fatalf("events %v", got)
+	}
+	raw.Set(ctx, key, "2/x", 0) // the new holder resumed S from seq 4
+	pub(at(2, "S", 5, 0), "5.0 again")
+	pub(at(2, "S", 5, 1), "5.1 again")
+	pub(at(2, "S", 6, 0), "6.0 again")
+	pub(at(2, "S", 7, 0), "7.0")
+	pub(at(2, "T", 1, 0), "T1.0") // a session identified anew
+	if got := readEvents(t, c, 2); !slices.Equal(got, []string{"7.0", "T1.0"}) {
+		t.Fatalf("events after the replay %v, want [7.0 T1.0]", got)
+	}
+	if s := b.Stats(); s.Duplicates != 3 || s.Delivered != 5 {
+		t.Fatalf("stats %+v, want 3 duplicates and 5 delivered", s)
+	}
+}

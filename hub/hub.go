@@ -332,12 +332,39 @@ func (h *Hub) handler(msgType string) MessageHandler {
 // client, and a client whose queue would exceed SendQueueBytes is closed
 // with CloseSlowClient instead.
 func (h *Hub) Publish(event string, payload any) {
-	b, err := json.Marshal(eventMessage{V: ProtocolVersion, Type: TypeEvent, Event: event, Payload: payload, TS: h.now().UnixMilli()})
-	if err != nil {
-		h.log.Error("publish: cannot encode event", "event", event, "err", err)
+	if b := h.encodeEvent(event, payload); b != nil {
+		h.bus.Publish(b)
+	}
+}
+
+// FencedBus is a Bus that can tie an event to a lease (RedisBus does).
+type FencedBus interface {
+	Bus
+	PublishFenced(msg []byte, f Fence)
+}
+
+// PublishFenced is Publish for an event that only the holder of the lease
+// f may publish: on a FencedBus the event is dropped once another holds
+// it; on any other bus (one process) it is Publish.
+func (h *Hub) PublishFenced(f Fence, event string, payload any) {
+	b := h.encodeEvent(event, payload)
+	if b == nil {
+		return
+	}
+	if fb, ok := h.bus.(FencedBus); ok {
+		fb.PublishFenced(b, f)
 		return
 	}
 	h.bus.Publish(b)
+}
+
+func (h *Hub) encodeEvent(event string, payload any) []byte {
+	b, err := json.Marshal(eventMessage{V: ProtocolVersion, Type: TypeEvent, Event: event, Payload: payload, TS: h.now().UnixMilli()})
+	if err != nil {
+		h.log.Error("publish: cannot encode event", "event", event, "err", err)
+		return nil
+	}
+	return b
 }
 
 // Clients is the number of authenticated /api/ws clients.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -107,8 +108,11 @@ const (
 type Manager struct {
 	opts Options
 	log  *slog.Logger
-	eng  *engine
-	mix  mixConfig // used when opts.Mix.NewEncoder is set
+	// iceFailures counts browsers whose connection failed or stayed
+	// disconnected past ICEFailTimeout (Stats).
+	iceFailures atomic.Uint64
+	eng         *engine
+	mix         mixConfig // used when opts.Mix.NewEncoder is set
 
 	// mu guards the registry: which rooms and sessions exist, and which
 	// room holds the guild's voice link. A room's own state is its
@@ -527,6 +531,16 @@ func (m *Manager) releaseGuild(guild, id string) {
 		m.LinksChanged()
 	}
 }
+
+// Stats are a Manager's counters since NewManager.
+type Stats struct {
+	// ICEFailures counts browsers removed because their connection
+	// failed (ICE or DTLS) or stayed disconnected past ICEFailTimeout.
+	ICEFailures uint64
+}
+
+// Stats returns the manager's counters.
+func (m *Manager) Stats() Stats { return Stats{ICEFailures: m.iceFailures.Load()} }
 
 // LinksChanged tells the rooms waiting for a voice link that one may be
 // free: a room let go of one, or Options.Links grew (a bot became ready).

@@ -679,6 +679,9 @@ func TestICEDisconnectRemovesBrowser(t *testing.T) {
 	if !ev.has(EventParticipantLeft, bj.Self) {
 		t.Fatalf("no participant.left for b: %v", ev.list)
 	}
+	if n := m.Stats().ICEFailures; n != 1 {
+		t.Fatalf("ICE failures %d, want 1 (b)", n)
+	}
 }
 
 func TestRejoinWithinGraceKeepsLink(t *testing.T) {

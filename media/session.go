@@ -76,6 +76,7 @@ type session struct {
 	restartICE   bool
 	pendingCands []webrtc.ICECandidateInit
 	discTimer    *time.Timer // counts ICEFailTimeout while disconnected
+	failedICE    atomic.Bool // counted in Manager.Stats' ICEFailures
 }
 
 // newSession creates the browser's PeerConnection and starts its
@@ -226,8 +227,16 @@ func (s *session) run() {
 			s.onConnectionState(webrtc.PeerConnectionState(s.state.Load()))
 		case <-discC:
 			s.discTimer = nil
+			s.iceFailed() // disconnected past ICEFailTimeout
 			s.fail()
 		}
+	}
+}
+
+// iceFailed counts the session's connection failure, once.
+func (s *session) iceFailed() {
+	if s.failedICE.CompareAndSwap(false, true) {
+		s.m.iceFailures.Add(1)
 	}
 }
 
@@ -240,6 +249,9 @@ func (s *session) fail() {
 // disconnected longer than ICEFailTimeout.
 func (s *session) onConnectionState(st webrtc.PeerConnectionState) {
 	s.log.Debug("connection state", "state", st.String())
+	if st == webrtc.PeerConnectionStateFailed {
+		s.iceFailed()
+	}
 	switch st {
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		// Closed without our Close means the browser ended DTLS; after

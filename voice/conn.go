@@ -38,6 +38,10 @@ type Conn struct {
 	davePtr atomic.Pointer[dave.Session]
 	// lastCode is the privacy code last reported (owned by run).
 	lastCode string
+	// lastEpoch is the DAVE epoch last counted (owned by run), with the
+	// session it belongs to.
+	lastEpoch     uint64
+	lastEpochSess *dave.Session
 
 	events chan Event
 	frames chan Frame

@@ -28,6 +28,9 @@ type DAVEStats struct {
 	// EncryptFailures counts our frames the frame encryptor refused for
 	// any other reason; they were dropped too.
 	EncryptFailures uint64
+	// Epochs counts the MLS epochs our DAVE sessions entered (each
+	// commit or welcome that changed the group's keys).
+	Epochs uint64
 }
 
 // maxDAVEVersion is Identify's max_dave_protocol_version.
@@ -146,7 +149,23 @@ func (c *Conn) afterDAVE(g *gatewayConn, op Opcode, outs []dave.Outbound, err er
 		c.emit(Error{Err: err})
 	}
 	c.sendDAVE(g, outs)
+	c.noteEpoch()
 	c.notePrivacyCode()
+}
+
+// noteEpoch counts a new DAVE epoch of the current session. Called by
+// run.
+func (c *Conn) noteEpoch() {
+	s := c.davePtr.Load()
+	if s == nil {
+		return
+	}
+	if e := s.Epoch(); e != 0 && (s != c.lastEpochSess || e != c.lastEpoch) {
+		c.lastEpoch, c.lastEpochSess = e, s
+		c.stats.mu.Lock()
+		c.stats.epochs++
+		c.stats.mu.Unlock()
+	}
 }
 
 // sendDAVE sends the session's answers: JSON as {"op","d"}, binary as
@@ -261,7 +280,7 @@ func (c *Conn) decryptFrame(userID string, kind MediaKind, frame []byte) ([]byte
 // c.stats.mu.
 func (c *Conn) daveStatsLocked() DAVEStats {
 	s := &c.stats
-	out := DAVEStats{NoKeyDropped: s.noKey, EncryptFailures: s.encFail}
+	out := DAVEStats{NoKeyDropped: s.noKey, EncryptFailures: s.encFail, Epochs: s.epochs}
 	cur := c.davePtr.Load()
 	if len(s.daveTotals) == 0 && cur == nil {
 		return out

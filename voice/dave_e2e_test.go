@@ -190,6 +190,9 @@ func TestDAVEMembersJoinAndLeave(t *testing.T) {
 	if changes != 3 {
 		t.Fatalf("%d PrivacyCodeChanged events, want 3 (one per epoch)", changes)
 	}
+	if st.DAVE.Epochs != 3 {
+		t.Fatalf("DAVE epochs counted %d, want 3 (join, a member joining, a member leaving)", st.DAVE.Epochs)
+	}
 	t.Logf("codes %s → %s → %s; %d frames from the talker, lost %d (undecryptable %d); talker failed to decrypt %d of the bot's",
 		code1[:10], code2[:10], code3[:10], len(got), lost, talkerStream.FrameDecryptFailures, talker.Stats().DecryptFailures)
 }

@@ -75,8 +75,8 @@ type connStats struct {
 	audioSent, silenceSent, videoSent, sendDr uint64
 	// DAVE: our frames dropped for want of a key or for another encrypt
 	// failure, and the counters of ended DAVE sessions.
-	noKey, encFail uint64
-	daveTotals     map[string]dave.SenderStats
+	noKey, encFail, epochs uint64
+	daveTotals             map[string]dave.SenderStats
 }
 
 func (s *connStats) add(f func(s *connStats)) {

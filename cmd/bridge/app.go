@@ -115,18 +115,23 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	if a.metrics, err = newAppMetrics(); err != nil {
 		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
 	}
+	var saveSession func(int, gateway.Session)
+	if cfg.RedisURL != "" {
+		// With other instances, each gateway session is saved for the
+		// next holder of its lease (scale.go).
+		saveSession = func(bot int, s gateway.Session) { a.cluster.saveSession(bot, s) }
+	}
 	a.bots, err = newBots(botSpec{
 		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
-		publish: func(e gateway.Event) {
+		session:    saveSession,
+		publish: func(bot int, e gateway.Event) {
 			if p, ok := e.Payload.(gateway.VoicePayload); ok && !p.Bot && a.bots.own(p.UserID) {
 				p.Bot = true // another bot of the pool: the bridge's own too
 				e.Payload = p
 			}
-			if a.cluster.eventsSource() {
-				a.hub.Publish(e.Name, e.Payload)
-			}
+			a.cluster.publish(a.hub, bot, e)
 			if p, ok := e.Payload.(gateway.RoomPayload); ok && e.Name == gateway.EventRoomDeleted {
 				a.hub.RoomEnded(p.ChannelID)
 				a.media.RoomEnded(p.ChannelID)
@@ -145,7 +150,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	}
 	a.gw = a.bots.first
 
-	if a.cluster, err = startCluster(cfg, guildID, a.announce, log); err != nil {
+	if a.cluster, err = startCluster(cfg, guildID, a.bots, a.announce, log); err != nil {
 		return &StartError{What: "REDIS_URL", Err: err, Fix: "check that REDIS_URL points to a reachable Redis (redis://host:6379/0), or unset it to run one instance"}
 	}
 	hubOpts := hub.Options{
@@ -225,7 +230,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		return &StartError{What: "HTTPS", Err: err, Fix: "stop whatever listens on HTTP_REDIRECT_ADDR, or set HTTP_REDIRECT_ADDR=off"}
 	}
 	a.ln = tlsLn
-	if err := a.cluster.openGateway(ctx, a.bots.pool, log); err != nil {
+	if err := a.cluster.openGateway(ctx, a.bots); err != nil {
 		return &StartError{What: "Discord gateway", Err: err, Fix: "check DISCORD_BOT_TOKEN(S) and the network path to Discord"}
 	}
 	a.serving = true
@@ -396,6 +401,7 @@ func (a *app) closeParts(ctx context.Context) error {
 		errs = append(errs, a.turn.Close())
 	}
 	if a.bots != nil {
+		a.cluster.handOver(ctx) // with other instances: the gateways go on there
 		errs = append(errs, a.bots.pool.Close(ctx))
 	}
 	errs = append(errs, a.cluster.close(ctx))

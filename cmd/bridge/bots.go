@@ -15,9 +15,12 @@ import (
 // bots is the wired pool: one gateway client and one REST client per bot
 // token, and which of them leads (reports room events, makes REST calls).
 type bots struct {
-	pool  *pool.Pool
-	rooms map[*gateway.Client]*gateway.Rooms
-	first *gateway.Client
+	pool    *pool.Pool
+	rooms   map[*gateway.Client]*gateway.Rooms
+	first   *gateway.Client
+	clients []*gateway.Client // in the pool's order
+	names   []string
+	tokens  []string
 }
 
 // botSpec is what newBots needs of the deployment.
@@ -27,8 +30,9 @@ type botSpec struct {
 	guildID, categoryID, apiBase string
 	httpClient                   *http.Client // Discord REST, counted
 	tune                         func(*gateway.Options)
-	publish                      func(gateway.Event) // the lead's room events
-	onChange                     func()              // the pool's capacity changed
+	publish                      func(bot int, e gateway.Event)   // the lead's room events
+	session                      func(bot int, s gateway.Session) // nil: sessions are not saved (one instance)
+	onChange                     func()                           // the pool's capacity changed
 	log                          *slog.Logger
 }
 
@@ -63,9 +67,12 @@ func newBots(spec botSpec) (*bots, error) {
 				// Every bot sees the guild's events; the lead alone
 				// reports them, so each reaches the hub once.
 				if leads(c) {
-					spec.publish(e)
+					spec.publish(i, e)
 				}
 			},
+		}
+		if spec.session != nil {
+			o.OnSession = func(s gateway.Session) { spec.session(i, s) }
 		}
 		if spec.tune != nil {
 			spec.tune(&o)
@@ -90,6 +97,7 @@ func newBots(spec botSpec) (*bots, error) {
 			b.first = c
 		}
 		b.rooms[c] = r
+		b.clients, b.names, b.tokens = append(b.clients, c), append(b.names, name), append(b.tokens, token)
 		members = append(members, pool.Bot{Name: name, Client: c, Guilds: []string{spec.guildID}})
 	}
 	p, err := pool.New(pool.Options{Bots: members, OnChange: spec.onChange, Logger: spec.log})

@@ -52,13 +52,27 @@ func (m *appMetrics) httpClient() *http.Client {
 // register adds the collector reading the app's parts.
 func (m *appMetrics) register(a *app) error {
 	s := metrics.Sources{
-		Hub:     a.hub.Stats,
-		Gateway: func() gateway.Status { return a.bots.lead().Status() },
-		Rooms:   func() []gateway.Room { return a.bots.lead().Rooms() },
-		Voice:   m.voiceTotals,
+		Hub:         a.hub.Stats,
+		Gateway:     func() gateway.Status { return a.bots.lead().Status() },
+		Rooms:       func() []gateway.Room { return a.bots.lead().Rooms() },
+		Voice:       m.voiceTotals,
+		ICEFailures: func() uint64 { return a.media.Stats().ICEFailures },
+		RoomCounts: func() []metrics.RoomCount {
+			rs := a.bots.lead().Rooms()
+			out := make([]metrics.RoomCount, len(rs))
+			for i, r := range rs {
+				out[i] = metrics.RoomCount{Room: r.ChannelID, Browsers: len(a.calls.in(r.ChannelID)), DiscordMembers: len(r.Members)}
+			}
+			return out
+		},
 	}
 	if a.cluster.bus != nil {
 		s.Bus = a.cluster.bus.Stats
+		leases, err := metrics.NewLeases(m.reg, a.cluster.leasesHeld)
+		if err != nil {
+			return err
+		}
+		a.cluster.onChange = leases.Changed
 	}
 	return metrics.Register(m.reg, s)
 }
@@ -122,6 +136,7 @@ func addVoice(t *metrics.VoiceTotals, s voice.Stats) {
 	}
 	t.DAVEEncryptFailures += s.DAVE.EncryptFailures
 	t.DAVENoKeyDropped += s.DAVE.NoKeyDropped
+	t.DAVEEpochs += s.DAVE.Epochs
 }
 
 // frame counts one frame across the seam.

@@ -121,8 +121,21 @@ func TestMetricsScriptedCall(t *testing.T) {
 		return n
 	}
 	waitUntil(t, ctx, "the member hears a second of the browser's tone", func() bool { return heard() >= 50 })
-	if v, _ := sample(scrape(t, ta), "bridge_voice_links"); v != 1 {
+	during := scrape(t, ta)
+	if v, _ := sample(during, "bridge_voice_links"); v != 1 {
 		t.Errorf("bridge_voice_links = %v during the call, want 1", v)
+	}
+	if v, _ := sample(during, "bridge_room_browsers", "room", room); v != 1 {
+		t.Errorf("bridge_room_browsers{room=%s} = %v during the call, want 1 (ann)", room, v)
+	}
+	if v, _ := sample(during, "bridge_room_discord_members", "room", room); v != 2 {
+		t.Errorf("bridge_room_discord_members{room=%s} = %v during the call, want 2 (the listener and the bot)", room, v)
+	}
+	if _, ok := during["bridge_ice_connection_failures_total"]; !ok {
+		t.Error("/metrics lacks bridge_ice_connection_failures_total")
+	}
+	if v, _ := sample(during, "bridge_dave_epochs_total"); v < 1 {
+		t.Errorf("bridge_dave_epochs_total = %v during a DAVE call, want at least 1", v)
 	}
 	ann.close()
 	var counted float64

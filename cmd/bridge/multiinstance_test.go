@@ -188,7 +188,11 @@ func (s *instSocket) snapshot() []string {
 type cluster3 struct {
 	redis *redistest.Server
 	addrs []string
+	procs []*proc
 	bins  [2]string
+	// emu is what the emulator printed: the bridges' settings and
+	// EMULATOR_CONTROL_URL, its own view.
+	emu map[string]string
 }
 
 func startCluster3(t *testing.T, ctx context.Context) *cluster3 {
@@ -205,19 +209,24 @@ func startCluster3(t *testing.T, ctx context.Context) *cluster3 {
 	t.Cleanup(func() { _ = rs.Close() })
 
 	emu := startProc(t, "emulator", emuBin, []string{"PATH=" + os.Getenv("PATH")},
-		"-voice-ca-file", filepath.Join(dir, "voice-ca.pem"), "-identify-interval", "1ns", "-heartbeat-interval", "1s", "-log-level", "warn")
+		"-voice-ca-file", filepath.Join(dir, "voice-ca.pem"), "-identify-interval", "1ns", "-heartbeat-interval", "1s", "-log-level", "warn",
+		"-control-addr", "127.0.0.1:0")
 	env := []string{"PATH=" + os.Getenv("PATH"), "DEV_AUTH=1", "REDIS_URL=" + rs.URL(), "LISTEN_ADDR=127.0.0.1:0", "OPERATOR_TOKEN=" + multiOperatorToken,
 		"ICE_UDP_PORT=0", "ICE_TCP_PORT=off", "LOG_LEVEL=info", "ROOM_GRACE_PERIOD=1s"}
 	setting := regexp.MustCompile(`^([A-Z_]+)=(.+)$`)
-	for range 5 {
+	c := &cluster3{redis: rs, bins: [2]string{bridgeBin, emuBin}, emu: map[string]string{}}
+	for range 6 {
 		m := emu.waitLine(t, ctx, setting)
-		env = append(env, m[0])
+		c.emu[m[1]] = m[2]
+		if m[1] != "EMULATOR_CONTROL_URL" {
+			env = append(env, m[0])
+		}
 	}
-	c := &cluster3{redis: rs, bins: [2]string{bridgeBin, emuBin}}
 	listening := regexp.MustCompile(`msg=listening addr=(127\.0\.0\.1:\d+)`)
 	for i := range 3 {
 		p := startProc(t, fmt.Sprintf("bridge-%d", i+1), bridgeBin, append(slices.Clone(env), fmt.Sprintf("INSTANCE_ID=b%d", i+1)))
 		c.addrs = append(c.addrs, p.waitLine(t, ctx, listening)[1])
+		c.procs = append(c.procs, p)
 	}
 	// Every instance is ready and sees the three.
 	for _, addr := range c.addrs {

@@ -15,6 +15,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -48,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	identify := fs.Duration("identify-interval", 5*time.Second, "minimum spacing of identifies (Discord's max_concurrency 1); tests use 1ns")
 	heartbeat := fs.Duration("heartbeat-interval", 41250*time.Millisecond, "gateway heartbeat interval sent in Hello")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	control := fs.String("control-addr", "", "if set, a listen address (such as 127.0.0.1:0) for the emulator's own view: GET /stats and GET /connections (JSON), printed as EMULATOR_CONTROL_URL")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,9 +59,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "emulator: -log-level %q is not a level; use debug, info, warn or error\n", *logLevel)
 		return 2
 	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
-		fmt.Fprintf(stderr, "emulator: -addr %q is not host:port; use a form like 127.0.0.1:9000\n", *addr)
-		return 2
+	for name, a := range map[string]string{"-addr": *addr, "-control-addr": *control} {
+		if _, _, err := net.SplitHostPort(a); err != nil && a != "" {
+			fmt.Fprintf(stderr, "emulator: %s %q is not host:port; use a form like 127.0.0.1:9000\n", name, a)
+			return 2
+		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("component", "emulator")
 
@@ -82,6 +87,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o := demo.Discord.Options()
 	fmt.Fprintf(stdout, "DISCORD_API_BASE=%s/api/v10\nDISCORD_BOT_TOKEN=%s\nDISCORD_GUILD_ID=%s\nROOM_CATEGORY_ID=%s\nVOICE_CA_FILE=%s\n",
 		demo.Discord.URL(), o.Token, o.GuildID, o.CategoryID, ca)
+	if *control != "" {
+		ln, err := net.Listen("tcp", *control)
+		if err != nil {
+			log.Error("-control-addr", "err", err)
+			return 1
+		}
+		srv := &http.Server{Handler: controlHandler(demo.Discord), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		fmt.Fprintf(stdout, "EMULATOR_CONTROL_URL=http://%s\n", ln.Addr())
+	}
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
 	}
@@ -89,6 +105,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	<-ctx.Done()
 	log.Info("stopping")
 	return 0
+}
+
+// controlHandler serves the emulator's own view, for tests and people
+// checking what a bridge did: GET /stats is discordemu.Stats (identifies,
+// resumes and the primary bot's session among them), GET /connections the
+// gateway connections, each saying whether it identified or resumed.
+func controlHandler(d *discordemu.Server) http.Handler {
+	mux := http.NewServeMux()
+	serve := func(v func() any) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(v())
+		}
+	}
+	mux.HandleFunc("GET /stats", serve(func() any { return d.Stats() }))
+	mux.HandleFunc("GET /connections", serve(func() any { return d.Connections() }))
+	return mux
 }
 
 // writeVoiceCA writes the certificate the voice emulator presents to path.

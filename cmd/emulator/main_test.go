@@ -87,3 +87,53 @@ func TestEmulatorPrintsWorkingSettings(t *testing.T) {
 		t.Fatalf("the voice certificate must be a CA valid for 127.0.0.1: %v (CA %v)", err, cert.IsCA)
 	}
 }
+
+// TestEmulatorControlView: with -control-addr the emulator prints
+// EMULATOR_CONTROL_URL, whose /stats counts identifies and resumes and
+// whose /connections lists the gateway connections; a bad address is
+// named.
+func TestEmulatorControlView(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"-control-addr", "nohostport"}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "-control-addr") {
+		t.Fatalf("bad -control-addr: exit %d, %q", code, stderr.String())
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-voice-ca-file", filepath.Join(t.TempDir(), "ca.pem"), "-log-level", "error", "-control-addr", "127.0.0.1:0"}, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit code %d", code)
+		}
+	}()
+	env := map[string]string{}
+	sc := bufio.NewScanner(pr)
+	for len(env) < 6 && sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		env[k] = v
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	control := env["EMULATOR_CONTROL_URL"]
+	if !strings.HasPrefix(control, "http://127.0.0.1:") {
+		t.Fatalf("EMULATOR_CONTROL_URL %q; printed %v", control, env)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	for path, want := range map[string]string{"/stats": `"Identifies":0`, "/connections": `[]`} {
+		resp, err := client.Get(control + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %s %s, want it to hold %s", path, resp.Status, body, want)
+		}
+	}
+}

@@ -151,6 +151,33 @@ func (p *Pool) Open(ctx context.Context) error {
 	return nil
 }
 
+// OpenBot opens the gateway of the pool's i-th bot alone, starting from
+// the session s (gateway.Client.OpenSession; a zero s identifies). With
+// several instances of a bridge, an instance opens a bot's gateway when it
+// takes that bot's lease, resuming the session its last holder saved.
+func (p *Pool) OpenBot(ctx context.Context, i int, s gateway.Session) error {
+	if i < 0 || i >= len(p.bots) {
+		return fmt.Errorf("%w: no bot %d in a pool of %d", ErrOptions, i, len(p.bots))
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.wg.Add(1) // under the lock: Close waits for it
+	p.mu.Unlock()
+	m := p.bots[i]
+	if err := m.Client.OpenSession(ctx, s); err != nil {
+		p.wg.Done()
+		return fmt.Errorf("pool: %s: %w", m.Name, err)
+	}
+	go func() {
+		defer p.wg.Done()
+		p.watch(m)
+	}()
+	return nil
+}
+
 // watch follows one bot's gateway: its first READY adds capacity, a fatal
 // stop takes it out of the pool.
 func (p *Pool) watch(m *member) {

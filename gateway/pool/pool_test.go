@@ -23,8 +23,25 @@ const (
 	secondBotID = "100000000000000002"
 )
 
-// startPool runs an emulator with two bots and a pool of both.
+// startPool runs an emulator with two bots and a pool of both, open.
 func startPool(t *testing.T, onChange func()) (*discordemu.Server, *pool.Pool) {
+	t.Helper()
+	emu, p, bots := newPool(t, onChange)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bots {
+		if err := b.Client.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return emu, p
+}
+
+// newPool runs an emulator with two bots and a pool of both, not open.
+func newPool(t *testing.T, onChange func()) (*discordemu.Server, *pool.Pool, []pool.Bot) {
 	t.Helper()
 	emu, err := discordemu.Start(discordemu.Options{
 		IdentifyInterval: time.Nanosecond,
@@ -54,22 +71,44 @@ func startPool(t *testing.T, onChange func()) (*discordemu.Server, *pool.Pool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		if err := p.Close(context.Background()); err != nil {
 			t.Error(err)
 		}
 	})
-	for _, b := range bots {
-		if err := b.Client.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
+	return emu, p, bots
+}
+
+// TestOpenBotAlone: OpenBot opens one bot's gateway and leaves the others
+// idle (an instance holding one bot's lease); a bot out of range and a
+// closed pool are refused.
+func TestOpenBotAlone(t *testing.T) {
+	changed := make(chan struct{}, 4)
+	_, p, bots := newPool(t, func() { changed <- struct{}{} })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.OpenBot(ctx, 2, gateway.Session{}); !errors.Is(err, pool.ErrOptions) {
+		t.Fatalf("OpenBot(2) of two bots: %v", err)
 	}
-	return emu, p
+	if err := p.OpenBot(ctx, 1, gateway.Session{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bots[1].Client.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-changed // bot 2 is ready: the pool's capacity changed
+	if st := bots[0].Client.Status().State; st != gateway.StateIdle {
+		t.Fatalf("bot 1 is %s, want idle", st)
+	}
+	if !p.Healthy() {
+		t.Fatal("the pool with bot 2 ready is not healthy")
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.OpenBot(ctx, 0, gateway.Session{}); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("OpenBot after Close: %v", err)
+	}
 }
 
 func TestLeasesOneBotPerRoom(t *testing.T) {

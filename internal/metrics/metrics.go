@@ -7,7 +7,8 @@
 // registry passed in: no global state.
 //
 // Labels are bounded: directions, kinds, states, HTTP methods and status
-// codes. No label carries a user id, a channel id or a token.
+// codes, and a room's channel id on the per-room series, which exist only
+// while the room does. No label carries a user id or a token.
 package metrics
 
 import (
@@ -32,6 +33,19 @@ type Sources struct {
 	Gateway func() gateway.Status
 	Rooms   func() []gateway.Room
 	Voice   func() VoiceTotals
+	// ICEFailures counts browsers whose WebRTC connection failed.
+	ICEFailures func() uint64
+	// RoomCounts are the rooms that exist now with their browsers and
+	// Discord members: one series each, gone with the room.
+	RoomCounts func() []RoomCount
+}
+
+// RoomCount is one room's browsers (in its call on this instance) and
+// Discord members.
+type RoomCount struct {
+	Room           string // the room's channel id
+	Browsers       int
+	DiscordMembers int
 }
 
 // VoiceTotals sum the voice connections' counters, those that ended
@@ -41,6 +55,7 @@ type VoiceTotals struct {
 	FrameDecryptFailures     uint64
 	DAVEEncryptFailures      uint64
 	DAVENoKeyDropped         uint64
+	DAVEEpochs               uint64
 }
 
 // Handler serves reg's metrics in the Prometheus text format.
@@ -65,6 +80,7 @@ var (
 	busDelivered    = desc("redis_events_read_total", "Events read from the Redis stream and fanned out here.")
 	busDuplicates   = desc("redis_events_duplicate_total", "Stream entries skipped because their event was already delivered (a retried XADD).")
 	busOutboxDrops  = desc("redis_events_outbox_dropped_total", "Events dropped because the outbox was full while Redis was unreachable.")
+	busFenced       = desc("redis_events_fenced_total", "Events dropped because the gateway lease they were published under had passed to another holder.")
 	busResyncs      = desc("redis_resyncs_total", "Times events were lost to stream trimming and the sockets closed to resync.")
 	redisOps        = desc("redis_operations_total", "Redis round trips made by the hub's bus.")
 	redisErrors     = desc("redis_operation_errors_total", "Redis round trips that failed (each retried).")
@@ -78,7 +94,11 @@ var (
 	voiceTransport  = desc("voice_transport_decrypt_failures_total", "Voice packets failing transport authentication.")
 	voiceFrame      = desc("voice_frame_decrypt_failures_total", "Voice frames the DAVE frame decryptor rejected.")
 	voiceEncrypt    = desc("dave_encrypt_failures_total", "Our frames the DAVE encryptor refused (dropped, never sent in clear).")
+	daveEpochs      = desc("dave_epochs_total", "MLS epochs the bridge's DAVE sessions entered (a commit or welcome that changed a call's keys).")
 	voiceNoKey      = desc("dave_no_key_dropped_total", "Our frames dropped while DAVE was in force without a media key yet.")
+	iceFailures     = desc("ice_connection_failures_total", "Browsers whose WebRTC connection failed (ICE or DTLS) or stayed disconnected too long.")
+	roomBrowsers    = desc("room_browsers", "Browsers in a room's call on this instance, per room while it exists.", "room")
+	roomMembers     = desc("room_discord_members", "Discord members in a room's voice channel, the bot included, per room while it exists.", "room")
 	gatewayStateSet = []gateway.State{gateway.StateIdle, gateway.StateConnecting, gateway.StateResuming, gateway.StateReady, gateway.StateReconnecting, gateway.StateStopped, gateway.StateFailed}
 )
 
@@ -108,6 +128,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(busDuplicates, st.Duplicates)
 		counter(busOutboxDrops, st.Dropped)
 		counter(busResyncs, st.Resyncs)
+		counter(busFenced, st.Fenced)
 		counter(redisOps, st.Operations)
 		counter(redisErrors, st.Errors)
 		gauge(redisUp, boolFloat(st.Connected))
@@ -130,12 +151,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(rooms, float64(len(rs)))
 		gauge(discordMembers, float64(members))
 	}
+	if c.s.ICEFailures != nil {
+		counter(iceFailures, c.s.ICEFailures())
+	}
+	if c.s.RoomCounts != nil {
+		for _, r := range c.s.RoomCounts() {
+			gauge(roomBrowsers, float64(r.Browsers), r.Room)
+			gauge(roomMembers, float64(r.DiscordMembers), r.Room)
+		}
+	}
 	if c.s.Voice != nil {
 		v := c.s.Voice()
 		counter(voiceTransport, v.TransportDecryptFailures)
 		counter(voiceFrame, v.FrameDecryptFailures)
 		counter(voiceEncrypt, v.DAVEEncryptFailures)
 		counter(voiceNoKey, v.DAVENoKeyDropped)
+		counter(daveEpochs, v.DAVEEpochs)
 	}
 }
 
@@ -253,3 +284,33 @@ func (s *Seam) LinkClosed() {
 		s.links.Add(-1)
 	}
 }
+
+// Leases counts the changes of the bots' gateway leases on this instance
+// (with several instances on Redis): acquired, lost (taken by another, or
+// not renewed in time) and released (handed on at shutdown).
+type Leases struct{ changes *prometheus.CounterVec }
+
+// LeaseChanges are the values of bridge_gateway_lease_changes_total's
+// "change" label.
+var LeaseChanges = []string{"acquired", "lost", "released"}
+
+// NewLeases registers the lease counters on reg, and a gauge of the leases
+// held now read from held.
+func NewLeases(reg prometheus.Registerer, held func() int) (*Leases, error) {
+	l := &Leases{changes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "gateway_lease_changes_total",
+		Help: "Changes of this instance's gateway leases: acquired, lost, released."}, []string{"change"})}
+	for _, c := range LeaseChanges {
+		l.changes.WithLabelValues(c)
+	}
+	for _, c := range []prometheus.Collector{l.changes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "gateway_leases_held", Help: "Bots' gateway leases this instance holds."},
+		func() float64 { return float64(held()) })} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Changed counts one change (one of LeaseChanges).
+func (l *Leases) Changed(change string) { l.changes.WithLabelValues(change).Inc() }

@@ -52,6 +52,7 @@ func TestRESTCountsByCode(t *testing.T) {
 // output lints clean (names, units, help).
 func TestCollectorSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	rooms := []RoomCount{{Room: "301", Browsers: 2, DiscordMembers: 3}, {Room: "302", DiscordMembers: 1}}
 	err := Register(reg, Sources{
 		Hub:     func() hub.HubStats { return hub.HubStats{Sockets: 3, Delivered: 10, Dropped: 1} },
 		Bus:     func() hub.BusStats { return hub.BusStats{Published: 4, Connected: true, EventsSource: true} },
@@ -59,7 +60,9 @@ func TestCollectorSeries(t *testing.T) {
 		Rooms: func() []gateway.Room {
 			return []gateway.Room{{Members: []gateway.Member{{}, {}}}, {Members: []gateway.Member{{}}}}
 		},
-		Voice: func() VoiceTotals { return VoiceTotals{FrameDecryptFailures: 5} },
+		Voice:       func() VoiceTotals { return VoiceTotals{FrameDecryptFailures: 5, DAVEEpochs: 4} },
+		ICEFailures: func() uint64 { return 2 },
+		RoomCounts:  func() []RoomCount { return rooms },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +83,32 @@ bridge_voice_frame_decrypt_failures_total 5
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "bridge_hub_sockets", "bridge_rooms", "bridge_discord_members", "bridge_voice_frame_decrypt_failures_total"); err != nil {
 		t.Fatal(err)
+	}
+	perRoom := `
+# HELP bridge_dave_epochs_total MLS epochs the bridge's DAVE sessions entered (a commit or welcome that changed a call's keys).
+# TYPE bridge_dave_epochs_total counter
+bridge_dave_epochs_total 4
+# HELP bridge_ice_connection_failures_total Browsers whose WebRTC connection failed (ICE or DTLS) or stayed disconnected too long.
+# TYPE bridge_ice_connection_failures_total counter
+bridge_ice_connection_failures_total 2
+# HELP bridge_room_browsers Browsers in a room's call on this instance, per room while it exists.
+# TYPE bridge_room_browsers gauge
+bridge_room_browsers{room="301"} 2
+bridge_room_browsers{room="302"} 0
+# HELP bridge_room_discord_members Discord members in a room's voice channel, the bot included, per room while it exists.
+# TYPE bridge_room_discord_members gauge
+bridge_room_discord_members{room="301"} 3
+bridge_room_discord_members{room="302"} 1
+`
+	names := []string{"bridge_dave_epochs_total", "bridge_ice_connection_failures_total", "bridge_room_browsers", "bridge_room_discord_members"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(perRoom), names...); err != nil {
+		t.Fatal(err)
+	}
+	// A room that ended has no series any more.
+	rooms = rooms[1:]
+	gone := strings.NewReplacer(`bridge_room_browsers{room="301"} 2`+"\n", "", `bridge_room_discord_members{room="301"} 3`+"\n", "").Replace(perRoom)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(gone), names...); err != nil {
+		t.Fatalf("after room 301 ended: %v", err)
 	}
 	fams, err := reg.Gather()
 	if err != nil {
