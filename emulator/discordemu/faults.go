@@ -133,7 +133,7 @@ func (s *Server) MoveVoiceServer() error {
 	if !ok {
 		return ErrNotInVoice
 	}
-	s.queueEffectLocked(voiceEffect{userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
+	s.queueEffectLocked(voiceEffect{guildID: s.guild.id, userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
 	return nil
 }
 

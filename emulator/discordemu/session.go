@@ -112,20 +112,20 @@ func (s *Server) botByUserLocked(userID string) *botState {
 	return nil
 }
 
-// dispatchLocked sends a guild event to every bot's session (each bot is in
-// the guild) whose shard holds the guild; see dispatchToLocked.
-func (s *Server) dispatchLocked(event string, intent int, d any) {
+// dispatchLocked sends a guild event to the session of every bot in the
+// guild whose shard holds it; see dispatchToLocked.
+func (s *Server) dispatchLocked(g *guildState, event string, intent int, d any) {
 	for _, b := range s.bots {
-		if b.sess != nil && s.guildOnShardLocked(b.sess) {
+		if b.sess != nil && g.hasBot(b.userID) && guildOnShard(g.id, b.sess) {
 			s.dispatchToLocked(b.sess, event, intent, d)
 		}
 	}
 }
 
-// guildOnShardLocked reports whether the guild's events go to sess's
-// shard: shard_id = (guild_id >> 22) % num_shards ("Sharding").
-func (s *Server) guildOnShardLocked(sess *session) bool {
-	id, _ := strconv.ParseUint(s.guild.id, 10, 64) // validated at Start
+// guildOnShard reports whether the guild's events go to sess's shard:
+// shard_id = (guild_id >> 22) % num_shards ("Sharding").
+func guildOnShard(guildID string, sess *session) bool {
+	id, _ := strconv.ParseUint(guildID, 10, 64) // validated at Start
 	return int((id>>22)%uint64(sess.shard[1])) == sess.shard[0]
 }
 
