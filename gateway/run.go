@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,6 +17,10 @@ type sessionInfo struct {
 	resumeURL string
 	seq       int64 // last processed dispatch
 	botUserID string
+	// awaiting are the served guilds READY listed whose GUILD_CREATE has
+	// not come yet; missing are the served guilds READY did not list.
+	awaiting map[string]bool
+	missing  []string
 }
 
 // gatewayInfo is the cached answer of GET /gateway/bot.
@@ -328,14 +333,13 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 					awaitGuild = true
 				case stepReadyNoGuild:
 					becomeReady()
-					c.setStatus(func(s *Status) {
-						s.LastError = fmt.Sprintf("the bot is not a member of guild %s: invite it with the bridge's permissions", c.opts.GuildID)
-					})
+					c.reportMissing(sess.missing)
 				case stepResumed:
 					becomeReady()
 				case stepGuild:
 					if awaitGuild && !ready {
 						becomeReady()
+						c.reportMissing(sess.missing)
 					}
 				}
 			case opHello:
@@ -345,6 +349,20 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 			}
 		}
 	}
+}
+
+// reportMissing names, in Status, the served guilds the bot is not in
+// (on this shard).
+func (c *Client) reportMissing(missing []string) {
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("the bot is not a member of guild %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
+	if len(missing) > 1 {
+		msg = fmt.Sprintf("the bot is not a member of guilds %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
+	}
+	c.log.Warn("served guilds missing from READY", "guilds", strings.Join(missing, ","))
+	c.setStatus(func(s *Status) { s.LastError = msg })
 }
 
 // afterReadError turns a read failure into what to do next, from the close
