@@ -153,10 +153,13 @@ type Client struct {
 	changed  chan struct{} // closed and replaced on every status change
 	fatalErr error
 	subs     map[*voiceSub]struct{}
-	opened   bool
-	closed   bool
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when every goroutine has ended
+	// absent are the served guilds the latest READY did not list: the bot
+	// is not in them (on this shard).
+	absent map[string]bool
+	opened bool
+	closed bool
+	cancel context.CancelFunc
+	done   chan struct{} // closed when every goroutine has ended
 }
 
 // command is an outgoing payload handed to the run goroutine.
@@ -285,6 +288,17 @@ func (c *Client) guild(id string) *guildView {
 		}
 	}
 	return nil
+}
+
+// InGuild reports whether the client serves guildID and the bot is in it:
+// true from New until a READY that does not list the guild.
+func (c *Client) InGuild(guildID string) bool {
+	if g := c.guild(guildID); g == nil || guildID == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.absent[guildID]
 }
 
 // Guilds are the guilds the client serves, the home guild first.

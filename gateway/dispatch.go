@@ -53,11 +53,16 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 			}
 		}
 		sess.missing = sess.missing[:0]
+		absent := map[string]bool{}
 		for _, g := range c.guilds {
 			if !sess.awaiting[g.id] {
 				sess.missing = append(sess.missing, g.id)
+				absent[g.id] = true
 			}
 		}
+		c.mu.Lock()
+		c.absent = absent
+		c.mu.Unlock()
 		st = stepReadyNoGuild
 		if len(sess.awaiting) > 0 {
 			st = stepReady

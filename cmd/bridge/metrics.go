@@ -54,7 +54,7 @@ func (m *appMetrics) register(a *app) error {
 	s := metrics.Sources{
 		Hub:     a.hub.Stats,
 		Gateway: func() gateway.Status { return a.bots.lead().Status() },
-		Rooms:   func() []gateway.Room { return a.bots.lead().Rooms() },
+		Rooms:   func() []gateway.Room { return a.bots.knownRooms() },
 		Voice:   m.voiceTotals,
 	}
 	if a.cluster.bus != nil {
