@@ -361,7 +361,7 @@ func (c *Client) reportMissing(missing []string) {
 	if len(missing) > 1 {
 		msg = fmt.Sprintf("the bot is not a member of guilds %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
 	}
-	c.log.Warn("served guilds missing from READY", "guilds", strings.Join(missing, ","))
+	c.log.Warn("served guilds missing from READY", "missing", strings.Join(missing, ","))
 	c.setStatus(func(s *Status) { s.LastError = msg })
 }
 
