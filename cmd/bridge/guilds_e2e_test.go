@@ -220,7 +220,9 @@ func TestGuildsClaimKeepsGuildBOut(t *testing.T) {
 	}
 	ta.doJSON(t, http.MethodGet, "/api/rooms?guildId="+guildB, onlyA, nil, http.StatusForbidden, nil)
 	ta.doJSON(t, http.MethodDelete, "/api/end-room/"+bRoom, onlyA, nil, http.StatusForbidden, nil)
-	var list struct{ Rooms []struct{ ChannelID, GuildID string } }
+	var list struct {
+		Rooms []struct{ ChannelID, GuildID string }
+	}
 	ta.doJSON(t, http.MethodGet, "/api/rooms", onlyA, nil, http.StatusOK, &list)
 	for _, r := range list.Rooms {
 		if r.GuildID != guildA {
