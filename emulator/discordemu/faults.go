@@ -163,13 +163,15 @@ func (s *Server) CloseBotWithCode(botUserID string, code int, reason string) boo
 	if code == closeAuthenticationFailed {
 		b.revoked = true
 	}
-	if b.sess == nil || b.sess.conn == nil {
-		return false
+	closed := false
+	for _, sess := range b.shards {
+		if c := sess.conn; c != nil {
+			s.invalidateLocked(sess)
+			c.enqueue(outFrame{closeCode: code, closeReason: reason})
+			closed = true
+		}
 	}
-	c := b.sess.conn
-	s.invalidateSessionLocked(b)
-	c.enqueue(outFrame{closeCode: code, closeReason: reason})
-	return true
+	return closed
 }
 
 // SetShards changes how many shards the bot needs (Options.Shards), as

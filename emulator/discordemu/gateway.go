@@ -228,8 +228,8 @@ func (c *conn) readLoop(interval time.Duration) {
 				// new one." (opcodes-and-status-codes.mdx): not resumable.
 				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
 				s.mu.Lock()
-				if c.sess != nil && c.sess == c.sess.bot.sess {
-					s.invalidateSessionLocked(c.sess.bot)
+				if c.sess != nil && c.sess.liveLocked() {
+					s.invalidateLocked(c.sess)
 				}
 				s.mu.Unlock()
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
@@ -333,8 +333,8 @@ func (s *Server) clientClosed(c *conn, code int) {
 	if !info.ClosedByServer {
 		info.CloseCode = code
 	}
-	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.bot.sess == c.sess {
-		s.invalidateSessionLocked(c.sess.bot)
+	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.liveLocked() {
+		s.invalidateLocked(c.sess)
 	}
 }
 
@@ -506,7 +506,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		shard = [2]int{d.Shard[0], d.Shard[1]}
 	}
-	if s.opts.Shards > 1 && shard[1] < s.opts.Shards {
+	if need := s.shardsNeededLocked(b); need > 1 && shard[1] < need {
 		// Too many guilds for so few shards ("Sharding").
 		return closeShardingRequired, "Sharding required."
 	}
@@ -529,13 +529,23 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		s.stats.Identifies++
 	}
 
-	if old := b.sess; old != nil && old.conn != nil && old.conn != c {
-		// One session a bot: the previous one ends with its connection.
-		old.conn.shutdown()
+	for _, old := range b.shards {
+		if old.shard[0] != shard[0] && old.shard[1] == shard[1] {
+			continue // another shard's session goes on
+		}
+		// One session a shard: the previous one ends with its
+		// connection, as do those of another shard count.
+		if old.conn != nil && old.conn != c {
+			old.conn.shutdown()
+		}
+		s.invalidateLocked(old)
 	}
-	s.invalidateSessionLocked(b)
+	if b.sess != nil && !b.sess.liveLocked() {
+		b.sess = nil
+	}
 	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c, shard: shard}
 	b.sess = sess
+	b.shards[shard[0]] = sess
 	c.sess = sess
 	c.authed = true
 	s.connLog[c.id-1].Identified = true
@@ -581,6 +591,22 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	return 0, ""
 }
 
+// shardsNeededLocked is how many shards bot b must identify with:
+// Options.Shards, raised by GuildsPerShard for a bot in many guilds.
+func (s *Server) shardsNeededLocked(b *botState) int {
+	need := s.opts.Shards
+	if per := s.opts.GuildsPerShard; per > 0 {
+		n := 0
+		for _, g := range s.guilds {
+			if g.hasBot(b.userID) {
+				n++
+			}
+		}
+		need = max(need, (n+per-1)/per)
+	}
+	return max(need, 1)
+}
+
 // handleResume continues a session ("Resuming"): replay, then RESUMED.
 func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	var d struct {
@@ -607,7 +633,12 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if d.Seq != nil {
 		seq = *d.Seq
 	}
-	sess := b.sess
+	var sess *session
+	for _, live := range b.shards {
+		if d.SessionID != nil && live.id == *d.SessionID {
+			sess = live
+		}
+	}
 	if sess == nil || d.SessionID == nil || *d.SessionID != sess.id || seq < 0 {
 		s.stats.InvalidSessions++
 		s.notifyLocked()
@@ -620,7 +651,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if lt := s.opts.SessionLifetime; lt > 0 && sess.conn == nil && time.Since(sess.detached) > lt {
 		s.log.Info("resume after the session's lifetime refused", "session_id", sess.id)
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked(b)
+		s.invalidateLocked(sess)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
@@ -632,7 +663,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	if !s.replayLocked(sess, c, seq) {
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked(b)
+		s.invalidateLocked(sess)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}

@@ -233,14 +233,14 @@ func (s *Server) restGetGateway(*apiRequest) apiResponse {
 // restGetGatewayBot is Get Gateway Bot with a session start limit of 1000
 // identifies a day, the recommended shards (Options.Shards) and
 // Options.MaxConcurrency.
-func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
+func (s *Server) restGetGatewayBot(req *apiRequest) apiResponse {
 	remaining := 1000 - s.stats.Identifies
 	if remaining < 0 {
 		remaining = 0
 	}
 	return apiResponse{status: http.StatusOK, body: map[string]any{
 		"url":    s.GatewayURL(),
-		"shards": max(1, s.opts.Shards),
+		"shards": s.shardsNeededLocked(req.bot),
 		"session_start_limit": map[string]any{
 			"total":           1000,
 			"remaining":       remaining,

@@ -64,8 +64,15 @@ type Options struct {
 	// does for a bot in many guilds: GET /gateway/bot recommends it, an
 	// identify with fewer shards is closed with 4011, and a session gets
 	// the guild's events only when its shard holds the guild
-	// ((guild_id >> 22) % num_shards). One session a bot at a time.
+	// ((guild_id >> 22) % num_shards). A bot runs one session per shard:
+	// a new identify ends the bot's session of the same shard id, and
+	// those identified with another shard count.
 	Shards int
+	// GuildsPerShard, when above 0, requires a bot in more guilds than
+	// that to shard, as Discord does past 2,500: it needs at least
+	// ceil(guilds / GuildsPerShard) shards (and at least Shards), which
+	// GET /gateway/bot recommends; fewer are closed with 4011.
+	GuildsPerShard int
 	// MaxConcurrency is GET /gateway/bot's max_concurrency, default 1:
 	// identifies of shards in different buckets (shard_id %
 	// max_concurrency) may come together; one a bucket per
@@ -432,9 +439,9 @@ func Start(opts Options) (*Server, error) {
 	for _, g := range opts.Guilds {
 		s.guilds = append(s.guilds, newGuildState(g, opts, now))
 	}
-	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}}}
+	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}, shards: map[int]*session{}}}
 	for _, b := range opts.ExtraBots {
-		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, limiter: newRateLimiter()})
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, shards: map[int]*session{}, limiter: newRateLimiter()})
 	}
 	s.ids.next(time.Now())
 

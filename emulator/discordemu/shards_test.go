@@ -57,7 +57,7 @@ func TestShardingRequired(t *testing.T) {
 	if g := ready["guilds"].([]any); len(g) != 0 {
 		t.Fatalf("shard 0 READY lists guilds %v, want none", g)
 	}
-	// One session a bot: the home shard's identify ends shard 0's.
+	// One session a shard: the home shard's identify leaves shard 0's be.
 	c := dialGateway(t, s)
 	c.expectOp(opHello)
 	c.send(opIdentify, identifyShard(s.Options().Token, home, shards))

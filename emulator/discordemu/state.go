@@ -909,6 +909,6 @@ func (s *Server) dispatchVoiceServerLocked(u voiceServerUpdate) {
 		d["endpoint"] = *u.endpoint
 	}
 	if b := s.botByUserLocked(u.userID); b != nil {
-		s.dispatchToLocked(b.sess, "VOICE_SERVER_UPDATE", 0, d)
+		s.dispatchToLocked(b.sessionForLocked(u.guildID), "VOICE_SERVER_UPDATE", 0, d)
 	}
 }
