@@ -63,8 +63,14 @@ type Options struct {
 	// required) asks again.
 	Shards int
 	// IdentifyInterval is the minimum time between two Identify payloads;
-	// zero means 5 s / max_concurrency from GET /gateway/bot.
+	// zero means 5 s / max_concurrency from GET /gateway/bot. With
+	// Identify, it is the window of one max_concurrency bucket (zero:
+	// Discord's 5 s).
 	IdentifyInterval time.Duration
+	// Identify, when set, is the queue shared by the clients of one bot's
+	// shards, which paces their identifies by max_concurrency buckets
+	// (shard_id % max_concurrency). Nil: the client paces only its own.
+	Identify *IdentifyQueue
 	// BackoffMin and BackoffMax bound the jittered exponential wait between
 	// reconnects; defaults 1 s and 60 s.
 	BackoffMin, BackoffMax time.Duration
@@ -156,6 +162,7 @@ type Client struct {
 	// absent are the served guilds the latest READY did not list: the bot
 	// is not in them (on this shard).
 	absent map[string]bool
+	shard  [2]int // the last identified [shard_id, num_shards]
 	opened bool
 	closed bool
 	cancel context.CancelFunc

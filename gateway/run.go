@@ -28,6 +28,7 @@ type gatewayInfo struct {
 	url              string
 	identifyInterval time.Duration
 	shards           int // the shard count to identify with, at least 1
+	maxConcurrency   int // identify buckets, at least 1
 }
 
 // next is what the run loop does after a connection ended.
@@ -184,8 +185,17 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 	} else {
 		c.setState(StateConnecting, nil)
 		// Identify rate limit (Gateway, Identifying): wait before dialing so
-		// the socket does not sit idle.
-		if !lastIdent.IsZero() {
+		// the socket does not sit idle. The shards of one bot share a
+		// queue of max_concurrency buckets.
+		if q := c.opts.Identify; q != nil {
+			window := c.opts.IdentifyInterval
+			if window == 0 {
+				window = identifyWindow
+			}
+			if err := q.wait(ctx, c.shardOf(gw), gw.maxConcurrency, window); err != nil {
+				return nil, nil, result{next: nextStop}
+			}
+		} else if !lastIdent.IsZero() {
 			if err := sleepCtx(ctx, time.Until(lastIdent.Add(gw.identifyInterval))); err != nil {
 				return nil, nil, result{next: nextStop}
 			}
@@ -251,8 +261,11 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 			Properties: identifyProperties{OS: runtime.GOOS, Browser: "voicebridge", Device: "voicebridge"},
 		}
 		if gw.shards > 1 {
-			id.Shard = &[2]int{ShardOf(c.opts.GuildID, gw.shards), gw.shards}
+			id.Shard = &[2]int{c.shardOf(gw), gw.shards}
 		}
+		c.mu.Lock()
+		c.shard = [2]int{c.shardOf(gw), gw.shards}
+		c.mu.Unlock()
 		err = l.write(outFrame{Op: opIdentify, D: id})
 	}
 	if err != nil {
@@ -349,6 +362,17 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 			}
 		}
 	}
+}
+
+// shardOf is the shard the client identifies: its home guild's.
+func (c *Client) shardOf(gw gatewayInfo) int { return ShardOf(c.opts.GuildID, gw.shards) }
+
+// Shard is the shard the client last identified, [shard_id, num_shards]
+// ([0, 1] unsharded); zero before the first identify.
+func (c *Client) Shard() [2]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shard
 }
 
 // reportMissing names, in Status, the served guilds the bot is not in

@@ -127,6 +127,21 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	}
 	a.bots, err = newBots(botSpec{
 		tokens: tokens, shards: cfg.Shards, guilds: guilds, apiBase: apiBase,
+		shardsOf: func(token string) int {
+			// A bot of several guilds that Discord has shard gets a client
+			// per shard: ask GET /gateway/bot how many before connecting.
+			if cfg.Shards > 0 || len(guilds) < 2 {
+				return cfg.Shards
+			}
+			rctx, cancel := context.WithTimeout(ctx, shardsLookupTimeout)
+			defer cancel()
+			r, err := gateway.RecommendedShards(rctx, a.metrics.httpClient(), apiBase, token)
+			if err != nil {
+				log.Warn("GET /gateway/bot failed; connecting one shard and following Discord from there", "err", err)
+				return 0
+			}
+			return r.Shards
+		},
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
 		publish: func(e gateway.Event) {
@@ -249,6 +264,10 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	}()
 	return nil
 }
+
+// shardsLookupTimeout bounds the GET /gateway/bot a bot of several
+// guilds makes at start to plan its shards.
+const shardsLookupTimeout = 10 * time.Second
 
 // gatewayReadiness says, for anyone to read on /readyz, why the bridge is
 // not ready: the gateway's state and its last problem, nothing of its

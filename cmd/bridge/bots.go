@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -25,8 +26,11 @@ type bots struct {
 
 // botSpec is what newBots needs of the deployment.
 type botSpec struct {
-	tokens     []string
-	shards     int
+	tokens []string
+	shards int
+	// shardsOf is the shard count to split a token's guilds by (0 or 1:
+	// one client); nil uses shards.
+	shardsOf   func(token string) int
 	guilds     []gateway.Guild // served guilds with their room categories
 	apiBase    string
 	httpClient *http.Client // Discord REST, counted
@@ -84,12 +88,20 @@ func newBots(spec botSpec) (*bots, error) {
 		mu.Unlock()
 		return p != nil && p.LeadOf(guildID) == c
 	}
-	groups := shardGroups(spec.guilds, spec.shards)
 	for i, token := range spec.tokens {
+		shards := spec.shards
+		if spec.shardsOf != nil {
+			shards = spec.shardsOf(token)
+		}
+		groups := shardGroups(spec.guilds, shards)
+		var identify *gateway.IdentifyQueue
+		if len(groups) > 1 {
+			identify = gateway.NewIdentifyQueue() // the bot's shards share max_concurrency
+		}
 		for _, group := range groups {
 			name := "bot " + strconv.Itoa(i+1)
 			if len(groups) > 1 {
-				name += " shard " + strconv.Itoa(gateway.ShardOf(group[0].ID, spec.shards))
+				name += " shard " + strconv.Itoa(gateway.ShardOf(group[0].ID, shards))
 			}
 			log := spec.log.With("bot", name)
 			var c *gateway.Client
@@ -98,6 +110,7 @@ func newBots(spec botSpec) (*bots, error) {
 				Shards:     spec.shards,
 				Token:      token,
 				Guilds:     group,
+				Identify:   identify,
 				APIBase:    spec.apiBase,
 				Logger:     log, // gateway names its component itself
 				OnEvent: func(e gateway.Event) {
@@ -169,18 +182,26 @@ func (b *bots) roomsOf(guildID string) *gateway.Rooms {
 // gateway last reported them.
 func (b *bots) knownRooms() []gateway.Room {
 	var out []gateway.Room
-	for _, g := range b.guilds {
-		c := b.pool.LeadOf(g.ID)
-		if c == nil {
-			continue
-		}
+	leads := map[string]*gateway.Client{} // guild -> its lead, asked once
+	for c := range b.rooms {
 		for _, r := range c.Rooms() {
-			if r.GuildID == g.ID {
+			lead, ok := leads[r.GuildID]
+			if !ok {
+				lead = b.pool.LeadOf(r.GuildID)
+				leads[r.GuildID] = lead
+			}
+			if lead == c {
 				out = append(out, r)
 			}
 		}
 	}
+	slices.SortStableFunc(out, func(x, y gateway.Room) int { return b.guildIndex(x.GuildID) - b.guildIndex(y.GuildID) })
 	return out
+}
+
+// guildIndex is a guild's place among the served guilds.
+func (b *bots) guildIndex(id string) int {
+	return slices.IndexFunc(b.guilds, func(g gateway.Guild) bool { return g.ID == id })
 }
 
 // room is a known room by channel id.

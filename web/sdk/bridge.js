@@ -108,8 +108,7 @@ export async function devAuthAvailable(base = '') {
  * allows).
  */
 export async function devToken(name, base = '', guilds = undefined) {
-  const body = Array.isArray(guilds) ? { name, guilds } : { name };
-  const res = await request(base, '/api/dev/token', { method: 'POST', body });
+  const res = await request(base, '/api/dev/token', { method: 'POST', body: Array.isArray(guilds) ? { name, guilds } : { name } });
   if (!res.ok) throw await failure(res, 'Sign-in');
   const body = await res.json();
   if (!body || typeof body.token !== 'string' || !body.token) {
