@@ -176,6 +176,7 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 // a nil link and how the attempt ended.
 func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInfo, lastIdent *time.Time) (*link, *heartbeat, result) {
 	resuming := sess.id != ""
+	identified := false // an Identify was sent on this attempt
 	target := gw.url
 	if resuming {
 		c.setState(StateResuming, nil)
@@ -192,9 +193,13 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 			if window == 0 {
 				window = identifyWindow
 			}
-			if err := q.wait(ctx, c.shardOf(gw), gw.maxConcurrency, window); err != nil {
+			release, err := q.wait(ctx, c.shardOf(gw), gw.maxConcurrency, window)
+			if err != nil {
 				return nil, nil, result{next: nextStop}
 			}
+			// The bucket is this shard's until the identify is sent (its
+			// window starts then) or the attempt ends without one.
+			defer func() { release(identified) }()
 		} else if !lastIdent.IsZero() {
 			if err := sleepCtx(ctx, time.Until(lastIdent.Add(gw.identifyInterval))); err != nil {
 				return nil, nil, result{next: nextStop}
@@ -267,6 +272,7 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 		c.shard = [2]int{c.shardOf(gw), gw.shards}
 		c.mu.Unlock()
 		err = l.write(outFrame{Op: opIdentify, D: id})
+		identified = err == nil
 	}
 	if err != nil {
 		hb.stop()
