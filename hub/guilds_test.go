@@ -2,8 +2,10 @@ package hub
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -164,5 +166,32 @@ func TestGuildsClaimScopesEventsAndREST(t *testing.T) {
 	// The one-guild token needs no guildId.
 	if resp, body := doJSON(t, http.MethodPost, e.srv.URL+"/api/create-room", onlyA, `{"name":"y"}`); resp.StatusCode != http.StatusCreated || body["guildId"] != testGuild {
 		t.Fatalf("create-room by a guild-A token: %d %v", resp.StatusCode, body)
+	}
+}
+
+// An internal event whose payload names a guild reaches only the sockets
+// allowed that guild; a guild the bridge does not serve is refused.
+func TestInternalEventOfAGuild(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Guilds = []string{testGuild, secondGuild}
+		o.HMACSecret = testSecret
+	})
+	a, _ := e.connect(t, e.idp.token(t, tokenSpec{sub: "ann", claims: map[string]any{"guilds": []string{testGuild}}}))
+	post := func(body string) (*http.Response, map[string]any) {
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		return postEvent(t, e, now, sign(testSecret, now, body), body)
+	}
+	for _, g := range []string{secondGuild, testGuild} {
+		if resp, body := post(`{"event":"voice.joined","payload":{"guildId":"` + g + `","channelId":"5","userId":"` + g + `"}}`); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("event of guild %s: %d %v", g, resp.StatusCode, body)
+		}
+	}
+	if m := readMsg(t, a); m["payload"].(map[string]any)["guildId"] != testGuild {
+		t.Fatalf("the guild-A socket got %v first, want guild A's event", m)
+	}
+	for _, bad := range []string{`"777777777777777777"`, `7`} {
+		if resp, body := post(`{"event":"voice.left","payload":{"guildId":` + bad + `}}`); resp.StatusCode != http.StatusBadRequest || errField(body) != "payload.guildId" {
+			t.Errorf("event naming guild %s: %d %v, want 400 on payload.guildId", bad, resp.StatusCode, body)
+		}
 	}
 }
