@@ -31,10 +31,15 @@ const (
 type Options struct {
 	// Token is the bot token, with or without the "Bot " prefix. Required.
 	Token string
-	// GuildID is the guild the bridge serves. Required.
-	GuildID string
-	// CategoryID is the category whose voice channels are rooms. Required.
+	// GuildID is the guild the bridge serves and CategoryID the category
+	// whose voice channels are its rooms: the one-guild form of Guilds.
+	GuildID    string
 	CategoryID string
+	// Guilds are the guilds the client serves on its one connection, each
+	// with its room category; the first is the home guild (its shard is
+	// the one identified). GuildID/CategoryID, when set, come first. At
+	// least one guild is required.
+	Guilds []Guild
 	// Intents for Identify; zero means DefaultIntents (GUILDS | GUILD_VOICE_STATES).
 	Intents int
 	// APIBase is the REST root; default "https://discord.com/api/v10".
@@ -58,8 +63,14 @@ type Options struct {
 	// required) asks again.
 	Shards int
 	// IdentifyInterval is the minimum time between two Identify payloads;
-	// zero means 5 s / max_concurrency from GET /gateway/bot.
+	// zero means 5 s / max_concurrency from GET /gateway/bot. With
+	// Identify, it is the window of one max_concurrency bucket (zero:
+	// Discord's 5 s).
 	IdentifyInterval time.Duration
+	// Identify, when set, is the queue shared by the clients of one bot's
+	// shards, which paces their identifies by max_concurrency buckets
+	// (shard_id % max_concurrency). Nil: the client paces only its own.
+	Identify *IdentifyQueue
 	// BackoffMin and BackoffMax bound the jittered exponential wait between
 	// reconnects; defaults 1 s and 60 s.
 	BackoffMin, BackoffMax time.Duration
@@ -86,9 +97,25 @@ type Session struct {
 	ResumeURL string `json:"resumeUrl"`
 	Seq       int64  `json:"seq"`
 	BotUserID string `json:"botUserId"`
-	// Guild is the guild view (rooms, who sits where) as of Seq, which a
-	// resume does not send again; nil when unknown.
-	Guild *session.Saved `json:"guild,omitempty"`
+	// Guilds is the view of each served guild (rooms, who sits where) as
+	// of Seq, by guild id, which a resume does not send again; nil when
+	// unknown. Shared read-only.
+	Guilds map[string]*session.Saved `json:"guilds,omitempty"`
+}
+
+// Guild is a guild the client serves and its room category.
+type Guild struct {
+	ID, CategoryID string
+}
+
+// guildView is the client's view of one served guild.
+type guildView struct {
+	id, categoryID string
+	state          *session.State
+	// perms are the bot's permissions in the room category, known from
+	// the guild's GUILD_CREATE (see CheckJoin); guarded by Client.mu.
+	perms      int64
+	permsKnown bool
 }
 
 // State is where the client is in its connection life.
@@ -144,7 +171,7 @@ type Client struct {
 	opts    Options
 	token   string // without "Bot "
 	log     *slog.Logger
-	state   *session.State
+	guilds  []*guildView // Options.Guilds, in order; fixed after New
 	limiter *commandLimiter
 	events  *eventQueue
 	cmds    chan command
@@ -154,18 +181,19 @@ type Client struct {
 	status   Status
 	changed  chan struct{} // closed and replaced on every status change
 	fatalErr error
-	// perms are the bot's permissions in the room category, known from
-	// the guild's GUILD_CREATE (see CheckJoin).
-	perms      int64
-	permsKnown bool
-	subs       map[*voiceSub]struct{}
-	opened     bool
-	closed     bool
-	start      Session // the session OpenSession resumes; zero for Open
-	abandon    bool    // Abandon: close without ending the session
-	// saved is the guild view last reported through OnSession; owned by
-	// the run goroutine.
-	saved  *session.Saved
+	subs     map[*voiceSub]struct{}
+	// absent are the served guilds the latest READY did not list: the bot
+	// is not in them (on this shard).
+	absent  map[string]bool
+	shard   [2]int // the last identified [shard_id, num_shards]
+	opened  bool
+	closed  bool
+	start   Session // the session OpenSession resumes; zero for Open
+	abandon bool    // Abandon: close without ending the session
+	// saved is the guild views last reported through OnSession, by guild
+	// id; owned by the run goroutine, replaced (not changed) when a view
+	// changes.
+	saved  map[string]*session.Saved
 	cancel context.CancelFunc
 	done   chan struct{} // closed when every goroutine has ended
 }
@@ -181,12 +209,11 @@ func New(opts Options) (*Client, error) {
 	if opts.Token = strings.TrimSpace(opts.Token); opts.Token == "" {
 		return nil, fmt.Errorf("%w: Token is empty: set DISCORD_BOT_TOKEN", ErrOptions)
 	}
-	if opts.GuildID == "" {
-		return nil, fmt.Errorf("%w: GuildID is empty: set the guild id", ErrOptions)
+	guilds, err := normalizeGuilds(opts.GuildID, opts.CategoryID, opts.Guilds)
+	if err != nil {
+		return nil, err
 	}
-	if opts.CategoryID == "" {
-		return nil, fmt.Errorf("%w: CategoryID is empty: set the room category id", ErrOptions)
-	}
+	opts.Guilds, opts.GuildID, opts.CategoryID = guilds, guilds[0].ID, guilds[0].CategoryID
 	if opts.Intents == 0 {
 		opts.Intents = DefaultIntents
 	}
@@ -230,11 +257,19 @@ func New(opts Options) (*Client, error) {
 	if opts.Shards < 0 {
 		return nil, fmt.Errorf("%w: Shards %d is negative; 0 follows Discord's recommendation", ErrOptions, opts.Shards)
 	}
+	views := make([]*guildView, len(guilds))
+	for i, g := range guilds {
+		views[i] = &guildView{id: g.ID, categoryID: g.CategoryID, state: session.New(g.ID, g.CategoryID)}
+	}
+	log := opts.Logger.With("component", "gateway", "guild_id", opts.GuildID)
+	if len(guilds) > 1 {
+		log = opts.Logger.With("component", "gateway", "guilds", len(guilds))
+	}
 	return &Client{
 		opts:    opts,
 		token:   strings.TrimPrefix(opts.Token, "Bot "),
-		log:     opts.Logger.With("component", "gateway", "guild_id", opts.GuildID),
-		state:   session.New(opts.GuildID, opts.CategoryID),
+		log:     log,
+		guilds:  views,
 		limiter: newCommandLimiter(),
 		events:  newEventQueue(),
 		cmds:    make(chan command),
@@ -246,6 +281,65 @@ func New(opts Options) (*Client, error) {
 	}, nil
 }
 
+// normalizeGuilds puts the one-guild form first and checks every guild
+// has an id and a category, each guild once.
+func normalizeGuilds(guildID, categoryID string, guilds []Guild) ([]Guild, error) {
+	var out []Guild
+	if guildID != "" || categoryID != "" {
+		out = append(out, Guild{ID: guildID, CategoryID: categoryID})
+	}
+	for _, g := range guilds {
+		if len(out) > 0 && g == out[0] {
+			continue // the one-guild form repeated in Guilds
+		}
+		out = append(out, g)
+	}
+	seen := map[string]bool{}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: GuildID is empty: set the guild id", ErrOptions)
+	}
+	for i, g := range out {
+		switch {
+		case g.ID == "":
+			return nil, fmt.Errorf("%w: GuildID is empty: set the guild id (guild %d)", ErrOptions, i+1)
+		case g.CategoryID == "":
+			return nil, fmt.Errorf("%w: CategoryID is empty: set the room category id of guild %s", ErrOptions, g.ID)
+		case seen[g.ID]:
+			return nil, fmt.Errorf("%w: guild %s is listed twice", ErrOptions, g.ID)
+		}
+		seen[g.ID] = true
+	}
+	return out, nil
+}
+
+// guild is the view of a served guild; nil when the client does not
+// serve it. An empty id (a channel inside GUILD_CREATE) is the home guild.
+func (c *Client) guild(id string) *guildView {
+	if id == "" {
+		return c.guilds[0]
+	}
+	for _, g := range c.guilds {
+		if g.id == id {
+			return g
+		}
+	}
+	return nil
+}
+
+// InGuild reports whether the client serves guildID and the bot is in it:
+// true from New until a READY that does not list the guild.
+func (c *Client) InGuild(guildID string) bool {
+	if g := c.guild(guildID); g == nil || guildID == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.absent[guildID]
+}
+
+// Guilds are the guilds the client serves, the home guild first.
+func (c *Client) Guilds() []Guild { return append([]Guild(nil), c.opts.Guilds...) }
+
 // Open starts the client's goroutines and returns. Connecting, and
 // reconnecting after failures, happen in the background; Status and
 // WaitReady tell how it goes. ctx is not kept: Close stops the client.
@@ -255,15 +349,14 @@ func (c *Client) Open(ctx context.Context) error { return c.OpenSession(ctx, Ses
 // Options.OnSession): the first connection resumes it (op 6 with its id
 // and sequence, to its resume URL), so Discord replays what was dispatched
 // since, rather than identifying anew. The guild view starts from
-// s.Guild, as of s.Seq (a resume does not send the guild again). If
-// Discord refuses the resume (op 9
-// not resumable), the client identifies anew and says so in its log. A
-// zero Session is Open.
+// s.Guilds, as of s.Seq (a resume does not send the guilds again). If
+// Discord refuses the resume (op 9 not resumable), the client identifies
+// anew and says so in its log. A zero Session is Open.
 func (c *Client) OpenSession(ctx context.Context, s Session) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.ID == "" && s != (Session{}) {
+	if s.ID == "" && (s.ResumeURL != "" || s.Seq != 0 || s.BotUserID != "" || s.Guilds != nil) {
 		return fmt.Errorf("%w: a session to resume needs its id", ErrOptions)
 	}
 	c.mu.Lock()
@@ -378,17 +471,41 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Members returns the users currently in a voice channel of the guild, in
-// the order they joined.
-func (c *Client) Members(channelID string) []Member { return c.state.Members(channelID) }
+// Members returns the users currently in a voice channel of a served
+// guild, in the order they joined.
+func (c *Client) Members(channelID string) []Member {
+	for _, g := range c.guilds {
+		if m := g.state.Members(channelID); len(m) > 0 {
+			return m
+		}
+	}
+	return c.guilds[0].state.Members(channelID)
+}
 
-// Rooms returns the rooms (voice channels under the category) with their
-// members, as the gateway last reported them.
-func (c *Client) Rooms() []Room { return c.state.Rooms() }
+// Rooms returns the rooms (voice channels under each guild's category)
+// with their members, as the gateway last reported them, guild by guild.
+func (c *Client) Rooms() []Room {
+	var out []Room
+	for _, g := range c.guilds {
+		out = append(out, g.state.Rooms()...)
+	}
+	if out == nil {
+		out = []Room{}
+	}
+	return out
+}
 
-// VoiceStates returns every user in a voice channel of the guild (user id
-// -> channel id).
-func (c *Client) VoiceStates() map[string]string { return c.state.VoiceStates() }
+// VoiceStates returns every user in a voice channel of the home guild
+// (user id -> channel id).
+func (c *Client) VoiceStates() map[string]string { return c.guilds[0].state.VoiceStates() }
+
+// VoiceStatesIn is VoiceStates for a served guild; nil for another.
+func (c *Client) VoiceStatesIn(guildID string) map[string]string {
+	if g := c.guild(guildID); g != nil && guildID != "" {
+		return g.state.VoiceStates()
+	}
+	return nil
+}
 
 func (c *Client) setStatus(fn func(*Status)) {
 	c.mu.Lock()

@@ -24,40 +24,77 @@ type gatewayBot struct {
 	} `json:"session_start_limit"`
 }
 
-// fetchGateway asks for the gateway URL and the identify limits. A 401 is
-// fatal: retrying a bad token only earns an IP ban.
-func (c *Client) fetchGateway(ctx context.Context) (gatewayInfo, error) {
+// getGatewayBot is GET /gateway/bot. A 401 is fatal (wraps
+// ErrFatalClose): retrying a bad token only earns an IP ban.
+func getGatewayBot(ctx context.Context, hc *http.Client, apiBase, token string) (gatewayBot, error) {
 	rctx, cancel := context.WithTimeout(ctx, restTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, c.opts.APIBase+"/gateway/bot", nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, apiBase+"/gateway/bot", nil)
 	if err != nil {
-		return gatewayInfo{}, fmt.Errorf("%w: %v", ErrUpstream, err)
+		return gatewayBot{}, fmt.Errorf("%w: %v", ErrUpstream, err)
 	}
-	req.Header.Set("Authorization", "Bot "+c.token)
+	req.Header.Set("Authorization", "Bot "+token)
 	req.Header.Set("User-Agent", userAgent)
-	resp, err := c.opts.HTTPClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot answered 401: %w", ErrFatalClose, ErrUnauthorized)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot answered 401: %w", ErrFatalClose, ErrUnauthorized)
 	case resp.StatusCode != http.StatusOK:
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot answered %s", ErrUpstream, resp.Status)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot answered %s", ErrUpstream, resp.Status)
 	}
 	var gb gatewayBot
 	if err := json.Unmarshal(body, &gb); err != nil {
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot: %v", ErrUpstream, err)
 	}
 	if _, err := gatewayURL(gb.URL); err != nil {
-		return gatewayInfo{}, fmt.Errorf("%w: GET /gateway/bot: %w", ErrUpstream, err)
+		return gatewayBot{}, fmt.Errorf("%w: GET /gateway/bot: %w", ErrUpstream, err)
 	}
-	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval, shards: max(1, c.opts.Shards)}
+	return gb, nil
+}
+
+// Recommended is what GET /gateway/bot says of a bot's sharding.
+type Recommended struct {
+	// Shards is the shard count Discord recommends, at least 1.
+	Shards int
+	// MaxConcurrency is how many shards may identify per 5 s, at least 1.
+	MaxConcurrency int
+}
+
+// RecommendedShards asks GET /gateway/bot (Gateway, "Get Gateway Bot")
+// how many shards the bot of token should run, so that a caller can plan
+// one client per shard before connecting. hc nil uses a client with a
+// 20 s timeout; apiBase "" is Discord's.
+func RecommendedShards(ctx context.Context, hc *http.Client, apiBase, token string) (Recommended, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: restTimeout}
+	}
+	if apiBase == "" {
+		apiBase = "https://discord.com/api/v10"
+	}
+	gb, err := getGatewayBot(ctx, hc, strings.TrimRight(apiBase, "/"), strings.TrimPrefix(strings.TrimSpace(token), "Bot "))
+	if err != nil {
+		return Recommended{}, err
+	}
+	return Recommended{Shards: max(1, gb.Shards), MaxConcurrency: max(1, gb.SessionStartLimit.MaxConcurrency)}, nil
+}
+
+// fetchGateway asks for the gateway URL and the identify limits. A 401 is
+// fatal: retrying a bad token only earns an IP ban.
+func (c *Client) fetchGateway(ctx context.Context) (gatewayInfo, error) {
+	gb, err := getGatewayBot(ctx, c.opts.HTTPClient, c.opts.APIBase, c.token)
+	if err != nil {
+		return gatewayInfo{}, err
+	}
+	info := gatewayInfo{url: gb.URL, identifyInterval: c.opts.IdentifyInterval, shards: max(1, c.opts.Shards),
+		maxConcurrency: max(1, gb.SessionStartLimit.MaxConcurrency)}
 	if c.opts.Shards == 0 {
 		info.shards = max(1, gb.Shards)
 	}

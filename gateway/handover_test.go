@@ -168,7 +168,7 @@ func TestHandoverRefusedReconcilesSavedView(t *testing.T) {
 	view := &session.Saved{Rooms: []session.SavedRoom{{ChannelID: kept.ID, Name: "kept"}, {ChannelID: "399999999999999999", Name: "gone"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := f.client.OpenSession(ctx, gateway.Session{ID: "expired", ResumeURL: f.emu.ResumeGatewayURL(), Seq: 3, Guild: view}); err != nil {
+	if err := f.client.OpenSession(ctx, gateway.Session{ID: "expired", ResumeURL: f.emu.ResumeGatewayURL(), Seq: 3, Guilds: map[string]*session.Saved{f.emu.Options().GuildID: view}}); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

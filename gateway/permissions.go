@@ -116,13 +116,22 @@ func permissionReport(perms int64, botID, categoryID string) PermissionReport {
 // Members, which Discord answers with no voice update at all. It returns
 // nil when the join may go ahead or the permissions are not known yet.
 func (c *Client) CheckJoin(channelID string) error {
+	for _, g := range c.guilds {
+		if err := c.checkJoinIn(g, channelID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) checkJoinIn(g *guildView, channelID string) error {
 	c.mu.Lock()
-	perms, known := c.perms, c.permsKnown
+	perms, known := g.perms, g.permsKnown
 	c.mu.Unlock()
 	if !known || perms&PermMoveMembers != 0 {
 		return nil
 	}
-	for _, r := range c.state.Rooms() {
+	for _, r := range g.state.Rooms() {
 		if r.ChannelID != channelID || r.UserLimit == 0 {
 			continue
 		}

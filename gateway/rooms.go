@@ -104,6 +104,15 @@ func NewRooms(opts RoomsOptions) (*Rooms, error) {
 	return &Rooms{s: s, opts: opts, limits: limits, log: opts.Logger.With("component", "gateway", "guild_id", opts.GuildID)}, nil
 }
 
+// ForGuild is a Rooms for another guild of the same bot: the same REST
+// session and rate-limit buckets (Discord's limits are the bot's), the
+// rooms of guildID under categoryID.
+func (r *Rooms) ForGuild(guildID, categoryID string) *Rooms {
+	o := r.opts
+	o.GuildID, o.CategoryID = guildID, categoryID
+	return &Rooms{s: r.s, opts: o, limits: r.limits, log: o.Logger.With("component", "gateway", "guild_id", guildID)}
+}
+
 // rewriteTransport sends discordgo's https://discord.com/api/v9/... requests
 // to APIBase: scheme and host replaced, and the /api/v9 prefix replaced by
 // APIBase's path, so one Session serves Discord and the emulator without

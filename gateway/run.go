@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/voicebridge/bridge/gateway/session"
 )
 
 // sessionInfo is what a Resume needs, owned by the run goroutine.
@@ -16,6 +19,10 @@ type sessionInfo struct {
 	resumeURL string
 	seq       int64 // last processed dispatch
 	botUserID string
+	// awaiting are the served guilds READY listed whose GUILD_CREATE has
+	// not come yet; missing are the served guilds READY did not list.
+	awaiting map[string]bool
+	missing  []string
 }
 
 // gatewayInfo is the cached answer of GET /gateway/bot.
@@ -23,6 +30,7 @@ type gatewayInfo struct {
 	url              string
 	identifyInterval time.Duration
 	shards           int // the shard count to identify with, at least 1
+	maxConcurrency   int // identify buckets, at least 1
 }
 
 // next is what the run loop does after a connection ended.
@@ -63,12 +71,19 @@ func (c *Client) run(ctx context.Context) {
 	)
 	if st := c.start; st.ID != "" {
 		sess = sessionInfo{id: st.ID, resumeURL: st.ResumeURL, seq: st.Seq, botUserID: st.BotUserID}
-		c.state.SetSelf(st.BotUserID)
+		for _, g := range c.guilds {
+			g.state.SetSelf(st.BotUserID)
+		}
 		c.setStatus(func(s *Status) { s.SessionID, s.Seq, s.BotUserID = st.ID, st.Seq, st.BotUserID })
 		c.log.Info("starting from a saved gateway session: resuming it", "session_id", st.ID, "seq", st.Seq)
-		if st.Guild != nil {
-			c.state.Restore(*st.Guild)
-			c.saved = st.Guild
+		if st.Guilds != nil {
+			c.saved = make(map[string]*session.Saved, len(st.Guilds))
+			for id, v := range st.Guilds {
+				if g := c.guild(id); g != nil && v != nil {
+					g.state.Restore(*v)
+					c.saved[id] = v
+				}
+			}
 		}
 	}
 	defer func() {
@@ -184,6 +199,7 @@ func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo,
 // a nil link and how the attempt ended.
 func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInfo, lastIdent *time.Time) (*link, *heartbeat, result) {
 	resuming := sess.id != ""
+	identified := false // an Identify was sent on this attempt
 	target := gw.url
 	if resuming {
 		c.setState(StateResuming, nil)
@@ -193,8 +209,21 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 	} else {
 		c.setState(StateConnecting, nil)
 		// Identify rate limit (Gateway, Identifying): wait before dialing so
-		// the socket does not sit idle.
-		if !lastIdent.IsZero() {
+		// the socket does not sit idle. The shards of one bot share a
+		// queue of max_concurrency buckets.
+		if q := c.opts.Identify; q != nil {
+			window := c.opts.IdentifyInterval
+			if window == 0 {
+				window = identifyWindow
+			}
+			release, err := q.wait(ctx, c.shardOf(gw), gw.maxConcurrency, window)
+			if err != nil {
+				return nil, nil, result{next: nextStop}
+			}
+			// The bucket is this shard's until the identify is sent (its
+			// window starts then) or the attempt ends without one.
+			defer func() { release(identified) }()
+		} else if !lastIdent.IsZero() {
 			if err := sleepCtx(ctx, time.Until(lastIdent.Add(gw.identifyInterval))); err != nil {
 				return nil, nil, result{next: nextStop}
 			}
@@ -260,9 +289,13 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 			Properties: identifyProperties{OS: runtime.GOOS, Browser: "voicebridge", Device: "voicebridge"},
 		}
 		if gw.shards > 1 {
-			id.Shard = &[2]int{ShardOf(c.opts.GuildID, gw.shards), gw.shards}
+			id.Shard = &[2]int{c.shardOf(gw), gw.shards}
 		}
+		c.mu.Lock()
+		c.shard = [2]int{c.shardOf(gw), gw.shards}
+		c.mu.Unlock()
 		err = l.write(outFrame{Op: opIdentify, D: id})
+		identified = err == nil
 	}
 	if err != nil {
 		hb.stop()
@@ -342,14 +375,13 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 					awaitGuild = true
 				case stepReadyNoGuild:
 					becomeReady()
-					c.setStatus(func(s *Status) {
-						s.LastError = fmt.Sprintf("the bot is not a member of guild %s: invite it with the bridge's permissions", c.opts.GuildID)
-					})
+					c.reportMissing(sess.missing)
 				case stepResumed:
 					becomeReady()
 				case stepGuild:
 					if awaitGuild && !ready {
 						becomeReady()
+						c.reportMissing(sess.missing)
 					}
 				}
 			case opHello:
@@ -372,6 +404,31 @@ func (c *Client) closeAtStop(l *link) {
 		return
 	}
 	l.closeAndWait(websocket.CloseNormalClosure, "bridge shutting down")
+}
+
+// shardOf is the shard the client identifies: its home guild's.
+func (c *Client) shardOf(gw gatewayInfo) int { return ShardOf(c.opts.GuildID, gw.shards) }
+
+// Shard is the shard the client last identified, [shard_id, num_shards]
+// ([0, 1] unsharded); zero before the first identify.
+func (c *Client) Shard() [2]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shard
+}
+
+// reportMissing names, in Status, the served guilds the bot is not in
+// (on this shard).
+func (c *Client) reportMissing(missing []string) {
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("the bot is not a member of guild %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
+	if len(missing) > 1 {
+		msg = fmt.Sprintf("the bot is not a member of guilds %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
+	}
+	c.log.Warn("served guilds missing from READY", "missing", strings.Join(missing, ","))
+	c.setStatus(func(s *Status) { s.LastError = msg })
 }
 
 // afterReadError turns a read failure into what to do next, from the close

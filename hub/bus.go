@@ -1,6 +1,9 @@
 package hub
 
-import "sync/atomic"
+import (
+	"bytes"
+	"sync/atomic"
+)
 
 // Bus carries the hub's published events to every instance of one bridge,
 // this one included. The hub encodes an event once and hands the bytes to
@@ -28,12 +31,42 @@ type localBus struct{ deliver func([]byte) }
 func (b *localBus) Start(deliver func([]byte), _ func()) { b.deliver = deliver }
 func (b *localBus) Publish(msg []byte)                   { b.deliver(msg) }
 
-// fanout queues msg for every authenticated client. It never blocks on a
-// client: a client whose queue would overflow closes itself.
-func (h *Hub) fanout(msg []byte) {
+// frameEvent is what the hub hands the bus: "<guild id>\n<event JSON>"
+// for an event of one guild (encoded JSON holds no raw newline), the JSON
+// alone for an event of every guild. The bus carries the bytes as they
+// are, so the guild travels with the event to every instance.
+func frameEvent(guildID string, msg []byte) []byte {
+	if guildID == "" {
+		return msg
+	}
+	out := make([]byte, 0, len(guildID)+1+len(msg))
+	out = append(out, guildID...)
+	out = append(out, '\n')
+	return append(out, msg...)
+}
+
+// unframeEvent splits what frameEvent made.
+func unframeEvent(framed []byte) (guildID string, msg []byte) {
+	if len(framed) == 0 || framed[0] == '{' {
+		return "", framed
+	}
+	if i := bytes.IndexByte(framed, '\n'); i >= 0 {
+		return string(framed[:i]), framed[i+1:]
+	}
+	return "", framed
+}
+
+// fanout queues an event for every authenticated client allowed its
+// guild. It never blocks on a client: a client whose queue would overflow
+// closes itself.
+func (h *Hub) fanout(framed []byte) {
+	guildID, msg := unframeEvent(framed)
 	var delivered, dropped uint64
 	h.mu.RLock()
 	for c := range h.clients {
+		if guildID != "" && !c.allows(guildID) {
+			continue
+		}
 		if c.enqueue(msg) == nil {
 			delivered++
 		} else {

@@ -347,15 +347,15 @@ func TestRedisBusFenced(t *testing.T) {
 	old, cur := Fence{Key: key, Token: 1, Value: "1/a"}, Fence{Key: key, Token: 2, Value: "2/b"}
 
 	raw.Set(ctx, key, old.Value, 0)
-	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "a"})
+	e.hub.PublishFenced(old, "", "room.updated", map[string]any{"n": "a"})
 	inRedis := make(chan int64, 1)
 	b.AfterPublished(func() { inRedis <- raw.XLen(ctx, b.Stream()).Val() })
 	if n := <-inRedis; n != 1 {
 		t.Fatalf("AfterPublished ran with %d entries in the stream, want the one published before it", n)
 	}
 	raw.Set(ctx, key, cur.Value, 0) // another instance took the lease
-	e.hub.PublishFenced(old, "room.updated", map[string]any{"n": "stale"})
-	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "b"})
+	e.hub.PublishFenced(old, "", "room.updated", map[string]any{"n": "stale"})
+	e.hub.PublishFenced(cur, "", "room.updated", map[string]any{"n": "b"})
 	if got := readEvents(t, c, 2); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("events %v, want [a b]", got)
 	}
@@ -365,7 +365,7 @@ func TestRedisBusFenced(t *testing.T) {
 		`{"v":1,"type":"event","event":"room.updated","payload":{"n":"late"},"ts":1}`, "f", key, "t", "1"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	e.hub.PublishFenced(cur, "room.updated", map[string]any{"n": "c"})
+	e.hub.PublishFenced(cur, "", "room.updated", map[string]any{"n": "c"})
 	if got := readEvents(t, c, 1); !slices.Equal(got, []string{"c"}) {
 		t.Fatalf("events %v, want [c]", got)
 	}
@@ -391,7 +391,7 @@ func TestRedisBusFencedReplaySkipped(t *testing.T) {
 	at := func(tok int64, sess string, seq, idx int64) Fence {
 		return Fence{Key: key, Token: tok, Value: fmt.Sprintf("%d/x", tok), Session: sess, Seq: seq, Index: idx}
 	}
-	pub := func(f Fence, n string) { e.hub.PublishFenced(f, "room.updated", map[string]any{"n": n}) }
+	pub := func(f Fence, n string) { e.hub.PublishFenced(f, "", "room.updated", map[string]any{"n": n}) }
 	raw.Set(ctx, key, "1/x", 0)
 	pub(at(1, "S", 5, 0), "5.0")
 	pub(at(1, "S", 5, 1), "5.1")

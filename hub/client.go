@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -71,6 +72,9 @@ type Client struct {
 	finished    bool
 	counted     bool // holds one of its user's SocketsPerUser
 	onClose     []func()
+	// guilds are the served guilds the token allows, set at the first
+	// auth, before the client receives events, and never changed.
+	guilds []string
 }
 
 func newClient(h *Hub, conn *websocket.Conn) *Client {
@@ -93,6 +97,26 @@ func newClient(h *Hub, conn *websocket.Conn) *Client {
 
 // ID is a random id of this connection.
 func (c *Client) ID() string { return c.id }
+
+// Guilds are the served guilds the client's token allows (nil before
+// auth).
+func (c *Client) Guilds() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.guilds
+}
+
+// allows reports whether the client's token allows guildID. It reads
+// guilds without the lock: they are written once, before the hub adds
+// the client to the set Publish reads under Hub.mu.
+func (c *Client) allows(guildID string) bool {
+	for _, g := range c.guilds {
+		if g == guildID {
+			return true
+		}
+	}
+	return false
+}
 
 // UserID is the token's subject ("" before auth).
 func (c *Client) UserID() string {
@@ -521,15 +545,23 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 		c.log.Debug("token refused", "err", err) // the detail may quote the token: logs only
 		return c.authFailed(msg.ID, again, PublicReason(err))
 	}
-	if !allowsGuild(claims, c.hub.opts.GuildID, c.hub.opts.DefaultGuildID) {
-		return c.authFailed(msg.ID, again, errGuildNotAllowed(c.hub.opts.GuildID))
+	guilds := c.hub.allowedGuilds(claims)
+	if len(guilds) == 0 {
+		return c.authFailed(msg.ID, again, c.hub.errNoGuildAllowed())
 	}
 	c.mu.Lock()
 	if again && claims.Subject != c.userID {
 		c.mu.Unlock()
 		return c.authFailed(msg.ID, again, "a new token must have the same subject")
 	}
+	if again && !slices.Equal(guilds, c.guilds) {
+		c.mu.Unlock()
+		return c.authFailed(msg.ID, again, "a new token must allow the same Discord servers; reconnect to change them")
+	}
 	c.userID, c.name = claims.Subject, claims.Name
+	if !again {
+		c.guilds = guilds
+	}
 	until := time.Until(claims.Expiry)
 	if c.expiry == nil {
 		c.expiry = time.AfterFunc(until, func() { c.close(CloseUnauthorized, "token expired") })
@@ -538,7 +570,7 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	}
 	c.mu.Unlock()
 	ack := ackMessage{
-		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: c.hub.opts.GuildID,
+		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: guilds[0], Guilds: guilds,
 		UserID: claims.Subject, Name: claims.Name, ClientID: c.id, ExpiresAt: claims.Expiry.Unix(),
 		Admin: c.hub.IsAdmin(claims),
 	}

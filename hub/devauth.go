@@ -185,6 +185,10 @@ type devTokenRequest struct {
 	// Roles go into the admin claim (Options.AdminClaim), so the admin
 	// role can be tried locally.
 	Roles []string `json:"roles"`
+	// Guilds go into the guilds claim, so a token scoped to some of the
+	// served guilds can be tried locally; absent, the token has no claim
+	// and the default guild applies.
+	Guilds []string `json:"guilds"`
 }
 
 // devTokenResponse is the answer of POST /api/dev/token.
@@ -212,6 +216,18 @@ func (h *Hub) serveDevToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		extra = map[string]any{h.opts.AdminClaim: req.Roles}
+	}
+	if req.Guilds != nil {
+		for _, g := range req.Guilds {
+			if !isSnowflake(g) {
+				writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Field: "guilds", Message: fmt.Sprintf("guilds must list Discord ids (decimal digits), not %q", g)})
+				return
+			}
+		}
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["guilds"] = req.Guilds
 	}
 	tok, claims, err := h.opts.DevAuth.TokenWith(req.Name, extra)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,12 +31,17 @@ const (
 // Discord REST by package gateway and adapted in cmd). Errors should wrap
 // the sentinels in errors.go.
 type Rooms interface {
-	// CreateRoom creates a voice channel in the bridge's category.
-	CreateRoom(ctx context.Context, name string, userLimit int) (Room, error)
+	// CreateRoom creates a voice channel in the room category of guildID,
+	// one of Options.Guilds.
+	CreateRoom(ctx context.Context, guildID, name string, userLimit int) (Room, error)
 	// EndRoom deletes the room's voice channel.
 	EndRoom(ctx context.Context, channelID string) error
-	// ListRooms returns the rooms with the members now in their voice channel.
+	// ListRooms returns the rooms of every served guild (each with its
+	// GuildID) with the members now in their voice channel.
 	ListRooms(ctx context.Context) ([]Room, error)
+	// RoomGuild is the guild of a known room, "" when the channel is not
+	// a room the bridge knows.
+	RoomGuild(channelID string) string
 }
 
 // Room is a voice channel the bridge manages.
@@ -72,13 +78,17 @@ type Member struct {
 
 // Options configure New. GuildID, Rooms and Auth are required.
 type Options struct {
-	// GuildID is the Discord guild the bridge serves; clients see it in
-	// the auth ack.
+	// GuildID is the Discord guild the bridge serves: the one-guild form
+	// of Guilds.
 	GuildID string
+	// Guilds are the Discord guilds the bridge serves (GuildID first when
+	// set). A client sees, in the auth ack, those its token allows; the
+	// events of a guild reach only sockets allowed it (see PublishGuild),
+	// and REST and signaling for another guild are refused with 403.
+	Guilds []string
 	// DefaultGuildID is the guild a token without a guilds claim may use
 	// (Claims.GuildsSet false); empty: such a token may use none. A token
-	// not allowed GuildID gets 403 on REST and is refused by the hub, so
-	// no event and no signaling of the guild reach it.
+	// allowed none of Guilds gets 403 on REST and is refused by the hub.
 	DefaultGuildID string
 	// Rooms serves the room REST endpoints.
 	Rooms Rooms
@@ -189,9 +199,18 @@ type Hub struct {
 
 // New checks opts, fills in defaults and builds the routes.
 func New(opts Options) (*Hub, error) {
+	if opts.GuildID != "" && !slices.Contains(opts.Guilds, opts.GuildID) {
+		opts.Guilds = append([]string{opts.GuildID}, opts.Guilds...)
+	}
+	opts.Guilds = slices.Clone(opts.Guilds)
+	if opts.GuildID == "" && len(opts.Guilds) > 0 {
+		opts.GuildID = opts.Guilds[0]
+	}
 	switch {
 	case opts.GuildID == "":
-		return nil, fmt.Errorf("%w: GuildID is required", ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: GuildID (or Guilds) is required", ErrInvalidOptions)
+	case slices.Contains(opts.Guilds, ""):
+		return nil, fmt.Errorf("%w: Guilds holds an empty guild id", ErrInvalidOptions)
 	case opts.Rooms == nil:
 		return nil, fmt.Errorf("%w: Rooms is required", ErrInvalidOptions)
 	case opts.Auth == nil:
@@ -330,10 +349,15 @@ func (h *Hub) handler(msgType string) MessageHandler {
 // "ts":<unix ms>} to every authenticated client. It never blocks on a
 // client: the event is encoded once, the same bytes are queued for each
 // client, and a client whose queue would exceed SendQueueBytes is closed
-// with CloseSlowClient instead.
-func (h *Hub) Publish(event string, payload any) {
+// with CloseSlowClient instead. An event of one guild goes through
+// PublishGuild.
+func (h *Hub) Publish(event string, payload any) { h.PublishGuild("", event, payload) }
+
+// PublishGuild is Publish for an event of guildID: only sockets whose
+// token allows that guild receive it. guildID "" reaches every socket.
+func (h *Hub) PublishGuild(guildID, event string, payload any) {
 	if b := h.encodeEvent(event, payload); b != nil {
-		h.bus.Publish(b)
+		h.bus.Publish(frameEvent(guildID, b))
 	}
 }
 
@@ -343,19 +367,40 @@ type FencedBus interface {
 	PublishFenced(msg []byte, f Fence)
 }
 
-// PublishFenced is Publish for an event that only the holder of the lease
-// f may publish: on a FencedBus the event is dropped once another holds
-// it; on any other bus (one process) it is Publish.
-func (h *Hub) PublishFenced(f Fence, event string, payload any) {
+// PublishFenced is PublishGuild for an event that only the holder of the
+// lease f may publish: on a FencedBus the event is dropped once another
+// holds it; on any other bus (one process) it is PublishGuild.
+func (h *Hub) PublishFenced(f Fence, guildID, event string, payload any) {
 	b := h.encodeEvent(event, payload)
 	if b == nil {
 		return
 	}
+	b = frameEvent(guildID, b)
 	if fb, ok := h.bus.(FencedBus); ok {
 		fb.PublishFenced(b, f)
 		return
 	}
 	h.bus.Publish(b)
+}
+
+// allowedGuilds are the served guilds a token's claims allow, in the
+// order of Options.Guilds.
+func (h *Hub) allowedGuilds(c Claims) []string {
+	var out []string
+	for _, g := range h.opts.Guilds {
+		if allowsGuild(c, g, h.opts.DefaultGuildID) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// errNoGuildAllowed says why a token may use none of the served guilds.
+func (h *Hub) errNoGuildAllowed() string {
+	if len(h.opts.Guilds) == 1 {
+		return errGuildNotAllowed(h.opts.GuildID)
+	}
+	return fmt.Sprintf("your token allows none of the Discord servers this bridge serves (%s): its guilds claim must list one", strings.Join(h.opts.Guilds, ", "))
 }
 
 func (h *Hub) encodeEvent(event string, payload any) []byte {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -130,8 +132,32 @@ func (h *Hub) serveInternalEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Message: err.Error()})
 		return
 	}
-	h.Publish(ev.Event, ev.Payload)
+	guildID, gerr := h.internalEventGuild(ev.Payload)
+	if gerr != nil {
+		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidBody, Field: "payload.guildId", Message: gerr.Error()})
+		return
+	}
+	h.PublishGuild(guildID, ev.Event, ev.Payload)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// internalEventGuild is the guild an internal event's payload names
+// ("guildId"): it then reaches only sockets allowed that guild. Without
+// one the event reaches every socket.
+func (h *Hub) internalEventGuild(payload json.RawMessage) (string, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		return "", nil // parseInternalEvent has checked it is an object
+	}
+	raw, ok := fields["guildId"]
+	if !ok {
+		return "", nil
+	}
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil || !slices.Contains(h.opts.Guilds, id) {
+		return "", fmt.Errorf("payload.guildId must be one of the Discord servers this bridge serves (%s) as a string", strings.Join(h.opts.Guilds, ", "))
+	}
+	return id, nil
 }
 
 // parseUnixSeconds takes only plain decimal digits, so one instant has

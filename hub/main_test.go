@@ -246,7 +246,7 @@ func (f *fakeRooms) Calls() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeRooms) CreateRoom(_ context.Context, name string, userLimit int) (Room, error) {
+func (f *fakeRooms) CreateRoom(_ context.Context, guildID, name string, userLimit int) (Room, error) {
 	f.record("create:" + name)
 	if f.createErr != nil {
 		return Room{}, f.createErr
@@ -255,7 +255,7 @@ func (f *fakeRooms) CreateRoom(_ context.Context, name string, userLimit int) (R
 	id := strconv.Itoa(222222222222222222 + f.created)
 	f.created++
 	f.mu.Unlock()
-	return Room{ChannelID: id, Name: name, GuildID: testGuild, UserLimit: userLimit,
+	return Room{ChannelID: id, Name: name, GuildID: guildID, UserLimit: userLimit,
 		Members: []Member{{UserID: "x", Name: "must not be in the 201"}}}, nil
 }
 
@@ -266,7 +266,20 @@ func (f *fakeRooms) EndRoom(_ context.Context, channelID string) error {
 
 func (f *fakeRooms) ListRooms(context.Context) ([]Room, error) {
 	f.record("list")
-	return f.rooms, f.listErr
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Room(nil), f.rooms...), f.listErr
+}
+
+func (f *fakeRooms) RoomGuild(channelID string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rooms {
+		if r.ChannelID == channelID {
+			return r.GuildID
+		}
+	}
+	return ""
 }
 
 // env is a hub behind httptest with a test IdP and fake rooms.

@@ -75,14 +75,16 @@ type eventMessage struct {
 
 // ackMessage answers a good auth.
 type ackMessage struct {
-	V         int    `json:"v"`
-	Type      string `json:"type"`
-	Event     string `json:"event"`
-	GuildID   string `json:"guildId"`
-	UserID    string `json:"userId"`
-	Name      string `json:"name"`
-	ClientID  string `json:"clientId"`
-	ExpiresAt int64  `json:"expiresAt"` // unix seconds: send a new auth before this
+	V       int    `json:"v"`
+	Type    string `json:"type"`
+	Event   string `json:"event"`
+	GuildID string `json:"guildId"` // the first of Guilds
+	// Guilds are the served guilds the token allows, the bridge's order.
+	Guilds    []string `json:"guilds"`
+	UserID    string   `json:"userId"`
+	Name      string   `json:"name"`
+	ClientID  string   `json:"clientId"`
+	ExpiresAt int64    `json:"expiresAt"` // unix seconds: send a new auth before this
 	// Admin: the token carries the admin role (Options.AdminRole), so the
 	// user may end any room.
 	Admin bool `json:"admin"`

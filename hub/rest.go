@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +73,9 @@ func (h *Hub) requireAuth(fn func(http.ResponseWriter, *http.Request, Claims)) h
 			writeError(w, http.StatusUnauthorized, apiError{Code: "invalid_token", Message: PublicReason(err)})
 			return
 		}
-		if !allowsGuild(claims, h.opts.GuildID, h.opts.DefaultGuildID) {
-			h.log.Info("token not allowed this guild", "path", r.URL.Path, "user_id", claims.Subject)
-			writeError(w, http.StatusForbidden, apiError{Code: "forbidden", Message: errGuildNotAllowed(h.opts.GuildID)})
+		if len(h.allowedGuilds(claims)) == 0 {
+			h.log.Info("token not allowed any served guild", "path", r.URL.Path, "user_id", claims.Subject)
+			writeError(w, http.StatusForbidden, apiError{Code: "forbidden", Message: h.errNoGuildAllowed()})
 			return
 		}
 		fn(w, r, claims)
@@ -171,6 +172,32 @@ func jsonKind(goKind string) string {
 type createRoomRequest struct {
 	Name      *string `json:"name"`
 	UserLimit *int    `json:"userLimit"`
+	// GuildID picks the guild; it may be left out when the token allows
+	// one served guild.
+	GuildID *string `json:"guildId"`
+}
+
+// guildFor picks the guild a request names (guildId "" or absent: the
+// one guild the token allows), or says why it cannot: 400 for a guild
+// left out among several or one the bridge does not serve, 403 for one
+// the token does not allow.
+func (h *Hub) guildFor(claims Claims, requested string) (string, int, *apiError) {
+	allowed := h.allowedGuilds(claims)
+	if requested == "" {
+		if len(allowed) == 1 {
+			return allowed[0], 0, nil
+		}
+		return "", http.StatusBadRequest, &apiError{Code: codeInvalidBody, Field: "guildId",
+			Message: "guildId is required: your token allows several Discord servers (" + strings.Join(allowed, ", ") + ")"}
+	}
+	switch {
+	case !slices.Contains(h.opts.Guilds, requested):
+		return "", http.StatusBadRequest, &apiError{Code: codeInvalidBody, Field: "guildId",
+			Message: "guildId " + requested + " is not a Discord server this bridge serves (" + strings.Join(h.opts.Guilds, ", ") + ")"}
+	case !slices.Contains(allowed, requested):
+		return "", http.StatusForbidden, &apiError{Code: "forbidden", Message: errGuildNotAllowed(requested)}
+	}
+	return requested, 0, nil
 }
 
 // validate trims the name and checks both fields against Discord's limits.
@@ -211,6 +238,15 @@ func (h *Hub) serveCreateRoom(w http.ResponseWriter, r *http.Request, claims Cla
 		writeError(w, http.StatusBadRequest, *verr)
 		return
 	}
+	requested := ""
+	if req.GuildID != nil {
+		requested = *req.GuildID
+	}
+	guildID, status, gerr := h.guildFor(claims, requested)
+	if gerr != nil {
+		writeError(w, status, *gerr)
+		return
+	}
 	at := h.now()
 	ok, retry := h.access.reserveRoom(claims.Subject, h.opts.RoomsPerHour, at)
 	if !ok {
@@ -222,7 +258,7 @@ func (h *Hub) serveCreateRoom(w http.ResponseWriter, r *http.Request, claims Cla
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), roomsTimeout)
 	defer cancel()
-	room, err := h.opts.Rooms.CreateRoom(ctx, name, limit)
+	room, err := h.opts.Rooms.CreateRoom(ctx, guildID, name, limit)
 	if err != nil {
 		h.access.unreserveRoom(claims.Subject, at)
 		h.roomsError(w, "create room", claims, err)
@@ -247,6 +283,10 @@ func (h *Hub) serveEndRoom(w http.ResponseWriter, r *http.Request, claims Claims
 		writeError(w, http.StatusBadRequest, apiError{Code: "invalid_path", Field: "channelId", Message: "channelId must be a Discord id (decimal digits)"})
 		return
 	}
+	if g := h.opts.Rooms.RoomGuild(id); g != "" && !slices.Contains(h.allowedGuilds(claims), g) {
+		writeError(w, http.StatusForbidden, apiError{Code: "forbidden", Message: errGuildNotAllowed(g)})
+		return
+	}
 	if !h.mayEnd(claims, id) {
 		writeError(w, http.StatusForbidden, apiError{Code: "not_room_owner",
 			Message: "only the room's creator or a user with the admin role may end it"})
@@ -268,19 +308,33 @@ type roomsResponse struct {
 	Rooms []Room `json:"rooms"`
 }
 
+// serveListRooms lists the rooms of the guilds the token allows, or with
+// ?guildId= of that one guild (403 when the token does not allow it).
 func (h *Hub) serveListRooms(w http.ResponseWriter, r *http.Request, claims Claims) {
+	allowed := h.allowedGuilds(claims)
+	if g := r.URL.Query().Get("guildId"); g != "" {
+		if _, status, gerr := h.guildFor(claims, g); gerr != nil {
+			if gerr.Field == "guildId" {
+				gerr.Code = "invalid_query"
+			}
+			writeError(w, status, *gerr)
+			return
+		}
+		allowed = []string{g}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), roomsTimeout)
 	defer cancel()
-	rooms, err := h.opts.Rooms.ListRooms(ctx)
+	all, err := h.opts.Rooms.ListRooms(ctx)
 	if err != nil {
 		h.roomsError(w, "list rooms", claims, err)
 		return
 	}
-	if rooms == nil {
-		rooms = []Room{}
-	}
-	for i := range rooms {
-		rooms[i].CanEnd = h.mayEnd(claims, rooms[i].ChannelID)
+	rooms := []Room{}
+	for _, room := range all {
+		if slices.Contains(allowed, room.GuildID) {
+			room.CanEnd = h.mayEnd(claims, room.ChannelID)
+			rooms = append(rooms, room)
+		}
 	}
 	writeJSON(w, http.StatusOK, roomsResponse{Rooms: rooms})
 }

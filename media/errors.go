@@ -23,6 +23,9 @@ var (
 	ErrUnknownRoom = errors.New("media: unknown room")
 	// ErrRoomEnded reports that the room's Discord channel was deleted.
 	ErrRoomEnded = errors.New("media: room ended")
+	// ErrForbidden refuses a join for a room of a guild the browser's
+	// token does not allow (Options.MayJoin).
+	ErrForbidden = errors.New("media: not allowed in this room's server")
 	// ErrNotJoined reports signaling from a peer that has not joined a room.
 	ErrNotJoined = errors.New("media: not joined to a room")
 	// ErrWrongRoom reports signaling that names a room other than the one
@@ -61,6 +64,7 @@ var errorCodes = []struct {
 	{ErrUnknownType, "unknown_type"},
 	{ErrUnknownRoom, "unknown_room"},
 	{ErrRoomEnded, "room_ended"},
+	{ErrForbidden, "forbidden"},
 	{ErrNotJoined, "not_joined"},
 	{ErrWrongRoom, "wrong_room"},
 	{ErrBadSDP, "bad_sdp"},

@@ -26,6 +26,10 @@ type Options struct {
 	// RoomExists reports whether a channel id is a room browsers may join.
 	// Nil accepts every well-formed channel id.
 	RoomExists func(channelID string) bool
+	// MayJoin reports whether browser p may join a room of guildID (its
+	// token allows that guild); a refused join gets error "forbidden" and
+	// nothing of the room. Nil allows every join.
+	MayJoin func(p Peer, guildID string) bool
 	// GuildOf says which guild a room (voice channel) belongs to, for a
 	// bridge that serves several guilds; nil, or "", means GuildID. Rooms,
 	// links and the line for bots are kept per guild.
@@ -346,6 +350,9 @@ func (m *Manager) join(ctx context.Context, p Peer, roomID string) error {
 			return fmt.Errorf("%w: the Discord channel %s was deleted", ErrRoomEnded, roomID)
 		}
 		return fmt.Errorf("%w: no voice channel %s in this server", ErrUnknownRoom, roomID)
+	}
+	if g := m.guildOf(roomID); m.opts.MayJoin != nil && !m.opts.MayJoin(p, g) {
+		return fmt.Errorf("%w: your token does not allow the Discord server %s of room %s: its guilds claim must list it", ErrForbidden, g, roomID)
 	}
 	m.mu.Lock()
 	if err := m.refuseLocked(roomID); err != nil {

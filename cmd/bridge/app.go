@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -95,7 +96,11 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	a.conns = newConnLimiter(ln, cfg.MaxConnsPerIP, cfg.MaxConns, cfg.TrustedProxies, log.With("component", "bridge"))
 	a.ln = a.conns
 
-	tokens, guildID, categoryID, apiBase := cfg.BotTokens, cfg.GuildID, cfg.CategoryID, cfg.APIBase
+	tokens, defaultGuild, apiBase := cfg.BotTokens, cfg.GuildID, cfg.APIBase
+	var guilds []gateway.Guild
+	for _, g := range cfg.Guilds {
+		guilds = append(guilds, gateway.Guild{ID: g.ID, CategoryID: g.CategoryID})
+	}
 	if cfg.Embedded {
 		demoOpts := tune.demo
 		demoOpts.Logger = slog.New(quietHandler{log.Handler()})
@@ -104,13 +109,18 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 			return &StartError{What: "embedded Discord emulator", Err: err, Fix: "report this as a bug, or set DISCORD_BOT_TOKEN to run against Discord"}
 		}
 		o := a.demo.Discord.Options()
-		tokens, guildID, categoryID = []string{o.Token}, o.GuildID, o.CategoryID
+		tokens, defaultGuild = []string{o.Token}, o.GuildID
+		guilds = []gateway.Guild{{ID: o.GuildID, CategoryID: o.CategoryID}}
+		for _, g := range o.Guilds {
+			guilds = append(guilds, gateway.Guild{ID: g.ID, CategoryID: g.CategoryID})
+		}
 		for _, b := range o.ExtraBots {
 			tokens = append(tokens, b.Token)
 		}
 		apiBase = a.demo.Discord.URL() + "/api/v10"
-		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", guildID)
+		log.Debug("no DISCORD_BOT_TOKEN: running on the embedded Discord emulator", "guild_id", o.GuildID, "guilds", len(guilds))
 	}
+	guildID := guilds[0].ID // the home guild: Redis stream, media's default
 
 	if a.metrics, err = newAppMetrics(); err != nil {
 		return &StartError{What: "metrics", Err: err, Fix: "report this as a bug"}
@@ -122,7 +132,22 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		saveSession = func(bot int, s gateway.Session) { a.cluster.saveSession(bot, s) }
 	}
 	a.bots, err = newBots(botSpec{
-		tokens: tokens, shards: cfg.Shards, guildID: guildID, categoryID: categoryID, apiBase: apiBase,
+		tokens: tokens, shards: cfg.Shards, guilds: guilds, apiBase: apiBase,
+		shardsOf: func(token string) int {
+			// A bot of several guilds that Discord has shard gets a client
+			// per shard: ask GET /gateway/bot how many before connecting.
+			if cfg.Shards > 0 || len(guilds) < 2 {
+				return cfg.Shards
+			}
+			rctx, cancel := context.WithTimeout(ctx, shardsLookupTimeout)
+			defer cancel()
+			r, err := gateway.RecommendedShards(rctx, a.metrics.httpClient(), apiBase, token)
+			if err != nil {
+				log.Warn("GET /gateway/bot failed; connecting one shard and following Discord from there", "err", err)
+				return 0
+			}
+			return r.Shards
+		},
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
 		session:    saveSession,
@@ -157,8 +182,9 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		Bus:            a.cluster.hubBus(),
 		Cluster:        a.cluster.status,
 		GuildID:        guildID,
-		DefaultGuildID: guildID, // tokens without a guilds claim keep the one guild
-		Rooms:          roomsAdapter{r: a.bots.leadRooms, calls: a.calls, own: a.bots.own},
+		Guilds:         a.bots.guildIDs(),
+		DefaultGuildID: defaultGuild, // tokens without a guilds claim keep DISCORD_GUILD_ID
+		Rooms:          roomsAdapter{b: a.bots, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
 		OperatorToken:  []byte(cfg.OperatorToken),
@@ -244,6 +270,10 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 	return nil
 }
 
+// shardsLookupTimeout bounds the GET /gateway/bot a bot of several
+// guilds makes at start to plan its shards.
+const shardsLookupTimeout = 10 * time.Second
+
 // gatewayReadiness says, for anyone to read on /readyz, why the bridge is
 // not ready: the gateway's state and its last problem, nothing of its
 // session.
@@ -301,21 +331,21 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		Joiner:  voiceJoiner{pool: a.bots.pool, tls: a.voiceTLS(), log: a.log, video: a.demo != nil, m: a.metrics},
 		GuildID: guildID,
 		Links:   a.bots.pool.Capacity,
+		GuildOf: func(channelID string) string {
+			r, _ := a.bots.room(channelID)
+			return r.GuildID
+		},
+		MayJoin: func(p media.Peer, guildID string) bool {
+			c, ok := p.(*hub.Client)
+			return !ok || slices.Contains(c.Guilds(), guildID)
+		},
 		RoomName: func(channelID string) string {
-			for _, r := range a.bots.lead().Rooms() {
-				if r.ChannelID == channelID {
-					return r.Name
-				}
-			}
-			return ""
+			r, _ := a.bots.room(channelID)
+			return r.Name
 		},
 		RoomExists: func(channelID string) bool {
-			for _, r := range a.bots.lead().Rooms() {
-				if r.ChannelID == channelID {
-					return true
-				}
-			}
-			return false
+			_, ok := a.bots.room(channelID)
+			return ok
 		},
 		ICEUDPListen: net.JoinHostPort(mediaHost(cfg), strconv.Itoa(cfg.ICEUDPPort)),
 		// A browser on the bridge's machine reaches it over loopback.
@@ -324,10 +354,15 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 		Logger:          a.log, // media adds component=media itself
 		Publish: func(event string, payload any) {
 			a.calls.observe(event, payload)
-			a.hub.Publish(event, payload)
+			guild := ""
+			if p, ok := payload.(media.ParticipantEvent); ok {
+				r, _ := a.bots.room(p.RoomID)
+				guild = r.GuildID
+			}
+			a.hub.PublishGuild(guild, event, payload)
 		},
 		MemberName: func(userID string) string {
-			for _, r := range a.bots.lead().Rooms() {
+			for _, r := range a.bots.knownRooms() {
 				for _, m := range r.Members {
 					if m.UserID == userID {
 						return m.Name
@@ -419,31 +454,67 @@ func (a *app) closeParts(ctx context.Context) error {
 // It adds the browsers in each room's call, which media knows, and marks
 // every bot of the pool as the bridge's own, not only the lead.
 type roomsAdapter struct {
-	r     func() *gateway.Rooms // the lead bot's
+	b     *bots // each guild's calls go through the guild's lead bot
 	calls *presence
-	own   func(userID string) bool
 }
 
-func (ra roomsAdapter) CreateRoom(ctx context.Context, name string, userLimit int) (hub.Room, error) {
-	room, err := ra.r().CreateRoom(ctx, name, userLimit)
-	return toHubRoom(room, ra.own), hubError(err)
-}
-
-func (ra roomsAdapter) EndRoom(ctx context.Context, channelID string) error {
-	return hubError(ra.r().EndRoom(ctx, channelID))
-}
-
-func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
-	rooms, err := ra.r().ListRooms(ctx)
-	if err != nil {
-		return nil, hubError(err)
+// roomsOf is the guild's REST client, or an error saying no bot serves it.
+func (ra roomsAdapter) roomsOf(guildID string) (*gateway.Rooms, error) {
+	if r := ra.b.roomsOf(guildID); r != nil {
+		return r, nil
 	}
-	out := make([]hub.Room, len(rooms))
-	for i, r := range rooms {
-		out[i] = toHubRoom(r, ra.own)
-		out[i].Participants = ra.calls.in(r.ChannelID)
+	return nil, fmt.Errorf("%w: no bot serves guild %s", hub.ErrNotFound, guildID)
+}
+
+func (ra roomsAdapter) CreateRoom(ctx context.Context, guildID, name string, userLimit int) (hub.Room, error) {
+	r, err := ra.roomsOf(guildID)
+	if err != nil {
+		return hub.Room{}, err
+	}
+	room, err := r.CreateRoom(ctx, name, userLimit)
+	return toHubRoom(room, ra.b.own), hubError(err)
+}
+
+// EndRoom ends a room through its guild's bot; a channel the gateways do
+// not know as a room goes to the home guild's, which answers that it is
+// not a room (or not found).
+func (ra roomsAdapter) EndRoom(ctx context.Context, channelID string) error {
+	guildID := ra.b.guilds[0].ID
+	if room, ok := ra.b.room(channelID); ok {
+		guildID = room.GuildID
+	}
+	r, err := ra.roomsOf(guildID)
+	if err != nil {
+		return err
+	}
+	return hubError(r.EndRoom(ctx, channelID))
+}
+
+// ListRooms lists every served guild's rooms, guild by guild.
+func (ra roomsAdapter) ListRooms(ctx context.Context) ([]hub.Room, error) {
+	var out []hub.Room
+	for _, g := range ra.b.guilds {
+		r := ra.b.roomsOf(g.ID)
+		if r == nil {
+			continue
+		}
+		rooms, err := r.ListRooms(ctx)
+		if err != nil {
+			return nil, hubError(err)
+		}
+		for _, room := range rooms {
+			h := toHubRoom(room, ra.b.own)
+			h.Participants = ra.calls.in(room.ChannelID)
+			out = append(out, h)
+		}
 	}
 	return out, nil
+}
+
+// RoomGuild is the guild of a room the gateways know.
+func (ra roomsAdapter) RoomGuild(channelID string) string {
+	room, _ := ra.b.room(channelID)
+	return room.GuildID
 }
 
 func toHubRoom(r gateway.Room, own func(userID string) bool) hub.Room {

@@ -27,10 +27,16 @@ type Config struct {
 	// at once.
 	BotTokens []string
 	// Shards is the bots' shard count; 0 follows Discord.
-	Shards     int
+	Shards int
+	// GuildID and CategoryID are the one-guild form (DISCORD_GUILD_ID,
+	// ROOM_CATEGORY_ID); GuildID is also the default guild of tokens
+	// without a guilds claim.
 	GuildID    string
 	CategoryID string
-	APIBase    string
+	// Guilds are every served guild with its room category: GuildID's
+	// first, then DISCORD_GUILDS.
+	Guilds  []GuildConfig
+	APIBase string
 
 	JWKSURL     string
 	JWTIssuer   string
@@ -102,6 +108,32 @@ type Config struct {
 	Embedded bool
 }
 
+// GuildConfig is one served guild and the category holding its rooms.
+type GuildConfig struct {
+	ID, CategoryID string
+}
+
+// parseGuilds reads DISCORD_GUILDS: guild:category pairs, comma-separated.
+func parseGuilds(v string, bad func(v, problem, fix string)) []GuildConfig {
+	var out []GuildConfig
+	for _, pair := range strings.Split(v, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		g, cat, ok := strings.Cut(pair, ":")
+		g, cat = strings.TrimSpace(g), strings.TrimSpace(cat)
+		_, gerr := strconv.ParseUint(g, 10, 64)
+		_, cerr := strconv.ParseUint(cat, 10, 64)
+		if !ok || gerr != nil || cerr != nil {
+			bad("DISCORD_GUILDS", fmt.Sprintf("%q is not guild:category (two Discord ids)", pair),
+				"list each server as <server id>:<room category id>, comma-separated, e.g. 1111:2222,3333:4444")
+			continue
+		}
+		out = append(out, GuildConfig{ID: g, CategoryID: cat})
+	}
+	return out
+}
+
 // setting describes one configuration variable: its environment name, the
 // flag that overrides it, its default and its documentation (the same text
 // goes into .env.example).
@@ -115,8 +147,9 @@ var settings = []setting{
 	{"DISCORD_BOT_TOKENS", "", "comma-separated tokens of further bots (each its own Discord application), one more room bridged at once per bot"},
 	{"DISCORD_SHARDS", "", "how many shards the bots' guilds are split into (a bot in many guilds must shard); empty follows GET /gateway/bot and close 4011"},
 	{"DISCORD_BOT_TOKENS_FILE", "", "file of bot tokens, one a line or comma-separated, added to DISCORD_BOT_TOKENS (for secrets mounted as files)"},
-	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves; required with a token"},
-	{"ROOM_CATEGORY_ID", "", "id of the category under which rooms are created; required with a token"},
+	{"DISCORD_GUILD_ID", "", "id of the Discord server (guild) the bridge serves (and the guild of tokens without a guilds claim); with a token, this or DISCORD_GUILDS is required"},
+	{"ROOM_CATEGORY_ID", "", "id of the category under which DISCORD_GUILD_ID's rooms are created; required with DISCORD_GUILD_ID"},
+	{"DISCORD_GUILDS", "", "further Discord servers the bridge serves, as guild:category pairs, comma-separated (1111:2222,3333:4444): each with its own room category"},
 	{"DISCORD_API_BASE", "https://discord.com/api/v10", "Discord REST base URL"},
 	{"JWKS_URL", "", "JWKS URL of the identity provider whose JWTs the API accepts; required with a token unless DEV_AUTH=1"},
 	{"JWT_ISSUER", "", "expected iss claim; required with JWKS_URL"},
@@ -218,6 +251,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 		c.BotToken = c.BotTokens[0]
 	}
 	c.Embedded = c.BotToken == ""
+	c.Guilds = parseGuilds(get("DISCORD_GUILDS"), bad)
 	if v := get("DISCORD_SHARDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -257,8 +291,20 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 				bad(name, fmt.Sprintf("%q is not a Discord id (digits only)", val), fix)
 			}
 		}
-		checkSnowflake("DISCORD_GUILD_ID", c.GuildID, "enable Developer Mode in Discord, right-click the server, Copy Server ID")
-		checkSnowflake("ROOM_CATEGORY_ID", c.CategoryID, "right-click the category that should hold rooms, Copy Channel ID")
+		if c.GuildID != "" || c.CategoryID != "" || len(c.Guilds) == 0 {
+			checkSnowflake("DISCORD_GUILD_ID", c.GuildID, "enable Developer Mode in Discord, right-click the server, Copy Server ID (or list servers in DISCORD_GUILDS)")
+			checkSnowflake("ROOM_CATEGORY_ID", c.CategoryID, "right-click the category that should hold rooms, Copy Channel ID")
+			if c.GuildID != "" && c.CategoryID != "" {
+				c.Guilds = append([]GuildConfig{{ID: c.GuildID, CategoryID: c.CategoryID}}, c.Guilds...)
+			}
+		}
+		seen := map[string]bool{}
+		for _, g := range c.Guilds {
+			if seen[g.ID] {
+				bad("DISCORD_GUILDS", fmt.Sprintf("server %s is listed twice", g.ID), "list each server once (DISCORD_GUILD_ID counts as listed)")
+			}
+			seen[g.ID] = true
+		}
 		if u, err := url.Parse(c.APIBase); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("DISCORD_API_BASE", fmt.Sprintf("%q is not an http(s) URL", c.APIBase), "leave it unset to use https://discord.com/api/v10")
 		}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +236,48 @@ func TestConfigShards(t *testing.T) {
 		if _, err := loadConfig(nil, envFrom(env)); !errors.As(err, &ce) || ce.Var != "DISCORD_SHARDS" {
 			t.Fatalf("DISCORD_SHARDS=%s: %v", bad, err)
 		}
+	}
+}
+
+// DISCORD_GUILDS adds guild:category pairs after DISCORD_GUILD_ID's, or
+// stands alone; a malformed pair or a server listed twice names the
+// variable.
+func TestConfigGuilds(t *testing.T) {
+	prod := map[string]string{
+		"DISCORD_BOT_TOKEN": "abc.def.ghi",
+		"DISCORD_GUILD_ID":  "123456789012345678",
+		"ROOM_CATEGORY_ID":  "223456789012345678",
+		"DISCORD_GUILDS":    " 323456789012345678:423456789012345678, 523456789012345678:623456789012345678 ",
+		"JWKS_URL":          "https://idp.example.com/jwks.json",
+		"JWT_ISSUER":        "https://idp.example.com/",
+		"JWT_AUDIENCE":      "bridge",
+	}
+	c, err := loadConfig(nil, envFrom(prod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []GuildConfig{{"123456789012345678", "223456789012345678"}, {"323456789012345678", "423456789012345678"}, {"523456789012345678", "623456789012345678"}}
+	if !slices.Equal(c.Guilds, want) || c.GuildID != "123456789012345678" {
+		t.Fatalf("Guilds %v (GuildID %s), want %v", c.Guilds, c.GuildID, want)
+	}
+	alone := maps.Clone(prod)
+	delete(alone, "DISCORD_GUILD_ID")
+	delete(alone, "ROOM_CATEGORY_ID")
+	if c, err := loadConfig(nil, envFrom(alone)); err != nil || len(c.Guilds) != 2 || c.GuildID != "" {
+		t.Fatalf("DISCORD_GUILDS alone: %v, Guilds %v, GuildID %q (no default guild)", err, c.Guilds, c.GuildID)
+	}
+	for _, bad := range []string{"323456789012345678", "x:1", "1:2:3", "323456789012345678:423456789012345678,323456789012345678:5", "123456789012345678:9"} {
+		env := maps.Clone(prod)
+		env["DISCORD_GUILDS"] = bad
+		var ce *ConfigError
+		if _, err := loadConfig(nil, envFrom(env)); !errors.As(err, &ce) || ce.Var != "DISCORD_GUILDS" {
+			t.Errorf("DISCORD_GUILDS=%s: %v, want a DISCORD_GUILDS error", bad, err)
+		}
+	}
+	none := maps.Clone(alone)
+	delete(none, "DISCORD_GUILDS")
+	var ce *ConfigError
+	if _, err := loadConfig(nil, envFrom(none)); !errors.As(err, &ce) || ce.Var != "DISCORD_GUILD_ID" {
+		t.Errorf("no server at all: %v, want DISCORD_GUILD_ID required", err)
 	}
 }

@@ -84,8 +84,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 // devToken asks the embedded default's dev auth for a token.
 func (ta *testApp) devToken(t testing.TB, name string) string {
 	t.Helper()
+	return ta.devTokenFor(t, name, nil)
+}
+
+// devTokenFor is devToken with a guilds claim listing guilds (none when
+// nil: the default guild applies).
+func (ta *testApp) devTokenFor(t testing.TB, name string, guilds []string) string {
+	t.Helper()
 	var out struct{ Token string }
-	ta.doJSON(t, http.MethodPost, "/api/dev/token", "", map[string]string{"name": name}, http.StatusOK, &out)
+	body := map[string]any{"name": name}
+	if guilds != nil {
+		body["guilds"] = guilds
+	}
+	ta.doJSON(t, http.MethodPost, "/api/dev/token", "", body, http.StatusOK, &out)
 	if out.Token == "" {
 		t.Fatal("dev token answer had no token")
 	}

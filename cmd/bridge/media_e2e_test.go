@@ -158,13 +158,15 @@ type e2eBrowser struct {
 type browserOptions struct {
 	// onRTP, when set, sees every received packet instead of the record.
 	onRTP func(*recvTrack, *rtp.Packet, time.Time)
+	// guilds, when set, is the token's guilds claim.
+	guilds []string
 }
 
 // newE2EBrowser signs in as name over /api/ws and prepares a PeerConnection
 // that gathers loopback UDP candidates only.
 func newE2EBrowser(t testing.TB, ta *testApp, name string, o browserOptions) *e2eBrowser {
 	t.Helper()
-	token := ta.devToken(t, name)
+	token := ta.devTokenFor(t, name, o.guilds)
 	url := "ws" + strings.TrimPrefix(ta.base, "http") + "/api/ws"
 	ws, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {ta.base}})
 	if err != nil {

@@ -54,11 +54,11 @@ func (m *appMetrics) register(a *app) error {
 	s := metrics.Sources{
 		Hub:         a.hub.Stats,
 		Gateway:     func() gateway.Status { return a.bots.lead().Status() },
-		Rooms:       func() []gateway.Room { return a.bots.lead().Rooms() },
+		Rooms:       func() []gateway.Room { return a.bots.knownRooms() },
 		Voice:       m.voiceTotals,
 		ICEFailures: func() uint64 { return a.media.Stats().ICEFailures },
 		RoomCounts: func() []metrics.RoomCount {
-			rs := a.bots.lead().Rooms()
+			rs := a.bots.knownRooms()
 			out := make([]metrics.RoomCount, len(rs))
 			for i, r := range rs {
 				out[i] = metrics.RoomCount{Room: r.ChannelID, Browsers: len(a.calls.in(r.ChannelID)), DiscordMembers: len(r.Members)}

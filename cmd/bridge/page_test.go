@@ -25,6 +25,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/voicebridge/bridge/emulator"
+	"github.com/voicebridge/bridge/emulator/discordemu"
 )
 
 // The two sizes every state is checked at.
@@ -694,4 +695,47 @@ func TestPageSaysBridgeUnreachable(t *testing.T) {
 		t.Error("back in the call, the page still says the bridge cannot be reached")
 	}
 	p.checkErrors()
+}
+
+// TestPageGuildPicker: a token that allows two Discord servers gets a
+// server picker (axe-core finding nothing); the list shows the chosen
+// server's rooms only, and a room created there lands in that server.
+func TestPageGuildPicker(t *testing.T) {
+	checkLeaks(t)
+	var tune tuning
+	tune.demo.Discord.Guilds = []discordemu.Guild{{ID: guildB, Name: "Guild B", CategoryID: categoryB}}
+	st := startTestApp(t, tune, nil)
+	if _, err := st.demo.Discord.CreateChannelIn(guildB, "Far table", 2, categoryB); err != nil {
+		t.Fatal(err)
+	}
+	guildA := st.demo.Discord.Options().GuildID
+	tok := st.devTokenFor(t, "Two Servers", []string{guildA, guildB})
+	p := &page{t: t, ctx: startBrowser(t), name: "guilds"}
+	p.do("open a sign-in link for two servers", 15*time.Second, chromedp.Navigate(st.base+"/#token="+tok),
+		chromedp.WaitVisible(testid("view-rooms")), chromedp.WaitVisible(testid("guild-picker")))
+	p.waitJS("the Lobby listed", 10*time.Second, `!!(`+roomSel("Lobby")+`)`)
+	if eval[bool](p, `!!(`+roomSel("Far table")+`)`) {
+		t.Error("guild B's room is listed while guild A is chosen")
+	}
+	p.everyWay("rooms-guilds", nil)
+
+	p.do("choose guild B", 5*time.Second, chromedp.SetValue(testid("guild-picker"), guildB),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=guild-picker]').dispatchEvent(new Event('change'))`))
+	p.waitJS("guild B's room listed", 10*time.Second, `!!(`+roomSel("Far table")+`)`)
+	if eval[bool](p, `!!(`+roomSel("Lobby")+`)`) {
+		t.Error("guild A's Lobby is listed while guild B is chosen")
+	}
+	id := p.createRoom("Near table", 0)
+	ch, ok := st.demo.Discord.Channel(id)
+	if !ok || ch.GuildID != guildB || ch.ParentID != categoryB {
+		t.Fatalf("the room created with guild B chosen is %+v, want it in guild B's category", ch)
+	}
+	p.checkErrors()
+
+	// A token of one server sees no picker.
+	one := &page{t: t, ctx: newTab(t, p.ctx), name: "one-guild"}
+	one.signIn(st.base, "One Server")
+	if eval[bool](one, `!document.querySelector('[data-testid=guild-field]').hidden`) {
+		t.Error("the server picker shows for a token of one server")
+	}
 }

@@ -185,7 +185,7 @@ func startCluster(cfg *Config, guildID string, b *bots, announce func() hub.Inst
 	cl.publicURL.Store(cfg.PublicURL)
 	cl.bots = b
 	for i, c := range b.clients {
-		l, err := lease.New(lease.Options{Client: cl.client, Key: leaseKey(guildID, b.tokens[i]), Owner: strings.ReplaceAll(cl.instanceID, "/", "_"), TTL: leaseTTL})
+		l, err := lease.New(lease.Options{Client: cl.client, Key: leaseKey(b.homes[i], b.tokens[i]), Owner: strings.ReplaceAll(cl.instanceID, "/", "_"), TTL: leaseTTL})
 		if err != nil {
 			_ = cl.client.Close()
 			return nil, err
@@ -387,12 +387,12 @@ func (cl *cluster) fence(bot int) (hub.Fence, bool) {
 // instances only while this instance holds the bot's lease, fenced by it.
 func (cl *cluster) publish(h *hub.Hub, bot int, e gateway.Event) {
 	if cl == nil || cl.bus == nil {
-		h.Publish(e.Name, e.Payload)
+		h.PublishGuild(eventGuild(e), e.Name, e.Payload)
 		return
 	}
 	if f, ok := cl.fence(bot); ok {
 		f.Session, f.Seq, f.Index = e.Session, e.Seq, int64(e.Index)
-		h.PublishFenced(f, e.Name, e.Payload)
+		h.PublishFenced(f, eventGuild(e), e.Name, e.Payload)
 	}
 }
 

@@ -16,6 +16,9 @@ var (
 	// add it with AddMember first.
 	ErrUnknownMember = errors.New("discordemu: unknown guild member")
 
+	// ErrUnknownGuild means no emulated guild has that id (Discord's error
+	// 10004).
+	ErrUnknownGuild = errors.New("discordemu: unknown guild")
 	// ErrUnknownChannel means no channel has that id (Discord's error 10003).
 	ErrUnknownChannel = errors.New("discordemu: unknown channel")
 

@@ -133,7 +133,7 @@ func (s *Server) MoveVoiceServer() error {
 	if !ok {
 		return ErrNotInVoice
 	}
-	s.queueEffectLocked(voiceEffect{userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
+	s.queueEffectLocked(voiceEffect{guildID: s.guild.id, userID: vs.userID, channelID: vs.channelID, sessionID: vs.sessionID, allocate: true})
 	return nil
 }
 
@@ -163,13 +163,15 @@ func (s *Server) CloseBotWithCode(botUserID string, code int, reason string) boo
 	if code == closeAuthenticationFailed {
 		b.revoked = true
 	}
-	if b.sess == nil || b.sess.conn == nil {
-		return false
+	closed := false
+	for _, sess := range b.shards {
+		if c := sess.conn; c != nil {
+			s.invalidateLocked(sess)
+			c.enqueue(outFrame{closeCode: code, closeReason: reason})
+			closed = true
+		}
 	}
-	c := b.sess.conn
-	s.invalidateSessionLocked(b)
-	c.enqueue(outFrame{closeCode: code, closeReason: reason})
-	return true
+	return closed
 }
 
 // SetShards changes how many shards the bot needs (Options.Shards), as

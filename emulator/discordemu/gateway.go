@@ -228,8 +228,8 @@ func (c *conn) readLoop(interval time.Duration) {
 				// new one." (opcodes-and-status-codes.mdx): not resumable.
 				s.log.Info("no heartbeat in 1.5 intervals; closing", "conn_id", c.id)
 				s.mu.Lock()
-				if c.sess != nil && c.sess == c.sess.bot.sess {
-					s.invalidateSessionLocked(c.sess.bot)
+				if c.sess != nil && c.sess.liveLocked() {
+					s.invalidateLocked(c.sess)
 				}
 				s.mu.Unlock()
 				c.closeAndWait(closeSessionTimedOut, "Session timed out.")
@@ -333,8 +333,8 @@ func (s *Server) clientClosed(c *conn, code int) {
 	if !info.ClosedByServer {
 		info.CloseCode = code
 	}
-	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.bot.sess == c.sess {
-		s.invalidateSessionLocked(c.sess.bot)
+	if (code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway) && c.sess != nil && c.sess.liveLocked() {
+		s.invalidateLocked(c.sess)
 	}
 }
 
@@ -430,7 +430,7 @@ func (s *Server) handlePayload(c *conn, data []byte, timeout time.Duration) (int
 		}
 		s.mu.Lock()
 		for _, id := range d.GuildIDs {
-			if id == s.guild.id {
+			if g := s.guildLocked(id); g != nil && c.sess != nil && g.hasBot(c.sess.bot.userID) {
 				s.dispatchToLocked(c.sess, "SOUNDBOARD_SOUNDS", 0, map[string]any{"guild_id": id, "soundboard_sounds": []any{}})
 			}
 		}
@@ -506,7 +506,7 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		shard = [2]int{d.Shard[0], d.Shard[1]}
 	}
-	if s.opts.Shards > 1 && shard[1] < s.opts.Shards {
+	if need := s.shardsNeededLocked(b); need > 1 && shard[1] < need {
 		// Too many guilds for so few shards ("Sharding").
 		return closeShardingRequired, "Sharding required."
 	}
@@ -529,13 +529,23 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 		s.stats.Identifies++
 	}
 
-	if old := b.sess; old != nil && old.conn != nil && old.conn != c {
-		// One session a bot: the previous one ends with its connection.
-		old.conn.shutdown()
+	for _, old := range b.shards {
+		if old.shard[0] != shard[0] && old.shard[1] == shard[1] {
+			continue // another shard's session goes on
+		}
+		// One session a shard: the previous one ends with its
+		// connection, as do those of another shard count.
+		if old.conn != nil && old.conn != c {
+			old.conn.shutdown()
+		}
+		s.invalidateLocked(old)
 	}
-	s.invalidateSessionLocked(b)
+	if b.sess != nil && !b.sess.liveLocked() {
+		b.sess = nil
+	}
 	sess := &session{bot: b, id: randomHex(16), intents: intents, compress: d.Compress, conn: c, shard: shard}
 	b.sess = sess
+	b.shards[shard[0]] = sess
 	c.sess = sess
 	c.authed = true
 	s.connLog[c.id-1].Identified = true
@@ -562,16 +572,39 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	if d.Shard != nil {
 		ready["shard"] = d.Shard
 	}
-	onShard := s.guildOnShardLocked(sess)
-	if onShard {
-		ready["guilds"] = []any{map[string]any{"id": s.guild.id, "unavailable": true}}
+	// READY lists the bot's guilds on this shard as unavailable; a
+	// GUILD_CREATE follows for each ("Ready").
+	var mine []*guildState
+	listed := []any{}
+	for _, g := range s.guilds {
+		if g.hasBot(b.userID) && guildOnShard(g.id, sess) {
+			mine = append(mine, g)
+			listed = append(listed, map[string]any{"id": g.id, "unavailable": true})
+		}
 	}
+	ready["guilds"] = listed
 	s.dispatchToLocked(sess, "READY", 0, ready)
-	if onShard {
-		s.dispatchToLocked(sess, "GUILD_CREATE", 0, s.guild.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
+	for _, g := range mine {
+		s.dispatchToLocked(sess, "GUILD_CREATE", 0, g.guildCreateJSON(b.userID, intents&intentGuildPresences != 0))
 	}
 	s.log.Info("identified", "conn_id", c.id, "session_id", sess.id, "user_id", b.userID, "intents", intents)
 	return 0, ""
+}
+
+// shardsNeededLocked is how many shards bot b must identify with:
+// Options.Shards, raised by GuildsPerShard for a bot in many guilds.
+func (s *Server) shardsNeededLocked(b *botState) int {
+	need := s.opts.Shards
+	if per := s.opts.GuildsPerShard; per > 0 {
+		n := 0
+		for _, g := range s.guilds {
+			if g.hasBot(b.userID) {
+				n++
+			}
+		}
+		need = max(need, (n+per-1)/per)
+	}
+	return max(need, 1)
 }
 
 // handleResume continues a session ("Resuming"): replay, then RESUMED.
@@ -600,7 +633,12 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if d.Seq != nil {
 		seq = *d.Seq
 	}
-	sess := b.sess
+	var sess *session
+	for _, live := range b.shards {
+		if d.SessionID != nil && live.id == *d.SessionID {
+			sess = live
+		}
+	}
 	if sess == nil || d.SessionID == nil || *d.SessionID != sess.id || seq < 0 {
 		s.stats.InvalidSessions++
 		s.notifyLocked()
@@ -613,7 +651,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	if lt := s.opts.SessionLifetime; lt > 0 && sess.conn == nil && time.Since(sess.detached) > lt {
 		s.log.Info("resume after the session's lifetime refused", "session_id", sess.id)
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked(b)
+		s.invalidateLocked(sess)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
@@ -625,7 +663,7 @@ func (s *Server) handleResume(c *conn, raw json.RawMessage) (int, string) {
 	}
 	if !s.replayLocked(sess, c, seq) {
 		s.stats.InvalidSessions++
-		s.invalidateSessionLocked(b)
+		s.invalidateLocked(sess)
 		c.enqueue(outFrame{data: encodePayload(opInvalidSession, false)})
 		return 0, ""
 	}
@@ -662,14 +700,18 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 	if d.ChannelID != nil {
 		channelID = *d.ChannelID
 	}
-	if *d.GuildID != s.guild.id {
+	if c.sess == nil {
+		return 0, "" // invalidated meanwhile
+	}
+	g := s.guildLocked(*d.GuildID)
+	if g == nil || !g.hasBot(c.sess.bot.userID) || !guildOnShard(g.id, c.sess) {
 		s.stats.RejectedVoiceUpdates++
 		s.notifyLocked()
-		s.log.Warn("op 4 for an unknown guild ignored", "guild_id", *d.GuildID)
+		s.log.Warn("op 4 for a guild the bot is not in (on this shard) ignored", "guild_id", *d.GuildID)
 		return 0, ""
 	}
 	if channelID != "" {
-		ch, ok := s.guild.channels[channelID]
+		ch, ok := g.channels[channelID]
 		if !ok || !isVoiceType(ch.typ) {
 			s.stats.RejectedVoiceUpdates++
 			s.notifyLocked()
@@ -678,7 +720,7 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 		}
 	}
 	botID := c.sess.bot.userID
-	if channelID != "" && s.channelFullLocked(channelID, botID) && s.guild.botPermissionsLocked(botID)&PermMoveMembers == 0 {
+	if channelID != "" && g.channelFullLocked(channelID, botID) && g.botPermissionsLocked(botID)&PermMoveMembers == 0 {
 		// Discord refuses the join of a full channel without Move
 		// Members silently: neither voice update arrives.
 		s.stats.RefusedFullJoins++
@@ -686,19 +728,19 @@ func (s *Server) handleVoiceStateUpdate(c *conn, raw json.RawMessage) (int, stri
 		s.log.Warn("op 4 for a full voice channel without Move Members ignored", "channel_id", channelID)
 		return 0, ""
 	}
-	s.setVoiceLocked(botID, channelID, d.SelfMute, d.SelfDeaf)
+	s.setVoiceLocked(g, botID, channelID, d.SelfMute, d.SelfDeaf)
 	return 0, ""
 }
 
 // channelFullLocked reports whether a voice channel's user limit is
 // reached by users other than the bot botID.
-func (s *Server) channelFullLocked(channelID, botID string) bool {
-	ch := s.guild.channels[channelID]
+func (g *guildState) channelFullLocked(channelID, botID string) bool {
+	ch := g.channels[channelID]
 	if ch == nil || ch.userLimit == 0 {
 		return false
 	}
 	n := 0
-	for uid, vs := range s.guild.voice {
+	for uid, vs := range g.voice {
 		if uid != botID && vs.channelID == channelID {
 			n++
 		}
@@ -729,14 +771,18 @@ func (s *Server) handleRequestGuildMembers(c *conn, raw json.RawMessage) (int, s
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if *d.GuildID != s.guild.id {
+	if c.sess == nil {
+		return 0, ""
+	}
+	g := s.guildLocked(*d.GuildID)
+	if g == nil || !g.hasBot(c.sess.bot.userID) {
 		return 0, ""
 	}
 	members := []any{}
 	notFound := []string{}
 	if ids != nil {
 		for _, id := range ids {
-			if m, ok := s.guild.members[id]; ok {
+			if m, ok := g.members[id]; ok {
 				members = append(members, memberJSON(m))
 			} else {
 				notFound = append(notFound, id)
@@ -744,8 +790,8 @@ func (s *Server) handleRequestGuildMembers(c *conn, raw json.RawMessage) (int, s
 		}
 	} else {
 		prefix := strings.ToLower(*d.Query)
-		for _, id := range s.guild.memberOrder {
-			m := s.guild.members[id]
+		for _, id := range g.memberOrder {
+			m := g.members[id]
 			if strings.HasPrefix(strings.ToLower(m.username), prefix) {
 				members = append(members, memberJSON(m))
 				if d.Limit > 0 && len(members) >= d.Limit {
@@ -754,7 +800,7 @@ func (s *Server) handleRequestGuildMembers(c *conn, raw json.RawMessage) (int, s
 			}
 		}
 	}
-	chunk := map[string]any{"guild_id": s.guild.id, "members": members, "chunk_index": 0, "chunk_count": 1}
+	chunk := map[string]any{"guild_id": g.id, "members": members, "chunk_index": 0, "chunk_count": 1}
 	if ids != nil {
 		chunk["not_found"] = notFound
 	}

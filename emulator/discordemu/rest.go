@@ -18,6 +18,7 @@ const (
 	codeUnknownChannel     = 10003
 	codeUnknownGuild       = 10004
 	codeMaxChannels        = 30013
+	codeMissingAccess      = 50001
 	codeMissingPermissions = 50013
 	codeInvalidFormBody    = 50035
 	codeInvalidAPIVersion  = 50041
@@ -232,14 +233,14 @@ func (s *Server) restGetGateway(*apiRequest) apiResponse {
 // restGetGatewayBot is Get Gateway Bot with a session start limit of 1000
 // identifies a day, the recommended shards (Options.Shards) and
 // Options.MaxConcurrency.
-func (s *Server) restGetGatewayBot(*apiRequest) apiResponse {
+func (s *Server) restGetGatewayBot(req *apiRequest) apiResponse {
 	remaining := 1000 - s.stats.Identifies
 	if remaining < 0 {
 		remaining = 0
 	}
 	return apiResponse{status: http.StatusOK, body: map[string]any{
 		"url":    s.GatewayURL(),
-		"shards": max(1, s.opts.Shards),
+		"shards": s.shardsNeededLocked(req.bot),
 		"session_start_limit": map[string]any{
 			"total":           1000,
 			"remaining":       remaining,
@@ -257,27 +258,47 @@ func (s *Server) restGetMe(req *apiRequest) apiResponse {
 	return apiResponse{status: http.StatusOK, body: u}
 }
 
-func (s *Server) guildOr404(req *apiRequest) (apiResponse, bool) {
-	if req.params["{guild.id}"] != s.guild.id {
-		return apiError(http.StatusNotFound, codeUnknownGuild, "Unknown Guild"), false
+// guildOr404 is the request's guild when the bot is in it: an unknown
+// guild is 404 Unknown Guild, one the bot is not in 403 Missing Access.
+func (s *Server) guildOr404(req *apiRequest) (*guildState, apiResponse, bool) {
+	g := s.guildLocked(req.params["{guild.id}"])
+	if g == nil {
+		return nil, apiError(http.StatusNotFound, codeUnknownGuild, "Unknown Guild"), false
 	}
-	return apiResponse{}, true
+	if !g.hasBot(req.bot.userID) {
+		return nil, apiError(http.StatusForbidden, codeMissingAccess, "Missing Access"), false
+	}
+	return g, apiResponse{}, true
+}
+
+// channelOr404 is the request's channel and its guild, as guildOr404.
+func (s *Server) channelOr404(req *apiRequest) (*guildState, *channel, apiResponse, bool) {
+	g, c := s.channelGuildLocked(req.params["{channel.id}"])
+	if c == nil {
+		return nil, nil, apiError(http.StatusNotFound, codeUnknownChannel, "Unknown Channel"), false
+	}
+	if !g.hasBot(req.bot.userID) {
+		return nil, nil, apiError(http.StatusForbidden, codeMissingAccess, "Missing Access"), false
+	}
+	return g, c, apiResponse{}, true
 }
 
 func (s *Server) restGetGuild(req *apiRequest) apiResponse {
-	if resp, ok := s.guildOr404(req); !ok {
+	g, resp, ok := s.guildOr404(req)
+	if !ok {
 		return resp
 	}
-	return apiResponse{status: http.StatusOK, body: s.guild.guildJSON()}
+	return apiResponse{status: http.StatusOK, body: g.guildJSON()}
 }
 
 func (s *Server) restGetGuildChannels(req *apiRequest) apiResponse {
-	if resp, ok := s.guildOr404(req); !ok {
+	g, resp, ok := s.guildOr404(req)
+	if !ok {
 		return resp
 	}
-	out := make([]any, 0, len(s.guild.channelOrder))
-	for _, c := range s.guild.orderedChannels() {
-		out = append(out, s.guild.channelJSON(c))
+	out := make([]any, 0, len(g.channelOrder))
+	for _, c := range g.orderedChannels() {
+		out = append(out, g.channelJSON(c))
 	}
 	return apiResponse{status: http.StatusOK, body: out}
 }
@@ -286,10 +307,11 @@ func (s *Server) restGetGuildChannels(req *apiRequest) apiResponse {
 // MANAGE_CHANNELS, validates the JSON params, fires CHANNEL_CREATE and
 // answers 201 with the channel.
 func (s *Server) restCreateGuildChannel(req *apiRequest) apiResponse {
-	if resp, ok := s.guildOr404(req); !ok {
+	g, resp, ok := s.guildOr404(req)
+	if !ok {
 		return resp
 	}
-	if !s.guild.manageChannels {
+	if !g.manageChannels {
 		return apiError(http.StatusForbidden, codeMissingPermissions, "Missing Permissions")
 	}
 	var fields map[string]json.RawMessage
@@ -300,7 +322,7 @@ func (s *Server) restCreateGuildChannel(req *apiRequest) apiResponse {
 	if len(ferrs) > 0 {
 		return formErrorResponse(ferrs)
 	}
-	c, err := s.createChannelLocked(spec)
+	c, err := s.createChannelLocked(g, spec)
 	var fe *formError
 	switch {
 	case errors.As(err, &fe):
@@ -310,15 +332,15 @@ func (s *Server) restCreateGuildChannel(req *apiRequest) apiResponse {
 	case err != nil:
 		return apiError(http.StatusInternalServerError, codeGeneral, "500: Internal Server Error")
 	}
-	return apiResponse{status: http.StatusCreated, body: s.guild.channelJSON(c)}
+	return apiResponse{status: http.StatusCreated, body: g.channelJSON(c)}
 }
 
 func (s *Server) restGetChannel(req *apiRequest) apiResponse {
-	c, ok := s.guild.channels[req.params["{channel.id}"]]
+	g, c, resp, ok := s.channelOr404(req)
 	if !ok {
-		return apiError(http.StatusNotFound, codeUnknownChannel, "Unknown Channel")
+		return resp
 	}
-	return apiResponse{status: http.StatusOK, body: s.guild.channelJSON(c)}
+	return apiResponse{status: http.StatusOK, body: g.channelJSON(c)}
 }
 
 // restDeleteChannel is Delete/Close Channel (channel.mdx): needs
@@ -326,14 +348,14 @@ func (s *Server) restGetChannel(req *apiRequest) apiResponse {
 // channel.
 func (s *Server) restDeleteChannel(req *apiRequest) apiResponse {
 	id := req.params["{channel.id}"]
-	c, ok := s.guild.channels[id]
+	g, c, resp, ok := s.channelOr404(req)
 	if !ok {
-		return apiError(http.StatusNotFound, codeUnknownChannel, "Unknown Channel")
+		return resp
 	}
-	if !s.guild.manageChannels {
+	if !g.manageChannels {
 		return apiError(http.StatusForbidden, codeMissingPermissions, "Missing Permissions")
 	}
-	payload := s.guild.channelJSON(c)
+	payload := g.channelJSON(c)
 	if _, err := s.deleteChannelLocked(id); err != nil {
 		return apiError(http.StatusNotFound, codeUnknownChannel, "Unknown Channel")
 	}

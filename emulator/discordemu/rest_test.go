@@ -362,7 +362,7 @@ func FuzzCreateChannelBody(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		g := newGuildState(opts, time.Unix(1700000000, 0))
+		g := newGuildState(Guild{ID: opts.GuildID, CategoryID: opts.CategoryID}, opts, time.Unix(1700000000, 0))
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(body, &fields) != nil || fields == nil {
 			return
@@ -405,7 +405,7 @@ func BenchmarkDispatchBuffered(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s.mu.Lock()
-		s.dispatchLocked("CHANNEL_UPDATE", intentGuilds, payload)
+		s.dispatchLocked(s.guild, "CHANNEL_UPDATE", intentGuilds, payload)
 		s.mu.Unlock()
 	}
 }

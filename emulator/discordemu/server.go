@@ -41,9 +41,14 @@ type Options struct {
 	// the same guild and its events. The bot above is the primary: the
 	// fault controls act on it, and Stats' session fields describe it.
 	ExtraBots []Bot
-	// GuildID and GuildName describe the one guild the bot is in; defaults
-	// "200000000000000001" and "Emulated Guild".
+	// GuildID and GuildName describe the primary guild, which every bot
+	// is in; defaults "200000000000000001" and "Emulated Guild".
 	GuildID, GuildName string
+	// Guilds are further guilds, each with its own room category and the
+	// bots added to it: a bot sees (READY, GUILD_CREATE, dispatches, REST)
+	// only the guilds it is in, and each guild's events go only to them.
+	// The public state methods that take no guild act on the primary one.
+	Guilds []Guild
 	// CategoryID is the id of the category channel (type 4) named "Rooms"
 	// that exists from the start; default "300000000000000001".
 	CategoryID string
@@ -59,8 +64,15 @@ type Options struct {
 	// does for a bot in many guilds: GET /gateway/bot recommends it, an
 	// identify with fewer shards is closed with 4011, and a session gets
 	// the guild's events only when its shard holds the guild
-	// ((guild_id >> 22) % num_shards). One session a bot at a time.
+	// ((guild_id >> 22) % num_shards). A bot runs one session per shard:
+	// a new identify ends the bot's session of the same shard id, and
+	// those identified with another shard count.
 	Shards int
+	// GuildsPerShard, when above 0, requires a bot in more guilds than
+	// that to shard, as Discord does past 2,500: it needs at least
+	// ceil(guilds / GuildsPerShard) shards (and at least Shards), which
+	// GET /gateway/bot recommends; fewer are closed with 4011.
+	GuildsPerShard int
 	// MaxConcurrency is GET /gateway/bot's max_concurrency, default 1:
 	// identifies of shards in different buckets (shard_id %
 	// max_concurrency) may come together; one a bucket per
@@ -90,6 +102,20 @@ type Options struct {
 	Voice VoiceBackend
 	// Logger receives the emulator's logs; default discards.
 	Logger *slog.Logger
+}
+
+// Guild is one more emulated guild besides the primary one.
+type Guild struct {
+	// ID and Name describe the guild; Name defaults to "Emulated Guild N".
+	ID, Name string
+	// CategoryID is its category named "Rooms".
+	CategoryID string
+	// VoiceChannels are voice channels under the category from the start,
+	// as Options.VoiceChannels.
+	VoiceChannels []string
+	// Bots are the user ids of the bots added to the guild (the primary's
+	// BotUserID or an ExtraBots UserID); empty means every bot.
+	Bots []string
 }
 
 // Bot is one emulated bot application: its token and its user.
@@ -230,7 +256,8 @@ type Server struct {
 	mu      sync.Mutex
 	closed  bool
 	changed chan struct{}
-	guild   guildState
+	guild   *guildState   // the primary guild, guilds[0]
+	guilds  []*guildState // every guild, the primary first
 	ids     snowflakes
 
 	bots       []*botState // bots[0] is the primary bot
@@ -330,6 +357,9 @@ func (o *Options) fill() error {
 	if o.GuildID == o.CategoryID {
 		return fmt.Errorf("%w: GuildID and CategoryID are both %s", ErrInvalidOptions, o.GuildID)
 	}
+	if err := o.fillGuilds(users); err != nil {
+		return err
+	}
 	if o.HeartbeatInterval < time.Millisecond {
 		return fmt.Errorf("%w: HeartbeatInterval %v is below 1ms", ErrInvalidOptions, o.HeartbeatInterval)
 	}
@@ -338,6 +368,36 @@ func (o *Options) fill() error {
 	}
 	if o.IdentifyInterval < 0 {
 		return fmt.Errorf("%w: IdentifyInterval %v is negative", ErrInvalidOptions, o.IdentifyInterval)
+	}
+	return nil
+}
+
+// fillGuilds validates Options.Guilds: ids of their own, bots that exist.
+func (o *Options) fillGuilds(bots map[string]bool) error {
+	o.Guilds = append([]Guild(nil), o.Guilds...)
+	seen := map[string]bool{o.GuildID: true, o.CategoryID: true}
+	for _, id := range o.VoiceChannels {
+		seen[id] = true
+	}
+	for i := range o.Guilds {
+		g := &o.Guilds[i]
+		ids := append([]string{g.ID, g.CategoryID}, g.VoiceChannels...)
+		for _, id := range ids {
+			if !isSnowflake(id) || seen[id] {
+				return fmt.Errorf("%w: Guilds[%d]: id %q is not a snowflake of its own (guild, category and voice channel ids must be distinct)", ErrInvalidOptions, i, id)
+			}
+			seen[id] = true
+		}
+		for _, b := range g.Bots {
+			if !bots[b] {
+				return fmt.Errorf("%w: Guilds[%d].Bots: %q is not the user id of a bot (BotUserID or an ExtraBots UserID)", ErrInvalidOptions, i, b)
+			}
+		}
+		g.Bots = append([]string(nil), g.Bots...)
+		g.VoiceChannels = append([]string(nil), g.VoiceChannels...)
+		if g.Name == "" {
+			g.Name = "Emulated Guild " + strconv.Itoa(i+2)
+		}
 	}
 	return nil
 }
@@ -373,10 +433,15 @@ func Start(opts Options) (*Server, error) {
 		// Browsers are not the emulator's clients; any origin may connect.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	s.guild = newGuildState(opts, time.Now())
-	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}}}
+	now := time.Now()
+	s.guild = newGuildState(Guild{ID: opts.GuildID, Name: opts.GuildName, CategoryID: opts.CategoryID, VoiceChannels: opts.VoiceChannels}, opts, now)
+	s.guilds = []*guildState{s.guild}
+	for _, g := range opts.Guilds {
+		s.guilds = append(s.guilds, newGuildState(g, opts, now))
+	}
+	s.bots = []*botState{{token: opts.Token, userID: opts.BotUserID, lastIdentify: map[int]time.Time{}, shards: map[int]*session{}}}
 	for _, b := range opts.ExtraBots {
-		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, limiter: newRateLimiter()})
+		s.bots = append(s.bots, &botState{token: b.Token, userID: b.UserID, lastIdentify: map[int]time.Time{}, shards: map[int]*session{}, limiter: newRateLimiter()})
 	}
 	s.ids.next(time.Now())
 

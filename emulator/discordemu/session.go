@@ -78,9 +78,13 @@ func itoa(n int) string {
 // Guarded by Server.mu.
 type botState struct {
 	token, userID string
-	// sess is the bot's session, nil before the first identify and after
-	// an invalidation.
+	// sess is the bot's session of its latest identify, nil before the
+	// first identify and after its invalidation; the fault controls and
+	// Stats act on it.
 	sess *session
+	// shards are the bot's live sessions by shard id: one a shard, as a
+	// sharded bot runs one session per shard ("Sharding").
+	shards map[int]*session
 	// lastIdentify is the last identify of each max_concurrency bucket.
 	lastIdentify map[int]time.Time
 	// revoked refuses the token (close 4004), as after a token reset.
@@ -112,20 +116,34 @@ func (s *Server) botByUserLocked(userID string) *botState {
 	return nil
 }
 
-// dispatchLocked sends a guild event to every bot's session (each bot is in
-// the guild) whose shard holds the guild; see dispatchToLocked.
-func (s *Server) dispatchLocked(event string, intent int, d any) {
+// dispatchLocked sends a guild event to the session of every bot in the
+// guild whose shard holds it; see dispatchToLocked.
+func (s *Server) dispatchLocked(g *guildState, event string, intent int, d any) {
 	for _, b := range s.bots {
-		if b.sess != nil && s.guildOnShardLocked(b.sess) {
-			s.dispatchToLocked(b.sess, event, intent, d)
+		if !g.hasBot(b.userID) {
+			continue
+		}
+		if sess := b.sessionForLocked(g.id); sess != nil {
+			s.dispatchToLocked(sess, event, intent, d)
 		}
 	}
 }
 
-// guildOnShardLocked reports whether the guild's events go to sess's
-// shard: shard_id = (guild_id >> 22) % num_shards ("Sharding").
-func (s *Server) guildOnShardLocked(sess *session) bool {
-	id, _ := strconv.ParseUint(s.guild.id, 10, 64) // validated at Start
+// sessionForLocked is the bot's live session whose shard holds the
+// guild; nil when none.
+func (b *botState) sessionForLocked(guildID string) *session {
+	for _, sess := range b.shards {
+		if guildOnShard(guildID, sess) {
+			return sess
+		}
+	}
+	return nil
+}
+
+// guildOnShard reports whether the guild's events go to sess's shard:
+// shard_id = (guild_id >> 22) % num_shards ("Sharding").
+func guildOnShard(guildID string, sess *session) bool {
+	id, _ := strconv.ParseUint(guildID, 10, 64) // validated at Start
 	return int((id>>22)%uint64(sess.shard[1])) == sess.shard[0]
 }
 
@@ -187,20 +205,33 @@ func (s *Server) replayLocked(sess *session, c *conn, seq int64) bool {
 	return true
 }
 
-// invalidateSessionLocked forgets bot b's session: it cannot be resumed
-// and dispatches until the next identify are lost.
+// invalidateSessionLocked forgets bot b's latest session: it cannot be
+// resumed and its dispatches until the next identify are lost.
 func (s *Server) invalidateSessionLocked(b *botState) {
-	if b.sess == nil {
-		return
+	if b.sess != nil {
+		s.invalidateLocked(b.sess)
 	}
-	if c := b.sess.conn; c != nil {
+}
+
+// invalidateLocked forgets one session of its bot.
+func (s *Server) invalidateLocked(sess *session) {
+	b := sess.bot
+	if c := sess.conn; c != nil {
 		c.sess = nil
 		c.authed = false
 	}
-	s.log.Info("session invalidated", "session_id", b.sess.id, "user_id", b.userID)
-	b.sess = nil
+	if b.shards[sess.shard[0]] == sess {
+		delete(b.shards, sess.shard[0])
+	}
+	if b.sess == sess {
+		b.sess = nil
+	}
+	s.log.Info("session invalidated", "session_id", sess.id, "user_id", b.userID, "shard", sess.shard[0])
 	s.notifyLocked()
 }
+
+// liveLocked reports whether sess is one of its bot's live sessions.
+func (sess *session) liveLocked() bool { return sess.bot.shards[sess.shard[0]] == sess }
 
 // detachLocked takes the session off its connection; dispatches buffer
 // until a resume.

@@ -57,7 +57,7 @@ func TestShardingRequired(t *testing.T) {
 	if g := ready["guilds"].([]any); len(g) != 0 {
 		t.Fatalf("shard 0 READY lists guilds %v, want none", g)
 	}
-	// One session a bot: the home shard's identify ends shard 0's.
+	// One session a shard: the home shard's identify leaves shard 0's alone.
 	c := dialGateway(t, s)
 	c.expectOp(opHello)
 	c.send(opIdentify, identifyShard(s.Options().Token, home, shards))
@@ -104,4 +104,75 @@ func TestIdentifyBucketsByMaxConcurrency(t *testing.T) {
 	o.expectOp(opHello)
 	o.send(opIdentify, identifyShard("t2", 2, 4))
 	o.expectDispatch("READY")
+}
+
+// shardGuild is the id of a guild on shard k % n: (id >> 22) == k.
+func shardGuild(k uint64) string { return strconv.FormatUint(k<<22, 10) }
+
+// Past GuildsPerShard a bot must shard: GET /gateway/bot says how many,
+// fewer get 4011, and the bot's shards run side by side, each with the
+// guilds it carries and their events alone.
+func TestGuildsPerShardAndSessionsPerShard(t *testing.T) {
+	var guilds []Guild
+	for k := uint64(300); k < 304; k++ { // shards 0, 1, 2, 0 of 3
+		guilds = append(guilds, Guild{ID: shardGuild(k), CategoryID: strconv.FormatUint(k<<22+1, 10)})
+	}
+	s := startServer(t, func(o *Options) {
+		o.Guilds = guilds // with the primary (shard 2 of 3): 5 guilds
+		o.GuildsPerShard = 2
+		o.MaxConcurrency = 3
+		o.IdentifyInterval = 1 << 40 // one identify a bucket in this test
+	})
+	_, body := rest(t, s, http.MethodGet, "/api/v10/gateway/bot", "", nil)
+	if gb := decodeMap(t, body); gb["shards"] != float64(3) {
+		t.Fatalf("GET /gateway/bot %v, want 3 shards for 5 guilds at 2 a shard", gb)
+	}
+	few := dialGateway(t, s)
+	few.expectOp(opHello)
+	few.send(opIdentify, identifyShard(s.Options().Token, 0, 2))
+	few.expectClose(closeShardingRequired)
+
+	conns := make([]*rawClient, 3)
+	for shard := range conns {
+		c := dialGateway(t, s)
+		c.expectOp(opHello)
+		c.send(opIdentify, identifyShard(s.Options().Token, shard, 3))
+		var ready map[string]any
+		if err := json.Unmarshal(c.expectDispatch("READY").D, &ready); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range ready["guilds"].([]any) {
+			id := g.(map[string]any)["id"].(string)
+			if got := shardOf(t, id, 3); got != shard {
+				t.Fatalf("shard %d's READY lists guild %s of shard %d", shard, id, got)
+			}
+			c.expectDispatch("GUILD_CREATE")
+		}
+		conns[shard] = c
+	}
+	if n := len(s.Connections()); n != 4 {
+		t.Fatalf("%d connections, want the refused one and three shards", n)
+	}
+	all := append([]Guild{{ID: s.Options().GuildID, CategoryID: s.Options().CategoryID}}, guilds...)
+	for _, g := range all {
+		ch, err := s.CreateChannelIn(g.ID, "room", channelTypeVoice, g.CategoryID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(conns[shardOf(t, g.ID, 3)].expectDispatch("CHANNEL_CREATE").D, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["id"] != ch.ID {
+			t.Fatalf("guild %s's shard got channel %v, want %s", g.ID, got["id"], ch.ID)
+		}
+	}
+	// No shard got another's event: the next thing each sees is its
+	// heartbeat answer.
+	for shard, c := range conns {
+		c.send(opHeartbeat, nil)
+		if p := c.next(); p.Op != opHeartbeatACK {
+			t.Fatalf("shard %d got %s (op %d), want only its heartbeat ACK", shard, p.event(), p.Op)
+		}
+	}
 }

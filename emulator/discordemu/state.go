@@ -3,6 +3,7 @@ package discordemu
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -138,31 +139,62 @@ func overwritesJSON(ows []PermissionOverwrite) []any {
 	return out
 }
 
-func newGuildState(o Options, now time.Time) guildState {
-	g := guildState{
-		id:             o.GuildID,
-		name:           o.GuildName,
+func newGuildState(spec Guild, o Options, now time.Time) *guildState {
+	g := &guildState{
+		id:             spec.ID,
+		name:           spec.Name,
 		created:        now,
 		channels:       make(map[string]*channel),
 		members:        make(map[string]*member),
 		voice:          make(map[string]*voiceState),
 		manageChannels: true,
 		botPerms:       o.BotPermissions,
-		catID:          o.CategoryID,
+		catID:          spec.CategoryID,
 		catOverwrites:  append([]PermissionOverwrite(nil), o.CategoryOverwrites...),
 	}
 	if g.botPerms == 0 {
 		g.botPerms = BotRolePermissions
 	}
-	g.addChannel(&channel{id: o.CategoryID, typ: channelTypeCategory, name: "Rooms"})
-	for i, id := range o.VoiceChannels {
-		g.addChannel(&channel{id: id, typ: channelTypeVoice, name: fmt.Sprintf("Voice %d", i+1), parentID: o.CategoryID, position: i, bitrate: 64000})
+	g.addChannel(&channel{id: spec.CategoryID, typ: channelTypeCategory, name: "Rooms"})
+	for i, id := range spec.VoiceChannels {
+		g.addChannel(&channel{id: id, typ: channelTypeVoice, name: fmt.Sprintf("Voice %d", i+1), parentID: spec.CategoryID, position: i, bitrate: 64000})
 	}
-	g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
+	added := func(userID string) bool { return len(spec.Bots) == 0 || slices.Contains(spec.Bots, userID) }
+	if added(o.BotUserID) {
+		g.addMember(&member{id: o.BotUserID, username: o.BotName, bot: true, joinedAt: now})
+	}
 	for _, b := range o.ExtraBots {
-		g.addMember(&member{id: b.UserID, username: b.Name, bot: true, joinedAt: now})
+		if added(b.UserID) {
+			g.addMember(&member{id: b.UserID, username: b.Name, bot: true, joinedAt: now})
+		}
 	}
 	return g
+}
+
+// hasBot reports whether the bot user is a member of the guild.
+func (g *guildState) hasBot(userID string) bool {
+	m, ok := g.members[userID]
+	return ok && m.bot
+}
+
+// guildLocked is the guild with this id; nil when none.
+func (s *Server) guildLocked(id string) *guildState {
+	for _, g := range s.guilds {
+		if g.id == id {
+			return g
+		}
+	}
+	return nil
+}
+
+// channelGuildLocked finds the guild holding a channel; nils when none.
+func (s *Server) channelGuildLocked(channelID string) (*guildState, *channel) {
+	for _, g := range s.guilds {
+		if c, ok := g.channels[channelID]; ok {
+			return g, c
+		}
+	}
+	return nil, nil
 }
 
 func (g *guildState) addChannel(c *channel) {
@@ -508,13 +540,25 @@ func (g *guildState) toDiscordgo(c *channel) *discordgo.Channel {
 // GUILD_MEMBER_ADD only with the privileged GUILD_MEMBERS intent, which the
 // emulated bot never has, so nothing is dispatched.
 func (s *Server) AddMember(userID, username string) {
+	_ = s.AddMemberTo(s.opts.GuildID, userID, username)
+}
+
+// AddMemberTo is AddMember in the guild guildID; a bot added so joins the
+// guild, as an invite does (the guild reaches its session at the next
+// identify).
+func (s *Server) AddMemberTo(guildID, userID, username string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m, ok := s.guild.members[userID]; ok {
-		m.username = username
-		return
+	g := s.guildLocked(guildID)
+	if g == nil {
+		return fmt.Errorf("%w: %s", ErrUnknownGuild, guildID)
 	}
-	s.guild.addMember(&member{id: userID, username: username, bot: s.botByUserLocked(userID) != nil, joinedAt: time.Now()})
+	if m, ok := g.members[userID]; ok {
+		m.username = username
+		return nil
+	}
+	g.addMember(&member{id: userID, username: username, bot: s.botByUserLocked(userID) != nil, joinedAt: time.Now()})
+	return nil
 }
 
 // SetVoiceState joins, moves or (channelID "") disconnects a member's voice
@@ -526,36 +570,60 @@ func (s *Server) SetVoiceState(userID, channelID string) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := s.guild.members[userID]; !ok {
+	if channelID == "" {
+		// Leave voice in every guild the member is in voice in.
+		member := false
+		for _, g := range s.guilds {
+			if _, ok := g.members[userID]; ok {
+				member = true
+				if vs, ok := g.voice[userID]; ok {
+					s.setVoiceLocked(g, userID, "", vs.selfMute, vs.selfDeaf)
+				}
+			}
+		}
 		s.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrUnknownMember, userID)
+		if !member {
+			return fmt.Errorf("%w: %s", ErrUnknownMember, userID)
+		}
+		return nil
 	}
-	if channelID != "" {
-		c, ok := s.guild.channels[channelID]
-		if !ok {
-			s.mu.Unlock()
-			return fmt.Errorf("%w: %s", ErrUnknownChannel, channelID)
-		}
-		if !isVoiceType(c.typ) {
-			s.mu.Unlock()
-			return fmt.Errorf("%w: %s has type %d", ErrNotVoiceChannel, channelID, c.typ)
-		}
+	g, c := s.channelGuildLocked(channelID)
+	if c == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownChannel, channelID)
+	}
+	if _, ok := g.members[userID]; !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s in guild %s", ErrUnknownMember, userID, g.id)
+	}
+	if !isVoiceType(c.typ) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s has type %d", ErrNotVoiceChannel, channelID, c.typ)
 	}
 	selfMute, selfDeaf := false, false
-	if vs, ok := s.guild.voice[userID]; ok {
+	if vs, ok := g.voice[userID]; ok {
 		selfMute, selfDeaf = vs.selfMute, vs.selfDeaf
 	}
-	s.setVoiceLocked(userID, channelID, selfMute, selfDeaf)
+	s.setVoiceLocked(g, userID, channelID, selfMute, selfDeaf)
 	s.mu.Unlock()
 	return nil
 }
 
-// VoiceStates maps each member in voice to their channel.
-func (s *Server) VoiceStates() map[string]string {
+// VoiceStates maps each member in voice in the primary guild to their
+// channel.
+func (s *Server) VoiceStates() map[string]string { return s.VoiceStatesIn(s.opts.GuildID) }
+
+// VoiceStatesIn maps each member in voice in guildID to their channel;
+// nil for an unknown guild.
+func (s *Server) VoiceStatesIn(guildID string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.guild.voice))
-	for id, vs := range s.guild.voice {
+	g := s.guildLocked(guildID)
+	if g == nil {
+		return nil
+	}
+	out := make(map[string]string, len(g.voice))
+	for id, vs := range g.voice {
 		out[id] = vs.channelID
 	}
 	return out
@@ -565,24 +633,33 @@ func (s *Server) VoiceStates() map[string]string {
 // permission check), validated like POST /guilds/{id}/channels, and
 // dispatches CHANNEL_CREATE. parentID "" means no category.
 func (s *Server) CreateChannel(name string, typ int, parentID string) (*discordgo.Channel, error) {
+	return s.CreateChannelIn(s.opts.GuildID, name, typ, parentID)
+}
+
+// CreateChannelIn is CreateChannel in the guild guildID.
+func (s *Server) CreateChannelIn(guildID, name string, typ int, parentID string) (*discordgo.Channel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
-	c, errs := s.createChannelLocked(channelSpec{name: &name, typ: &typ, parentID: &parentID})
+	g := s.guildLocked(guildID)
+	if g == nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownGuild, guildID)
+	}
+	c, errs := s.createChannelLocked(g, channelSpec{name: &name, typ: &typ, parentID: &parentID})
 	if errs != nil {
 		return nil, errs
 	}
-	return s.guild.toDiscordgo(c), nil
+	return g.toDiscordgo(c), nil
 }
 
 // createChannelLocked validates, stores and dispatches a new channel.
-func (s *Server) createChannelLocked(spec channelSpec) (*channel, error) {
-	if len(s.guild.channels) >= maxChannels {
+func (s *Server) createChannelLocked(g *guildState, spec channelSpec) (*channel, error) {
+	if len(g.channels) >= maxChannels {
 		return nil, ErrMaxChannels
 	}
-	c, ferrs := s.guild.validateLocked(spec)
+	c, ferrs := g.validateLocked(spec)
 	if ferrs != nil {
 		parts := make([]string, len(ferrs))
 		for i, fe := range ferrs {
@@ -591,8 +668,8 @@ func (s *Server) createChannelLocked(spec channelSpec) (*channel, error) {
 		return nil, &formError{fields: ferrs, err: fmt.Errorf("%w: %s", ErrInvalidChannel, strings.Join(parts, "; "))}
 	}
 	c.id = s.ids.next(time.Now())
-	s.guild.addChannel(c)
-	s.dispatchLocked("CHANNEL_CREATE", intentGuilds, s.guild.channelJSON(c))
+	g.addChannel(c)
+	s.dispatchLocked(g, "CHANNEL_CREATE", intentGuilds, g.channelJSON(c))
 	return c, nil
 }
 
@@ -620,30 +697,30 @@ func (s *Server) DeleteChannel(id string) error {
 }
 
 func (s *Server) deleteChannelLocked(id string) (*channel, error) {
-	c, ok := s.guild.channels[id]
-	if !ok {
+	g, c := s.channelGuildLocked(id)
+	if c == nil {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownChannel, id)
 	}
-	payload := s.guild.channelJSON(c)
-	s.guild.removeChannel(id)
-	s.dispatchLocked("CHANNEL_DELETE", intentGuilds, payload)
+	payload := g.channelJSON(c)
+	g.removeChannel(id)
+	s.dispatchLocked(g, "CHANNEL_DELETE", intentGuilds, payload)
 	if c.typ == channelTypeCategory {
-		for _, child := range s.guild.orderedChannels() {
+		for _, child := range g.orderedChannels() {
 			if child.parentID == id {
 				child.parentID = ""
-				s.dispatchLocked("CHANNEL_UPDATE", intentGuilds, s.guild.channelJSON(child))
+				s.dispatchLocked(g, "CHANNEL_UPDATE", intentGuilds, g.channelJSON(child))
 			}
 		}
 	}
 	var inChannel []string
-	for uid, vs := range s.guild.voice {
+	for uid, vs := range g.voice {
 		if vs.channelID == id {
 			inChannel = append(inChannel, uid)
 		}
 	}
 	sort.Strings(inChannel)
 	for _, uid := range inChannel {
-		s.setVoiceLocked(uid, "", false, false)
+		s.setVoiceLocked(g, uid, "", false, false)
 	}
 	return c, nil
 }
@@ -652,11 +729,11 @@ func (s *Server) deleteChannelLocked(id string) (*channel, error) {
 func (s *Server) Channel(id string) (*discordgo.Channel, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.guild.channels[id]
-	if !ok {
+	g, c := s.channelGuildLocked(id)
+	if c == nil {
 		return nil, false
 	}
-	return s.guild.toDiscordgo(c), true
+	return g.toDiscordgo(c), true
 }
 
 // Channels returns every channel of the guild in creation order.
@@ -693,6 +770,7 @@ func (s *Server) SetManageChannels(allowed bool) {
 
 // voiceEffect is a VoiceBackend call owed after a voice-state change.
 type voiceEffect struct {
+	guildID                      string
 	userID, channelID, sessionID string
 	allocate, release, renew     bool
 	// voiceServer, when set, is a scripted VOICE_SERVER_UPDATE to dispatch
@@ -710,8 +788,8 @@ type voiceServerUpdate struct {
 // setVoiceLocked changes a member's voice state, dispatches
 // VOICE_STATE_UPDATE and queues the backend calls. Caller has validated
 // member and channel.
-func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf bool) {
-	prev, had := s.guild.voice[userID]
+func (s *Server) setVoiceLocked(g *guildState, userID, channelID string, selfMute, selfDeaf bool) {
+	prev, had := g.voice[userID]
 	if !had && channelID == "" {
 		return
 	}
@@ -720,7 +798,7 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 	switch {
 	case channelID == "":
 		vs = &voiceState{userID: userID, sessionID: prev.sessionID, selfMute: selfMute, selfDeaf: selfDeaf}
-		delete(s.guild.voice, userID)
+		delete(g.voice, userID)
 	case had:
 		vs = prev
 		vs.selfMute, vs.selfDeaf = selfMute, selfDeaf
@@ -731,12 +809,12 @@ func (s *Server) setVoiceLocked(userID, channelID string, selfMute, selfDeaf boo
 		}
 	default:
 		vs = &voiceState{userID: userID, sessionID: randomHex(16), selfMute: selfMute, selfDeaf: selfDeaf}
-		s.guild.voice[userID] = vs
+		g.voice[userID] = vs
 	}
 	moved := !had || prev.channelID != channelID
 	vs.channelID = channelID
-	s.dispatchLocked("VOICE_STATE_UPDATE", intentGuildVoiceStates, s.guild.voiceStateJSON(vs, true))
-	eff := voiceEffect{userID: userID, channelID: channelID, sessionID: vs.sessionID}
+	s.dispatchLocked(g, "VOICE_STATE_UPDATE", intentGuildVoiceStates, g.voiceStateJSON(vs, true))
+	eff := voiceEffect{guildID: g.id, userID: userID, channelID: channelID, sessionID: vs.sessionID}
 	if isBot {
 		eff.allocate = channelID != "" && moved
 		eff.release = channelID == ""
@@ -778,7 +856,7 @@ func (s *Server) runEffects() {
 }
 
 func (s *Server) runEffect(e voiceEffect) {
-	guildID := s.opts.GuildID
+	guildID := e.guildID
 	if e.voiceServer != nil {
 		s.mu.Lock()
 		s.dispatchVoiceServerLocked(*e.voiceServer)
@@ -807,7 +885,11 @@ func (s *Server) runEffect(e voiceEffect) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		// A later change superseded this join: its own effect answers it.
-		if vs, ok := s.guild.voice[e.userID]; !ok || vs.channelID != e.channelID || vs.sessionID != e.sessionID {
+		g := s.guildLocked(guildID)
+		if g == nil {
+			return
+		}
+		if vs, ok := g.voice[e.userID]; !ok || vs.channelID != e.channelID || vs.sessionID != e.sessionID {
 			return
 		}
 		s.dispatchVoiceServerLocked(voiceServerUpdate{userID: e.userID, guildID: guildID, endpoint: &endpoint, token: token})
@@ -827,6 +909,6 @@ func (s *Server) dispatchVoiceServerLocked(u voiceServerUpdate) {
 		d["endpoint"] = *u.endpoint
 	}
 	if b := s.botByUserLocked(u.userID); b != nil {
-		s.dispatchToLocked(b.sess, "VOICE_SERVER_UPDATE", 0, d)
+		s.dispatchToLocked(b.sessionForLocked(u.guildID), "VOICE_SERVER_UPDATE", 0, d)
 	}
 }

@@ -44,7 +44,8 @@ type Bot struct {
 	// Client is the bot's gateway connection; the pool opens and closes
 	// it.
 	Client *gateway.Client
-	// Guilds are the ids of the guilds the bot was added to and serves.
+	// Guilds are the ids of the guilds the bot serves; of them, those its
+	// gateway's READY lists (Client.InGuild) count.
 	Guilds []string
 }
 
@@ -81,6 +82,11 @@ type member struct {
 	failed bool
 	reason string
 	leases map[string]*Lease // by guild id: the bot's one voice connection there
+}
+
+// serves reports whether the bot serves guildID and is in it.
+func (m *member) serves(guildID string) bool {
+	return slices.Contains(m.Guilds, guildID) && m.Client.InGuild(guildID)
 }
 
 // Lease is one bot held for one room's voice connection.
@@ -231,7 +237,7 @@ func (p *Pool) Acquire(guildID, channelID string) (*Lease, error) {
 	}
 	healthy := 0
 	for _, m := range p.bots {
-		if m.failed || !slices.Contains(m.Guilds, guildID) {
+		if m.failed || !m.serves(guildID) {
 			continue
 		}
 		healthy++
@@ -255,7 +261,7 @@ func (p *Pool) Capacity(guildID string) int {
 	defer p.mu.Unlock()
 	n := 0
 	for _, m := range p.bots {
-		if !m.failed && slices.Contains(m.Guilds, guildID) {
+		if !m.failed && m.serves(guildID) {
 			n++
 		}
 	}
@@ -273,6 +279,27 @@ func (p *Pool) Lead() *gateway.Client {
 		}
 	}
 	return p.bots[0].Client
+}
+
+// LeadOf is the first healthy bot in guildID (the first bot serving it
+// when none is healthy; nil when no bot serves it): the one whose gateway
+// reports the guild's room events and whose token makes its REST calls.
+func (p *Pool) LeadOf(guildID string) *gateway.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first *gateway.Client
+	for _, m := range p.bots {
+		if !slices.Contains(m.Guilds, guildID) {
+			continue
+		}
+		if !m.failed && m.Client.InGuild(guildID) {
+			return m.Client
+		}
+		if first == nil {
+			first = m.Client
+		}
+	}
+	return first
 }
 
 // Healthy reports whether some bot is ready.

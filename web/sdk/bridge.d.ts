@@ -33,15 +33,19 @@ export interface DevToken { token: string; userId: string; name: string; expires
 
 /** base: the bridge's base URL ('' = this page's origin). */
 export function devAuthAvailable(base?: string): Promise<boolean>;
-export function devToken(name: string, base?: string): Promise<DevToken>;
-export function listRooms(token: string, base?: string): Promise<Room[]>;
-export function createRoom(token: string, name: string, userLimit: number, base?: string): Promise<Room>;
+export function devToken(name: string, base?: string, guilds?: string[]): Promise<DevToken>;
+export function listRooms(token: string, base?: string, guildId?: string): Promise<Room[]>;
+export function createRoom(token: string, name: string, userLimit: number, base?: string, guildId?: string): Promise<Room>;
 export function endRoom(token: string, channelId: string, base?: string): Promise<void>;
 
 /** The hub's answer to a good auth. */
 export interface Ack {
   v: 1; type: 'ack'; event: 'auth.ok';
-  guildId: string; userId: string; name: string; clientId: string;
+  /** The first of guilds. */
+  guildId: string;
+  /** The Discord servers the token allows, in the bridge's order: their events and rooms only. */
+  guilds: string[];
+  userId: string; name: string; clientId: string;
   /** Unix seconds. */
   expiresAt: number;
   /** The token carries the admin role: it may end any room. */
@@ -161,8 +165,8 @@ export class Bridge extends EventTarget {
   readonly call: Call | null;
   token(): Promise<string>;
   setToken(token: TokenSource): Promise<void>;
-  listRooms(): Promise<Room[]>;
-  createRoom(name: string, o?: { userLimit?: number }): Promise<Room>;
+  listRooms(o?: { guildId?: string }): Promise<Room[]>;
+  createRoom(name: string, o?: { userLimit?: number; guildId?: string }): Promise<Room>;
   endRoom(channelId: string): Promise<void>;
   /** Resolves with the ack; rejects (code 'unauthorized') if the token is refused. */
   connect(): Promise<Ack>;

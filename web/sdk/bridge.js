@@ -102,9 +102,13 @@ export async function devAuthAvailable(base = '') {
   return res.status === 200;
 }
 
-/** devToken asks the bridge's development sign-in for a token for name. */
-export async function devToken(name, base = '') {
-  const res = await request(base, '/api/dev/token', { method: 'POST', body: { name } });
+/**
+ * devToken asks the bridge's development sign-in for a token for name;
+ * guilds, when given, go into its guilds claim (the Discord servers it
+ * allows).
+ */
+export async function devToken(name, base = '', guilds = undefined) {
+  const res = await request(base, '/api/dev/token', { method: 'POST', body: Array.isArray(guilds) ? { name, guilds } : { name } });
   if (!res.ok) throw await failure(res, 'Sign-in');
   const body = await res.json();
   if (!body || typeof body.token !== 'string' || !body.token) {
@@ -114,20 +118,26 @@ export async function devToken(name, base = '') {
 }
 
 /**
- * listRooms returns [{channelId,name,guildId,userLimit,members:[{userId,name}]}];
- * the hub answers {"rooms":[...]} (hub/rest.go).
+ * listRooms returns [{channelId,name,guildId,userLimit,members:[{userId,name}]}]
+ * of every Discord server the token allows, or of guildId alone; the hub
+ * answers {"rooms":[...]} (hub/rest.go).
  */
-export async function listRooms(token, base = '') {
-  const res = await request(base, '/api/rooms', { token });
+export async function listRooms(token, base = '', guildId = '') {
+  const path = guildId ? `/api/rooms?guildId=${encodeURIComponent(guildId)}` : '/api/rooms';
+  const res = await request(base, path, { token });
   if (!res.ok) throw await failure(res, 'Loading rooms');
   const body = await res.json();
   const rooms = Array.isArray(body) ? body : body && body.rooms;
   return Array.isArray(rooms) ? rooms : [];
 }
 
-/** createRoom creates a room; a 400 carries the offending field. */
-export async function createRoom(token, name, userLimit, base = '') {
-  const res = await request(base, '/api/create-room', { method: 'POST', token, body: { name, userLimit } });
+/**
+ * createRoom creates a room in the Discord server guildId (which may be
+ * left out when the token allows one); a 400 carries the offending field.
+ */
+export async function createRoom(token, name, userLimit, base = '', guildId = '') {
+  const body = guildId ? { name, userLimit, guildId } : { name, userLimit };
+  const res = await request(base, '/api/create-room', { method: 'POST', token, body });
   if (res.status !== 201 && !res.ok) throw await failure(res, 'Creating the room');
   return res.json();
 }
@@ -1144,14 +1154,21 @@ export class Bridge extends EventTarget {
     if (this.hub) this.hub.reauth(await this.token());
   }
 
-  /** listRooms returns [{channelId, name, guildId, userLimit, members: [{userId, name, bot}]}]. */
-  async listRooms() {
-    return listRooms(await this.token(), this.url);
+  /**
+   * listRooms returns [{channelId, name, guildId, userLimit, members: [{userId, name, bot}]}]
+   * of every Discord server the token allows, or of guildId alone.
+   */
+  async listRooms({ guildId = '' } = {}) {
+    return listRooms(await this.token(), this.url, guildId);
   }
 
-  /** createRoom creates a room; an ApiError with field names a bad name or userLimit. */
-  async createRoom(name, { userLimit = 0 } = {}) {
-    return createRoom(await this.token(), name, userLimit, this.url);
+  /**
+   * createRoom creates a room; an ApiError with field names a bad name,
+   * userLimit or guildId (the Discord server, needed when the token allows
+   * several: the ack's guilds).
+   */
+  async createRoom(name, { userLimit = 0, guildId = '' } = {}) {
+    return createRoom(await this.token(), name, userLimit, this.url, guildId);
   }
 
   /** endRoom ends (deletes) a room; its call's browsers are told room_ended. */

@@ -23,6 +23,9 @@ const S = {
   token: sessionStorage.getItem(tokenKey) || '',
   devName: sessionStorage.getItem(devNameKey) || '',
   dev: false,
+  // guilds are the Discord servers the token allows; guild the one shown.
+  guilds: [],
+  guild: '',
   me: { userId: '', name: '' },
   hub: null,
   rooms: new Map(), // channelId -> room with members [{userId,name}] and browsers Map(id -> name)
@@ -384,6 +387,7 @@ function onHubState({ state, retryAt, attempt }) {
 
 async function onHubReady(ack) {
   S.me = { userId: ack.userId || '', name: ack.name || S.devName || '', admin: ack.admin === true };
+  setGuilds(Array.isArray(ack.guilds) && ack.guilds.length ? ack.guilds : [ack.guildId].filter(Boolean));
   $('who').textContent = S.me.name ? `Signed in as ${S.me.name}` : 'Signed in';
   $('who').hidden = false;
   $('signout').hidden = false;
@@ -457,6 +461,28 @@ function onHubEvent(event, p) {
 
 // ---------------------------------------------------------------- rooms
 
+// setGuilds takes the Discord servers the token allows (the ack's guilds):
+// with several, the picker shows and the rooms are the chosen server's.
+function setGuilds(guilds) {
+  S.guilds = guilds;
+  if (!guilds.includes(S.guild)) S.guild = guilds[0] || '';
+  const picker = $('guild-picker');
+  picker.replaceChildren(...guilds.map((g, i) => el('option', { value: g, text: `Server ${i + 1} (${g})` })));
+  picker.value = S.guild;
+  $('guild-field').hidden = guilds.length < 2;
+}
+
+$('guild-picker').addEventListener('change', (e) => {
+  S.guild = e.target.value;
+  renderRooms();
+  announce(`Showing the rooms of server ${e.target.selectedIndex + 1}.`);
+});
+
+// inGuild: with one server every room is shown; with several, the chosen one's.
+function inGuild(r) {
+  return !S.guilds || S.guilds.length < 2 || !r.guildId || r.guildId === S.guild;
+}
+
 function setRooms(list) {
   const old = S.rooms;
   S.rooms = new Map();
@@ -472,7 +498,7 @@ function setRooms(list) {
 
 function renderRooms() {
   const list = $('room-list');
-  const rooms = [...S.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const rooms = [...S.rooms.values()].filter(inGuild).sort((a, b) => a.name.localeCompare(b.name));
   $('rooms-empty').hidden = rooms.length > 0;
   $('rooms-count').textContent = rooms.length === 1 ? '1 room' : `${rooms.length} rooms`;
   const keep = new Set();
@@ -550,7 +576,7 @@ $('create-form').addEventListener('submit', async (e) => {
   const button = e.submitter || e.target.querySelector('button[type=submit]');
   button.disabled = true;
   try {
-    const room = await api.createRoom(S.token, name, limit);
+    const room = await api.createRoom(S.token, name, limit, '', S.guilds && S.guilds.length > 1 ? S.guild : '');
     if (room && room.channelId) {
       // The room.created event may have come first, without canEnd.
       const prev = S.rooms.get(room.channelId);
