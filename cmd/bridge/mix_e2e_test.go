@@ -293,6 +293,15 @@ func TestMixE2ELossJitterSilence(t *testing.T) {
 	}
 
 	// Silence: five silence frames, then nothing.
+	botSession := func() voiceemu.SessionStats {
+		t.Helper()
+		st, ok := ta.demo.Voice.Stats().Session(bot)
+		if !ok {
+			t.Fatal("the emulator has no voice session of the bot")
+		}
+		return st
+	}
+	spoken := len(botSession().SpeakingAt)
 	mic.SetImpairment(nil)
 	mic.SetPaused(true)
 	waitQuiet(t, ctx, listener, bot)
@@ -307,6 +316,29 @@ func TestMixE2ELossJitterSilence(t *testing.T) {
 	mic.SetPaused(false)
 	waitUntil(t, ctx, "the bot speaks again", func() bool { return len(botAudio(listener, bot, quiet)) >= 50 })
 	audiotest.RequireTone(t, "the bot after the pause", botAudio(listener, bot, quiet), 440)
+	// Speaking (op 5) where the emulator saw it in the bot's stream:
+	// speaking 0 after the fifth silence frame, then no packet, then
+	// speaking 1 before the new talk spurt's first frame. The op goes on
+	// the websocket and the frames on UDP, read on two goroutines, so the
+	// frame the bot sends in the same 20 ms slot as an op can cross it
+	// (the emulator has been seen to read the spurt's first frame 80 µs
+	// before the speaking 1 sent ahead of it); the next frame is a slot
+	// later, so no other can.
+	st := botSession()
+	ev := st.SpeakingAt[spoken:]
+	if len(ev) != 2 || ev[0].Speaking != 0 || ev[1].Speaking != 1 {
+		t.Fatalf("op 5 after the talk spurt: %+v, want speaking 0 then speaking 1", ev)
+	}
+	crossed0 := 5 - ev[0].SilenceBefore                        // the fifth silence frame, read after speaking 0
+	crossed1 := ev[1].OpusBefore - ev[0].OpusBefore - crossed0 // the spurt's first frame, read before speaking 1
+	okFirst := crossed1 == 0 && ev[1].SilenceBefore == 5 || crossed1 == 1 && ev[1].SilenceBefore == 0
+	if crossed0 < 0 || crossed0 > 1 || !okFirst {
+		t.Fatalf("op 5 in the bot's stream %+v: speaking 0 after %d silence frames in a row, %d packets before speaking 1; want speaking 0 after the fifth silence frame, then no packet, then speaking 1 before the talk spurt's first frame (only the frame of the op's own slot may cross it)", ev, ev[0].SilenceBefore, ev[1].OpusBefore-ev[0].OpusBefore)
+	}
+	if st.OpusIn < ev[1].OpusBefore+50 {
+		t.Fatalf("%d packets after speaking 1, want the 50 the member heard", st.OpusIn-ev[1].OpusBefore)
+	}
+	t.Logf("op 5 in the bot's stream: %+v (%d and %d frames crossed an op in flight)", ev, crossed0, crossed1)
 }
 
 // mixClickLimit is the stated bound on clicks in the mix of a lossy,
