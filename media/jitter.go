@@ -36,6 +36,10 @@ const (
 	// the target before a period is repeated to make room (a slow
 	// clock).
 	stretchWindow = 50
+	// bandWindow is how many ticks (5 s) of the delay target the drift
+	// decisions look back on: more than the estimate's own 2 s window,
+	// so a target that changes back within it moves nothing.
+	bandWindow = 250
 	// crossfade is how many samples a decoded frame takes to fade in over
 	// the concealed signal after a loss (5 ms).
 	crossfade = 240
@@ -107,6 +111,13 @@ type jitterBuffer struct {
 	// The least depth over the last mergeWindow ticks, the most over the
 	// last stretchWindow ticks, and the ticks each has seen.
 	depthLo, loTicks, depthHi, hiTicks int
+	// The target at each of the last bandWindow ticks, and how many
+	// ticks it holds: the drift decisions compare the depth with the
+	// band the target moved in, so a target that wavers between two
+	// values (a late packet now in the estimate's window, now out)
+	// moves the playout point neither way.
+	targets  [bandWindow]int
+	nTargets int
 
 	// Concealment: recent output, the period being repeated, where in it
 	// the repetition is, the gain, and how many frames in a row were
@@ -164,7 +175,7 @@ func (j *jitterBuffer) reset(seq uint16) {
 	}
 	j.started, j.priming = true, true
 	j.next, j.highest = seq, seq
-	j.loTicks, j.hiTicks = 0, 0
+	j.loTicks, j.hiTicks, j.nTargets = 0, 0, 0
 }
 
 // observeTransit updates the delay target with one packet's transit.
@@ -247,7 +258,7 @@ func (j *jitterBuffer) pop(pcm []float32) frameKind {
 		}
 		j.conceal(pcm, true)
 		return frameConcealed
-	case j.loTicks >= mergeWindow && j.depthLo > j.target && j.has(j.next) && j.has(j.next+1):
+	case j.loTicks >= mergeWindow && j.depthLo > j.targetHi() && j.has(j.next) && j.has(j.next+1):
 		// Fuller than needed for a while (the browser's clock is fast,
 		// or a burst's delay is no longer needed): play two frames in
 		// one.
@@ -257,7 +268,7 @@ func (j *jitterBuffer) pop(pcm []float32) frameKind {
 		}
 		j.conceal(pcm, true)
 		return frameConcealed
-	case j.hiTicks >= stretchWindow && j.depthHi < j.target && j.lost == 0:
+	case j.hiTicks >= stretchWindow && j.depthHi < j.targetLo() && j.lost == 0:
 		// Emptier than needed for a whole second (the browser's clock is
 		// slow): repeat a period before the buffer runs dry.
 		j.hiTicks = 0
@@ -301,6 +312,26 @@ func (j *jitterBuffer) trackDepth(depth int) {
 		j.depthHi = depth
 	}
 	j.hiTicks++
+	j.targets[j.nTargets%bandWindow] = j.target
+	j.nTargets++
+}
+
+// targetLo and targetHi are the least and the most target over the last
+// bandWindow ticks (those since the buffer started, if fewer).
+func (j *jitterBuffer) targetLo() int {
+	lo := j.target
+	for _, t := range j.targets[:min(j.nTargets, bandWindow)] {
+		lo = min(lo, t)
+	}
+	return lo
+}
+
+func (j *jitterBuffer) targetHi() int {
+	hi := j.target
+	for _, t := range j.targets[:min(j.nTargets, bandWindow)] {
+		hi = max(hi, t)
+	}
+	return hi
 }
 
 // decode decodes payload into pcm; false when it does not decode.

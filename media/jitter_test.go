@@ -247,3 +247,33 @@ func TestJitterFadesOutAndBack(t *testing.T) {
 		t.Fatalf("the stream did not come back: peak %.2f", p)
 	}
 }
+
+// TestJitterSteadyWhenTargetWavers: packets every 20 ms, about one in
+// eighteen 2 ms late, so the delay target wavers between one frame and
+// two as the late ones come and go from its 2 s window. Every merge or
+// stretch shifts the speech by 20 ms; the buffer must not answer each
+// wave of the target with one (it did: a merge when the target fell to
+// one, a stretch a second after it rose to two, over and over, which
+// cost the speech through the mix a half second of quality each time).
+func TestJitterSteadyWhenTargetWavers(t *testing.T) {
+	jb := newJitterBuffer(jitterBounds{1, 10}, toneDecoder{440, 0.3})
+	rng := rand.New(rand.NewPCG(5, 6))
+	const frames = 3000 // a minute
+	var arrivals []arrival
+	for n := range frames {
+		at := time.Duration(n)*frameTime + 5*time.Millisecond
+		if rng.Float64() < 0.055 {
+			at += 2 * time.Millisecond
+		}
+		arrivals = append(arrivals, arrival{n, at})
+	}
+	_, kinds := playout(t, jb, arrivals, frames, frameTime)
+	if c := count(kinds, frameConcealed) - jb.stats.stretched; c > 0 {
+		t.Fatalf("%d frames concealed with no packet lost", c)
+	}
+	shifts := jb.stats.merged + jb.stats.stretched
+	t.Logf("a minute: %d merges, %d stretches, target now %d", jb.stats.merged, jb.stats.stretched, jb.target)
+	if shifts > 2 {
+		t.Fatalf("%d merges and %d stretches in a minute of packets that only waver by 2 ms; want at most the one stretch that settles the depth", jb.stats.merged, jb.stats.stretched)
+	}
+}

@@ -173,7 +173,6 @@ type mixer struct {
 	sum     [mixFrame]float32
 	out16   [mixFrame]int16
 	limGain float32
-	talking bool // the last tick sent a frame
 	stats   mixStats
 
 	mu    sync.Mutex // guards gains
@@ -249,22 +248,10 @@ func (m *mixer) tick(now time.Time) {
 	defer m.forgetPlayed()
 	frame, ok := m.mix()
 	if !ok {
-		m.talking = false
 		return
 	}
-	if !m.talking {
-		// The link's pacer anchors its schedule on a talk spurt's first
-		// frame. A frame of silence, encoded, goes first, so every later
-		// frame waits in the pacer's queue for a frame's time: the mix
-		// may be up to 20 ms late (a busy CPU) before the pacer has to
-		// fill a slot.
-		m.talking = true
-		var zero [mixFrame]int16
-		lead := make([]byte, mixOutBuf)
-		if n, err := m.enc.Encode(zero[:], lead); err == nil {
-			m.send(lead[:n])
-		}
-	}
+	// Each frame goes to the link as the mix's clock makes it: the
+	// link's pacer sends one that comes just after its slot at once.
 	buf := make([]byte, mixOutBuf) // the link keeps it
 	n, err := m.enc.Encode(frame, buf)
 	if err != nil {

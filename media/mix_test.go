@@ -247,10 +247,9 @@ func TestMixPacedAt50PerSecond(t *testing.T) {
 		t.Fatal("500 frames did not come")
 	}
 	m.stop()
-	// A talk spurt starts with the encoded silence that gives the link's
-	// pacer a frame of lead, sent with the first frame.
-	if sentAt[0] != sentAt[1] {
-		t.Fatalf("the lead frame went %s before the first", sentAt[1].Sub(sentAt[0]))
+	// One frame a tick from the first: no lead frame before the spurt.
+	if sentAt[0] != sentAt[1].Add(-frameTime) {
+		t.Fatalf("the second frame went %s after the first, want 20 ms", sentAt[1].Sub(sentAt[0]))
 	}
 	sentAt = sentAt[1:500]
 	for i := 1; i < len(sentAt); i++ {

@@ -21,8 +21,12 @@ const (
 	// sendQueue is how many frames SendOpus may run ahead of the pacer.
 	sendQueue = 4
 	// underrunGrace is how long past a slot the pacer waits for a late
-	// frame before filling the slot with silence.
-	underrunGrace = 10 * time.Millisecond
+	// frame, sending it the moment it comes, before filling the slot with
+	// silence. A frame late by less is sent late rather than replaced: a
+	// producer on its own clock (the mix) that a busy CPU held back for a
+	// few slots loses no audio and gains no lasting delay, as its
+	// backlog goes at once; Discord's jitter buffer takes the burst.
+	underrunGrace = 60 * time.Millisecond
 	// maxLag re-anchors the schedule when the pacer fell this far behind
 	// (a stalled machine), instead of bursting to catch up.
 	maxLag = 100 * time.Millisecond
@@ -160,12 +164,14 @@ func (s *sender) run(ctx context.Context) {
 		case f = <-s.queue:
 		default:
 			if silence == silenceFrames {
-				if !sleepUntil(ctx, timer, slot.Add(underrunGrace)) {
+				// A frame late by up to underrunGrace goes the moment
+				// it comes: a producer on its own 20 ms clock (the
+				// mix) hands each frame over just after its slot.
+				// Once the slot is filled the spurt is ending: the
+				// remaining silence frames keep to their slots.
+				var ok bool
+				if f, ok = waitFrame(ctx, timer, s.queue, slot.Add(underrunGrace)); !ok {
 					return
-				}
-				select {
-				case f = <-s.queue:
-				default:
 				}
 			}
 		}
@@ -179,6 +185,12 @@ func (s *sender) run(ctx context.Context) {
 			silence--
 			if silence == 0 {
 				talking = false
+				// Speaking 0 goes a slot after the last silence frame,
+				// so that it follows the frame at Discord too (the
+				// websocket and UDP race).
+				if !sleepUntil(ctx, timer, slot.Add(frameDuration)) {
+					return
+				}
 				s.endSpeaking()
 			}
 		}
@@ -200,6 +212,31 @@ func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
 	case <-ctx.Done():
 		timer.Stop()
 		return false
+	}
+}
+
+// waitFrame waits for a frame from queue until the monotonic deadline t:
+// the frame, or nil once t passed; false if ctx ended.
+func waitFrame(ctx context.Context, timer *time.Timer, queue <-chan []byte, t time.Time) ([]byte, bool) {
+	d := time.Until(t)
+	if d <= 0 {
+		select {
+		case f := <-queue:
+			return f, true
+		default:
+			return nil, ctx.Err() == nil
+		}
+	}
+	timer.Reset(d)
+	select {
+	case f := <-queue:
+		timer.Stop()
+		return f, true
+	case <-timer.C:
+		return nil, true
+	case <-ctx.Done():
+		timer.Stop()
+		return nil, false
 	}
 }
 

@@ -43,7 +43,7 @@ var opusSilence = []byte{0xf8, 0xff, 0xfe}
 // libopusTone is 3 s of a sine as libopus encodes it for a browser,
 // taken from the middle of a longer encode: every test tone has whole
 // periods in 3 s, so the loop the microphone plays has no seam.
-func libopusTone(t *testing.T, hz float64) [][]byte {
+func libopusTone(t testing.TB, hz float64) [][]byte {
 	frames := audiotest.LibopusEncode(t, audiotest.Sine(hz, mixToneAmp, 4), browserBitrate)
 	return frames[25:175]
 }
@@ -112,14 +112,6 @@ func recentLevel(t *testing.T, frames [][]byte, hz float64) float64 {
 	}
 	pcm := audiotest.DecodeOpus(t, frames[len(frames)-10:])
 	return hannLevel(pcm[len(pcm)-4800:], hz)
-}
-
-// median is the middle of xs: the level of a tone over its windows,
-// unmoved by the few where the jitter buffer bridged a late frame.
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // TestMixE2ETonesTogether: each of three browsers alone, then two and
@@ -221,7 +213,7 @@ func TestMixE2ETonesTogether(t *testing.T) {
 
 // waitQuiet waits until the bot has sent its five silence frames and
 // nothing since.
-func waitQuiet(t *testing.T, ctx context.Context, m *voiceemu.Member, bot string) {
+func waitQuiet(t testing.TB, ctx context.Context, m *voiceemu.Member, bot string) {
 	t.Helper()
 	waitUntil(t, ctx, "the bot goes quiet", func() bool {
 		got := m.ReceivedOpus(bot)
@@ -301,6 +293,15 @@ func TestMixE2ELossJitterSilence(t *testing.T) {
 	}
 
 	// Silence: five silence frames, then nothing.
+	botSession := func() voiceemu.SessionStats {
+		t.Helper()
+		st, ok := ta.demo.Voice.Stats().Session(bot)
+		if !ok {
+			t.Fatal("the emulator has no voice session of the bot")
+		}
+		return st
+	}
+	spoken := len(botSession().SpeakingAt)
 	mic.SetImpairment(nil)
 	mic.SetPaused(true)
 	waitQuiet(t, ctx, listener, bot)
@@ -315,6 +316,29 @@ func TestMixE2ELossJitterSilence(t *testing.T) {
 	mic.SetPaused(false)
 	waitUntil(t, ctx, "the bot speaks again", func() bool { return len(botAudio(listener, bot, quiet)) >= 50 })
 	audiotest.RequireTone(t, "the bot after the pause", botAudio(listener, bot, quiet), 440)
+	// Speaking (op 5) where the emulator saw it in the bot's stream:
+	// speaking 0 after the fifth silence frame, then no packet, then
+	// speaking 1 before the new talk spurt's first frame. The op goes on
+	// the websocket and the frames on UDP, read on two goroutines: the
+	// bot sends speaking 0 a slot after the last silence frame, so that
+	// frame is read first, but speaking 1 goes just before the spurt's
+	// first frame, which can cross it (the emulator has been seen to read
+	// that frame 80 µs before the op); the next frame is a slot later, so
+	// no other can.
+	st := botSession()
+	ev := st.SpeakingAt[spoken:]
+	if len(ev) != 2 || ev[0].Speaking != 0 || ev[1].Speaking != 1 {
+		t.Fatalf("op 5 after the talk spurt: %+v, want speaking 0 then speaking 1", ev)
+	}
+	crossed := ev[1].OpusBefore - ev[0].OpusBefore // the spurt's first frame, read before speaking 1
+	okFirst := crossed == 0 && ev[1].SilenceBefore == 5 || crossed == 1 && ev[1].SilenceBefore == 0
+	if ev[0].SilenceBefore != 5 || !okFirst {
+		t.Fatalf("op 5 in the bot's stream %+v: speaking 0 after %d silence frames in a row, %d packets before speaking 1; want speaking 0 after the fifth silence frame, then no packet, then speaking 1 before the talk spurt's first frame (only the frame of the op's own slot may cross it)", ev, ev[0].SilenceBefore, crossed)
+	}
+	if st.OpusIn < ev[1].OpusBefore+50 {
+		t.Fatalf("%d packets after speaking 1, want the 50 the member heard", st.OpusIn-ev[1].OpusBefore)
+	}
+	t.Logf("op 5 in the bot's stream: %+v (%d frame crossed speaking 1 in flight)", ev, crossed)
 }
 
 // mixClickLimit is the stated bound on clicks in the mix of a lossy,
@@ -451,184 +475,108 @@ func TestMixE2ESpeechQuality(t *testing.T) {
 	ref, _ = alignTo(src, audiotest.LibopusDecode(t, audiotest.LibopusEncode(t, withOthers, 64000, "--hard-cbr")))
 	refSNR, refLSD = segmentMetrics(src, ref, 0)
 	t.Logf("with two others at -20 dB: segmental SNR %.2f dB, log-spectral distance %.2f dB; libopus 64 kbit/s of the same: %.2f dB, %.2f dB", mixSNR, mixLSD, refSNR, refLSD)
-	// Known defect (issue 13, open): in about half the runs the mix with two
-	// other speakers settles at about -3 dB segmental SNR and stays there;
-	// until it is fixed this half reports rather than fails, so the rest
-	// of the suite can land. The solo measurement above still fails.
 	if mixSNR < refSNR-speechSNRMargin {
-		t.Logf("KNOWN DEFECT with others: segmental SNR %.2f dB through the mix, more than %.1f dB below libopus's %.2f dB", mixSNR, speechSNRMargin, refSNR)
+		t.Errorf("with others: segmental SNR %.2f dB through the mix, more than %.1f dB below libopus's %.2f dB", mixSNR, speechSNRMargin, refSNR)
 	}
 	if mixLSD > refLSD+speechLSDMargin {
-		t.Logf("KNOWN DEFECT with others: log-spectral distance %.2f dB through the mix, more than %.2f dB above libopus's %.2f dB", mixLSD, speechLSDMargin, refLSD)
+		t.Errorf("with others: log-spectral distance %.2f dB through the mix, more than %.2f dB above libopus's %.2f dB", mixLSD, speechLSDMargin, refLSD)
 	}
 }
 
-// rmsActive is the RMS of pcm's active 20 ms frames.
-func rmsActive(pcm []float32) float64 {
+// BenchmarkMixE2ELatency is the mix's latency to the wire: one browser
+// talks in spurts of 1 s with 300 ms pauses; for every frame of a spurt,
+// from the browser's write of its packet to the simulated Discord member
+// receiving the bot's frame that carries it (the voice client's pacer
+// included, with the emulator's relay and two loopback hops). The first
+// frame of each spurt the member hears with the tone's level marks the
+// browser's first; the frames after it follow one for one. Reports p50-ms
+// and p99-ms; ns/op is the pacing. Run with -benchtime=10x (10 spurts).
+func BenchmarkMixE2ELatency(b *testing.B) {
+	ta := startTestApp(b, mediaTuning(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := ta.gw.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	room := newVoiceRoom(b, ctx, ta, "latency-room")
+	listener := addDiscordMember(b, ta, "460000000000000031", "Listener", room)
+	bot := ta.gw.Status().BotUserID
+	type heard struct {
+		at    time.Time
+		frame []byte
+	}
+	var (
+		mu    sync.Mutex
+		sent  []time.Time // the browser's writes in the current spurt
+		spurt []heard     // the bot's frames since the spurt began
+		lat   []time.Duration
+	)
+	listener.OnOpus(func(from string, frame []byte) {
+		if from != bot {
+			return
+		}
+		mu.Lock()
+		spurt = append(spurt, heard{time.Now(), bytes.Clone(frame)})
+		mu.Unlock()
+	})
+	br := newE2EBrowser(b, ta, "talker", browserOptions{})
+	br.join(ctx, room)
+	mic := br.publishOpus(libopusTone(b, 440), loudLevel)
+	mic.SetPaused(true)
+	mic.SetImpairment(func(int) (bool, time.Duration) {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+		return false, 0
+	})
+	b.ResetTimer()
+	for range b.N {
+		mu.Lock()
+		sent, spurt = nil, nil
+		mu.Unlock()
+		mic.SetPaused(false)
+		deadline := time.Now().Add(time.Second)
+		waitUntil(b, ctx, "a spurt of 1 s", func() bool { return time.Now().After(deadline) })
+		mic.SetPaused(true)
+		waitQuiet(b, ctx, listener, bot)
+		mu.Lock()
+		frames := make([][]byte, len(spurt))
+		for i, h := range spurt {
+			frames[i] = h.frame
+		}
+		pcm := audiotest.DecodeOpus(b, frames)
+		onset := -1
+		for i := range frames {
+			if frameLevel(pcm[i*960:(i+1)*960]) > 20*math.Log10(mixToneAmp)-12 {
+				onset = i
+				break
+			}
+		}
+		if onset < 0 {
+			mu.Unlock()
+			b.Fatalf("no frame of the tone among the bot's %d", len(frames))
+		}
+		for j, at := range sent {
+			if onset+j < len(spurt) && !bytes.Equal(spurt[onset+j].frame, opusSilence) {
+				lat = append(lat, spurt[onset+j].at.Sub(at))
+			}
+		}
+		mu.Unlock()
+	}
+	b.StopTimer()
+	if len(lat) == 0 {
+		b.Fatal("no latency measured")
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// frameLevel is the RMS level of pcm in dBFS.
+func frameLevel(pcm []float32) float64 {
 	var e float64
-	frames := activeSpeech(pcm)
-	for _, f := range frames {
-		for _, x := range pcm[f*960 : (f+1)*960] {
-			e += float64(x) * float64(x)
-		}
+	for _, x := range pcm {
+		e += float64(x) * float64(x)
 	}
-	return math.Sqrt(e / float64(len(frames)*960))
-}
-
-// The bar for speech through the mix, against libopus's own round trip
-// at 64 kbit/s.
-const (
-	speechSNRMargin = 3.0 // dB of segmental SNR the path may lose
-	speechLSDMargin = 0.5 // dB of log-spectral distance it may add
-)
-
-// alignTo finds where src begins in got (a lag of up to a whole src plus
-// a second) and returns the stretch of got that lines up with src.
-func alignTo(src, got []float32) ([]float32, int) {
-	const dec = 8
-	small := func(x []float32) []float32 {
-		out := make([]float32, len(x)/dec)
-		for i := range out {
-			for k := range dec {
-				out[i] += x[i*dec+k]
-			}
-		}
-		return out
-	}
-	s, g := small(src), small(got)
-	win := min(len(s), 6000)
-	best, bestLag := math.Inf(-1), 0
-	for lag := 0; lag+win <= len(g); lag++ {
-		var xy, yy float64
-		for i := range win {
-			xy += float64(s[i]) * float64(g[lag+i])
-			yy += float64(g[lag+i]) * float64(g[lag+i])
-		}
-		if c := xy / math.Sqrt(yy+1e-12); c > best {
-			best, bestLag = c, lag
-		}
-	}
-	fine, fineLag := math.Inf(-1), 0
-	for lag := max(0, bestLag*dec-dec); lag <= bestLag*dec+dec && lag+len(src) <= len(got); lag++ {
-		var xy float64
-		for i := range min(len(src), 48000) {
-			xy += float64(src[i]) * float64(got[lag+i])
-		}
-		if xy > fine {
-			fine, fineLag = xy, lag
-		}
-	}
-	end := min(len(got), fineLag+len(src))
-	return got[fineLag:end], fineLag
-}
-
-// segmentMetrics lines each half second of src up with got (within 40 ms
-// of where the last one was found, starting at lag) and returns the
-// median over the half seconds of their segmental SNR and log-spectral
-// distance: a half second the jitter buffer had to bridge on a starved
-// CPU does not outweigh the rest.
-func segmentMetrics(src, got []float32, lag int) (snr, dist float64) {
-	const seg, slack = 24000, 1920
-	var snrs, dists []float64
-	for start := 0; start+seg <= len(src); start += seg {
-		s := src[start : start+seg]
-		if len(activeSpeech(s)) < 5 {
-			continue // a pause: nothing to line up on
-		}
-		best, bestLag := math.Inf(-1), lag
-		for l := max(0, lag-slack); l <= lag+slack && start+l+seg <= len(got); l++ {
-			var xy, yy float64
-			for i, x := range s {
-				y := float64(got[start+l+i])
-				xy += float64(x) * y
-				yy += y * y
-			}
-			if c := xy / math.Sqrt(yy+1e-12); c > best {
-				best, bestLag = c, l
-			}
-		}
-		if start+bestLag+seg > len(got) {
-			break
-		}
-		lag = bestLag
-		test := got[start+lag : start+lag+seg]
-		snrs = append(snrs, segSNR(s, test))
-		dists = append(dists, lsd(s, test))
-	}
-	return median(snrs), median(dists)
-}
-
-// activeSpeech lists the 20 ms frames of ref within 40 dB of its loudest.
-func activeSpeech(ref []float32) []int {
-	n := len(ref) / 960
-	e := make([]float64, n)
-	loud := 0.0
-	for f := range n {
-		for _, x := range ref[f*960 : (f+1)*960] {
-			e[f] += float64(x) * float64(x)
-		}
-		loud = max(loud, e[f])
-	}
-	var out []int
-	for f := range n {
-		if e[f] > loud*1e-4 {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// segSNR is the mean over ref's active frames of the frame's
-// signal-to-error ratio, clamped to [-10, 35] dB.
-func segSNR(ref, test []float32) float64 {
-	frames := activeSpeech(ref[:min(len(ref), len(test))])
-	sum := 0.0
-	for _, f := range frames {
-		var s, e float64
-		for i := f * 960; i < (f+1)*960; i++ {
-			d := float64(ref[i] - test[i])
-			s += float64(ref[i]) * float64(ref[i])
-			e += d * d
-		}
-		sum += max(-10, min(35, 10*math.Log10(s/(e+1e-20))))
-	}
-	return sum / float64(len(frames))
-}
-
-// lsd is the mean over ref's active frames of the RMS difference, in dB,
-// of the Hann-windowed power spectra (50 Hz to 20 kHz, 100 bins of a
-// direct DFT), floored 60 dB below the frame's peak.
-func lsd(ref, test []float32) float64 {
-	frames := activeSpeech(ref[:min(len(ref), len(test))])
-	const bins = 100
-	spectrum := func(x []float32) []float64 {
-		out := make([]float64, bins)
-		for k := range out {
-			hz := 50 + (20000-50)*float64(k)/(bins-1)
-			var re, im float64
-			for i, v := range x {
-				w := float64(v) * (0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/float64(len(x))))
-				a := 2 * math.Pi * hz * float64(i) / audiotest.SampleRate
-				re += w * math.Cos(a)
-				im -= w * math.Sin(a)
-			}
-			out[k] = re*re + im*im
-		}
-		return out
-	}
-	sum := 0.0
-	for _, f := range frames {
-		pr, pt := spectrum(ref[f*960:(f+1)*960]), spectrum(test[f*960:(f+1)*960])
-		peak := 0.0
-		for _, p := range pr {
-			peak = max(peak, p)
-		}
-		var d float64
-		for k := range pr {
-			diff := 10 * math.Log10((pr[k]+peak*1e-6)/(pt[k]+peak*1e-6))
-			d += diff * diff
-		}
-		sum += math.Sqrt(d / bins)
-	}
-	return sum / float64(len(frames))
+	return 10 * math.Log10(e/float64(len(pcm))+1e-20)
 }

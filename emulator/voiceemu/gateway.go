@@ -646,7 +646,7 @@ func (s *Server) speaking(c *wsConn, ss *session, d json.RawMessage) {
 	ss.mu.Lock()
 	ss.speaking = &sp.Speaking
 	ss.announced, ss.unannounced = true, time.Time{}
-	ss.flags = append(ss.flags, sp.Speaking)
+	ss.spoken = append(ss.spoken, SpeakingEvent{Speaking: sp.Speaking, OpusBefore: ss.opusIn, SilenceBefore: ss.silenceRun})
 	ss.mu.Unlock()
 	peers, _ := s.channelPeers(ss.guildID, ss.channelID, ss.userID)
 	for _, p := range peers {

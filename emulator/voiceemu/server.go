@@ -526,10 +526,33 @@ type SessionStats struct {
 	MediaBeforeSpeaking int
 	// Speaking lists the flags of every op 5 the client sent, in order.
 	Speaking []int
+	// SpeakingAt is every op 5 the client sent, in order, with where it
+	// came in the client's Opus stream: how many Opus packets had arrived
+	// before it, and how many of the last of those in a row were the
+	// silence frame. Discord's rule, the client's too: speaking 1 before
+	// a talk spurt's first packet, speaking 0 after its five silence
+	// frames.
+	SpeakingAt []SpeakingEvent
+	// OpusIn counts the Opus packets from the client that were relayed
+	// (as SpeakingEvent.OpusBefore counts them).
+	OpusIn int
 	// UndeclaredPayloadType counts RTP packets refused because Select
 	// Protocol did not declare their payload type (video is declared in
 	// its codecs; Opus always may be sent).
 	UndeclaredPayloadType int
+}
+
+// SpeakingEvent is one Speaking (op 5) from a client and where it came
+// in the client's audio.
+type SpeakingEvent struct {
+	// Speaking is the op's flags (1 is the microphone, 0 silent).
+	Speaking int
+	// OpusBefore is how many of the client's Opus packets had been
+	// relayed when the op arrived.
+	OpusBefore int
+	// SilenceBefore is how many of the last of those in a row were the
+	// silence frame.
+	SilenceBefore int
 }
 
 // Stats is a snapshot of the server's counters.

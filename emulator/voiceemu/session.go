@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,10 @@ type session struct {
 	// without); unannounced is when audio first came without one.
 	announced   bool
 	unannounced time.Time
-	flags       []int // every op 5 flags value the client sent
+	spoken      []SpeakingEvent // every op 5 the client sent
+	// opusIn and silenceRun: the Opus packets relayed, and how many of
+	// the last in a row were the silence frame.
+	opusIn, silenceRun int
 	// declared are the RTP payload types Select Protocol allowed.
 	declared map[uint8]bool
 	video    json.RawMessage // the client's last op 12, rewritten for peers
@@ -72,7 +76,7 @@ type counters struct {
 
 func (ss *session) snapshot(ended bool) SessionStats {
 	c := &ss.counters
-	return SessionStats{
+	st := SessionStats{
 		UserID: ss.userID, GuildID: ss.guildID, ChannelID: ss.channelID, Ended: ended,
 		PacketsIn: int(c.packetsIn.Load()), PacketsOut: int(c.packetsOut.Load()),
 		MediaIn: int(c.mediaIn.Load()), RTCPIn: int(c.rtcpIn.Load()), RTCPOut: int(c.rtcpOut.Load()),
@@ -81,9 +85,17 @@ func (ss *session) snapshot(ended bool) SessionStats {
 		Relayed: int(c.relayed.Load()), Dropped: int(c.dropped.Load()),
 		Reordered: int(c.reordered.Load()), Duplicated: int(c.duplicated.Load()),
 		PlaintextOpusSeen: int(c.plaintextOpus.Load()), KeyPackagesRefused: int(c.kpRefused.Load()),
-		MediaBeforeSpeaking: int(c.beforeSpeaking.Load()), Speaking: ss.speakingFlags(),
+		MediaBeforeSpeaking:   int(c.beforeSpeaking.Load()),
 		UndeclaredPayloadType: int(c.undeclared.Load()),
 	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	st.SpeakingAt = slices.Clone(ss.spoken)
+	for _, e := range ss.spoken {
+		st.Speaking = append(st.Speaking, e.Speaking)
+	}
+	st.OpusIn = ss.opusIn
+	return st
 }
 
 // envelope is a voice gateway JSON message. Seq is set on every server
@@ -201,10 +213,4 @@ func (ss *session) handleDAVE(op int, payload []byte) {
 		}
 		c.handle(p, op, payload)
 	})
-}
-
-func (ss *session) speakingFlags() []int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return append([]int(nil), ss.flags...)
 }

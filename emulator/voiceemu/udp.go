@@ -113,6 +113,9 @@ func (s *Server) handleDatagram(pkt []byte, from netip.AddrPort) {
 		ss.counters.plaintextOpus.Add(1)
 		s.plaintext.Add(1)
 	}
+	if p.payloadType == payloadTypeOpus {
+		ss.noteOpus(p.payload)
+	}
 	ss.noteReceived(p.sequence)
 	s.relay(ss.guildID, ss.channelID, ss.userID, p)
 }
@@ -140,6 +143,19 @@ func (s *Server) sessionFor(ssrc uint32, from netip.AddrPort) *session {
 		}
 	}
 	return nil
+}
+
+// noteOpus counts one Opus packet from the client, and the run of
+// silence frames it ends or extends, for SpeakingEvent.
+func (ss *session) noteOpus(payload []byte) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.opusIn++
+	if isSilence(payload) {
+		ss.silenceRun++
+	} else {
+		ss.silenceRun = 0
+	}
 }
 
 // noteReceived tracks the extended highest sequence number (RFC 3550

@@ -1181,6 +1181,22 @@ func TestMediaBeforeSpeakingRefused(t *testing.T) {
 	if st, _ := s.Stats().Session("1012"); st.Ended || st.MediaIn != 60 || st.MediaBeforeSpeaking != 0 {
 		t.Fatalf("client that sent op 5 first: %+v", st)
 	}
+
+	// Each op 5 is recorded where it came in the Opus stream: after five
+	// silence frames, speaking 0; speaking 1 again before the next audio.
+	for range 5 {
+		talker.sendRTP(payloadTypeOpus, false, talker.ready.SSRC, opusSilence)
+	}
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return st.OpusIn == 65 })
+	talker.send(opSpeaking, map[string]any{"speaking": 0, "delay": 0, "ssrc": talker.ready.SSRC})
+	talker.send(opSpeaking, map[string]any{"speaking": 1, "delay": 0, "ssrc": talker.ready.SSRC})
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return len(st.Speaking) == 4 })
+	talker.sendRTP(payloadTypeOpus, false, talker.ready.SSRC, []byte{0xfc, 0x02})
+	waitUntil(t, func() bool { st, _ := s.Stats().Session("1012"); return st.OpusIn == 66 })
+	want := []SpeakingEvent{{1, 0, 0}, {0, 60, 0}, {0, 65, 5}, {1, 65, 5}}
+	if st, _ := s.Stats().Session("1012"); !slices.Equal(st.SpeakingAt, want) {
+		t.Fatalf("op 5 in the Opus stream: %+v, want %+v", st.SpeakingAt, want)
+	}
 }
 
 // TestUndeclaredPayloadTypesRefused: a client that declared no video
