@@ -95,11 +95,17 @@ type loadRig struct {
 	hist     latencyHist
 	wg       sync.WaitGroup
 
+	closing atomic.Bool // close began: read errors are the rig's own
+
 	mu   sync.Mutex
 	errs []error
 }
 
-func newLoadRig(tb testing.TB, e *env, n, window int) *loadRig {
+// newLoadRig connects the n clients, each socket's receive buffer set to
+// readBuf bytes (0: the kernel's default). A buffer that holds a whole
+// window of events keeps the hub's writes to a reader from ever blocking,
+// however late the reader's goroutine is scheduled.
+func newLoadRig(tb testing.TB, e *env, n, window, readBuf int) *loadRig {
 	tb.Helper()
 	raiseFDLimit(tb, uint64(2*n+256))
 	r := &loadRig{e: e, window: window, progress: make(chan int, 4*n+64)}
@@ -111,6 +117,13 @@ func newLoadRig(tb testing.TB, e *env, n, window int) *loadRig {
 		next     atomic.Int64
 	)
 	auth, _ := json.Marshal(map[string]string{"type": "auth", "token": tok})
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil && readBuf > 0 {
+			err = c.(*net.TCPConn).SetReadBuffer(readBuf)
+		}
+		return c, err
+	}}
 	for range 32 {
 		dialWG.Add(1)
 		go func() {
@@ -120,7 +133,7 @@ func newLoadRig(tb testing.TB, e *env, n, window int) *loadRig {
 				if i >= n || firstErr.Load() != nil {
 					return
 				}
-				c, _, err := websocket.DefaultDialer.Dial(e.wsURL(), nil)
+				c, _, err := dialer.Dial(e.wsURL(), nil)
 				if err == nil {
 					err = c.WriteMessage(websocket.TextMessage, auth)
 				}
@@ -168,7 +181,10 @@ func (r *loadRig) read(c *websocket.Conn) {
 	for {
 		_, data, err := c.ReadMessage()
 		if err != nil {
-			return // closed by the rig
+			if !r.closing.Load() {
+				r.fail(fmt.Errorf("reader's connection ended after event %d: %w", expected-1, err))
+			}
+			return
 		}
 		seq, sent, ok := parseLoadEvent(data)
 		if !ok {
@@ -197,7 +213,11 @@ func (r *loadRig) waitWindow(tb testing.TB, w int, counts map[int]int) {
 		case got := <-r.progress:
 			counts[got]++
 		case <-deadline:
-			tb.Fatalf("window %d: only %d of %d clients got it; errors: %v", w, counts[w], len(r.conns), r.errors())
+			errs := r.errors()
+			if len(errs) > 3 {
+				errs = errs[:3]
+			}
+			tb.Fatalf("window %d: only %d of %d clients got it; %d readers ended, first: %v", w, counts[w], len(r.conns), len(r.errors()), errs)
 		}
 	}
 }
@@ -210,6 +230,7 @@ func (r *loadRig) errors() []error {
 
 // close closes every client and waits for the readers.
 func (r *loadRig) close() {
+	r.closing.Store(true)
 	for _, c := range r.conns {
 		if c != nil {
 			_ = c.Close()
@@ -264,7 +285,9 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(m)
 	}
 
-	rig := newLoadRig(t, e, readers, window)
+	// Readers whose socket buffer holds a window: only the stalled client
+	// makes the hub's writes block, however busy the machine.
+	rig := newLoadRig(t, e, readers, window, 1<<20)
 	if n := e.hub.Clients(); n != readers+1 {
 		t.Fatalf("Clients() = %d", n)
 	}
