@@ -189,7 +189,11 @@ func (j *jitterBuffer) push(seq uint16, ts uint32, payload []byte, at, tick time
 	return true
 }
 
-// reset restarts the buffer at seq: it primes its delay again.
+// reset restarts the buffer at seq: it primes its delay again, on an
+// estimate of the new stream alone. A browser that resumes after a pause
+// need not keep its media clock's offset to ours (a pion one resumed 40 ms
+// off in the latency benchmark), so the old packets' ticks would count a spread that is not
+// there.
 func (j *jitterBuffer) reset(seq uint16) {
 	for i := range j.slots {
 		j.slots[i] = jbPacket{}
@@ -197,6 +201,7 @@ func (j *jitterBuffer) reset(seq uint16) {
 	j.started, j.priming = true, true
 	j.next, j.highest = seq, seq
 	j.loTicks, j.hiTicks, j.nTargets = 0, 0, 0
+	j.nTransit, j.close = 0, stretchWindow
 }
 
 // observeTransit updates the delay target with one packet's transit and
