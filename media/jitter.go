@@ -25,9 +25,14 @@ const (
 	// jitterWindow is how many packets the delay estimate looks back on
 	// (2 s).
 	jitterWindow = 100
-	// jitterQuantile of the packets' extra delay is what the buffer's
-	// delay must cover.
+	// jitterQuantile of the packets must reach the buffer before the
+	// tick that plays them.
 	jitterQuantile = 0.95
+	// tickGuard is the margin a packet must have before the tick that
+	// took it for the next packets to count on that tick too: one that
+	// came closer (or just after the tick's deadline, before the mixer
+	// woke) might as well have missed it.
+	tickGuard = 2 * time.Millisecond
 	// mergeWindow is how many ticks (200 ms) the buffer's depth must
 	// stay above its target before two frames are merged into one: the
 	// delay a burst or a fast clock left comes off quickly.
@@ -36,9 +41,12 @@ const (
 	// the target before a period is repeated to make room (a slow
 	// clock).
 	stretchWindow = 50
-	// bandWindow is how many ticks (5 s) of the delay target the drift
-	// decisions look back on: more than the estimate's own 2 s window,
-	// so a target that changes back within it moves nothing.
+	// bandWindow is how many ticks (5 s) of the delay target a merge
+	// looks back on: more than the estimate's own 2 s window, so a
+	// target that rises again within it takes no delay away. A stretch
+	// needs the target above the depth through its whole stretchWindow:
+	// a slow clock brings the packets ever closer to their tick, and the
+	// second's warning the guard gives must not wait out 5 s.
 	bandWindow = 250
 	// crossfade is how many samples a decoded frame takes to fade in over
 	// the concealed signal after a loss (5 ms).
@@ -101,12 +109,25 @@ type jitterBuffer struct {
 	next    uint16 // sequence number played next
 	highest uint16 // highest sequence number received
 
-	// The delay estimate: each packet's transit (arrival minus media
-	// time) over the last jitterWindow packets; the spread between the
-	// fastest and the jitterQuantile-th is the jitter to cover.
+	// The delay estimate, over the last jitterWindow packets: each
+	// packet's transit (arrival minus media time, up to a constant), and
+	// the tick that took it from the mixer's queue in the same terms
+	// (that tick minus media time): the tick it could play at with the
+	// least delay. Packets whose ticks fall on one 20 ms slot need one
+	// frame of delay whatever the spread of their arrivals; each slot
+	// further that the jitterQuantile-th packet's tick lies from the
+	// earliest packet's costs a frame more. late is the tick a packet
+	// that came within tickGuard of its own would count on: the next.
 	transit  [jitterWindow]float64
+	early    [jitterWindow]float64
+	late     [jitterWindow]float64
 	nTransit int
 	target   int // frames held before playout, in bounds
+	// close is how many packets came since the last one within
+	// tickGuard of its tick: a stretch is for packets that come ever
+	// closer to their tick (a slow clock), not for a target the drift
+	// itself raised once the packets fell back to the next tick.
+	close int
 
 	// The least depth over the last mergeWindow ticks, the most over the
 	// last stretchWindow ticks, and the ticks each has seen.
@@ -114,8 +135,8 @@ type jitterBuffer struct {
 	// The target at each of the last bandWindow ticks, and how many
 	// ticks it holds: the drift decisions compare the depth with the
 	// band the target moved in, so a target that wavers between two
-	// values (a late packet now in the estimate's window, now out)
-	// moves the playout point neither way.
+	// values (a packet close to its tick now in the estimate's window,
+	// now out) moves the playout point neither way.
 	targets  [bandWindow]int
 	nTargets int
 
@@ -146,9 +167,9 @@ func (j *jitterBuffer) depth() int {
 	return max(0, int(int16(j.highest-j.next))+1)
 }
 
-// push stores a packet that arrived at at; false when it came too late
-// to play.
-func (j *jitterBuffer) push(seq uint16, ts uint32, payload []byte, at time.Time) bool {
+// push stores a packet that arrived at at and is taken from the mixer's
+// queue for the tick at tick; false when it came too late to play.
+func (j *jitterBuffer) push(seq uint16, ts uint32, payload []byte, at, tick time.Time) bool {
 	if !j.started || int(int16(seq-j.next)) >= jitterSlots {
 		if j.started {
 			j.stats.restarts++
@@ -164,11 +185,15 @@ func (j *jitterBuffer) push(seq uint16, ts uint32, payload []byte, at time.Time)
 	if int16(seq-j.highest) > 0 {
 		j.highest = seq
 	}
-	j.observeTransit(ts, at)
+	j.observeTransit(ts, at, tick)
 	return true
 }
 
-// reset restarts the buffer at seq: it primes its delay again.
+// reset restarts the buffer at seq: it primes its delay again, on an
+// estimate of the new stream alone. A browser that resumes after a pause
+// need not keep its media clock's offset to ours (a pion one resumed 40 ms
+// off in the latency benchmark), so the old packets' ticks would count a spread that is not
+// there.
 func (j *jitterBuffer) reset(seq uint16) {
 	for i := range j.slots {
 		j.slots[i] = jbPacket{}
@@ -176,10 +201,12 @@ func (j *jitterBuffer) reset(seq uint16) {
 	j.started, j.priming = true, true
 	j.next, j.highest = seq, seq
 	j.loTicks, j.hiTicks, j.nTargets = 0, 0, 0
+	j.nTransit, j.close = 0, stretchWindow
 }
 
-// observeTransit updates the delay target with one packet's transit.
-func (j *jitterBuffer) observeTransit(ts uint32, at time.Time) {
+// observeTransit updates the delay target with one packet's transit and
+// its margin before the tick that took it.
+func (j *jitterBuffer) observeTransit(ts uint32, at, tick time.Time) {
 	// Transit in seconds, up to a constant offset; the media clock wraps
 	// every 24 h of ticks at 48 kHz, far beyond the window.
 	tr := float64(at.UnixNano())/1e9 - float64(ts)/mixRate
@@ -193,16 +220,32 @@ func (j *jitterBuffer) observeTransit(ts uint32, at time.Time) {
 			tr += 1 << 32 / mixRate
 		}
 	}
-	j.transit[j.nTransit%jitterWindow] = tr
+	// The margin before the tick; a packet stamped after the tick's
+	// time but queued before the mixer drained still made that tick.
+	margin := max(tick.Sub(at), 0)
+	i := j.nTransit % jitterWindow
+	j.transit[i] = tr
+	j.early[i] = tr + margin.Seconds()
+	j.late[i] = j.early[i]
+	j.close++
+	if margin < tickGuard {
+		j.late[i] += frameTime.Seconds()
+		j.close = 0
+	}
 	j.nTransit++
 	n := min(j.nTransit, jitterWindow)
+	earliest := j.early[0]
+	for _, e := range j.early[1:n] {
+		earliest = min(earliest, e)
+	}
 	var sorted [jitterWindow]float64
-	copy(sorted[:n], j.transit[:n])
+	copy(sorted[:n], j.late[:n])
 	s := sorted[:n]
 	insertionSort(s)
-	spread := s[int(jitterQuantile*float64(n-1))] - s[0]
-	frames := int(math.Ceil(spread/frameTime.Seconds()-0.05)) + 1
-	j.target = min(max(frames, j.bounds.min), j.bounds.max)
+	// The slots between the earliest tick and the quantile's, rounded:
+	// the ticks of one slot differ by the mixer's wake-up delays.
+	slots := math.Round((s[int(jitterQuantile*float64(n-1))] - earliest) / frameTime.Seconds())
+	j.target = min(max(int(slots)+1, j.bounds.min), j.bounds.max)
 }
 
 // insertionSort sorts a short slice in place without allocating.
@@ -268,9 +311,10 @@ func (j *jitterBuffer) pop(pcm []float32) frameKind {
 		}
 		j.conceal(pcm, true)
 		return frameConcealed
-	case j.hiTicks >= stretchWindow && j.depthHi < j.targetLo() && j.lost == 0:
-		// Emptier than needed for a whole second (the browser's clock is
-		// slow): repeat a period before the buffer runs dry.
+	case j.hiTicks >= stretchWindow && j.depthHi < j.targetLo(stretchWindow) && j.close < stretchWindow && j.lost == 0:
+		// Emptier than needed for a whole second, with packets coming
+		// close to their tick (the browser's clock is slow): repeat a
+		// period before the buffer runs dry.
 		j.hiTicks = 0
 		j.stats.stretched++
 		j.conceal(pcm, false)
@@ -316,12 +360,13 @@ func (j *jitterBuffer) trackDepth(depth int) {
 	j.nTargets++
 }
 
-// targetLo and targetHi are the least and the most target over the last
-// bandWindow ticks (those since the buffer started, if fewer).
-func (j *jitterBuffer) targetLo() int {
+// targetLo is the least target over the last ticks ticks (those since
+// the buffer started, if fewer); targetHi the most over the last
+// bandWindow.
+func (j *jitterBuffer) targetLo(ticks int) int {
 	lo := j.target
-	for _, t := range j.targets[:min(j.nTargets, bandWindow)] {
-		lo = min(lo, t)
+	for i := range min(j.nTargets, ticks, bandWindow) {
+		lo = min(lo, j.targets[(j.nTargets-1-i)%bandWindow])
 	}
 	return lo
 }

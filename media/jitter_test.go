@@ -47,7 +47,7 @@ func playout(t *testing.T, jb *jitterBuffer, arrivals []arrival, ticks int, tick
 		now := time.Duration(tick+1) * tickEvery
 		for ; a < len(arrivals) && arrivals[a].at <= now; a++ {
 			n := arrivals[a].n
-			jb.push(uint16(1000+n), uint32(5000+n*mixFrame), framePayload(n), base.Add(arrivals[a].at))
+			jb.push(uint16(1000+n), uint32(5000+n*mixFrame), framePayload(n), base.Add(arrivals[a].at), base.Add(now))
 		}
 		kinds = append(kinds, jb.pop(pcm))
 		out = append(out, pcm...)
@@ -182,7 +182,7 @@ func TestJitterDriftStaysBounded(t *testing.T) {
 				now := time.Duration(tick+1) * frameTime
 				for ; a < len(arr) && arr[a].at <= now; a++ {
 					n := arr[a].n
-					jb.push(uint16(n), uint32(n*mixFrame), framePayload(n), base.Add(arr[a].at))
+					jb.push(uint16(n), uint32(n*mixFrame), framePayload(n), base.Add(arr[a].at), base.Add(now))
 				}
 				maxDepth = max(maxDepth, jb.depth())
 				if jb.pop(pcm) == frameIdle && tick > 10 {
@@ -275,5 +275,54 @@ func TestJitterSteadyWhenTargetWavers(t *testing.T) {
 	t.Logf("a minute: %d merges, %d stretches, target now %d", jb.stats.merged, jb.stats.stretched, jb.target)
 	if shifts > 2 {
 		t.Fatalf("%d merges and %d stretches in a minute of packets that only waver by 2 ms; want at most the one stretch that settles the depth", jb.stats.merged, jb.stats.stretched)
+	}
+}
+
+// The delay target counts each packet's margin before the tick that takes
+// it, not the spread of the arrivals: packets that spread over 3 ms but
+// all land well before their tick cost one frame, and each plays at the
+// first tick after it came; packets that spread as little across the
+// tick, or that come within the guard before it, cost two, and then
+// none is concealed.
+func TestJitterTargetCountsMarginBeforeTick(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		offset, spread time.Duration // arrival after the media time, and its random spread
+		want           int
+	}{
+		// Ticks at 20 ms, 40 ms, ...: arrivals 5-8 ms after a tick,
+		// 12-15 ms before the next.
+		{"spread well before the tick", 5 * time.Millisecond, 3 * time.Millisecond, 1},
+		{"small spread well before the tick", 10 * time.Millisecond, time.Millisecond, 1},
+		// 2 ms before to 2 ms after a tick.
+		{"straddling the tick", 18 * time.Millisecond, 4 * time.Millisecond, 2},
+		// Within the guard before the tick, every one.
+		{"just before the tick", 19*time.Millisecond + 200*time.Microsecond, 500 * time.Microsecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			jb := newJitterBuffer(jitterBounds{1, 10}, toneDecoder{440, 0.3})
+			const frames = 1000
+			var arr []arrival
+			for n := range frames {
+				at := time.Duration(n)*frameTime + tc.offset + time.Duration(rng.Int64N(int64(tc.spread)))
+				arr = append(arr, arrival{n, at})
+			}
+			_, kinds := playout(t, jb, arr, frames, frameTime)
+			if jb.target != tc.want {
+				t.Fatalf("target %d frames, want %d", jb.target, tc.want)
+			}
+			if c := count(kinds, frameConcealed); c != 0 {
+				t.Fatalf("%d frames concealed with no packet lost", c)
+			}
+			if jb.stats.late != 0 || jb.stats.merged != 0 || jb.stats.stretched != 0 {
+				t.Fatalf("late %d, merged %d, stretched %d; want none", jb.stats.late, jb.stats.merged, jb.stats.stretched)
+			}
+			// One frame of delay: every packet plays at the tick right
+			// after it came, so no tick waits; two: one tick primes.
+			if idle := count(kinds, frameIdle); idle != tc.want-1 {
+				t.Fatalf("%d ticks idle before the first frame, want %d", idle, tc.want-1)
+			}
+		})
 	}
 }

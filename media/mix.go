@@ -295,7 +295,7 @@ func (m *mixer) drain(now time.Time) {
 				m.inputs[p.src] = in
 			}
 			in.lastSeen = p.at
-			if in.jb.push(p.seq, p.ts, p.payload, p.at) && len(in.arrivals) < jitterSlots {
+			if in.jb.push(p.seq, p.ts, p.payload, p.at, now) && len(in.arrivals) < jitterSlots {
 				in.arrivals = append(in.arrivals, p.at)
 			}
 			continue

@@ -61,14 +61,16 @@ func newTestMixer(t *testing.T, o MixOptions, sources []toneSource) (*mixer, *[]
 }
 
 // feed runs ticks of the mixer with one packet per source per tick,
-// arriving just before the tick; silent lists sources that send nothing.
+// arriving 5 ms before the tick (clear of the buffer's guard, so each
+// tick plays the packet that came before it); silent lists sources that
+// send nothing.
 func feed(m *mixer, sources []toneSource, from, ticks int, silent map[string]bool) {
 	base := time.Unix(1_700_000_000, 0)
 	for n := from; n < from+ticks; n++ {
 		now := base.Add(time.Duration(n) * frameTime)
 		for _, s := range sources {
 			if !silent[s.src] {
-				m.push(mixPacket{src: s.src, seq: uint16(n), ts: uint32(n * mixFrame), payload: framePayload(n), at: now.Add(-time.Millisecond)})
+				m.push(mixPacket{src: s.src, seq: uint16(n), ts: uint32(n * mixFrame), payload: framePayload(n), at: now.Add(-5 * time.Millisecond)})
 			}
 		}
 		m.tick(now)
