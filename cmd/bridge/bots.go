@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/voicebridge/bridge/gateway"
 	"github.com/voicebridge/bridge/gateway/pool"
@@ -22,6 +21,7 @@ type bots struct {
 	rooms  map[*gateway.Client]map[string]*gateway.Rooms // by client, then guild
 	guilds []gateway.Guild                               // every served guild, in order
 	first  *gateway.Client
+	report *reporter // which client reports each guild's events
 	// Per gateway client, in the pool's order: the client, its name, its
 	// bot's token and its home guild (the first of those it serves; with
 	// the token, what names its lease among instances).
@@ -89,15 +89,9 @@ func newBots(spec botSpec) (*bots, error) {
 	if len(spec.guilds) == 0 {
 		return nil, fmt.Errorf("%w: no guild to serve", gateway.ErrOptions)
 	}
-	b := &bots{rooms: make(map[*gateway.Client]map[string]*gateway.Rooms), guilds: spec.guilds}
+	rep := newReporter(spec.publish)
+	b := &bots{rooms: make(map[*gateway.Client]map[string]*gateway.Rooms), guilds: spec.guilds, report: rep}
 	var members []pool.Bot
-	var mu sync.Mutex
-	leads := func(c *gateway.Client, guildID string) bool {
-		mu.Lock()
-		p := b.pool
-		mu.Unlock()
-		return p != nil && p.LeadOf(guildID) == c
-	}
 	for i, token := range spec.tokens {
 		shards := spec.shards
 		if spec.shardsOf != nil {
@@ -124,14 +118,10 @@ func newBots(spec botSpec) (*bots, error) {
 				Identify:   identify,
 				APIBase:    spec.apiBase,
 				Logger:     log, // gateway names its component itself
-				OnEvent: func(e gateway.Event) {
-					// Every bot in a guild sees its events; the guild's
-					// lead alone reports them, so each reaches the hub
-					// once.
-					if leads(c, eventGuild(e)) {
-						spec.publish(idx, e)
-					}
-				},
+				// Every bot in a guild sees its events; the guild's
+				// reporter alone passes them on, so each reaches the hub
+				// once.
+				OnEvent: func(e gateway.Event) { rep.event(c, e) },
 			}
 			if spec.session != nil {
 				o.OnSession = func(s gateway.Session) { spec.session(idx, s) }
@@ -143,6 +133,7 @@ func newBots(spec botSpec) (*bots, error) {
 			if c, err = gateway.New(o); err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
+			rep.index[c] = idx
 			r, err := gateway.NewRooms(gateway.RoomsOptions{
 				HTTPClient: spec.httpClient,
 				Token:      token,
@@ -170,13 +161,19 @@ func newBots(spec botSpec) (*bots, error) {
 			members = append(members, pool.Bot{Name: name, Client: c, Guilds: ids})
 		}
 	}
-	p, err := pool.New(pool.Options{Bots: members, OnChange: spec.onChange, Logger: spec.log})
+	ids := b.guildIDs()
+	onChange := func() {
+		rep.recheck(ids) // a bot ready or gone: a guild's reporter may change
+		if spec.onChange != nil {
+			spec.onChange()
+		}
+	}
+	p, err := pool.New(pool.Options{Bots: members, OnChange: onChange, Logger: spec.log})
 	if err != nil {
 		return nil, err
 	}
-	mu.Lock()
 	b.pool = p
-	mu.Unlock()
+	rep.start(p)
 	return b, nil
 }
 
@@ -187,23 +184,35 @@ func (b *bots) lead() *gateway.Client { return b.pool.Lead() }
 // for a guild no bot serves): room calls use any working bot in the
 // guild, and rate limits are each bot's own.
 func (b *bots) roomsOf(guildID string) *gateway.Rooms {
-	c := b.pool.LeadOf(guildID)
+	c := b.reporterOf(guildID)
+	if c == nil {
+		c = b.pool.LeadOf(guildID) // no bot has the guild yet: the first serving it
+	}
 	if c == nil {
 		return nil
 	}
 	return b.rooms[c][guildID]
 }
 
-// knownRooms are the rooms of every served guild as each guild's lead
-// gateway last reported them.
+// reporterOf is the client that reports guildID's events, or, before
+// its first event, the one that will; nil while no bot holds the guild.
+func (b *bots) reporterOf(guildID string) *gateway.Client {
+	if c := b.report.lead(guildID); c != nil {
+		return c
+	}
+	return b.pool.Reporter(guildID, nil)
+}
+
+// knownRooms are the rooms of every served guild as the gateway that
+// reports each guild's events last saw them.
 func (b *bots) knownRooms() []gateway.Room {
 	var out []gateway.Room
-	leads := map[string]*gateway.Client{} // guild -> its lead, asked once
+	leads := map[string]*gateway.Client{} // guild -> its reporter, asked once
 	for c := range b.rooms {
 		for _, r := range c.Rooms() {
 			lead, ok := leads[r.GuildID]
 			if !ok {
-				lead = b.pool.LeadOf(r.GuildID)
+				lead = b.reporterOf(r.GuildID)
 				leads[r.GuildID] = lead
 			}
 			if lead == c {
@@ -228,6 +237,22 @@ func (b *bots) room(channelID string) (gateway.Room, bool) {
 		}
 	}
 	return gateway.Room{}, false
+}
+
+// guildName is a served guild's name as a gateway in it received it
+// (GUILD_CREATE), "" while none has.
+func (b *bots) guildName(guildID string) string {
+	if c := b.reporterOf(guildID); c != nil {
+		if n := c.GuildName(guildID); n != "" {
+			return n
+		}
+	}
+	for _, c := range b.clients {
+		if n := c.GuildName(guildID); n != "" {
+			return n
+		}
+	}
+	return ""
 }
 
 // guildIDs are the served guilds' ids, in order.

@@ -302,6 +302,30 @@ func (p *Pool) LeadOf(guildID string) *gateway.Client {
 	return first
 }
 
+// Reporter is the bot whose gateway reports guildID's room events:
+// current while it stays in the pool and holds the guild's view
+// (gateway.Client.Loaded), else the first bot in the pool that does; nil
+// while none does. Only a bot known to be in the guild is chosen, so no
+// event goes to one that does not see it; and the reporter changes only
+// when it must, since two bots see the same events at different moments.
+func (p *Pool) Reporter(guildID string, current *gateway.Client) *gateway.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first *gateway.Client
+	for _, m := range p.bots {
+		if m.failed || !slices.Contains(m.Guilds, guildID) || !m.Client.Loaded(guildID) || m.Client.Status().Fatal {
+			continue
+		}
+		if m.Client == current {
+			return current
+		}
+		if first == nil {
+			first = m.Client
+		}
+	}
+	return first
+}
+
 // Healthy reports whether some bot is ready.
 func (p *Pool) Healthy() bool {
 	p.mu.Lock()
