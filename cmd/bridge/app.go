@@ -184,6 +184,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		GuildID:        guildID,
 		Guilds:         a.bots.guildIDs(),
 		DefaultGuildID: defaultGuild, // tokens without a guilds claim keep DISCORD_GUILD_ID
+		GuildName:      a.bots.guildName,
 		Rooms:          roomsAdapter{b: a.bots, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,
