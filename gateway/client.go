@@ -62,6 +62,13 @@ type Options struct {
 	// GET /gateway/bot's recommendation, and a close 4011 (sharding
 	// required) asks again.
 	Shards int
+	// OnReshard, when set, is told the new shard count when a close 4011
+	// (sharding required) made the client identify with more shards
+	// (Shards zero): its served guilds that now fall on other shards are
+	// no longer on its connection, and the caller may connect those
+	// shards. It runs on the client's connection goroutine, under no lock
+	// of the client, and must not block.
+	OnReshard func(shards int)
 	// IdentifyInterval is the minimum time between two Identify payloads;
 	// zero means 5 s / max_concurrency from GET /gateway/bot. With
 	// Identify, it is the window of one max_concurrency bucket (zero:

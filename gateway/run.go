@@ -145,6 +145,9 @@ func (c *Client) run(ctx context.Context) {
 			case err == nil && info.shards > before:
 				c.log.Warn("Discord requires more shards; identifying again", "shards", info.shards, "was", before)
 				gw = info
+				if c.opts.OnReshard != nil {
+					c.opts.OnReshard(info.shards)
+				}
 			case ctx.Err() != nil:
 				return
 			default:

@@ -24,7 +24,7 @@ import (
 // sent twice.
 type reporter struct {
 	publish func(client int, e gateway.Event)
-	index   map[*gateway.Client]int // the client's place in bots.clients
+	index   map[*gateway.Client]int // the client's place in bots.clients; guarded by mu
 
 	// mu orders a guild's publishing: it is held while publishing, so the
 	// events of a reporter that is being replaced and the catch-up of its
@@ -50,6 +50,13 @@ type published struct {
 func newReporter(publish func(int, gateway.Event)) *reporter {
 	return &reporter{publish: publish, index: map[*gateway.Client]int{},
 		guilds: map[string]*published{}, leads: map[string]*gateway.Client{}}
+}
+
+// add records client c's place in bots.clients.
+func (r *reporter) add(c *gateway.Client, idx int) {
+	r.mu.Lock()
+	r.index[c] = idx
+	r.mu.Unlock()
 }
 
 // start sets the pool reporters are chosen from; events before it are of

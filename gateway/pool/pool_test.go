@@ -237,3 +237,39 @@ func TestOptionsNeedBots(t *testing.T) {
 		t.Fatalf("no client: %v", err)
 	}
 }
+
+// Add checks its bot and refuses once the pool is closed; a bot added to
+// an open pool is opened and counts (the bridge's runtime re-sharding is
+// the test of a whole new shard).
+func TestAdd(t *testing.T) {
+	emu, p := startPool(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Add(ctx, pool.Bot{Name: "empty"}); !errors.Is(err, pool.ErrOptions) {
+		t.Fatalf("Add of a bot without a client: %v, want ErrOptions", err)
+	}
+	o := emu.Options()
+	c, err := gateway.New(gateway.Options{Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID,
+		APIBase: emu.URL() + "/api/v10", IdentifyInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Add(ctx, pool.Bot{Name: "bot 1 again", Client: c, Guilds: []string{o.GuildID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatalf("the added bot's gateway: %v", err)
+	}
+	if st := p.Status(); len(st) != 3 || st[2].Name != "bot 1 again" {
+		t.Fatalf("status after Add %+v", st)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status().State; st != gateway.StateStopped {
+		t.Fatalf("the added bot's gateway is %s after Close, want stopped", st)
+	}
+	if err := p.Add(ctx, pool.Bot{Name: "late", Client: c, Guilds: []string{o.GuildID}}); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("Add after Close: %v, want ErrClosed", err)
+	}
+}
