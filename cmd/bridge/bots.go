@@ -289,11 +289,12 @@ func (b *bots) allClients() []*gateway.Client {
 // lead is the gateway of the first healthy bot.
 func (b *bots) lead() *gateway.Client { return b.pool.Lead() }
 
-// roomsOf is the REST client for guildID of the guild's lead bot (nil
+// roomsOf is the REST client for guildID of the first bot in the pool
+// whose gateway has received the guild, else of the first serving it (nil
 // for a guild no bot serves): room calls use any working bot in the
 // guild, and rate limits are each bot's own.
 func (b *bots) roomsOf(guildID string) *gateway.Rooms {
-	c := b.reporterOf(guildID)
+	c := b.pool.Reporter(guildID, nil) // the first bot in the pool's order that has the guild
 	if c == nil {
 		c = b.pool.LeadOf(guildID) // no bot has the guild yet: the first serving it
 	}
