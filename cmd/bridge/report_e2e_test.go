@@ -136,3 +136,56 @@ func hasRoom(rooms []gateway.Room, channelID string) bool {
 	}
 	return false
 }
+
+// TestGuildEventsReportedOnceAcrossReporterFailure: two bots in the guild;
+// the one reporting its events is closed with 4004 and a room is created
+// at once, which only the other bot sees: the room reaches a hub socket
+// exactly once (from the new reporter's catch-up or its own event), and
+// so does one created after.
+func TestGuildEventsReportedOnceAcrossReporterFailure(t *testing.T) {
+	checkLeaks(t)
+	tune := poolTuning([]discordemu.Bot{{Token: emulator.DemoSecondBotToken, UserID: emulator.DemoSecondBotID}})
+	ta := startTestApp(t, tune, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	for _, c := range ta.bots.allClients() {
+		if err := c.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guild := ta.demo.Discord.Options().GuildID
+	category := ta.demo.Discord.Options().CategoryID
+	watch := ta.dialHub(t, ta.devToken(t, "ann"))
+	first := ta.bots.report.lead(guild)
+	if first == nil {
+		first = ta.bots.reporterOf(guild)
+	}
+	if first == nil {
+		t.Fatal("no bot reports the guild's events with both ready")
+	}
+	if !ta.demo.Discord.CloseBotWithCode(first.Status().BotUserID, 4004, "Authentication failed.") {
+		t.Fatal("the reporting bot had no connection")
+	}
+	gap, err := ta.demo.Discord.CreateChannelIn(guild, "in-the-gap", 2, category)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "another bot reports the guild", func() bool {
+		c := ta.bots.report.lead(guild)
+		return c != nil && c != first
+	})
+	after, err := ta.demo.Discord.CreateChannelIn(guild, "after", 2, category)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.waitFor(ctx, func() bool {
+		n := roomCreations(t, watch)
+		return n[gap.ID] > 0 && n[after.ID] > 0
+	}); err != nil {
+		t.Fatalf("the rooms did not reach the socket: %v (%v)", err, watch.eventNames())
+	}
+	n := roomCreations(t, watch)
+	if n[gap.ID] != 1 || n[after.ID] != 1 {
+		t.Fatalf("rooms reported %d and %d times, want once each (%v)", n[gap.ID], n[after.ID], watch.eventNames())
+	}
+}
