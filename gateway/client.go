@@ -62,6 +62,13 @@ type Options struct {
 	// GET /gateway/bot's recommendation, and a close 4011 (sharding
 	// required) asks again.
 	Shards int
+	// OnReshard, when set, is told the new shard count when a close 4011
+	// (sharding required) made the client identify with more shards
+	// (Shards zero): its served guilds that now fall on other shards are
+	// no longer on its connection, and the caller may connect those
+	// shards. It runs on the client's connection goroutine, under no lock
+	// of the client, and must not block.
+	OnReshard func(shards int)
 	// IdentifyInterval is the minimum time between two Identify payloads;
 	// zero means 5 s / max_concurrency from GET /gateway/bot. With
 	// Identify, it is the window of one max_concurrency bucket (zero:
@@ -116,6 +123,12 @@ type guildView struct {
 	// the guild's GUILD_CREATE (see CheckJoin); guarded by Client.mu.
 	perms      int64
 	permsKnown bool
+	// loaded is true once the view holds the guild as Discord sent it (a
+	// GUILD_CREATE, or the saved view of a resumed session); name is the
+	// guild's name from its GUILD_CREATE or GUILD_UPDATE. Guarded by
+	// Client.mu.
+	loaded bool
+	name   string
 }
 
 // State is where the client is in its connection life.
@@ -335,6 +348,34 @@ func (c *Client) InGuild(guildID string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return !c.absent[guildID]
+}
+
+// Loaded reports whether the bot is in guildID and the client holds the
+// guild's view as Discord sent it: a GUILD_CREATE of the guild came (or
+// the session it resumed carried the view), and no READY since left the
+// guild out. Unlike InGuild it is false before the first READY, so a
+// client that has not connected yet is never taken for one that sees the
+// guild's events.
+func (c *Client) Loaded(guildID string) bool {
+	g := c.guild(guildID)
+	if g == nil || guildID == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return g.loaded && !c.absent[guildID]
+}
+
+// GuildName is the name of a served guild as its GUILD_CREATE (or a later
+// GUILD_UPDATE) gave it; "" before that or for a guild not served.
+func (c *Client) GuildName(guildID string) string {
+	g := c.guild(guildID)
+	if g == nil || guildID == "" {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return g.name
 }
 
 // Guilds are the guilds the client serves, the home guild first.

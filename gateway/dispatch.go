@@ -79,12 +79,27 @@ func (c *Client) dispatch(f frame, sess *sessionInfo) step {
 			break
 		}
 		changes = view.state.Reconcile(session.Snapshot{Channels: g.Channels, VoiceStates: g.VoiceStates, Members: g.Members})
+		c.mu.Lock()
+		view.loaded = true // before the changes are queued: whoever gets them sees the view loaded
+		if g.Name != "" {
+			view.name = g.Name
+		}
+		c.mu.Unlock()
 		c.checkPermissions(view, g, sess.botUserID)
 		evGuild = view.id
 		if sess.awaiting[g.ID] {
 			delete(sess.awaiting, g.ID)
 			if len(sess.awaiting) == 0 {
 				st = stepGuild
+			}
+		}
+	case "GUILD_UPDATE":
+		var g struct{ ID, Name string }
+		if json.Unmarshal(f.D, &g) == nil && g.Name != "" {
+			if view := c.guild(g.ID); view != nil && g.ID != "" {
+				c.mu.Lock()
+				view.name = g.Name
+				c.mu.Unlock()
 			}
 		}
 	case "CHANNEL_CREATE", "CHANNEL_UPDATE", "CHANNEL_DELETE":

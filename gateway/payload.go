@@ -91,6 +91,7 @@ func decodeReady(d json.RawMessage) (readyData, error) {
 // guildCreateData is the part of GUILD_CREATE the client keeps.
 type guildCreateData struct {
 	ID          string                  `json:"id"`
+	Name        string                  `json:"name"`
 	Unavailable bool                    `json:"unavailable"`
 	Channels    []*discordgo.Channel    `json:"channels"`
 	Roles       []*discordgo.Role       `json:"roles"`

@@ -82,6 +82,9 @@ func (c *Client) run(ctx context.Context) {
 				if g := c.guild(id); g != nil && v != nil {
 					g.state.Restore(*v)
 					c.saved[id] = v
+					c.mu.Lock()
+					g.loaded = true
+					c.mu.Unlock()
 				}
 			}
 		}
@@ -142,6 +145,9 @@ func (c *Client) run(ctx context.Context) {
 			case err == nil && info.shards > before:
 				c.log.Warn("Discord requires more shards; identifying again", "shards", info.shards, "was", before)
 				gw = info
+				if c.opts.OnReshard != nil {
+					c.opts.OnReshard(info.shards)
+				}
 			case ctx.Err() != nil:
 				return
 			default:
@@ -316,12 +322,15 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 		awaitGuild bool
 		cmds       chan command // nil (never selected) until ready
 	)
-	becomeReady := func() {
+	// becomeReady reports the client ready, with lastError ("" for
+	// none) in the same status change, so no watcher sees it ready
+	// without it.
+	becomeReady := func(lastError string) {
 		ready = true
 		cmds = c.cmds
 		hs.Stop()
 		c.setStatus(func(s *Status) {
-			s.State, s.LastError, s.SessionID, s.BotUserID = StateReady, "", sess.id, sess.botUserID
+			s.State, s.LastError, s.SessionID, s.BotUserID = StateReady, lastError, sess.id, sess.botUserID
 		})
 		c.log.Info("gateway ready", "session_id", sess.id, "resumed", resuming)
 	}
@@ -374,14 +383,12 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 				case stepReady:
 					awaitGuild = true
 				case stepReadyNoGuild:
-					becomeReady()
-					c.reportMissing(sess.missing)
+					becomeReady(c.reportMissing(sess.missing))
 				case stepResumed:
-					becomeReady()
+					becomeReady("")
 				case stepGuild:
 					if awaitGuild && !ready {
-						becomeReady()
-						c.reportMissing(sess.missing)
+						becomeReady(c.reportMissing(sess.missing))
 					}
 				}
 			case opHello:
@@ -417,18 +424,18 @@ func (c *Client) Shard() [2]int {
 	return c.shard
 }
 
-// reportMissing names, in Status, the served guilds the bot is not in
-// (on this shard).
-func (c *Client) reportMissing(missing []string) {
+// reportMissing logs the served guilds the bot is not in (on this shard)
+// and returns the LastError that names them for Status; "" for none.
+func (c *Client) reportMissing(missing []string) string {
 	if len(missing) == 0 {
-		return
+		return ""
 	}
 	msg := fmt.Sprintf("the bot is not a member of guild %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
 	if len(missing) > 1 {
 		msg = fmt.Sprintf("the bot is not a member of guilds %s: invite it with the bridge's permissions", strings.Join(missing, ", "))
 	}
 	c.log.Warn("served guilds missing from READY", "missing", strings.Join(missing, ","))
-	c.setStatus(func(s *Status) { s.LastError = msg })
+	return msg
 }
 
 // afterReadError turns a read failure into what to do next, from the close

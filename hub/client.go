@@ -570,7 +570,7 @@ func (c *Client) auth(msg clientMessage, again bool) bool {
 	}
 	c.mu.Unlock()
 	ack := ackMessage{
-		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: guilds[0], Guilds: guilds,
+		V: ProtocolVersion, Type: TypeAck, Event: "auth.ok", GuildID: guilds[0], Guilds: guilds, Servers: c.hub.servers(guilds),
 		UserID: claims.Subject, Name: claims.Name, ClientID: c.id, ExpiresAt: claims.Expiry.Unix(),
 		Admin: c.hub.IsAdmin(claims),
 	}

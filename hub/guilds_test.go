@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,7 +87,16 @@ const secondGuild = "888888888888888888"
 // ack names only the first, and REST for the second gets 403 naming it,
 // while a token allowed both sees both and must pick one to create.
 func TestGuildsClaimScopesEventsAndREST(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Guilds = []string{testGuild, secondGuild} })
+	e := newEnv(t, func(o *Options) {
+		o.Guilds = []string{testGuild, secondGuild}
+		// The first guild's name is known, the second's not yet.
+		o.GuildName = func(id string) string {
+			if id == testGuild {
+				return "Guild A"
+			}
+			return ""
+		}
+	})
 	e.rooms.rooms = []Room{
 		{ChannelID: "111111111111111111", Name: "a-room", GuildID: testGuild},
 		{ChannelID: "111111111111111112", Name: "b-room", GuildID: secondGuild},
@@ -102,6 +112,10 @@ func TestGuildsClaimScopesEventsAndREST(t *testing.T) {
 	ab, ackAB := e.connect(t, both)
 	if g, _ := ackAB["guilds"].([]any); len(g) != 2 || g[0] != testGuild || g[1] != secondGuild {
 		t.Fatalf("ack of the two-guild token %v, want both in the bridge's order", ackAB)
+	}
+	servers, _ := json.Marshal(ackAB["servers"])
+	if want := `[{"id":"` + testGuild + `","name":"Guild A"},{"id":"` + secondGuild + `"}]`; string(servers) != want {
+		t.Fatalf("ack servers %s, want %s: each guild with its name, none while unknown", servers, want)
 	}
 	b, ackB := e.connect(t, onlyB)
 	if ackB["guildId"] != secondGuild {

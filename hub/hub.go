@@ -90,6 +90,10 @@ type Options struct {
 	// (Claims.GuildsSet false); empty: such a token may use none. A token
 	// allowed none of Guilds gets 403 on REST and is refused by the hub.
 	DefaultGuildID string
+	// GuildName is a served guild's name, "" while unknown; the auth ack
+	// carries it beside each guild id so a UI shows names. Nil: no names.
+	// It must not block.
+	GuildName func(guildID string) string
 	// Rooms serves the room REST endpoints.
 	Rooms Rooms
 	// Auth verifies bearer tokens on REST and the token of the hub's auth
@@ -390,6 +394,18 @@ func (h *Hub) allowedGuilds(c Claims) []string {
 	for _, g := range h.opts.Guilds {
 		if allowsGuild(c, g, h.opts.DefaultGuildID) {
 			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// servers names guilds for the ack (Options.GuildName).
+func (h *Hub) servers(guilds []string) []ServerInfo {
+	out := make([]ServerInfo, len(guilds))
+	for i, g := range guilds {
+		out[i].ID = g
+		if h.opts.GuildName != nil {
+			out[i].Name = h.opts.GuildName(g)
 		}
 	}
 	return out

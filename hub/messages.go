@@ -80,14 +80,26 @@ type ackMessage struct {
 	Event   string `json:"event"`
 	GuildID string `json:"guildId"` // the first of Guilds
 	// Guilds are the served guilds the token allows, the bridge's order.
-	Guilds    []string `json:"guilds"`
-	UserID    string   `json:"userId"`
-	Name      string   `json:"name"`
-	ClientID  string   `json:"clientId"`
-	ExpiresAt int64    `json:"expiresAt"` // unix seconds: send a new auth before this
+	Guilds []string `json:"guilds"`
+	// Servers are Guilds with their names, in the same order: what a UI
+	// shows of each (added within version 1, so guilds keeps its form).
+	Servers   []ServerInfo `json:"servers"`
+	UserID    string       `json:"userId"`
+	Name      string       `json:"name"`
+	ClientID  string       `json:"clientId"`
+	ExpiresAt int64        `json:"expiresAt"` // unix seconds: send a new auth before this
 	// Admin: the token carries the admin role (Options.AdminRole), so the
 	// user may end any room.
 	Admin bool `json:"admin"`
+}
+
+// ServerInfo is one Discord server (guild) the token allows, as the ack
+// names it.
+type ServerInfo struct {
+	ID string `json:"id"`
+	// Name is the guild's name from Discord; absent while the bridge's
+	// gateway has not received it (show the id then).
+	Name string `json:"name,omitempty"`
 }
 
 // errorMessage answers a message the hub could not take; ID echoes the

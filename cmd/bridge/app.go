@@ -151,6 +151,10 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		httpClient: a.metrics.httpClient(),
 		tune:       tune.gateway,
 		session:    saveSession,
+		// Alone, the bridge connects the shards a bot's servers move to
+		// when Discord asks for more (close 4011); with other instances
+		// each gateway is leased on its own, so that waits for a restart.
+		reshard: cfg.RedisURL == "",
 		publish: func(bot int, e gateway.Event) {
 			if p, ok := e.Payload.(gateway.VoicePayload); ok && !p.Bot && a.bots.own(p.UserID) {
 				p.Bot = true // another bot of the pool: the bridge's own too
@@ -184,6 +188,7 @@ func (a *app) start(ctx context.Context, tune tuning) error {
 		GuildID:        guildID,
 		Guilds:         a.bots.guildIDs(),
 		DefaultGuildID: defaultGuild, // tokens without a guilds claim keep DISCORD_GUILD_ID
+		GuildName:      a.bots.guildName,
 		Rooms:          roomsAdapter{b: a.bots, calls: a.calls},
 		HMACSecret:     []byte(cfg.HMACSecret),
 		AllowedOrigins: cfg.AllowedOrigins,

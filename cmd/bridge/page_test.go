@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -709,10 +710,23 @@ func TestPageGuildPicker(t *testing.T) {
 		t.Fatal(err)
 	}
 	guildA := st.demo.Discord.Options().GuildID
+	// The ack names the servers once a gateway in each received its
+	// GUILD_CREATE.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	waitUntil(t, ctx, "both guilds' names known", func() bool {
+		return st.bots.guildName(guildA) != "" && st.bots.guildName(guildB) != ""
+	})
 	tok := st.devTokenFor(t, "Two Servers", []string{guildA, guildB})
 	p := &page{t: t, ctx: startBrowser(t), name: "guilds"}
 	p.do("open a sign-in link for two servers", 15*time.Second, chromedp.Navigate(st.base+"/#token="+tok),
 		chromedp.WaitVisible(testid("view-rooms")), chromedp.WaitVisible(testid("guild-picker")))
+	// The picker shows the servers by their Discord names, in the
+	// bridge's order.
+	names := eval[[]string](p, `[...document.querySelectorAll('[data-testid=guild-picker] option')].map((o) => o.textContent)`)
+	if want := []string{st.demo.Discord.Options().GuildName, "Guild B"}; !slices.Equal(names, want) {
+		t.Errorf("the server picker offers %q, want the guilds' names %q", names, want)
+	}
 	p.waitJS("the Lobby listed", 10*time.Second, `!!(`+roomSel("Lobby")+`)`)
 	if eval[bool](p, `!!(`+roomSel("Far table")+`)`) {
 		t.Error("guild B's room is listed while guild A is chosen")

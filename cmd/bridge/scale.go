@@ -309,6 +309,7 @@ func (cl *cluster) keepLease(bl *botLease) {
 	} else {
 		cl.log.Info("this instance holds the bot's gateway lease: identifying", "bot", bl.name, "token", h.Token)
 	}
+	cl.bots.report.seed(sess) // the previous holder published the saved view
 	if err := cl.bots.pool.OpenBot(context.Background(), bl.bot, sess); err != nil {
 		cl.log.Error("opening the gateway of a lease taken", "bot", bl.name, "err", err)
 	}

@@ -40,7 +40,9 @@ func TestShardsOfABotInManyGuilds(t *testing.T) {
 	fast := tune.gateway
 	tune.gateway = func(o *gateway.Options) {
 		fast(o)
-		o.IdentifyInterval = 1100 * time.Millisecond // a bucket's window, a little over the emulator's
+		// A bucket's window, half as long again as the emulator's: a loaded
+		// machine may send one identify late and the next on time.
+		o.IdentifyInterval = 1500 * time.Millisecond
 	}
 	ta := startTestApp(t, tune, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
@@ -124,4 +126,78 @@ func TestShardsOfABotInManyGuilds(t *testing.T) {
 		perShard[want[0]]++
 	}
 	t.Logf("rooms by shard: %v", perShard)
+}
+
+// TestReshardAtRuntime: a bot of two guilds runs one shard until Discord
+// asks for two (its sessions closed with 4011): the bridge then runs a
+// client for each shard, and the guild that moved to the new shard is
+// served again without a restart: a room created in it reaches a hub
+// socket, once.
+func TestReshardAtRuntime(t *testing.T) {
+	checkLeaks(t)
+	tune := fastTuning()
+	tune.demo.Discord.ExtraBots = []discordemu.Bot{} // the primary bot alone
+	home := tune.demo.Discord.GuildID
+	if home == "" {
+		home = "200000000000000001" // the emulator's default
+	}
+	var moved string
+	for k := uint64(1000); moved == ""; k++ {
+		if id := strconv.FormatUint(k<<22, 10); gateway.ShardOf(id, 2) != gateway.ShardOf(home, 2) {
+			moved = id
+		}
+	}
+	movedCategory := strconv.FormatUint(mustParse(t, moved)+1, 10)
+	tune.demo.Discord.Guilds = []discordemu.Guild{{ID: moved, Name: "Moved", CategoryID: movedCategory}}
+	ta := startTestApp(t, tune, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	t.Cleanup(cancel)
+	if home != ta.demo.Discord.Options().GuildID {
+		t.Fatalf("the demo's guild is %s, want %s", ta.demo.Discord.Options().GuildID, home)
+	}
+	if err := ta.gw.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ta.bots.allClients()); n != 1 {
+		t.Fatalf("%d gateway clients before sharding is required, want 1", n)
+	}
+	watch := ta.dialHub(t, ta.devTokenFor(t, "ann", []string{home, moved}))
+	newVoiceRoomIn(t, ctx, ta, moved, movedCategory, "before")
+
+	ta.demo.Discord.SetShards(2)
+	if !ta.demo.Discord.CloseBotWithCode(primaryBotID, 4011, "Sharding required.") {
+		t.Fatal("the bot had no connection to close")
+	}
+	waitUntil(t, ctx, "a client of each of the two shards, each ready", func() bool {
+		got := map[[2]int]bool{}
+		for _, c := range ta.bots.allClients() {
+			if c.Status().State == gateway.StateReady && c.Loaded(ta.bots.homeOf(c)) {
+				got[c.Shard()] = true
+			}
+		}
+		return got[[2]int{0, 2}] && got[[2]int{1, 2}]
+	})
+	id := newVoiceRoomIn(t, ctx, ta, moved, movedCategory, "after")
+	if err := watch.waitFor(ctx, func() bool { return roomCreations(t, watch)[id] > 0 }); err != nil {
+		t.Fatalf("the room of the guild that moved shard did not reach the socket: %v (%v)", err, watch.eventNames())
+	}
+	r, ok := ta.bots.room(id)
+	if !ok || r.GuildID != moved {
+		t.Fatalf("the bridge lists the moved guild's room as %+v, %v", r, ok)
+	}
+	if c := ta.bots.reporterOf(moved); c == nil || c.Shard() != [2]int{gateway.ShardOf(moved, 2), 2} {
+		t.Fatalf("the moved guild is reported by a client of shard %v, want %d of 2", c.Shard(), gateway.ShardOf(moved, 2))
+	}
+	if n := roomCreations(t, watch)[id]; n != 1 {
+		t.Fatalf("the moved guild's room was reported %d times, want once", n)
+	}
+}
+
+func mustParse(t *testing.T, id string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -476,6 +476,10 @@ type identifyData struct {
 
 // handleIdentify starts a session ("Identifying"): READY then GUILD_CREATE.
 func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
+	// The identify's arrival, not when the lock is had: another shard's
+	// READY and GUILD_CREATEs, dispatched under the lock, must not make
+	// an identify paced right look early.
+	now := time.Now()
 	var d identifyData
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return closeDecodeError, "Error while decoding Identify."
@@ -513,7 +517,6 @@ func (s *Server) handleIdentify(c *conn, raw json.RawMessage) (int, string) {
 	// max_concurrency buckets: shard_id % max_concurrency ("Max
 	// Concurrency"); each bucket takes one identify per interval.
 	bucket := shard[0] % s.opts.MaxConcurrency
-	now := time.Now()
 	if last := b.lastIdentify[bucket]; !last.IsZero() && now.Sub(last) < s.opts.IdentifyInterval {
 		// max_concurrency exceeded: Invalid Session ("Rate Limiting").
 		if b == s.bots[0] {

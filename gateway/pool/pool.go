@@ -70,6 +70,7 @@ type Pool struct {
 
 	mu     sync.Mutex
 	bots   []*member
+	opened bool // Open ran: Add opens the bots it adds
 	closed bool
 
 	stop chan struct{}
@@ -144,7 +145,11 @@ func New(opts Options) (*Pool, error) {
 // bot that fails later leaves the pool; Open fails only when a gateway
 // cannot be started at all.
 func (p *Pool) Open(ctx context.Context) error {
-	for _, m := range p.bots {
+	p.mu.Lock()
+	p.opened = true
+	bots := slices.Clone(p.bots)
+	p.mu.Unlock()
+	for _, m := range bots {
 		if err := m.Client.Open(ctx); err != nil {
 			return fmt.Errorf("pool: %s: %w", m.Name, err)
 		}
@@ -157,22 +162,58 @@ func (p *Pool) Open(ctx context.Context) error {
 	return nil
 }
 
-// OpenBot opens the gateway of the pool's i-th bot alone, starting from
-// the session s (gateway.Client.OpenSession; a zero s identifies). With
-// several instances of a bridge, an instance opens a bot's gateway when it
-// takes that bot's lease, resuming the session its last holder saved.
-func (p *Pool) OpenBot(ctx context.Context, i int, s gateway.Session) error {
-	if i < 0 || i >= len(p.bots) {
-		return fmt.Errorf("%w: no bot %d in a pool of %d", ErrOptions, i, len(p.bots))
+// Add adds a bot to the pool, after those given to New; when the pool was
+// opened (Open), its gateway is opened too. The bridge adds the gateway
+// client of a new shard this way when Discord asks a bot for more shards.
+func (p *Pool) Add(ctx context.Context, b Bot) error {
+	if b.Client == nil || len(b.Guilds) == 0 {
+		return fmt.Errorf("%w: bot %s needs a gateway client and a guild", ErrOptions, b.Name)
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	p.wg.Add(1) // under the lock: Close waits for it
+	m := &member{Bot: b, leases: make(map[string]*Lease)}
+	p.bots = append(p.bots, m)
+	open := p.opened
+	if open {
+		p.wg.Add(1) // under the lock: Close waits for it
+	}
 	p.mu.Unlock()
+	if !open {
+		return nil
+	}
+	if err := m.Client.Open(ctx); err != nil {
+		p.wg.Done()
+		return fmt.Errorf("pool: %s: %w", m.Name, err)
+	}
+	go func() {
+		defer p.wg.Done()
+		p.watch(m)
+	}()
+	p.opts.OnChange()
+	return nil
+}
+
+// OpenBot opens the gateway of the pool's i-th bot alone, starting from
+// the session s (gateway.Client.OpenSession; a zero s identifies). With
+// several instances of a bridge, an instance opens a bot's gateway when it
+// takes that bot's lease, resuming the session its last holder saved.
+func (p *Pool) OpenBot(ctx context.Context, i int, s gateway.Session) error {
+	p.mu.Lock()
+	if i < 0 || i >= len(p.bots) {
+		n := len(p.bots)
+		p.mu.Unlock()
+		return fmt.Errorf("%w: no bot %d in a pool of %d", ErrOptions, i, n)
+	}
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.wg.Add(1) // under the lock: Close waits for it
 	m := p.bots[i]
+	p.mu.Unlock()
 	if err := m.Client.OpenSession(ctx, s); err != nil {
 		p.wg.Done()
 		return fmt.Errorf("pool: %s: %w", m.Name, err)
@@ -302,6 +343,30 @@ func (p *Pool) LeadOf(guildID string) *gateway.Client {
 	return first
 }
 
+// Reporter is the bot whose gateway reports guildID's room events:
+// current while it stays in the pool and holds the guild's view
+// (gateway.Client.Loaded), else the first bot in the pool that does; nil
+// while none does. Only a bot known to be in the guild is chosen, so no
+// event goes to one that does not see it; and the reporter changes only
+// when it must, since two bots see the same events at different moments.
+func (p *Pool) Reporter(guildID string, current *gateway.Client) *gateway.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first *gateway.Client
+	for _, m := range p.bots {
+		if m.failed || !slices.Contains(m.Guilds, guildID) || !m.Client.Loaded(guildID) || m.Client.Status().Fatal {
+			continue
+		}
+		if m.Client == current {
+			return current
+		}
+		if first == nil {
+			first = m.Client
+		}
+	}
+	return first
+}
+
 // Healthy reports whether some bot is ready.
 func (p *Pool) Healthy() bool {
 	p.mu.Lock()
@@ -358,8 +423,11 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Unlock()
 	close(p.stop)
 	p.wg.Wait()
+	p.mu.Lock()
+	bots := slices.Clone(p.bots)
+	p.mu.Unlock()
 	var errs []error
-	for _, m := range p.bots {
+	for _, m := range bots {
 		if err := m.Client.Close(ctx); err != nil && !errors.Is(err, gateway.ErrClosed) && !errors.Is(err, gateway.ErrNotOpen) {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 		}

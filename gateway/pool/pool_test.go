@@ -90,6 +90,10 @@ func TestOpenBotAlone(t *testing.T) {
 	if err := p.OpenBot(ctx, 2, gateway.Session{}); !errors.Is(err, pool.ErrOptions) {
 		t.Fatalf("OpenBot(2) of two bots: %v", err)
 	}
+	guild := bots[0].Guilds[0]
+	if r := p.Reporter(guild, nil); r != nil {
+		t.Fatal("a bot reports the guild's events before any gateway connected")
+	}
 	if err := p.OpenBot(ctx, 1, gateway.Session{}); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +103,10 @@ func TestOpenBotAlone(t *testing.T) {
 	<-changed // bot 2 is ready: the pool's capacity changed
 	if st := bots[0].Client.Status().State; st != gateway.StateIdle {
 		t.Fatalf("bot 1 is %s, want idle", st)
+	}
+	// Bot 1 leads the pool, but only bot 2 sees the guild's events.
+	if r := p.Reporter(guild, nil); r != bots[1].Client {
+		t.Fatal("the guild's reporter is not bot 2, the one bot connected")
 	}
 	if !p.Healthy() {
 		t.Fatal("the pool with bot 2 ready is not healthy")
@@ -127,6 +135,19 @@ func TestLeasesOneBotPerRoom(t *testing.T) {
 	}
 	if l1.Bot == l2.Bot {
 		t.Fatal("two rooms got the same bot")
+	}
+	// The reporter is the first bot in the guild, and stays whichever it
+	// is while it holds the guild.
+	first := st0Client(t, p, l1, l2)
+	other := l1.Bot.Client
+	if other == first {
+		other = l2.Bot.Client
+	}
+	if r := p.Reporter(guild, nil); r != first {
+		t.Fatal("with no reporter yet, the first bot is not chosen")
+	}
+	if r := p.Reporter(guild, other); r != other {
+		t.Fatal("the reporter changed while it holds the guild")
 	}
 	if _, err := p.Acquire(guild, "303"); !errors.Is(err, pool.ErrNoFreeBot) {
 		t.Fatalf("third room: %v, want ErrNoFreeBot", err)
@@ -189,6 +210,9 @@ func TestBotWithRevokedTokenLeavesThePool(t *testing.T) {
 	if p.Lead() != st0Client(t, p, l1, l2) {
 		t.Fatal("the failed bot still leads")
 	}
+	if r := p.Reporter(guild, second.Bot.Client); r != st0Client(t, p, l1, l2) {
+		t.Fatal("the failed bot still reports the guild's events")
+	}
 	if !p.Healthy() {
 		t.Fatal("the pool is not healthy with one bot ready")
 	}
@@ -211,5 +235,41 @@ func TestOptionsNeedBots(t *testing.T) {
 	}
 	if _, err := pool.New(pool.Options{Bots: []pool.Bot{{Name: "x"}}}); !errors.Is(err, pool.ErrOptions) {
 		t.Fatalf("no client: %v", err)
+	}
+}
+
+// Add checks its bot and refuses once the pool is closed; a bot added to
+// an open pool is opened and counts (the bridge's runtime re-sharding is
+// the test of a whole new shard).
+func TestAdd(t *testing.T) {
+	emu, p := startPool(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Add(ctx, pool.Bot{Name: "empty"}); !errors.Is(err, pool.ErrOptions) {
+		t.Fatalf("Add of a bot without a client: %v, want ErrOptions", err)
+	}
+	o := emu.Options()
+	c, err := gateway.New(gateway.Options{Token: o.Token, GuildID: o.GuildID, CategoryID: o.CategoryID,
+		APIBase: emu.URL() + "/api/v10", IdentifyInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Add(ctx, pool.Bot{Name: "bot 1 again", Client: c, Guilds: []string{o.GuildID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatalf("the added bot's gateway: %v", err)
+	}
+	if st := p.Status(); len(st) != 3 || st[2].Name != "bot 1 again" {
+		t.Fatalf("status after Add %+v", st)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status().State; st != gateway.StateStopped {
+		t.Fatalf("the added bot's gateway is %s after Close, want stopped", st)
+	}
+	if err := p.Add(ctx, pool.Bot{Name: "late", Client: c, Guilds: []string{o.GuildID}}); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("Add after Close: %v, want ErrClosed", err)
 	}
 }

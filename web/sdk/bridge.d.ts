@@ -45,6 +45,8 @@ export interface Ack {
   guildId: string;
   /** The Discord servers the token allows, in the bridge's order: their events and rooms only. */
   guilds: string[];
+  /** The guilds again, in the same order, with their Discord names (absent while unknown: show the id). */
+  servers?: { id: string; name?: string }[];
   userId: string; name: string; clientId: string;
   /** Unix seconds. */
   expiresAt: number;

@@ -387,7 +387,8 @@ function onHubState({ state, retryAt, attempt }) {
 
 async function onHubReady(ack) {
   S.me = { userId: ack.userId || '', name: ack.name || S.devName || '', admin: ack.admin === true };
-  setGuilds(Array.isArray(ack.guilds) && ack.guilds.length ? ack.guilds : [ack.guildId].filter(Boolean));
+  setGuilds(Array.isArray(ack.guilds) && ack.guilds.length ? ack.guilds : [ack.guildId].filter(Boolean),
+    Array.isArray(ack.servers) ? ack.servers : []);
   $('who').textContent = S.me.name ? `Signed in as ${S.me.name}` : 'Signed in';
   $('who').hidden = false;
   $('signout').hidden = false;
@@ -461,13 +462,17 @@ function onHubEvent(event, p) {
 
 // ---------------------------------------------------------------- rooms
 
-// setGuilds takes the Discord servers the token allows (the ack's guilds):
-// with several, the picker shows and the rooms are the chosen server's.
-function setGuilds(guilds) {
+// setGuilds takes the Discord servers the token allows (the ack's guilds,
+// named by its servers): with several, the picker shows and the rooms are
+// the chosen server's. A server whose name the bridge does not know yet is
+// shown by its place and id.
+function setGuilds(guilds, servers) {
   S.guilds = guilds;
   if (!guilds.includes(S.guild)) S.guild = guilds[0] || '';
+  const names = new Map((servers || []).filter((s) => s && s.id && s.name).map((s) => [s.id, s.name]));
+  const label = (g, i) => names.get(g) || `Server ${i + 1} (${g})`;
   const picker = $('guild-picker');
-  picker.replaceChildren(...guilds.map((g, i) => el('option', { value: g, text: `Server ${i + 1} (${g})` })));
+  picker.replaceChildren(...guilds.map((g, i) => el('option', { value: g, text: label(g, i) })));
   picker.value = S.guild;
   $('guild-field').hidden = guilds.length < 2;
 }
@@ -475,7 +480,8 @@ function setGuilds(guilds) {
 $('guild-picker').addEventListener('change', (e) => {
   S.guild = e.target.value;
   renderRooms();
-  announce(`Showing the rooms of server ${e.target.selectedIndex + 1}.`);
+  const opt = e.target.selectedOptions[0];
+  announce(`Showing the rooms of ${opt ? opt.textContent : 'server ' + (e.target.selectedIndex + 1)}.`);
 });
 
 // inGuild: with one server every room is shown; with several, the chosen one's.
