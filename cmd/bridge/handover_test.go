@@ -29,21 +29,8 @@ func TestGatewayHandoverAtShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rs, err := redistest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rs.Close() })
-	emu, err := discordemu.Start(discordemu.Options{IdentifyInterval: time.Nanosecond, HeartbeatInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
+	_, emu, env := redisAndEmulator(t)
 	o := emu.Options()
-	env := func(id string) map[string]string {
-		return map[string]string{"DISCORD_BOT_TOKEN": o.Token, "DISCORD_API_BASE": emu.URL() + "/api/v10", "DISCORD_GUILD_ID": o.GuildID,
-			"ROOM_CATEGORY_ID": o.CategoryID, "DEV_AUTH": "1", "REDIS_URL": rs.URL(), "INSTANCE_ID": id, "OPERATOR_TOKEN": multiOperatorToken}
-	}
 	holds := func(a *testApp) bool {
 		v, err := readLeases(a.Addr())
 		return err == nil && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held && v.Operator.Gateway.State == "ready"
@@ -96,20 +83,8 @@ func TestGatewayLeaseLostIsGivenUp(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rs, err := redistest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rs.Close() })
-	emu, err := discordemu.Start(discordemu.Options{IdentifyInterval: time.Nanosecond, HeartbeatInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
-	o := emu.Options()
-	a := startTestApp(t, tuning{}, map[string]string{"DISCORD_BOT_TOKEN": o.Token, "DISCORD_API_BASE": emu.URL() + "/api/v10",
-		"DISCORD_GUILD_ID": o.GuildID, "ROOM_CATEGORY_ID": o.CategoryID, "DEV_AUTH": "1", "REDIS_URL": rs.URL(),
-		"INSTANCE_ID": "a", "OPERATOR_TOKEN": multiOperatorToken})
+	rs, emu, env := redisAndEmulator(t)
+	a := startTestApp(t, tuning{}, env("a"))
 	waitUntil(t, ctx, "a holds the gateway", func() bool {
 		v, err := readLeases(a.Addr())
 		return err == nil && v.Ready && len(v.Operator.Cluster.Leases) == 1 && v.Operator.Cluster.Leases[0].Held && v.Operator.Gateway.State == "ready"
@@ -163,4 +138,26 @@ func scrapeCounter(t *testing.T, addr, series string) float64 {
 	}
 	t.Fatalf("/metrics has no %s", series)
 	return 0
+}
+
+// redisAndEmulator starts a redis-server and an emulated Discord for the
+// test, and returns the environment of a bridge instance named id on
+// them (dev sign-in, the operator token).
+func redisAndEmulator(t *testing.T) (*redistest.Server, *discordemu.Server, func(id string) map[string]string) {
+	t.Helper()
+	rs, err := redistest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	emu, err := discordemu.Start(discordemu.Options{IdentifyInterval: time.Nanosecond, HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	o := emu.Options()
+	return rs, emu, func(id string) map[string]string {
+		return map[string]string{"DISCORD_BOT_TOKEN": o.Token, "DISCORD_API_BASE": emu.URL() + "/api/v10", "DISCORD_GUILD_ID": o.GuildID,
+			"ROOM_CATEGORY_ID": o.CategoryID, "DEV_AUTH": "1", "REDIS_URL": rs.URL(), "INSTANCE_ID": id, "OPERATOR_TOKEN": multiOperatorToken}
+	}
 }
