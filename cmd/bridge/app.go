@@ -380,6 +380,9 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 	if cfg.ICEPublicIP != "" {
 		o.PublicIPs = []string{cfg.ICEPublicIP}
 	}
+	if a.metrics != nil {
+		o.ObserveDiscordAudio = a.metrics.lat.ToBrowsers
+	}
 	if cfg.Mix {
 		o.Mix = media.MixOptions{
 			NewEncoder: func(bitrate int) (media.Encoder, error) {
@@ -387,6 +390,9 @@ func (a *app) mediaOptions(guildID string, tune tuning) media.Options {
 			},
 			Bitrate: cfg.MixBitrate, MaxSpeakers: cfg.MixMaxSpeakers,
 			JitterMin: cfg.MixJitterMin, JitterMax: cfg.MixJitterMax,
+		}
+		if a.metrics != nil {
+			o.Mix.ObserveLatency = a.metrics.lat.Mixed
 		}
 	}
 	o.ICEServers = cfg.ICEServers

@@ -20,6 +20,7 @@ type appMetrics struct {
 	reg  *prometheus.Registry
 	rest *metrics.REST
 	seam *metrics.Seam
+	lat  *metrics.Latency
 
 	mu      sync.Mutex
 	conns   map[*voice.Conn]struct{}
@@ -39,6 +40,9 @@ func newAppMetrics() (*appMetrics, error) {
 		return nil, err
 	}
 	if m.seam, err = metrics.NewSeam(m.reg); err != nil {
+		return nil, err
+	}
+	if m.lat, err = metrics.NewLatency(m.reg); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -7,6 +7,7 @@ import (
 
 	bridgemedia "github.com/voicebridge/bridge/media"
 
+	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -39,19 +40,9 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (f
 	if !ok {
 		return 0, false
 	}
-next:
 	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		if len(got) != len(labels)/2 {
+		if !hasLabels(m, labels) {
 			continue
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if got[labels[i]] != labels[i+1] {
-				continue next
-			}
 		}
 		switch {
 		case m.Counter != nil:
@@ -158,4 +149,70 @@ func TestMetricsScriptedCall(t *testing.T) {
 		v, _ := sample(scrape(t, ta), "bridge_media_frames_forwarded_total", "direction", "discord_to_browsers", "kind", "audio")
 		return v == spoken
 	})
+
+	// With a browser in the call, every copy it receives was observed in
+	// the forwarding latency histogram when its connection sent it; no
+	// browser was there for the frames above.
+	if n := histogramCount(scrape(t, ta), "bridge_media_forward_latency_seconds", "direction", "discord_to_browsers"); n != 0 {
+		t.Fatalf("forwarding latency observed %d copies with no browser in the call", n)
+	}
+	bea := newE2EBrowser(t, ta, "bea", browserOptions{})
+	bea.join(ctx, room)
+	// received counts the packets bea recorded on the member's track.
+	received := func() int {
+		for _, tr := range bea.Tracks(0) {
+			if tr.Remote.StreamID() == "discord-470000000000000001" && tr.Remote.Kind() == webrtc.RTPCodecTypeAudio {
+				return len(bea.packets(tr, 0))
+			}
+		}
+		return 0
+	}
+	sentToBea := 0
+	waitUntil(t, ctx, "bea receives the member", func() bool {
+		if err := listener.SendOpus(tone[sentToBea%len(tone)]); err != nil {
+			t.Fatal(err)
+		}
+		sentToBea++
+		return received() >= 10
+	})
+	got := received()
+	waitUntil(t, ctx, "every copy bea received is in the latency histogram", func() bool {
+		n := histogramCount(scrape(t, ta), "bridge_media_forward_latency_seconds", "direction", "discord_to_browsers")
+		if n > uint64(sentToBea) {
+			t.Fatalf("%d copies observed, more than the %d frames sent to one browser", n, sentToBea)
+		}
+		return n >= uint64(got)
+	})
+}
+
+// hasLabels says whether m's labels are exactly labels (name, value pairs).
+func hasLabels(m *dto.Metric, labels []string) bool {
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	if len(got) != len(labels)/2 {
+		return false
+	}
+	for i := 0; i+1 < len(labels); i += 2 {
+		if v, ok := got[labels[i]]; !ok || v != labels[i+1] {
+			return false
+		}
+	}
+	return true
+}
+
+// histogramCount is the sample count of a histogram series in fams (0 when
+// absent); labels are name, value pairs.
+func histogramCount(fams map[string]*dto.MetricFamily, name string, labels ...string) uint64 {
+	f, ok := fams[name]
+	if !ok {
+		return 0
+	}
+	for _, m := range f.GetMetric() {
+		if hasLabels(m, labels) && m.Histogram != nil {
+			return m.Histogram.GetSampleCount()
+		}
+	}
+	return 0
 }

@@ -381,6 +381,13 @@ func TestMixE2ENoEcho(t *testing.T) {
 	mic := talker.publishOpus(libopusTone(t, 2500), loudLevel)
 	waitUntil(t, ctx, "the echo member hears 1 s of the bot", func() bool { return len(botAudio(echo, bot, 0)) >= 50 })
 	audiotest.RequireTone(t, "the echo member's audio from the bot", botAudio(echo, bot, 0), 2500)
+	// Every frame of the bot's that is not silence mixed at least one of
+	// the talker's packets, and each packet mixed is in the mix latency
+	// histogram.
+	heard := len(botAudio(echo, bot, 0))
+	waitUntil(t, ctx, "the talker's mixed packets are in the mix latency histogram", func() bool {
+		return histogramCount(scrape(t, ta), "bridge_mix_latency_seconds") >= uint64(heard)
+	})
 	mic.SetPaused(true)
 	waitQuiet(t, ctx, echo, bot)
 	quiet := len(echo.ReceivedOpus(bot))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,9 @@ func allFamilies(t *testing.T) map[string]bool {
 	if _, err := NewLeases(reg, func() int { return 0 }); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := NewLatency(reg); err != nil {
+		t.Fatal(err)
+	}
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +101,12 @@ func TestDashboardMatchesRegistry(t *testing.T) {
 	onDashboard := map[string]bool{}
 	for title, names := range queries {
 		for _, n := range names {
+			// A histogram is queried by its series' names.
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(n, suffix); ok && registered[base] {
+					n = base
+				}
+			}
 			onDashboard[n] = true
 			if !registered[n] {
 				t.Errorf("dashboard panel %q queries %s, which the bridge does not register", title, n)
@@ -120,6 +130,7 @@ func TestDashboardMatchesRegistry(t *testing.T) {
 		"bridge_gateway_lease_changes_total", "bridge_gateway_leases_held", "bridge_redis_events_fenced_total",
 		"bridge_room_browsers", "bridge_room_discord_members",
 		"bridge_ice_connection_failures_total", "bridge_dave_epochs_total",
+		"bridge_media_forward_latency_seconds", "bridge_mix_latency_seconds",
 	} {
 		if !registered[n] || !onDashboard[n] {
 			t.Errorf("%s: registered %v, on the dashboard %v; want both", n, registered[n], onDashboard[n])

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -314,3 +315,40 @@ func NewLeases(reg prometheus.Registerer, held func() int) (*Leases, error) {
 
 // Changed counts one change (one of LeaseChanges).
 func (l *Leases) Changed(change string) { l.changes.WithLabelValues(change).Inc() }
+
+// Latency holds the media latency histograms: how long the bridge holds a
+// Discord user's audio before a browser's connection sends it, and how
+// long a browser's audio waits from its arrival to the mixed frame that
+// carries it leaving for Discord (jitter buffer and mix together).
+// Observing is a few atomic adds, no allocation: it runs per packet.
+type Latency struct {
+	toBrowsers, mixed prometheus.Observer
+}
+
+// LatencyBuckets are the histograms' bucket bounds in seconds: from half a
+// millisecond (a packet passed straight on) to the jitter buffer's
+// ceiling and past it.
+var LatencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .04, .06, .08, .12, .2, .4}
+
+// NewLatency registers the latency histograms on reg.
+func NewLatency(reg prometheus.Registerer) (*Latency, error) {
+	forward := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "media_forward_latency_seconds",
+		Help:    "Time from a Discord user's audio packet reaching the bridge to a browser's connection sending it, per browser copy.",
+		Buckets: LatencyBuckets}, []string{"direction"})
+	mix := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "mix_latency_seconds",
+		Help:    "Time from a browser's audio packet reaching the bridge to the mixed frame carrying it leaving for Discord.",
+		Buckets: LatencyBuckets})
+	for _, c := range []prometheus.Collector{forward, mix} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return &Latency{toBrowsers: forward.WithLabelValues(string(ToBrowsers)), mixed: mix}, nil
+}
+
+// ToBrowsers observes one Discord packet sent to one browser, d after it
+// reached the bridge.
+func (l *Latency) ToBrowsers(d time.Duration) { l.toBrowsers.Observe(d.Seconds()) }
+
+// Mixed observes one browser packet mixed, d after it reached the bridge.
+func (l *Latency) Mixed(d time.Duration) { l.mixed.Observe(d.Seconds()) }
