@@ -70,7 +70,8 @@ func TestMetricsScriptedCall(t *testing.T) {
 	}
 	ta, ctx := startMediaE2E(t, tune)
 	room := newVoiceRoom(t, ctx, ta, "metrics-room")
-	listener := addDiscordMember(t, ta, "470000000000000001", "Listener", room)
+	const listenerID = "470000000000000001"
+	listener := addDiscordMember(t, ta, listenerID, "Listener", room)
 	tone := audiotest.Tone(t, 1000)
 	sent := map[string]bool{}
 	for _, f := range tone {
@@ -161,7 +162,7 @@ func TestMetricsScriptedCall(t *testing.T) {
 	// received counts the packets bea recorded on the member's track.
 	received := func() int {
 		for _, tr := range bea.Tracks(0) {
-			if tr.Remote.StreamID() == "discord-470000000000000001" && tr.Remote.Kind() == webrtc.RTPCodecTypeAudio {
+			if tr.Remote.StreamID() == "discord-"+listenerID && tr.Remote.Kind() == webrtc.RTPCodecTypeAudio {
 				return len(bea.packets(tr, 0))
 			}
 		}
