@@ -190,22 +190,28 @@ func (c *Client) run(ctx context.Context) {
 // serving the session until the connection ends.
 func (c *Client) connect(ctx context.Context, sess *sessionInfo, gw gatewayInfo, lastIdent *time.Time) result {
 	resuming := sess.id != ""
-	l, hb, res := c.handshake(ctx, sess, gw, lastIdent)
+	l, hb, answered, res := c.handshake(ctx, sess, gw, lastIdent)
 	if l == nil {
 		return res
 	}
+	defer answered()
 	defer l.shutdown()
 	defer hb.stop()
-	return c.serve(ctx, l, hb, sess, resuming)
+	return c.serve(ctx, l, hb, sess, resuming, answered)
 }
 
 // handshake dials the gateway (resume_gateway_url when resuming), waits
 // for Hello and sends Identify or Resume (Gateway, Connecting). On success
 // it returns the link and the heartbeat, which the caller stops; otherwise
-// a nil link and how the attempt ended.
-func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInfo, lastIdent *time.Time) (*link, *heartbeat, result) {
+// a nil link and how the attempt ended. With an identify queue, an
+// identify sent holds its bucket until answered is called: on Discord's
+// answer (READY or Invalid Session) or when the connection ends. Its
+// window then starts at the answer rather than at the send, so a server
+// slow to read the identify never sees the next one of the bucket early.
+func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInfo, lastIdent *time.Time) (*link, *heartbeat, func(), result) {
 	resuming := sess.id != ""
 	identified := false // an Identify was sent on this attempt
+	answered := func() {}
 	target := gw.url
 	if resuming {
 		c.setState(StateResuming, nil)
@@ -224,36 +230,41 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 			}
 			release, err := q.wait(ctx, c.shardOf(gw), gw.maxConcurrency, window)
 			if err != nil {
-				return nil, nil, result{next: nextStop}
+				return nil, nil, nil, result{next: nextStop}
 			}
-			// The bucket is this shard's until the identify is sent (its
-			// window starts then) or the attempt ends without one.
-			defer func() { release(identified) }()
+			// The bucket is this shard's until the identify is answered
+			// (its window starts then) or the attempt ends without one.
+			answered = func() { release(true) }
+			defer func() {
+				if !identified {
+					release(false)
+				}
+			}()
 		} else if !lastIdent.IsZero() {
 			if err := sleepCtx(ctx, time.Until(lastIdent.Add(gw.identifyInterval))); err != nil {
-				return nil, nil, result{next: nextStop}
+				return nil, nil, nil, result{next: nextStop}
 			}
 		}
 	}
 	wsURL, err := gatewayURL(target)
 	if err != nil {
 		// A bad resume_gateway_url: start over on the cached URL.
-		return nil, nil, result{next: nextIdentify, err: err}
+		return nil, nil, nil, result{next: nextIdentify, err: err}
 	}
 	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	conn, _, err := c.opts.Dialer.DialContext(dctx, wsURL, nil)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, result{next: nextStop}
+			return nil, nil, nil, result{next: nextStop}
 		}
-		return nil, nil, result{next: nextResume, err: fmt.Errorf("gateway: dial %s: %w", redactQuery(wsURL), err), dialFailed: true}
+		return nil, nil, nil, result{next: nextResume, err: fmt.Errorf("gateway: dial %s: %w", redactQuery(wsURL), err), dialFailed: true}
 	}
 	conn.SetReadLimit(maxFrameSize)
 	l := startLink(conn, c.log)
-	fail := func(r result) (*link, *heartbeat, result) {
+	fail := func(r result) (*link, *heartbeat, func(), result) {
 		l.shutdown()
-		return nil, nil, r
+		return nil, nil, nil, r
 	}
 
 	hs := time.NewTimer(handshakeTimeout)
@@ -307,14 +318,14 @@ func (c *Client) handshake(ctx context.Context, sess *sessionInfo, gw gatewayInf
 		hb.stop()
 		return fail(result{next: nextResume, err: fmt.Errorf("gateway: send handshake: %w", err)})
 	}
-	return l, hb, result{}
+	return l, hb, answered, result{}
 }
 
 // serve runs an identified (or resuming) connection: it waits (handshake
 // timeout) for READY and the guild's GUILD_CREATE, or RESUMED, then
 // handles heartbeats, dispatches and queued commands until the connection
 // ends.
-func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessionInfo, resuming bool) result {
+func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessionInfo, resuming bool, answered func()) result {
 	hs := time.NewTimer(handshakeTimeout)
 	defer hs.Stop()
 	var (
@@ -360,6 +371,9 @@ func (c *Client) serve(ctx context.Context, l *link, hb *heartbeat, sess *sessio
 				return result{next: nextResume, err: fmt.Errorf("gateway: send op %d: %w", cmd.payload.Op, err), ready: ready}
 			}
 		case f := <-l.frames:
+			if f.Op == opDispatch || f.Op == opInvalidSession {
+				answered() // READY or Invalid Session: the identify was read
+			}
 			switch f.Op {
 			case opHeartbeat:
 				if err := l.write(heartbeatFrame(sess.seq)); err != nil {
