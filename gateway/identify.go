@@ -10,8 +10,9 @@ import (
 // bot start max_concurrency sessions per 5 s, one per rate-limit bucket,
 // the bucket of shard shard_id % max_concurrency (Gateway, "Max
 // Concurrency"): shards of different buckets identify together, those of
-// one bucket one after the other, a window apart counted from the
-// identify's send. The clients of one bot's shards share one queue
+// one bucket one after the other, a window apart counted from Discord's
+// answer to the identify (a gateway times an identify when it reads it,
+// which may be well after the send). The clients of one bot's shards share one queue
 // (Options.Identify). The zero value is not usable; call
 // NewIdentifyQueue.
 type IdentifyQueue struct {
@@ -33,10 +34,11 @@ func NewIdentifyQueue() *IdentifyQueue {
 }
 
 // wait blocks until shard's bucket is free (no identify of it under way,
-// the window since its last send over), takes it and returns the function
-// that gives it back: sent true when the identify went out (the window
-// starts then), false when the attempt ended before. It returns ctx's
-// error if ctx ends first.
+// the window since the last one over), takes it and returns the function
+// that gives it back: sent true once an identify went out and was
+// answered or its connection ended (the window starts then), false when
+// the attempt ended before sending one. It returns ctx's error if ctx
+// ends first.
 func (q *IdentifyQueue) wait(ctx context.Context, shard, maxConcurrency int, window time.Duration) (func(sent bool), error) {
 	key := shard % max(1, maxConcurrency)
 	for {
