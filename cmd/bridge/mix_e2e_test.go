@@ -468,7 +468,7 @@ func TestMixE2ESpeechQuality(t *testing.T) {
 	// lined up again, within 40 ms, before it is measured.
 	mixSNR, mixLSD := segmentMetrics(src, heard, lag)
 	refSNR, refLSD := segmentMetrics(src, ref, 0) // the same measure
-	t.Logf("through the mix: segmental SNR %.2f dB, log-spectral distance %.2f dB; libopus 64 kbit/s: %.2f dB, %.2f dB", mixSNR, mixLSD, refSNR, refLSD)
+	t.Logf("through the mix (clip found %d samples into what the member heard): segmental SNR %.2f dB, log-spectral distance %.2f dB; libopus 64 kbit/s: %.2f dB, %.2f dB", lag, mixSNR, mixLSD, refSNR, refLSD)
 	if mixSNR < refSNR-speechSNRMargin {
 		t.Errorf("segmental SNR %.2f dB through the mix, more than %.1f dB below libopus's %.2f dB", mixSNR, speechSNRMargin, refSNR)
 	}
@@ -481,7 +481,7 @@ func TestMixE2ESpeechQuality(t *testing.T) {
 	mixSNR, mixLSD = segmentMetrics(src, heard, lag)
 	ref, _ = alignTo(src, audiotest.LibopusDecode(t, audiotest.LibopusEncode(t, withOthers, 64000, "--hard-cbr")))
 	refSNR, refLSD = segmentMetrics(src, ref, 0)
-	t.Logf("with two others at -20 dB: segmental SNR %.2f dB, log-spectral distance %.2f dB; libopus 64 kbit/s of the same: %.2f dB, %.2f dB", mixSNR, mixLSD, refSNR, refLSD)
+	t.Logf("with two others at -20 dB (clip found %d samples in, of %d heard): segmental SNR %.2f dB, log-spectral distance %.2f dB; libopus 64 kbit/s of the same: %.2f dB, %.2f dB", lag, len(heard), mixSNR, mixLSD, refSNR, refLSD)
 	if mixSNR < refSNR-speechSNRMargin {
 		t.Errorf("with others: segmental SNR %.2f dB through the mix, more than %.1f dB below libopus's %.2f dB", mixSNR, speechSNRMargin, refSNR)
 	}
